@@ -1,0 +1,139 @@
+"""The lineage graph (networkx): which data went from which system to which recipient.
+
+Nodes (id -> attributes):
+
+- ``category:<id>``  kind="category", label, identifying ("direct"/"indirect"/"none"/"unknown")
+- ``system:<id>``    kind="system", label, count (events it emitted), breaches {article: n}
+- ``recipient:<id>`` kind="recipient", label, recipient_kind (outsourcer, affiliate, ad_provider,
+  info_module, third_party, authority, or "unknown"), country ("" when unknown), example (bool)
+
+Edges:
+
+- ``category -> system`` relation="holds": the system handled that category; count
+- ``system -> recipient|system`` relation="flow": personal data left the system
+- ``recipient -> recipient`` relation="onward": a recipient passed data on (``via``)
+
+Flow and onward edges carry: count, personal (events with personal data), categories,
+purposes, legal_bases, forms, actions (sorted lists), per-item counts (``category_counts`` ...),
+first_seen and last_seen (ISO 8601), breaches {article: events}, rules {rule: events},
+breach_count (events that broke at least one article).
+
+Graph attributes: policy_name, policy_version, generated_from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+
+from lineage.policy.model import Policy
+from lineage.state import EdgeAggregate, EdgeKey
+
+__all__ = ["build_graph", "merge_partials", "node_id"]
+
+
+def node_id(kind: str, ident: str) -> str:
+    return f"{kind}:{ident}"
+
+
+def merge_partials(
+    partials: Iterable[tuple[EdgeKey, EdgeAggregate]],
+) -> dict[EdgeKey, EdgeAggregate]:
+    """Merge per-partition partials into one aggregate per edge (order does not matter)."""
+    merged: dict[EdgeKey, EdgeAggregate] = {}
+    for key, aggregate in partials:
+        current = merged.get(key)
+        merged[key] = (
+            aggregate.merge(EdgeAggregate()) if current is None else current.merge(aggregate)
+        )
+    return merged
+
+
+def _endpoint(policy: Policy, ident: str) -> tuple[str, dict[str, Any]]:
+    if ident in policy.recipients:
+        r = policy.recipients[ident]
+        return node_id("recipient", ident), {
+            "kind": "recipient",
+            "label": r.name,
+            "recipient_kind": r.kind.value,
+            "country": r.country,
+            "example": r.example,
+        }
+    if ident in policy.systems:
+        return node_id("system", ident), {"kind": "system", "label": policy.systems[ident].label}
+    return node_id("recipient", ident), {
+        "kind": "recipient",
+        "label": ident,
+        "recipient_kind": "unknown",
+        "country": "",
+        "example": False,
+    }
+
+
+def _sorted(counter: Mapping[str, int]) -> list[str]:
+    return sorted(counter)
+
+
+def build_graph(
+    policy: Policy, edges: Mapping[EdgeKey, EdgeAggregate], *, generated_from: str = ""
+) -> nx.DiGraph:
+    """The lineage graph of merged edge aggregates, with node facts from the policy."""
+    graph = nx.DiGraph(
+        policy_name=policy.policy.name,
+        policy_version=policy.version,
+        generated_from=generated_from,
+    )
+    for (relation, src, dst), agg in sorted(edges.items()):
+        if relation == "system":
+            sid = node_id("system", src)
+            label = policy.systems[src].label if src in policy.systems else src
+            if sid not in graph:
+                graph.add_node(sid, kind="system", label=label, count=0, breaches={})
+            node = graph.nodes[sid]
+            node["kind"], node["label"] = "system", label
+            node["count"] = node.get("count", 0) + agg.count
+            node["breaches"] = dict(agg.breaches)
+            for category, n in sorted(agg.categories.items()):
+                cid = node_id("category", category)
+                known = policy.categories.get(category)
+                graph.add_node(
+                    cid,
+                    kind="category",
+                    label=known.label if known else category,
+                    identifying=known.identifying if known else "unknown",
+                )
+                graph.add_edge(cid, sid, relation="holds", count=n)
+            continue
+        if relation != "flow":
+            continue
+        source_policy_kind = "recipient" if src in policy.recipients else None
+        src_id, src_attrs = _endpoint(policy, src)
+        dst_id, dst_attrs = _endpoint(policy, dst)
+        for nid, attrs in ((src_id, src_attrs), (dst_id, dst_attrs)):
+            if nid not in graph:
+                graph.add_node(nid, **attrs)
+            else:
+                graph.nodes[nid].update({k: v for k, v in attrs.items() if k not in ("count",)})
+        graph.add_edge(
+            src_id,
+            dst_id,
+            relation="onward" if source_policy_kind else "flow",
+            count=agg.count,
+            personal=agg.personal,
+            categories=_sorted(agg.categories),
+            purposes=_sorted(agg.purposes),
+            legal_bases=_sorted(agg.legal_bases),
+            forms=_sorted(agg.forms),
+            actions=_sorted(agg.actions),
+            category_counts=dict(sorted(agg.categories.items())),
+            purpose_counts=dict(sorted(agg.purposes.items())),
+            legal_basis_counts=dict(sorted(agg.legal_bases.items())),
+            first_seen=agg.first_seen.isoformat() if agg.first_seen else "",
+            last_seen=agg.last_seen.isoformat() if agg.last_seen else "",
+            breaches=dict(sorted(agg.breaches.items())),
+            rules=dict(sorted(agg.rules.items())),
+            breach_count=agg.breaching,
+        )
+    return graph

@@ -1,0 +1,140 @@
+"""Incidents: alerts grouped by (rule, source, recipient) for people and pagers (CONTRACT.md s.4).
+
+Every breaching event is still an alert; an incident counts them. The board
+merges per-partition partials (a partial replaces the previous one from the
+same partition, so a redelivered partial changes nothing) and decides when to
+publish: when the incident opens, when its count has grown by ``factor`` since
+the last publication, when breaches go on ``quiet`` (event time) after the
+last publication, and on :meth:`IncidentBoard.flush` for whatever changed since.
+So a million identical breaches are about twenty messages, never a million.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from lineage.rules import CATALOGUE
+from lineage.state import IncidentPartial
+
+__all__ = ["BoardEntry", "IncidentBoard"]
+
+
+@dataclass(slots=True)
+class BoardEntry:
+    """An incident's partials by partition and what was last published of it."""
+
+    partials: dict[int, IncidentPartial] = field(default_factory=dict)
+    published_count: int = 0
+    published_last_seen: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "partials": {str(p): v.to_json() for p, v in self.partials.items()},
+            "published_count": self.published_count,
+            "published_last_seen": self.published_last_seen.isoformat()
+            if self.published_last_seen
+            else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BoardEntry:
+        last = data["published_last_seen"]
+        return cls(
+            partials={int(p): IncidentPartial.from_json(v) for p, v in data["partials"].items()},
+            published_count=data["published_count"],
+            published_last_seen=datetime.fromisoformat(last) if last else None,
+        )
+
+
+class IncidentBoard:
+    """Merges incident partials from every partition and decides what to publish."""
+
+    def __init__(
+        self,
+        entries: MutableMapping[str, BoardEntry] | None = None,
+        *,
+        factor: float = 2.0,
+        quiet: timedelta = timedelta(hours=1),
+    ) -> None:
+        if factor <= 1:
+            raise ValueError(f"factor must be above 1, got {factor}")
+        self.entries: MutableMapping[str, BoardEntry] = entries if entries is not None else {}
+        self.factor = factor
+        self.quiet = quiet
+
+    def update(
+        self, incident_id: str, partition: int, partial: IncidentPartial
+    ) -> dict[str, Any] | None:
+        """Take a partition's latest partial; return an incident to publish, or None."""
+        entry = self.entries.get(incident_id) or BoardEntry()
+        previous = entry.partials.get(partition)
+        if previous is not None and previous.count >= partial.count:
+            return None  # stale or redelivered: partials only grow
+        entry.partials[partition] = partial
+        publication = self._maybe_publish(incident_id, entry, force=False)
+        self.entries[incident_id] = entry
+        return publication
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Publish every incident whose count changed since its last publication."""
+        out = []
+        for incident_id in list(self.entries):
+            entry = self.entries[incident_id]
+            publication = self._maybe_publish(incident_id, entry, force=True)
+            if publication is not None:
+                self.entries[incident_id] = entry
+                out.append(publication)
+        return out
+
+    def current(self, incident_id: str) -> dict[str, Any] | None:
+        """The incident as it stands now (not a publication)."""
+        entry = self.entries.get(incident_id)
+        if entry is None or not entry.partials:
+            return None
+        return self._render(incident_id, entry, "updated" if entry.published_count else "open")
+
+    def _maybe_publish(
+        self, incident_id: str, entry: BoardEntry, *, force: bool
+    ) -> dict[str, Any] | None:
+        count = sum(p.count for p in entry.partials.values())
+        last_seen = max(p.last_seen for p in entry.partials.values() if p.last_seen)
+        if count <= entry.published_count:
+            return None
+        if entry.published_count == 0:
+            status = "open"
+        elif (
+            force
+            or count >= entry.published_count * self.factor
+            or (
+                entry.published_last_seen is not None
+                and last_seen - entry.published_last_seen >= self.quiet
+            )
+        ):
+            status = "updated"
+        else:
+            return None
+        entry.published_count = count
+        entry.published_last_seen = last_seen
+        return self._render(incident_id, entry, status)
+
+    def _render(self, incident_id: str, entry: BoardEntry, status: str) -> dict[str, Any]:
+        partials = list(entry.partials.values())
+        head = partials[0]
+        spec = CATALOGUE.get(head.rule)
+        samples = sorted(s for p in partials for s in p.samples)[: IncidentPartial.SAMPLES]
+        return {
+            "incident_id": incident_id,
+            "rule": head.rule,
+            "article": spec.article if spec else "",
+            "severity": spec.severity.value if spec else "low",
+            "source": head.source,
+            "recipient": head.recipient,
+            "count": sum(p.count for p in partials),
+            "first_seen": min(p.first_seen for p in partials if p.first_seen).isoformat(),
+            "last_seen": max(p.last_seen for p in partials if p.last_seen).isoformat(),
+            "sample_event_ids": [event_id for _, event_id in samples],
+            "status": status,
+        }

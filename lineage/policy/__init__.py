@@ -1,0 +1,26 @@
+"""Policy-as-code: the YAML of CONTRACT.md s.2 loaded into frozen, checked models."""
+
+from lineage.policy.loader import DEFAULT_POLICY, lint_policy, load_policy, load_policy_text
+from lineage.policy.model import (
+    Agreement,
+    Announcement,
+    CategorySet,
+    Conditions,
+    Policy,
+    Recipient,
+    Supervision,
+)
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "Agreement",
+    "Announcement",
+    "CategorySet",
+    "Conditions",
+    "Policy",
+    "Recipient",
+    "Supervision",
+    "lint_policy",
+    "load_policy",
+    "load_policy_text",
+]

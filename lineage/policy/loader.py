@@ -1,0 +1,223 @@
+"""Load a policy file: YAML -> checked, frozen :class:`Policy`, or a refusal naming file, line and
+key.
+
+Three passes, each reporting every problem it finds:
+
+1. YAML syntax and duplicate keys (PyYAML alone would keep the last duplicate silently);
+2. shape: unknown keys, missing keys, wrong types (the pydantic models);
+3. references: every category, purpose and recipient a list names must exist, and
+   an affiliate's announcement must name partner, purpose, categories and manager.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from lineage.errors import PolicyError, PolicyProblem
+from lineage.policy.model import Policy
+from schemas.types import RecipientKind
+
+__all__ = ["DEFAULT_POLICY", "lint_policy", "load_policy", "load_policy_text"]
+
+Path_ = tuple[str | int, ...]
+
+
+def _default_policy_path() -> Path:
+    return Path(str(importlib.resources.files("lineage") / "data" / "default-policy.yaml"))
+
+
+#: The seed policy shipped with the package (the Audiostock policy, Japan/APPI).
+DEFAULT_POLICY = _default_policy_path()
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load and check a policy file (the shipped seed policy when ``path`` is None)."""
+    file = Path(path) if path is not None else DEFAULT_POLICY
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = PolicyProblem(str(file), None, "(file)", exc.strerror or str(exc))
+        raise PolicyError([problem]) from None
+    except UnicodeDecodeError as exc:
+        problem = PolicyProblem(str(file), None, "(file)", f"not UTF-8: {exc.reason}")
+        raise PolicyError([problem]) from None
+    return load_policy_text(text, str(file))
+
+
+def load_policy_text(text: str, file: str = "<policy>") -> Policy:
+    """Load and check policy text; ``file`` names it in problems."""
+    data, lines = _compose(text, file)
+    if not isinstance(data, dict):
+        raise PolicyError([PolicyProblem(file, 1, "(top)", "the policy must be a YAML mapping")])
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_shape_problems(exc, lines, file)) from None
+    problems = _reference_problems(policy, lines, file)
+    if problems:
+        raise PolicyError(problems)
+    return policy
+
+
+def lint_policy(policy: Policy) -> list[str]:
+    """Warnings that do not refuse the file but that a privacy officer should fix."""
+    warnings: list[str] = []
+    for rid, r in policy.recipients.items():
+        if r.example:
+            warnings.append(f"recipients.{rid}: an example entry; replace it with a real one")
+        if r.kind is RecipientKind.OUTSOURCER:
+            if not r.agreements:
+                warnings.append(f"recipients.{rid}: outsourcer without a confidentiality agreement")
+            if r.supervision is None:
+                warnings.append(f"recipients.{rid}: outsourcer without supervision")
+        if r.kind is RecipientKind.AFFILIATE and r.announcement is None:
+            warnings.append(f"recipients.{rid}: affiliate without a public announcement (Art. 7)")
+        if r.kind is RecipientKind.AD_PROVIDER and r.conditions is None:
+            warnings.append(f"recipients.{rid}: ad provider without conditions (Art. 10 (4))")
+    return warnings
+
+
+# -- pass 1: YAML with line numbers ------------------------------------------------------------
+
+
+def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
+    """Parse YAML into plain data plus the 1-based line of every key and list item."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(
+            [PolicyProblem(file, line, "(yaml)", f"not valid YAML: {problem}")]
+        ) from None
+    if root is None:
+        raise PolicyError([PolicyProblem(file, 1, "(top)", "the file is empty")])
+    lines: dict[Path_, int] = {}
+    problems: list[PolicyProblem] = []
+    constructor = yaml.SafeLoader("")
+
+    def build(node: yaml.Node, path: Path_) -> Any:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = constructor.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int):
+                    key = str(key)
+                sub = (*path, key)
+                if key in out:
+                    problems.append(
+                        PolicyProblem(
+                            file, key_node.start_mark.line + 1, _dotted(sub), "duplicate key"
+                        )
+                    )
+                lines[sub] = key_node.start_mark.line + 1
+                out[key] = build(value_node, sub)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return constructor.construct_object(node, deep=True)
+
+    try:
+        data = build(root, ())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise PolicyError([PolicyProblem(file, line, "(yaml)", f"bad value: {exc}")]) from None
+    if problems:
+        raise PolicyError(problems)
+    return data, lines
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top)"
+
+
+def _line(lines: dict[Path_, int], path: Path_) -> int | None:
+    # The deepest known prefix: a missing key is reported at its parent's line.
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None
+
+
+# -- pass 2: shape ------------------------------------------------------------------------------
+
+
+def _shape_problems(
+    exc: ValidationError, lines: dict[Path_, int], file: str
+) -> list[PolicyProblem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        path: Path_ = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+        etype = err["type"]
+        if etype == "extra_forbidden":
+            message = "unknown key"
+        elif etype == "missing":
+            message = "required key is missing"
+        else:
+            got = err.get("input")
+            shown = repr(got) if isinstance(got, str | int | float | bool) else type(got).__name__
+            message = f"{err['msg']} (got {shown[:60]})"
+        problems.append(PolicyProblem(file, _line(lines, path), _dotted(path), message))
+    problems.sort(key=lambda p: p.line or 0)
+    return problems
+
+
+# -- pass 3: references -------------------------------------------------------------------------
+
+
+def _reference_problems(policy: Policy, lines: dict[Path_, int], file: str) -> list[PolicyProblem]:
+    problems: list[PolicyProblem] = []
+
+    def report(path: Path_, message: str) -> None:
+        problems.append(PolicyProblem(file, _line(lines, path), _dotted(path), message))
+
+    def categories(entries: list[str], path: Path_) -> None:
+        for i, entry in enumerate(entries):
+            if not policy.expand(entry):
+                report((*path, i), f"unknown category or prefix {entry!r}")
+
+    def purposes(entries: list[str], path: Path_) -> None:
+        for i, entry in enumerate(entries):
+            if entry not in policy.purposes:
+                report((*path, i), f"unknown purpose {entry!r}")
+
+    for pid, purpose in policy.purposes.items():
+        categories(purpose.categories, ("purposes", pid, "categories"))
+    for entry in policy.retention_days:
+        if not policy.expand(entry):
+            report(("retention_days", entry), f"unknown category or prefix {entry!r}")
+    for sid in policy.systems:
+        if sid in policy.recipients:
+            report(("systems", sid), f"{sid!r} is also a recipient; an id is one or the other")
+    for rid, r in policy.recipients.items():
+        base: Path_ = ("recipients", rid)
+        for i, agreement in enumerate(r.agreements):
+            categories(agreement.categories, (*base, "agreements", i, "categories"))
+            purposes(agreement.purposes, (*base, "agreements", i, "purposes"))
+            if agreement.expires_on is not None and agreement.expires_on < agreement.signed_on:
+                report((*base, "agreements", i, "expires_on"), "expires before it is signed")
+        if r.announcement is not None:
+            if r.kind is not RecipientKind.AFFILIATE:
+                report((*base, "announcement"), f"only affiliates are announced, not {r.kind}")
+            categories(r.announcement.categories, (*base, "announcement", "categories"))
+            purposes(r.announcement.purposes, (*base, "announcement", "purposes"))
+        if r.conditions is not None:
+            purposes(r.conditions.use_limited_to, (*base, "conditions", "use_limited_to"))
+        for i, onward in enumerate(r.onward):
+            if onward not in policy.recipients:
+                report((*base, "onward", i), f"unknown recipient {onward!r}")
+            elif onward == rid:
+                report((*base, "onward", i), "a recipient cannot pass data on to itself")
+    problems.sort(key=lambda p: p.line or 0)
+    return problems

@@ -1,0 +1,191 @@
+"""Article 6: security management and outsourcing.
+
+Outsourcing personal data needs, in advance, a confidentiality agreement that
+conforms to the policy, and supervision of the outsourcer (Art. 6 (2)); personal
+data must be protected against leakage (Art. 6 (1)).
+"""
+
+from __future__ import annotations
+
+from lineage.redact import KIND_CATEGORY
+from lineage.rules.base import Breach, Context, Scope, rule
+from schemas import Severity
+
+__all__: list[str] = []
+
+
+def _agreement_facts(ctx: Context) -> list[dict[str, object]]:
+    assert ctx.recipient is not None
+    return [
+        {
+            "id": a.id,
+            "signed_on": a.signed_on.isoformat(),
+            "expires_on": a.expires_on.isoformat() if a.expires_on else None,
+            "conforms_to_policy": a.conforms_to_policy,
+        }
+        for a in ctx.recipient.agreements
+    ]
+
+
+@rule(
+    "art6.no-agreement",
+    article="6",
+    severity=Severity.HIGH,
+    scope=Scope.OUTSOURCER,
+    title="Outsourced without a confidentiality agreement in force",
+)
+def no_agreement(ctx: Context) -> Breach | None:
+    if not ctx.personal or ctx.recipient is None:
+        return None
+    if ctx.recipient.agreements_in_force(ctx.day):
+        return None
+    agreements = ctx.recipient.agreements
+    if not agreements:
+        why = "it has no confidentiality agreement"
+    elif any(a.in_force(ctx.day) for a in agreements):
+        why = "its agreement in force does not conform to the policy"
+    elif all(ctx.day < a.signed_on for a in agreements):
+        why = "its agreement was not yet signed"
+    else:
+        why = "its agreement had expired"
+    return Breach(
+        tuple(ctx.event.categories),
+        f"Personal data went to outsourcer {ctx.event.recipient} on {ctx.day}, but {why} "
+        "(Art. 6 (2)).",
+        {"day": ctx.day.isoformat(), "agreements": _agreement_facts(ctx)},
+    )
+
+
+@rule(
+    "art6.out-of-scope",
+    article="6",
+    severity=Severity.MEDIUM,
+    scope=Scope.OUTSOURCER,
+    title="Outsourced data outside the agreement's scope",
+)
+def out_of_scope(ctx: Context) -> Breach | None:
+    if not ctx.personal or ctx.recipient is None:
+        return None
+    in_force = ctx.recipient.agreements_in_force(ctx.day)
+    if not in_force:
+        return None  # art6.no-agreement speaks for this flow
+    event = ctx.event
+    for_purpose = [a for a in in_force if event.purpose in a.purposes]
+    uncovered = list(event.categories)
+    for agreement in for_purpose:
+        uncovered = agreement.category_set.missing(uncovered)
+    if for_purpose and not uncovered:
+        return None
+    if not for_purpose:
+        what = f"purpose {event.purpose}"
+        uncovered = list(event.categories)
+    else:
+        what = "categories " + ", ".join(uncovered)
+    return Breach(
+        tuple(uncovered),
+        f"Outsourcer {event.recipient} received {what}, which its agreement in force does "
+        "not cover (Art. 6 (2)).",
+        {
+            "purpose": event.purpose,
+            "uncovered_categories": uncovered,
+            "agreements_in_force": [
+                {"id": a.id, "categories": a.categories, "purposes": a.purposes} for a in in_force
+            ],
+        },
+    )
+
+
+@rule(
+    "art6.unsupervised",
+    article="6",
+    severity=Severity.MEDIUM,
+    scope=Scope.OUTSOURCER,
+    title="Outsourcer not supervised",
+)
+def unsupervised(ctx: Context) -> Breach | None:
+    if not ctx.personal or ctx.recipient is None:
+        return None
+    supervision = ctx.recipient.supervision
+    last = supervision.last_audit_on if supervision else None
+    if supervision is not None and last is not None and last <= ctx.day:
+        overdue = (ctx.day - last).days - supervision.interval_days
+        if overdue <= 0:
+            return None
+        why = f"its last audit ({last}) is {overdue} days overdue"
+    elif supervision is None or last is None:
+        why = "it has never been audited"
+    else:
+        why = f"no audit was on record by then (the last one is dated {last})"
+    return Breach(
+        tuple(ctx.event.categories),
+        f"Personal data went to outsourcer {ctx.event.recipient} on {ctx.day}, but {why} "
+        "(Art. 6 (2) supervision).",
+        {
+            "day": ctx.day.isoformat(),
+            "last_audit_on": last.isoformat() if last else None,
+            "interval_days": supervision.interval_days if supervision else None,
+        },
+    )
+
+
+@rule(
+    "art6.sub-outsourcing",
+    article="6",
+    severity=Severity.HIGH,
+    scope=Scope.VIA_OUTSOURCER,
+    title="Outsourcer passed data on without leave",
+)
+def sub_outsourcing(ctx: Context) -> Breach | None:
+    if not ctx.personal or ctx.via is None:
+        return None
+    event = ctx.event
+    if event.recipient not in ctx.via.onward:
+        why = f"{event.recipient} is not among the recipients it may pass data on to"
+    elif ctx.recipient is None or not ctx.recipient.agreements_in_force(ctx.day):
+        why = f"{event.recipient} has no confidentiality agreement of its own in force"
+    else:
+        return None
+    return Breach(
+        tuple(event.categories),
+        f"Outsourcer {event.via} passed personal data on to {event.recipient}, but {why} "
+        "(Art. 6 (2)).",
+        {"via": event.via, "allowed_onward": list(ctx.via.onward), "day": ctx.day.isoformat()},
+    )
+
+
+@rule(
+    "art6.unencrypted",
+    article="6",
+    severity=Severity.HIGH,
+    scope=Scope.TRANSFER,
+    title="Personal data transferred unencrypted",
+)
+def unencrypted(ctx: Context) -> Breach | None:
+    if ctx.event.encrypted_in_transit is not False or not ctx.personal:
+        return None
+    return Breach(
+        tuple(ctx.event.categories),
+        f"Personal data left {ctx.event.source} for {ctx.event.recipient} without encryption in "
+        "transit (Art. 6 (1)).",
+        {"encrypted_in_transit": False},
+    )
+
+
+@rule(
+    "art6.raw-personal-data",
+    article="6",
+    severity=Severity.HIGH,
+    scope=Scope.ANY,
+    title="Raw personal data in the monitoring stream",
+)
+def raw_personal_data(ctx: Context) -> Breach | None:
+    if not ctx.raw_findings:
+        return None
+    kinds = sorted({kind for kinds in ctx.raw_findings.values() for kind in kinds})
+    fields = sorted(path.removesuffix("#key") for path in ctx.raw_findings)
+    return Breach(
+        tuple(KIND_CATEGORY[k] for k in kinds),
+        f"{ctx.event.source} sent raw personal data ({', '.join(kinds)}) in the event itself "
+        f"({', '.join(fields)}); it was redacted (Art. 6 (1)).",
+        {"fields": fields, "kinds": kinds, "redacted": True},
+    )

@@ -1,0 +1,187 @@
+"""Article 9: disclosure to third parties.
+
+A transfer of personal data to a third party, an authority or a recipient the
+policy does not know needs the subject's consent, in force at event time and
+covering that recipient (or ``*``) and purpose, or a permitted exception with
+evidence. Outsourcing (Art. 6) and joint use (Art. 7) are not disclosures here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lineage.rules.base import Breach, Context, Scope, rule
+from lineage.state import ConsentDecision
+from schemas import ConsentStatus, LegalBasis, Severity
+
+__all__ = ["consent_decision"]
+
+
+def consent_decision(
+    consents: tuple[ConsentDecision, ...], ctx: Context
+) -> tuple[str, ConsentDecision | None]:
+    """The subject's consent to this flow at event time.
+
+    Returns ("granted" | "withdrawn", the deciding decision) when a decision covers
+    this recipient and purpose (the latest by event time wins; a withdrawal wins a tie),
+    ("out_of_scope", a grant) when the subject consented only to something else, and
+    ("none", None) when there is no consent at all.
+    """
+    event = ctx.event
+    recipient, purpose, at = event.recipient or "", event.purpose, event.occurred_at
+    latest: ConsentDecision | None = None
+    other_grant: ConsentDecision | None = None
+    for decision in consents:
+        if decision.occurred_at > at:
+            continue
+        if decision.covers(recipient, purpose):
+            if (
+                latest is None
+                or decision.occurred_at > latest.occurred_at
+                or (
+                    decision.occurred_at == latest.occurred_at
+                    and decision.status is ConsentStatus.WITHDRAWN
+                )
+            ):
+                latest = decision
+        elif decision.status is ConsentStatus.GRANTED:
+            other_grant = decision
+    if latest is not None:
+        return latest.status.value, latest
+    if other_grant is not None:
+        return "out_of_scope", other_grant
+    return "none", None
+
+
+def _exception_valid(ctx: Context) -> bool:
+    claim = ctx.event.exception
+    return (
+        ctx.event.legal_basis is LegalBasis.EXCEPTION
+        and claim is not None
+        and claim.kind in ctx.policy.exceptions
+        and bool(claim.reference.strip())
+    )
+
+
+def _decision_facts(decision: ConsentDecision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {
+        "event_id": decision.event_id,
+        "occurred_at": decision.occurred_at.isoformat(),
+        "recipient": decision.recipient,
+        "purposes": sorted(decision.purposes) if decision.purposes is not None else None,
+        "status": decision.status.value,
+        "reference": decision.reference,
+    }
+
+
+def _consent_breach(ctx: Context, wanted: str) -> Breach | None:
+    if not ctx.personal or _exception_valid(ctx):
+        return None
+    state, decision = consent_decision(ctx.consents, ctx)
+    if state != wanted:
+        return None
+    event = ctx.event
+    subject = "the subject" if event.subject is None else f"subject {event.subject}"
+    messages = {
+        "none": f"Personal data was disclosed to {event.recipient} without the consent of "
+        f"{subject} and without a permitted exception (Art. 9).",
+        "withdrawn": f"Personal data was disclosed to {event.recipient} after {subject} "
+        "withdrew consent (Art. 9).",
+        "out_of_scope": f"Personal data was disclosed to {event.recipient} for {event.purpose}, "
+        f"but {subject} consented only to other recipients or purposes (Art. 9).",
+    }
+    return Breach(
+        tuple(event.categories),
+        messages[wanted],
+        {
+            "consent_state": state,
+            "decision": _decision_facts(decision),
+            "recipient": event.recipient,
+            "purpose": event.purpose,
+            "legal_basis": event.legal_basis.value if event.legal_basis else None,
+        },
+    )
+
+
+@rule(
+    "art9.no-consent",
+    article="9",
+    severity=Severity.HIGH,
+    scope=Scope.DISCLOSURE,
+    title="Disclosed without consent",
+)
+def no_consent(ctx: Context) -> Breach | None:
+    return _consent_breach(ctx, "none")
+
+
+@rule(
+    "art9.consent-withdrawn",
+    article="9",
+    severity=Severity.HIGH,
+    scope=Scope.DISCLOSURE,
+    title="Disclosed after consent was withdrawn",
+)
+def consent_withdrawn(ctx: Context) -> Breach | None:
+    return _consent_breach(ctx, "withdrawn")
+
+
+@rule(
+    "art9.consent-scope",
+    article="9",
+    severity=Severity.MEDIUM,
+    scope=Scope.DISCLOSURE,
+    title="Disclosed beyond the consent given",
+)
+def consent_scope(ctx: Context) -> Breach | None:
+    return _consent_breach(ctx, "out_of_scope")
+
+
+@rule(
+    "art9.unknown-recipient",
+    article="9",
+    severity=Severity.CRITICAL,
+    scope=Scope.DISCLOSURE,
+    title="Disclosed to an unknown recipient",
+)
+def unknown_recipient(ctx: Context) -> Breach | None:
+    if not ctx.personal or ctx.recipient_kind != "unknown":
+        return None
+    return Breach(
+        tuple(ctx.event.categories),
+        f"Personal data went from {ctx.event.source} to {ctx.event.recipient}, a recipient "
+        "that no registry of the policy knows (Art. 9).",
+        {"recipient": ctx.event.recipient, "known": False},
+    )
+
+
+@rule(
+    "art9.exception-unsupported",
+    article="9",
+    severity=Severity.HIGH,
+    scope=Scope.DISCLOSURE,
+    title="Exception claimed without support",
+)
+def exception_unsupported(ctx: Context) -> Breach | None:
+    event = ctx.event
+    if not ctx.personal or event.legal_basis is not LegalBasis.EXCEPTION:
+        return None
+    claim = event.exception
+    if claim is None:
+        why = "names no exception"
+    elif claim.kind not in ctx.policy.exceptions:
+        why = f"claims {claim.kind.value}, which the policy does not list"
+    elif not claim.reference.strip():
+        why = f"claims {claim.kind.value} without a reference"
+    else:
+        return None
+    return Breach(
+        tuple(event.categories),
+        f"The disclosure to {event.recipient} {why} (Art. 9 (2)-(5)).",
+        {
+            "kind": claim.kind.value if claim else None,
+            "has_reference": bool(claim and claim.reference.strip()),
+            "listed_exceptions": [k.value for k in ctx.policy.exceptions],
+        },
+    )

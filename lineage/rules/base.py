@@ -1,0 +1,161 @@
+"""The rule catalogue's machinery: a rule is a small pure function registered with a stable id.
+
+A rule sees a :class:`Context` (the event, the policy, the recipient it names, the
+subject's consents known before the event) and returns a :class:`Breach` or
+None. It never raises on odd but valid input. The engine calls only the rules
+whose :class:`Scope` fits the event, so a transfer to an ad provider never pays
+for the outsourcing rules.
+
+    @rule("art6.unencrypted", article="6", severity=Severity.HIGH, scope=Scope.TRANSFER,
+          title="Personal data left unencrypted")
+    def unencrypted(ctx: Context) -> Breach | None: ...
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from lineage.policy.model import Policy, Recipient
+from lineage.state import ConsentDecision
+from schemas import AccessEvent, Form, Severity
+from schemas.types import RecipientKind
+
+__all__ = [
+    "CATALOGUE",
+    "Breach",
+    "Context",
+    "RuleFn",
+    "RuleSpec",
+    "Scope",
+    "is_personal",
+    "rule",
+]
+
+
+class Scope(StrEnum):
+    """Which events a rule is asked about."""
+
+    ANY = "any"  # every access event
+    TRANSFER = "transfer"  # every transfer
+    OUTSOURCER = "outsourcer"  # transfers to an outsourcer
+    AFFILIATE = "affiliate"  # transfers to an affiliate
+    AD_PROVIDER = "ad_provider"  # transfers to an ad provider
+    DISCLOSURE = "disclosure"  # transfers to a third party, an authority or an unknown id
+    VIA_OUTSOURCER = "via_outsourcer"  # onward transfers passed on by an outsourcer
+    VIA_AD_PROVIDER = "via_ad_provider"  # onward transfers passed on by an ad provider
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    """What a rule found: the categories at fault, a sentence, and the facts it used."""
+
+    categories: tuple[str, ...]
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+def is_personal(event: AccessEvent) -> bool:
+    """Personal data (RULES.md): identified, or pseudonymized without a key."""
+    if event.form is Form.IDENTIFIED:
+        return True
+    if event.form is Form.PSEUDONYMIZED:
+        return event.pseudonymization is None or not event.pseudonymization.keyed
+    return False
+
+
+class Context:
+    """What a rule may read about one event. Computed facts are cached per event."""
+
+    __slots__ = (
+        "__dict__",
+        "consents",
+        "event",
+        "policy",
+        "raw_findings",
+        "recipient",
+        "recipient_kind",
+        "via",
+    )
+
+    def __init__(
+        self,
+        event: AccessEvent,
+        policy: Policy,
+        recipient: Recipient | None,
+        recipient_kind: str | None,
+        via: Recipient | None,
+        consents: tuple[ConsentDecision, ...],
+        raw_findings: Mapping[str, list[str]],
+    ) -> None:
+        self.event = event
+        self.policy = policy
+        self.recipient = recipient
+        self.recipient_kind = recipient_kind
+        self.via = via
+        self.consents = consents
+        self.raw_findings = raw_findings
+
+    @functools.cached_property
+    def day(self) -> date:
+        """The event's calendar day in the policy's zone, the day policy dates speak of."""
+        return self.policy.day_of(self.event.occurred_at)
+
+    @functools.cached_property
+    def personal(self) -> bool:
+        return is_personal(self.event)
+
+
+RuleFn = Callable[[Context], Breach | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """A registered rule: its stable id, article, severity, scope and function."""
+
+    id: str
+    article: str
+    severity: Severity
+    scope: Scope
+    title: str
+    fn: RuleFn
+
+
+#: Every registered rule by id, in registration order (the order alerts are raised in).
+CATALOGUE: dict[str, RuleSpec] = {}
+
+
+def rule(
+    rule_id: str, *, article: str, severity: Severity, scope: Scope, title: str
+) -> Callable[[RuleFn], RuleFn]:
+    """Register a rule under a stable id; ids are never reused for another meaning."""
+
+    def register(fn: RuleFn) -> RuleFn:
+        if rule_id in CATALOGUE:
+            raise ValueError(f"rule id {rule_id!r} is registered twice")
+        CATALOGUE[rule_id] = RuleSpec(rule_id, article, severity, scope, title, fn)
+        return fn
+
+    return register
+
+
+def scopes_for(kind: str | None, via_kind: str | None) -> tuple[Scope, ...]:
+    """The scopes a transfer to a recipient of ``kind`` (passed on by ``via_kind``) falls in."""
+    scopes = [Scope.TRANSFER]
+    if kind == RecipientKind.OUTSOURCER:
+        scopes.append(Scope.OUTSOURCER)
+    elif kind == RecipientKind.AFFILIATE:
+        scopes.append(Scope.AFFILIATE)
+    elif kind == RecipientKind.AD_PROVIDER:
+        scopes.append(Scope.AD_PROVIDER)
+    elif kind in (RecipientKind.THIRD_PARTY, RecipientKind.AUTHORITY, "unknown"):
+        scopes.append(Scope.DISCLOSURE)
+    if via_kind == RecipientKind.OUTSOURCER:
+        scopes.append(Scope.VIA_OUTSOURCER)
+    elif via_kind == RecipientKind.AD_PROVIDER:
+        scopes.append(Scope.VIA_AD_PROVIDER)
+    return tuple(scopes)

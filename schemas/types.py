@@ -1,0 +1,139 @@
+"""Reusable constrained types and closed vocabularies of the contract (CONTRACT.md s.1, s.4).
+
+Each validator is a plain function, tested on its own; the ``Annotated`` aliases
+bind them to pydantic so every model spells a field the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+__all__ = [
+    "ID_PATTERN",
+    "Action",
+    "CategoryId",
+    "ConsentStatus",
+    "EventId",
+    "ExceptionKind",
+    "Form",
+    "LegalBasis",
+    "PurposeId",
+    "RecipientId",
+    "RecipientKind",
+    "Severity",
+    "SubjectRef",
+    "SystemId",
+    "validate_category_id",
+]
+
+#: A system, recipient or purpose id: lower-case, starts with a letter or digit.
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_CATEGORY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}(\.[a-z0-9][a-z0-9_-]{0,31}){0,3}$")
+
+
+def validate_category_id(value: str) -> str:
+    """A category id is dotted lower-case words, e.g. ``contact.email``.
+
+    >>> validate_category_id("contact.email")
+    'contact.email'
+    """
+    if not _CATEGORY_RE.match(value):
+        raise ValueError(
+            f"category {value[:40]!r} is not a dotted lower-case id like 'contact.email'"
+        )
+    return value
+
+
+SystemId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+RecipientId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+PurposeId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+CategoryId = Annotated[str, StringConstraints(max_length=128), AfterValidator(validate_category_id)]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+SubjectRef = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+AttributeValue = Annotated[
+    str | int | float | bool | None,
+    Field(union_mode="left_to_right"),
+]
+
+
+class Action(StrEnum):
+    """What the source did with the data."""
+
+    COLLECT = "collect"
+    USE = "use"
+    TRANSFER = "transfer"
+    DELETE = "delete"
+
+
+class Form(StrEnum):
+    """How identifiable the data was when it moved."""
+
+    IDENTIFIED = "identified"
+    PSEUDONYMIZED = "pseudonymized"
+    ANONYMIZED = "anonymized"
+    AGGREGATED = "aggregated"
+
+
+class LegalBasis(StrEnum):
+    """The legal basis a producer claims for a flow."""
+
+    CONSENT = "consent"
+    OUTSOURCING = "outsourcing"
+    JOINT_USE = "joint_use"
+    EXCEPTION = "exception"
+    NONE = "none"
+
+
+class ExceptionKind(StrEnum):
+    """The exceptions of policy Art. 9 (2)-(5)."""
+
+    LEGAL_ACTION = "legal_action"
+    EMERGENCY = "emergency"
+    BUSINESS_TRANSFER = "business_transfer"
+    LEGAL_REQUIREMENT = "legal_requirement"
+
+
+class ConsentStatus(StrEnum):
+    """A data subject's consent decision."""
+
+    GRANTED = "granted"
+    WITHDRAWN = "withdrawn"
+
+
+class RecipientKind(StrEnum):
+    """What a recipient is to the company; decides which articles apply."""
+
+    OUTSOURCER = "outsourcer"
+    AFFILIATE = "affiliate"
+    AD_PROVIDER = "ad_provider"
+    INFO_MODULE = "info_module"
+    THIRD_PARTY = "third_party"
+    AUTHORITY = "authority"
+
+
+class Severity(StrEnum):
+    """Alert severity, ordered from most to least urgent by :attr:`rank`."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """4 for critical down to 1 for low, so ``a.rank >= b.rank`` reads 'at or above'."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {
+    Severity.CRITICAL: 4,
+    Severity.HIGH: 3,
+    Severity.MEDIUM: 2,
+    Severity.LOW: 1,
+}

@@ -1,0 +1,39 @@
+"""Shared fixtures: the test policy, and a judge that runs events through a fresh engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from lineage.engine import Engine
+from lineage.policy import Policy, load_policy
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    return load_policy(DATA / "policy.yaml")
+
+
+Judge = Callable[..., list[dict[str, Any]]]
+
+
+@pytest.fixture
+def judge(policy: Policy) -> Iterator[Judge]:
+    """judge(*events) -> the alerts of the last event, after feeding the earlier ones."""
+
+    def run(*events: dict[str, Any]) -> list[dict[str, Any]]:
+        engine = Engine(policy)
+        alerts: list[dict[str, Any]] = []
+        for offset, event in enumerate(events):
+            outcome = engine.process(orjson.dumps(event), offset=offset, origin=f"t:{offset}")
+            assert outcome.dead_letter is None, outcome.dead_letter
+            alerts = outcome.alerts
+        return alerts
+
+    yield run
