@@ -27,7 +27,7 @@ from typing import Any
 
 from lineage.policy.model import Policy, Recipient
 from lineage.redact import KIND_CATEGORY, Redactor
-from lineage.rules import CATALOGUE, Context, RuleSpec, Scope, is_personal
+from lineage.rules import CATALOGUE, Breach, Context, RuleSpec, Scope, is_personal
 from lineage.rules.base import scopes_for
 from lineage.state import (
     ConsentDecision,
@@ -35,9 +35,13 @@ from lineage.state import (
     EdgeAggregate,
     EdgeKey,
     IncidentPartial,
+    Shape,
     State,
 )
 from schemas import AccessEvent, Action, ConsentEvent, EventRejected, decode_event
+
+_TRANSFER = Action.TRANSFER  # enum member lookups cost on the hot path
+_JUDGMENT_CACHE_SIZE = 65_536
 
 __all__ = ["Engine", "Outcome", "Stats", "alert_id", "dead_letter_record", "incident_id"]
 
@@ -53,16 +57,28 @@ def incident_id(rule_id: str, source: str, recipient: str | None) -> str:
     return "inc-" + digest[:24]
 
 
-@dataclass(slots=True)
 class Outcome:
-    """What one message led to."""
+    """What one message led to.
 
-    status: str  # "judged", "duplicate" or "rejected"
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    dead_letter: dict[str, Any] | None = None
-    event: AccessEvent | ConsentEvent | None = None
-    incidents: list[str] = field(default_factory=list)  # incident ids whose partial changed
-    redelivered: bool = False
+    ``status`` is "judged", "duplicate" or "rejected"; ``alerts`` the alert dicts raised
+    (CONTRACT.md s.4); ``incidents`` the ids of incidents whose partial changed.
+    """
+
+    __slots__ = ("alerts", "dead_letter", "event", "incidents", "redelivered", "status")
+
+    def __init__(
+        self,
+        status: str,
+        *,
+        dead_letter: dict[str, Any] | None = None,
+        event: AccessEvent | ConsentEvent | None = None,
+    ) -> None:
+        self.status = status
+        self.alerts: list[dict[str, Any]] = []
+        self.incidents: list[str] = []
+        self.dead_letter = dead_letter
+        self.event = event
+        self.redelivered = False
 
 
 @dataclass(slots=True)
@@ -130,8 +146,12 @@ class Engine:
         self.redactor = redactor if redactor is not None else Redactor()
         self.stats = Stats()
         self._rules = list(rules) if rules is not None else list(CATALOGUE.values())
-        self._by_scopes: dict[tuple[Scope, ...], list[RuleSpec]] = {}
-        self._any = [r for r in self._rules if r.scope is Scope.ANY]
+        self._order = {spec.id: i for i, spec in enumerate(self._rules)}
+        self._by_shape: dict[
+            tuple[bool, str | None, str | None], tuple[list[RuleSpec], list[RuleSpec]]
+        ] = {}
+        self._judgments: dict[tuple[Any, ...], list[tuple[RuleSpec, Breach]]] = {}
+        self._resolved: dict[str, tuple[Recipient | None, str | None]] = {}
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -152,13 +172,18 @@ class Engine:
             self.stats.dead_letters += 1
             record = dead_letter_record(raw, rejection, origin, self.redactor, received_at)
             return Outcome("rejected", dead_letter=record)
-        return self.apply(event, offset=offset, partition=partition)
+        return self.apply(event, offset=offset, partition=partition, raw=raw)
 
     def apply(
-        self, event: AccessEvent | ConsentEvent, *, offset: int, partition: int = 0
+        self,
+        event: AccessEvent | ConsentEvent,
+        *,
+        offset: int,
+        partition: int = 0,
+        raw: bytes | None = None,
     ) -> Outcome:
-        """Judge one valid event found at ``offset`` of ``partition``."""
-        event, raw_findings = self.redactor.scan_event(event)
+        """Judge one valid event found at ``offset`` of ``partition`` (``raw``: its bytes)."""
+        event, raw_findings = self.redactor.scan_event(event, raw)
         seen = self.state.seen.get(event.event_id)
         if seen is not None and seen != offset:
             self.stats.duplicates += 1
@@ -230,79 +255,135 @@ class Engine:
     # -- access events -------------------------------------------------------------------------
 
     def _resolve(self, rid: str | None) -> tuple[Recipient | None, str | None]:
+        """The policy's recipient and its kind ('internal', 'unknown' when it has none)."""
         if rid is None:
             return None, None
-        recipient = self.policy.recipients.get(rid)
-        if recipient is not None:
-            return recipient, recipient.kind.value
-        if rid in self.policy.systems:
-            return None, "internal"
-        return None, "unknown"
+        resolved = self._resolved.get(rid)
+        if resolved is None:
+            recipient = self.policy.recipients.get(rid)
+            if recipient is not None:
+                resolved = (recipient, recipient.kind.value)
+            elif rid in self.policy.systems:
+                resolved = (None, "internal")
+            else:
+                resolved = (None, "unknown")
+            if len(self._resolved) < _JUDGMENT_CACHE_SIZE:
+                self._resolved[rid] = resolved
+        return resolved
 
     def _rules_for(
-        self, event: AccessEvent, kind: str | None, via_kind: str | None
-    ) -> list[RuleSpec]:
-        if event.action is not Action.TRANSFER:
-            return self._any
-        scopes = scopes_for(kind, via_kind)
-        rules = self._by_scopes.get(scopes)
+        self, transfer: bool, kind: str | None, via_kind: str | None
+    ) -> tuple[list[RuleSpec], list[RuleSpec]]:
+        """(cacheable rules, rules to run every time) for a flow of this shape."""
+        shape = (transfer, kind, via_kind)
+        rules = self._by_shape.get(shape)
         if rules is None:
-            wanted = {Scope.ANY, *scopes}
-            rules = [r for r in self._rules if r.scope in wanted]
-            self._by_scopes[scopes] = rules
+            wanted = {Scope.ANY, *scopes_for(kind, via_kind)} if transfer else {Scope.ANY}
+            chosen = [r for r in self._rules if r.scope in wanted]
+            rules = ([r for r in chosen if r.cacheable], [r for r in chosen if not r.cacheable])
+            self._by_shape[shape] = rules
         return rules
 
     def _judge_access(
         self, event: AccessEvent, raw_findings: dict[str, list[str]], offset: int
     ) -> Outcome:
-        transfer = event.action is Action.TRANSFER
-        recipient, kind = self._resolve(event.recipient) if transfer else (None, None)
-        via, via_kind = self._resolve(event.via) if transfer else (None, None)
-        ledger = self.state.consents.get(event.subject) if event.subject else None
+        # The hot path of every event: no work a lawful, common flow does not need.
+        transfer = event.action is _TRANSFER
+        if transfer:
+            recipient, kind = self._resolve(event.recipient)
+            via, via_kind = self._resolve(event.via) if event.via else (None, None)
+        else:
+            recipient = via = None
+            kind = via_kind = None
+        personal = is_personal(event)
+        posix = event.occurred_at.timestamp()
         ctx = Context(
             event,
             self.policy,
             recipient,
             kind,
             via,
-            ledger.known_before(offset) if ledger is not None else (),
+            self.state.consents.get(event.subject) if event.subject else None,
+            offset,
             raw_findings,
+            personal,
+            posix,
         )
+        categories = tuple(event.categories)
+        cacheable, every_time = self._rules_for(transfer, kind, via_kind)
+        found = self._cached_findings(ctx, categories, cacheable) if cacheable else []
+        extra = [(spec, b) for spec in every_time if (b := spec.fn(ctx)) is not None]
+        if extra:
+            found = sorted([*found, *extra], key=lambda pair: self._order[pair[0].id])
         outcome = Outcome("judged", event=event)
         fired: list[tuple[str, str]] = []
-        alert_recipient = event.recipient if transfer else None
-        for spec in self._rules_for(event, kind, via_kind):
-            breach = spec.fn(ctx)
-            if breach is None:
-                continue
-            fired.append((spec.id, spec.article))
-            outcome.alerts.append(
-                self._alert(
-                    spec,
-                    event_id=event.event_id,
-                    occurred_at=event.occurred_at,
-                    source=event.source,
-                    recipient=alert_recipient,
-                    recipient_kind=kind,
-                    subject=event.subject,
-                    categories=list(breach.categories),
-                    message=breach.message,
-                    evidence=dict(breach.evidence),
+        if found:
+            alert_recipient = event.recipient if transfer else None
+            for spec, breach in found:
+                fired.append((spec.id, spec.article))
+                outcome.alerts.append(
+                    self._alert(
+                        spec,
+                        event_id=event.event_id,
+                        occurred_at=event.occurred_at,
+                        source=event.source,
+                        recipient=alert_recipient,
+                        recipient_kind=kind,
+                        subject=event.subject,
+                        categories=list(breach.categories),
+                        message=breach.message,
+                        evidence=dict(breach.evidence),
+                    )
                 )
-            )
-            outcome.incidents.append(
-                self._fold_incident(spec, event.source, alert_recipient, event, offset)
-            )
-        personal = is_personal(event)
-        self._fold_edge(
-            ("system", event.source, ""), event, offset, personal, [] if transfer else fired
+                outcome.incidents.append(
+                    self._fold_incident(spec, event.source, alert_recipient, event, offset)
+                )
+        # Enum members are str: they key the shape as their values would.
+        shape = (
+            categories,
+            event.purpose,
+            event.legal_basis or "unstated",
+            event.form,
+            event.action,
         )
-        if transfer:
-            assert event.recipient is not None
-            self._fold_edge(
-                ("flow", event.via or event.source, event.recipient), event, offset, personal, fired
-            )
+        if not transfer:
+            key: EdgeKey = ("system", event.source, "")
+        elif event.via is not None:
+            key = ("onward", event.via, event.recipient or "")
+        else:
+            key = ("flow", event.source, event.recipient or "")
+        self._fold_edge(key, event.occurred_at, posix, shape, offset, personal, fired)
         return outcome
+
+    def _cached_findings(
+        self, ctx: Context, categories: tuple[str, ...], rules: list[RuleSpec]
+    ) -> list[tuple[RuleSpec, Breach]]:
+        """Findings of the cacheable rules, remembered per flow shape and day.
+
+        Those rules are pure functions of exactly the fields in the key (see
+        :attr:`RuleSpec.cacheable`), so a hit returns what running them would.
+        The list returned is shared: callers must not change it.
+        """
+        event = ctx.event
+        pseudo = event.pseudonymization
+        key = (
+            event.source,
+            event.recipient,
+            event.via,
+            categories,
+            event.purpose,
+            event.form,
+            pseudo.keyed if pseudo is not None else None,
+            event.encrypted_in_transit,
+            ctx.day,
+        )
+        cached = self._judgments.get(key)
+        if cached is None:
+            cached = [(spec, b) for spec in rules if (b := spec.fn(ctx)) is not None]
+            if len(self._judgments) >= _JUDGMENT_CACHE_SIZE:
+                self._judgments.clear()
+            self._judgments[key] = cached
+        return cached
 
     # -- outputs and partials --------------------------------------------------------------------
 
@@ -362,7 +443,9 @@ class Engine:
     def _fold_edge(
         self,
         key: EdgeKey,
-        event: AccessEvent,
+        at: datetime,
+        posix: float,
+        shape: Shape,
         offset: int,
         personal: bool,
         fired: list[tuple[str, str]],
@@ -373,15 +456,6 @@ class Engine:
             aggregate = EdgeAggregate()
         elif aggregate.applied >= offset:
             return
-        aggregate.add(
-            at=event.occurred_at,
-            categories=event.categories,
-            purpose=event.purpose,
-            legal_basis=event.legal_basis.value if event.legal_basis else "unstated",
-            form=event.form.value,
-            action=event.action.value,
-            personal=personal,
-            rules=fired,
-        )
+        aggregate.add(at, shape, personal, fired, posix)
         aggregate.applied = offset
         edges[key] = aggregate

@@ -3,13 +3,14 @@
 Nodes (id -> attributes):
 
 - ``category:<id>``  kind="category", label, identifying ("direct"/"indirect"/"none"/"unknown")
-- ``system:<id>``    kind="system", label, count (events it emitted), breaches {article: n}
+- ``system:<id>``    kind="system", label, count (events it emitted), breaches {article: events}
 - ``recipient:<id>`` kind="recipient", label, recipient_kind (outsourcer, affiliate, ad_provider,
   info_module, third_party, authority, or "unknown"), country ("" when unknown), example (bool)
 
 Edges:
 
-- ``category -> system`` relation="holds": the system handled that category; count
+- ``category -> system`` relation="holds": the system handled that category (used it or
+  passed it on); count
 - ``system -> recipient|system`` relation="flow": personal data left the system
 - ``recipient -> recipient`` relation="onward": a recipient passed data on (``via``)
 
@@ -72,8 +73,36 @@ def _endpoint(policy: Policy, ident: str) -> tuple[str, dict[str, Any]]:
     }
 
 
-def _sorted(counter: Mapping[str, int]) -> list[str]:
-    return sorted(counter)
+def _system_node(policy: Policy, ident: str) -> tuple[str, dict[str, Any]]:
+    label = policy.systems[ident].label if ident in policy.systems else ident
+    return node_id("system", ident), {"kind": "system", "label": label, "count": 0, "breaches": {}}
+
+
+def _add_holdings(graph: nx.DiGraph, policy: Policy, system: str, agg: EdgeAggregate) -> None:
+    """A system node, its event count and breaches, and a 'holds' edge per category it had."""
+    sid, attrs = _system_node(policy, system)
+    if sid not in graph:
+        graph.add_node(sid, **attrs)
+    node = graph.nodes[sid]
+    node["count"] = node.get("count", 0) + agg.count
+    breaches = dict(node.get("breaches", {}))
+    for article, n in agg.breaches.items():
+        breaches[article] = breaches.get(article, 0) + n
+    node["breaches"] = dict(sorted(breaches.items()))
+    for category, n in agg.categories.items():
+        cid = node_id("category", category)
+        known = policy.categories.get(category)
+        if cid not in graph:
+            graph.add_node(
+                cid,
+                kind="category",
+                label=known.label if known else category,
+                identifying=known.identifying if known else "unknown",
+            )
+        if graph.has_edge(cid, sid):
+            graph.edges[cid, sid]["count"] += n
+        else:
+            graph.add_edge(cid, sid, relation="holds", count=n)
 
 
 def build_graph(
@@ -86,50 +115,31 @@ def build_graph(
         generated_from=generated_from,
     )
     for (relation, src, dst), agg in sorted(edges.items()):
+        if relation in ("system", "flow"):
+            _add_holdings(graph, policy, src, agg)
         if relation == "system":
-            sid = node_id("system", src)
-            label = policy.systems[src].label if src in policy.systems else src
-            if sid not in graph:
-                graph.add_node(sid, kind="system", label=label, count=0, breaches={})
-            node = graph.nodes[sid]
-            node["kind"], node["label"] = "system", label
-            node["count"] = node.get("count", 0) + agg.count
-            node["breaches"] = dict(agg.breaches)
-            for category, n in sorted(agg.categories.items()):
-                cid = node_id("category", category)
-                known = policy.categories.get(category)
-                graph.add_node(
-                    cid,
-                    kind="category",
-                    label=known.label if known else category,
-                    identifying=known.identifying if known else "unknown",
-                )
-                graph.add_edge(cid, sid, relation="holds", count=n)
             continue
-        if relation != "flow":
-            continue
-        source_policy_kind = "recipient" if src in policy.recipients else None
-        src_id, src_attrs = _endpoint(policy, src)
+        src_id, src_attrs = (
+            _endpoint(policy, src) if relation == "onward" else _system_node(policy, src)
+        )
         dst_id, dst_attrs = _endpoint(policy, dst)
         for nid, attrs in ((src_id, src_attrs), (dst_id, dst_attrs)):
             if nid not in graph:
                 graph.add_node(nid, **attrs)
-            else:
-                graph.nodes[nid].update({k: v for k, v in attrs.items() if k not in ("count",)})
         graph.add_edge(
             src_id,
             dst_id,
-            relation="onward" if source_policy_kind else "flow",
+            relation=relation,
             count=agg.count,
             personal=agg.personal,
-            categories=_sorted(agg.categories),
-            purposes=_sorted(agg.purposes),
-            legal_bases=_sorted(agg.legal_bases),
-            forms=_sorted(agg.forms),
-            actions=_sorted(agg.actions),
-            category_counts=dict(sorted(agg.categories.items())),
-            purpose_counts=dict(sorted(agg.purposes.items())),
-            legal_basis_counts=dict(sorted(agg.legal_bases.items())),
+            categories=sorted(agg.categories),
+            purposes=sorted(agg.purposes),
+            legal_bases=sorted(agg.legal_bases),
+            forms=sorted(agg.forms),
+            actions=sorted(agg.actions),
+            category_counts=agg.categories,
+            purpose_counts=agg.purposes,
+            legal_basis_counts=agg.legal_bases,
             first_seen=agg.first_seen.isoformat() if agg.first_seen else "",
             last_seen=agg.last_seen.isoformat() if agg.last_seen else "",
             breaches=dict(sorted(agg.breaches.items())),

@@ -14,7 +14,7 @@ partition's partials, in any order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,12 +27,14 @@ __all__ = [
     "EdgeAggregate",
     "EdgeKey",
     "IncidentPartial",
+    "Shape",
     "State",
     "edge_key_from_str",
     "edge_key_to_str",
 ]
 
-#: ("system", source, "") for what a system holds; ("flow", from, to) for a transfer.
+#: ("system", source, "") for what a system used without passing it on; ("flow", source,
+#: recipient) for a transfer; ("onward", via, recipient) for a recipient passing data on.
 EdgeKey = tuple[str, str, str]
 
 
@@ -112,56 +114,90 @@ class ConsentLedger:
         return cls([ConsentDecision.from_json(d) for d in data["d"]], data["applied"])
 
 
+#: The shape of one event on an edge: (categories, purpose, legal basis, form, action).
+Shape = tuple[tuple[str, ...], str, str, str, str]
+
+
 @dataclass(slots=True)
 class EdgeAggregate:
-    """What went along one edge of the lineage graph, summed over events."""
+    """What went along one edge of the lineage graph, summed over events.
+
+    Events are counted by their shape (categories, purpose, legal basis, form,
+    action): one dict update per event on the hot path, and the per-category,
+    per-purpose... counts are derived from the shapes when the graph is drawn.
+    """
 
     count: int = 0
     personal: int = 0  # events that carried personal data
     breaching: int = 0  # events that broke at least one article
-    categories: dict[str, int] = field(default_factory=dict)
-    purposes: dict[str, int] = field(default_factory=dict)
-    legal_bases: dict[str, int] = field(default_factory=dict)
-    forms: dict[str, int] = field(default_factory=dict)
-    actions: dict[str, int] = field(default_factory=dict)
+    shapes: dict[Shape, int] = field(default_factory=dict)
     breaches: dict[str, int] = field(default_factory=dict)  # article -> breaching events
     rules: dict[str, int] = field(default_factory=dict)  # rule id -> breaching events
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     applied: int = -1
+    # The same instants as POSIX seconds: comparing aware datetimes with different
+    # tzinfo objects costs more than the rest of ``add``.
+    _first: float = float("inf")
+    _last: float = float("-inf")
 
     def add(
         self,
-        *,
         at: datetime,
-        categories: Iterable[str],
-        purpose: str,
-        legal_basis: str,
-        form: str,
-        action: str,
+        shape: Shape,
         personal: bool,
-        rules: Iterable[tuple[str, str]],
+        rules: list[tuple[str, str]],
+        posix: float | None = None,
     ) -> None:
-        """Fold one event in; ``rules`` is (rule id, article) for each breach it raised."""
+        """Fold one event in; ``rules`` is (rule id, article) for each breach it raised;
+        ``posix`` is ``at`` as POSIX seconds when the caller has it."""
         self.count += 1
         self.personal += personal
-        for category in categories:
-            _bump(self.categories, category)
-        _bump(self.purposes, purpose)
-        _bump(self.legal_bases, legal_basis)
-        _bump(self.forms, form)
-        _bump(self.actions, action)
-        articles = set()
-        for rule_id, article in rules:
-            _bump(self.rules, rule_id)
-            articles.add(article)
-        for article in articles:
-            _bump(self.breaches, article)
-        self.breaching += bool(articles)
-        if self.first_seen is None or at < self.first_seen:
-            self.first_seen = at
-        if self.last_seen is None or at > self.last_seen:
-            self.last_seen = at
+        self.shapes[shape] = self.shapes.get(shape, 0) + 1
+        if rules:
+            articles = set()
+            for rule_id, article in rules:
+                _bump(self.rules, rule_id)
+                articles.add(article)
+            for article in articles:
+                _bump(self.breaches, article)
+            self.breaching += 1
+        ts = at.timestamp() if posix is None else posix
+        if ts < self._first:
+            self._first, self.first_seen = ts, at
+        if ts > self._last:
+            self._last, self.last_seen = ts, at
+
+    def _tally(self, index: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for shape, n in self.shapes.items():
+            _bump(out, shape[index], n)  # type: ignore[arg-type]
+        return dict(sorted(out.items()))
+
+    @property
+    def categories(self) -> dict[str, int]:
+        """Events per category (an event counts once for each category it carried)."""
+        out: dict[str, int] = {}
+        for (categories, *_), n in self.shapes.items():
+            for category in categories:
+                _bump(out, category, n)
+        return dict(sorted(out.items()))
+
+    @property
+    def purposes(self) -> dict[str, int]:
+        return self._tally(1)
+
+    @property
+    def legal_bases(self) -> dict[str, int]:
+        return self._tally(2)
+
+    @property
+    def forms(self) -> dict[str, int]:
+        return self._tally(3)
+
+    @property
+    def actions(self) -> dict[str, int]:
+        return self._tally(4)
 
     def merge(self, other: EdgeAggregate) -> EdgeAggregate:
         """A new aggregate holding both (associative and commutative)."""
@@ -169,24 +205,22 @@ class EdgeAggregate:
             count=self.count + other.count,
             personal=self.personal + other.personal,
             breaching=self.breaching + other.breaching,
+            shapes=dict(self.shapes),
+            breaches=dict(self.breaches),
+            rules=dict(self.rules),
         )
-        for name in (
-            "categories",
-            "purposes",
-            "legal_bases",
-            "forms",
-            "actions",
-            "breaches",
-            "rules",
-        ):
-            merged = dict(getattr(self, name))
-            for key, n in getattr(other, name).items():
-                _bump(merged, key, n)
-            setattr(out, name, merged)
+        for shape, n in other.shapes.items():
+            out.shapes[shape] = out.shapes.get(shape, 0) + n
+        for key, n in other.breaches.items():
+            _bump(out.breaches, key, n)
+        for key, n in other.rules.items():
+            _bump(out.rules, key, n)
         firsts = [t for t in (self.first_seen, other.first_seen) if t is not None]
         lasts = [t for t in (self.last_seen, other.last_seen) if t is not None]
         out.first_seen = min(firsts) if firsts else None
         out.last_seen = max(lasts) if lasts else None
+        out._first = out.first_seen.timestamp() if out.first_seen else float("inf")
+        out._last = out.last_seen.timestamp() if out.last_seen else float("-inf")
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -194,11 +228,7 @@ class EdgeAggregate:
             "count": self.count,
             "personal": self.personal,
             "breaching": self.breaching,
-            "categories": self.categories,
-            "purposes": self.purposes,
-            "legal_bases": self.legal_bases,
-            "forms": self.forms,
-            "actions": self.actions,
+            "shapes": [[list(s[0]), s[1], s[2], s[3], s[4], n] for s, n in self.shapes.items()],
             "breaches": self.breaches,
             "rules": self.rules,
             "first_seen": _iso(self.first_seen) if self.first_seen else None,
@@ -208,20 +238,20 @@ class EdgeAggregate:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EdgeAggregate:
+        first = datetime.fromisoformat(data["first_seen"]) if data["first_seen"] else None
+        last = datetime.fromisoformat(data["last_seen"]) if data["last_seen"] else None
         return cls(
             count=data["count"],
             personal=data["personal"],
             breaching=data["breaching"],
-            categories=dict(data["categories"]),
-            purposes=dict(data["purposes"]),
-            legal_bases=dict(data["legal_bases"]),
-            forms=dict(data["forms"]),
-            actions=dict(data["actions"]),
+            shapes={(tuple(c), p, lb, f, a): n for c, p, lb, f, a, n in data["shapes"]},
             breaches=dict(data["breaches"]),
             rules=dict(data["rules"]),
-            first_seen=datetime.fromisoformat(data["first_seen"]) if data["first_seen"] else None,
-            last_seen=datetime.fromisoformat(data["last_seen"]) if data["last_seen"] else None,
+            first_seen=first,
+            last_seen=last,
             applied=data["applied"],
+            _first=first.timestamp() if first else float("inf"),
+            _last=last.timestamp() if last else float("-inf"),
         )
 
 

@@ -156,6 +156,7 @@ def onward(ctx: Context) -> Breach | None:
 
 
 _PAST = {Action.TRANSFER: "transferred", Action.USE: "used"}
+_RETAINED_ACTIONS = (Action.TRANSFER, Action.USE)
 
 
 def collected_on(ctx: Context) -> date | None:
@@ -182,9 +183,12 @@ def collected_on(ctx: Context) -> date | None:
 )
 def retention(ctx: Context) -> Breach | None:
     event = ctx.event
-    if event.action not in (Action.TRANSFER, Action.USE) or event.form in _NOT_PERSONAL_FORMS:
-        return None
+    attributes = event.attributes
+    if "collected_at" not in attributes and "collected_on" not in attributes:
+        return None  # the common case: nothing says when the data was collected
     if not ctx.policy.retention_days:
+        return None
+    if event.action not in _RETAINED_ACTIONS or event.form in _NOT_PERSONAL_FORMS:
         return None
     collected = collected_on(ctx)
     if collected is None:

@@ -13,7 +13,6 @@ for the outsourcing rules.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from lineage.policy.model import Policy, Recipient
-from lineage.state import ConsentDecision
+from lineage.state import ConsentDecision, ConsentLedger
 from schemas import AccessEvent, Form, Severity
 from schemas.types import RecipientKind
 
@@ -69,13 +68,16 @@ def is_personal(event: AccessEvent) -> bool:
 
 
 class Context:
-    """What a rule may read about one event. Computed facts are cached per event."""
+    """What a rule may read about one event."""
 
     __slots__ = (
-        "__dict__",
-        "consents",
+        "_day",
+        "_ledger",
+        "_offset",
         "event",
+        "personal",
         "policy",
+        "posix",
         "raw_findings",
         "recipient",
         "recipient_kind",
@@ -89,25 +91,36 @@ class Context:
         recipient: Recipient | None,
         recipient_kind: str | None,
         via: Recipient | None,
-        consents: tuple[ConsentDecision, ...],
+        ledger: ConsentLedger | None,
+        offset: int,
         raw_findings: Mapping[str, list[str]],
+        personal: bool | None = None,
+        posix: float | None = None,
     ) -> None:
         self.event = event
+        #: The event time as POSIX seconds (aware-datetime arithmetic is slow; do it once).
+        self.posix = event.occurred_at.timestamp() if posix is None else posix
         self.policy = policy
         self.recipient = recipient
         self.recipient_kind = recipient_kind
         self.via = via
-        self.consents = consents
+        self._ledger = ledger
+        self._offset = offset
         self.raw_findings = raw_findings
+        self.personal = is_personal(event) if personal is None else personal
+        self._day: date | None = None
 
-    @functools.cached_property
+    @property
+    def consents(self) -> tuple[ConsentDecision, ...]:
+        """The subject's consent decisions that came before this event in its partition."""
+        return self._ledger.known_before(self._offset) if self._ledger is not None else ()
+
+    @property
     def day(self) -> date:
         """The event's calendar day in the policy's zone, the day policy dates speak of."""
-        return self.policy.day_of(self.event.occurred_at)
-
-    @functools.cached_property
-    def personal(self) -> bool:
-        return is_personal(self.event)
+        if self._day is None:
+            self._day = self.policy.day_at(self.posix)
+        return self._day
 
 
 RuleFn = Callable[[Context], Breach | None]
@@ -123,6 +136,15 @@ class RuleSpec:
     scope: Scope
     title: str
     fn: RuleFn
+
+    @property
+    def cacheable(self) -> bool:
+        """True when the rule reads only the flow's shape and the policy at the event's day.
+
+        Rules of these scopes never read the subject, its consents or the attributes,
+        so the engine may remember their findings per flow shape and day.
+        """
+        return self.scope not in (Scope.ANY, Scope.DISCLOSURE)
 
 
 #: Every registered rule by id, in registration order (the order alerts are raised in).
