@@ -1,0 +1,216 @@
+"""The ``lineage`` command line (CONTRACT.md s.6). Thin: validate, call the core, print, exit.
+
+Exit codes: 0 done; 2 usage or policy errors; 3 ``--fail-on`` met; 1 anything else
+that stopped the run (an unreadable input, an unreachable broker).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import click
+
+from lineage.errors import LineageError, PolicyError
+from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
+from lineage.run import RunSummary, run_embedded
+from schemas import Severity
+
+__all__ = ["main"]
+
+SEVERITIES = [s.value for s in Severity]
+_PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"lineage: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _policy(path: Path | None) -> Policy:
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(f"lineage: policy error: {problem}", err=True)
+        sys.exit(2)
+
+
+def _print_summary(summary: RunSummary, out: Path) -> None:
+    s = summary.stats
+    rate = s.messages / summary.seconds if summary.seconds > 0 else 0.0
+    click.echo(
+        f"{s.messages} messages in {summary.seconds:.1f}s ({rate:,.0f}/s): "
+        f"{s.access_events} access, {s.consent_events} consent, {s.duplicates} duplicates, "
+        f"{s.dead_letters} dead letters"
+    )
+    if s.alerts:
+        articles = ", ".join(
+            f"Art. {a}: {n}" for a, n in sorted(s.by_article.items(), key=lambda kv: int(kv[0]))
+        )
+        severities = ", ".join(
+            f"{sev.value} {s.by_severity[sev.value]}"
+            for sev in Severity
+            if s.by_severity[sev.value]
+        )
+        click.echo(f"{s.alerts} alerts ({articles}) - {severities}; {summary.incidents} incidents")
+    else:
+        click.echo("no alerts")
+    click.echo(f"outputs in {out}/ (alerts.jsonl, incidents.jsonl, dead-letter.jsonl, lineage.*)")
+
+
+def _run_source(
+    policy: Policy, stream: IO[bytes], name: str, out: Path, size: int | None
+) -> RunSummary:
+    show_bar = size is not None and size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty()
+    if not show_bar:
+        return run_embedded(policy, stream, out, source_name=name)
+    bar: Any
+    with click.progressbar(
+        length=size, label="judging events", file=sys.stderr, show_eta=True
+    ) as bar:
+        return run_embedded(policy, stream, out, source_name=name, on_progress=bar.update)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="privacy-lineage")
+def main() -> None:
+    """privacy-lineage: watch personal-data flows, build their lineage graph, raise alerts."""
+
+
+@main.command()
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="LINEAGE_POLICY",
+    show_envvar=True,
+    help="Policy file (YAML). Default: the shipped seed policy.",
+)
+@click.option(
+    "--source",
+    required=True,
+    type=click.File("rb"),
+    help="Events, one JSON object per line; '-' reads standard input.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for alerts.jsonl, incidents.jsonl, dead-letter.jsonl and the graph.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(SEVERITIES),
+    help="Exit 3 when an alert at or above this severity was raised.",
+)
+def run(policy_path: Path | None, source: IO[bytes], out: Path, fail_on: str | None) -> None:
+    """Judge a file of events with no broker and write alerts and the lineage graph."""
+    policy = _policy(policy_path)
+    name = getattr(source, "name", "-")
+    name = "-" if name == "<stdin>" else str(name)
+    size: int | None = None
+    if name != "-":
+        try:
+            size = Path(name).stat().st_size
+        except OSError:
+            size = None
+    try:
+        summary = _run_source(policy, source, name, out, size)
+    except LineageError as exc:
+        _fail(str(exc), 1)
+    _print_summary(summary, out)
+    worst = summary.worst()
+    if fail_on is not None and worst is not None and worst.rank >= Severity(fail_on).rank:
+        sys.exit(3)
+
+
+@main.group()
+def policy() -> None:
+    """Work with policy files."""
+
+
+@policy.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+def policy_check(file: Path | None) -> None:
+    """Lint a policy file: exit 2 with file, line and key for each problem."""
+    loaded = _policy(file)
+    where = file or DEFAULT_POLICY
+    for warning in lint_policy(loaded):
+        click.echo(f"{where}: warning: {warning}")
+    click.echo(
+        f"{where}: ok: {loaded.policy.name} version {loaded.version}, "
+        f"{len(loaded.categories)} categories, {len(loaded.purposes)} purposes, "
+        f"{len(loaded.recipients)} recipients"
+    )
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("lineage-demo"),
+    show_default=True,
+    help="Folder for the demo's alerts and graph exports.",
+)
+@click.option("--events", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic fleet.")
+@click.option(
+    "--day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The day the fleet's traffic happens on (default 2026-11-20).",
+)
+@click.option(
+    "--broker",
+    envvar="LINEAGE_BROKER",
+    show_envvar=True,
+    default=None,
+    help="Send the fleet's events to Kafka through the Emitter instead of judging them here.",
+)
+@click.option(
+    "--topic-prefix", envvar="LINEAGE_TOPIC_PREFIX", default="lineage.", show_default=True
+)
+def demo(
+    out: Path, events: int, seed: int, day: Any, broker: str | None, topic_prefix: str
+) -> None:
+    """Run the product on a synthetic fleet's day of traffic (embedded, no broker)."""
+    from lineage.demo import DEFAULT_DAY, generate_day
+
+    the_day: date = day.date() if day is not None else DEFAULT_DAY
+    lines = generate_day(day=the_day, events=events, seed=seed)
+    if broker:
+        from streams.emitter import emit_lines
+
+        try:
+            sent = emit_lines(lines, broker=broker, topic_prefix=topic_prefix)
+        except LineageError as exc:
+            _fail(str(exc), 1)
+        click.echo(f"sent {sent} demo messages to {topic_prefix}events on {broker}")
+        return
+    policy_ = load_policy()
+    click.echo(
+        f"demo: a day ({the_day}) of the fleet's traffic, {events} events, "
+        f"judged against {policy_.policy.name} ({policy_.version})"
+    )
+    try:
+        summary = run_embedded(policy_, lines, out, source_name=f"demo-{the_day}")
+    except LineageError as exc:
+        _fail(str(exc), 1)
+    _print_summary(summary, out)
+    click.echo(f"open {out / 'lineage.html'} in a browser to see the lineage graph")
+
+
+def _register_stream_commands() -> None:
+    # The Kafka commands live with the stream processors; the core works without them.
+    try:
+        from streams.cli import export, worker
+    except ImportError:  # pragma: no cover - streams is part of the same distribution
+        return
+    main.add_command(worker)
+    main.add_command(export)
+
+
+_register_stream_commands()

@@ -1,0 +1,149 @@
+"""The embedded run: a file of events in, alerts, incidents, dead letters and the graph out.
+
+This is the core alone, with no broker: ``lineage run`` and ``lineage demo`` are
+thin layers over :func:`run_embedded`. Output files (CONTRACT.md s.6):
+
+- ``alerts.jsonl``        one alert per line, the complete audit trail
+- ``incidents.jsonl``     incident publications; the last line per incident id is final
+- ``dead-letter.jsonl``   bad input with its original text and a reason
+- ``lineage.*``           the graph exports (GraphML, JSON, DOT, Mermaid, HTML)
+- ``summary.json``        the closing counts, for tools
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from lineage.engine import Engine, Stats
+from lineage.errors import RunError
+from lineage.graph import build_graph
+from lineage.incidents import IncidentBoard
+from lineage.policy.model import Policy
+from lineage.redact import Redactor
+from schemas import Severity
+
+__all__ = ["RunSummary", "run_embedded"]
+
+ALERTS, INCIDENTS, DEAD_LETTERS, SUMMARY = (
+    "alerts.jsonl",
+    "incidents.jsonl",
+    "dead-letter.jsonl",
+    "summary.json",
+)
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What a run did: counts, the worst severity raised, and where the outputs are."""
+
+    stats: Stats
+    incidents: int
+    seconds: float
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def worst(self) -> Severity | None:
+        raised = [Severity(s) for s, n in self.stats.by_severity.items() if n]
+        return max(raised, key=lambda s: s.rank) if raised else None
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "messages": s.messages,
+            "access_events": s.access_events,
+            "consent_events": s.consent_events,
+            "duplicates": s.duplicates,
+            "dead_letters": s.dead_letters,
+            "alerts": s.alerts,
+            "alerts_by_article": dict(sorted(s.by_article.items(), key=lambda kv: int(kv[0]))),
+            "alerts_by_severity": {sev.value: s.by_severity.get(sev.value, 0) for sev in Severity},
+            "alerts_by_rule": dict(sorted(s.by_rule.items())),
+            "incidents": self.incidents,
+            "seconds": round(self.seconds, 3),
+            "outputs": {name: str(path) for name, path in sorted(self.outputs.items())},
+        }
+
+
+def _lines(source: IO[bytes], on_progress: Callable[[int], None] | None) -> Iterable[bytes]:
+    for line in source:
+        if on_progress is not None:
+            on_progress(len(line))
+        yield line
+
+
+def run_embedded(
+    policy: Policy,
+    source: IO[bytes] | Iterable[bytes],
+    out_dir: Path,
+    *,
+    source_name: str = "-",
+    redactor: Redactor | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    exports: bool = True,
+) -> RunSummary:
+    """Judge every line of ``source`` and write the outputs into ``out_dir``.
+
+    Blank lines are passed over; every other line is either judged or sent to the
+    dead letters, and the run goes on.
+    """
+    started = time.perf_counter()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
+    engine = Engine(policy, redactor=redactor)
+    board = IncidentBoard()
+    partials = engine.state.incidents
+    outputs = {name: out_dir / name for name in (ALERTS, INCIDENTS, DEAD_LETTERS)}
+    lines: Iterable[bytes] = (
+        _lines(source, on_progress) if hasattr(source, "read") else source  # type: ignore[arg-type]
+    )
+    try:
+        with (
+            outputs[ALERTS].open("wb") as alerts,
+            outputs[INCIDENTS].open("wb") as incidents,
+            outputs[DEAD_LETTERS].open("wb") as dead,
+        ):
+            for number, line in enumerate(lines, start=1):
+                raw = line.rstrip(b"\r\n")
+                if not raw.strip():
+                    continue
+                outcome = engine.process(raw, offset=number, origin=f"{source_name}:{number}")
+                if outcome.dead_letter is not None:
+                    dead.write(orjson.dumps(outcome.dead_letter) + b"\n")
+                    continue
+                for alert in outcome.alerts:
+                    alerts.write(orjson.dumps(alert) + b"\n")
+                for iid in outcome.incidents:
+                    # The board keeps what it is given: hand it a copy of the live partial.
+                    partial = partials[iid]
+                    snapshot = dataclasses.replace(partial, samples=list(partial.samples))
+                    publication = board.update(iid, 0, snapshot)
+                    if publication is not None:
+                        incidents.write(orjson.dumps(publication) + b"\n")
+            for publication in board.flush():
+                incidents.write(orjson.dumps(publication) + b"\n")
+    except OSError as exc:
+        raise RunError(f"cannot write to {out_dir}: {exc.strerror}") from exc
+    if exports:
+        from lineage.export import write_exports
+
+        graph = build_graph(policy, engine.state.edges, generated_from=source_name)
+        outputs.update(write_exports(graph, out_dir))
+    summary = RunSummary(
+        stats=engine.stats,
+        incidents=len(board.entries),
+        seconds=time.perf_counter() - started,
+        outputs=outputs,
+    )
+    outputs[SUMMARY] = out_dir / SUMMARY
+    outputs[SUMMARY].write_bytes(
+        orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2) + b"\n"
+    )
+    return summary

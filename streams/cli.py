@@ -1,0 +1,196 @@
+"""``lineage worker`` and ``lineage export``: the Kafka side of the command line.
+
+Each option is also a ``LINEAGE_*`` environment variable (shown in ``--help``);
+options given on the command line win. faust is imported only when a command runs,
+so ``lineage --help`` and the embedded commands stay quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lineage.errors import LineageError, PolicyError
+from lineage.policy import load_policy
+
+__all__ = ["export", "worker"]
+
+
+def _settings(**options: Any) -> Any:
+    from pydantic import ValidationError
+
+    from streams.settings import Settings
+
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        click.echo(f"lineage: error: setting {field}: {first['msg']}", err=True)
+        sys.exit(2)
+
+
+def _policy(path: Path | None) -> Any:
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(f"lineage: policy error: {problem}", err=True)
+        sys.exit(2)
+
+
+_broker = click.option(
+    "--broker", envvar="LINEAGE_BROKER", show_envvar=True, help="Kafka bootstrap HOST:PORT."
+)
+_prefix = click.option(
+    "--topic-prefix",
+    envvar="LINEAGE_TOPIC_PREFIX",
+    show_envvar=True,
+    help="Prefix of the topics  [default: lineage.]",
+)
+_policy_option = click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="LINEAGE_POLICY",
+    show_envvar=True,
+    help="Policy file (YAML). Default: the shipped seed policy.",
+)
+_app_id = click.option(
+    "--app-id", envvar="LINEAGE_APP_ID", show_envvar=True, help="Consumer group and state id."
+)
+
+
+@click.command()
+@_broker
+@_policy_option
+@_prefix
+@_app_id
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="LINEAGE_STATE_DIR",
+    show_envvar=True,
+    help="Local table state.",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    envvar="LINEAGE_PARTITIONS",
+    show_envvar=True,
+    help="Partitions of the topics the worker creates.",
+)
+@click.option(
+    "--web-port",
+    type=click.IntRange(0, 65535),
+    envvar="LINEAGE_WEB_PORT",
+    show_envvar=True,
+    help="Port of /graph, /health, /metrics (0: off).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    envvar="LINEAGE_BATCH_SIZE",
+    show_envvar=True,
+    help="Events judged per batch.",
+)
+@click.option(
+    "--security-protocol",
+    envvar="LINEAGE_SECURITY_PROTOCOL",
+    show_envvar=True,
+    type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]),
+)
+@click.option(
+    "--sasl-mechanism",
+    envvar="LINEAGE_SASL_MECHANISM",
+    show_envvar=True,
+    type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+)
+@click.option("--sasl-username", envvar="LINEAGE_SASL_USERNAME", show_envvar=True)
+@click.option(
+    "--sasl-password",
+    envvar="LINEAGE_SASL_PASSWORD",
+    show_envvar=True,
+    help="Better given in the environment than on the command line.",
+)
+@click.option(
+    "--ssl-cafile",
+    envvar="LINEAGE_SSL_CAFILE",
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
+    """Run the stream processors on Kafka: judge lineage.events, raise alerts and incidents."""
+    settings = _settings(policy=policy_path, **options)
+    policy = _policy(settings.policy)
+    from streams.app import LineageWorker
+
+    lineage_worker = LineageWorker(settings, policy)
+    try:
+        created = lineage_worker.ensure_topics()
+    except LineageError as exc:
+        click.echo(f"lineage: error: {exc}", err=True)
+        sys.exit(1)
+    if created:
+        click.echo(f"created topics: {', '.join(created)}", err=True)
+    click.echo(
+        f"lineage worker: {settings.bootstrap}, topics {settings.topic_prefix}*, "
+        f"policy {policy.policy.name} ({policy.version})",
+        err=True,
+    )
+    import faust
+
+    faust.Worker(lineage_worker.app, loglevel=loglevel).execute_from_commandline()
+
+
+@click.command()
+@_broker
+@_policy_option
+@_prefix
+@_app_id
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["graphml", "json", "dot", "mermaid", "html"]),
+    default="json",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write; '-' writes to standard output.",
+)
+@click.option(
+    "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the broker."
+)
+def export(policy_path: Path | None, fmt: str, out: Path, timeout: float, **options: Any) -> None:
+    """Write the global lineage graph kept in Kafka (all partitions), with no worker running."""
+    settings = _settings(policy=policy_path, **options)
+    policy = _policy(settings.policy)
+    from lineage.export import export_graph
+    from lineage.graph import build_graph
+    from streams.kafka_graph import read_edges
+
+    try:
+        edges = asyncio.run(read_edges(settings, timeout=timeout))
+    except LineageError as exc:
+        click.echo(f"lineage: error: {exc}", err=True)
+        sys.exit(1)
+    text = export_graph(build_graph(policy, edges, generated_from="kafka"), fmt)
+    if str(out) == "-":
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(edges)} edges as {fmt} to {out}", err=True)

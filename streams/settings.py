@@ -1,0 +1,105 @@
+"""One frozen settings model for the worker and the Kafka commands (``LINEAGE_*`` variables).
+
+Every field is also an environment variable: ``broker`` is ``LINEAGE_BROKER``,
+``topic_prefix`` is ``LINEAGE_TOPIC_PREFIX`` and so on. Secrets are ``SecretStr``
+and print as ``**********``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Where the broker is, what the topics are called, and how the worker keeps state."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEAGE_", frozen=True, extra="forbid")
+
+    broker: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]"
+    )
+    topic_prefix: str = Field(default="lineage.", description="prefix of every topic")
+    policy: Path | None = Field(default=None, description="policy file; default: the seed")
+    app_id: str = Field(
+        default="privacy-lineage", description="consumer group and changelog topic prefix"
+    )
+    state_dir: Path = Field(default=Path("lineage-state"), description="local table state")
+    store: Literal["memory://", "rocksdb://"] = Field(
+        default="memory://", description="table store; state is rebuilt from the changelogs"
+    )
+    partitions: int = Field(default=4, ge=1, description="partitions of the topics it creates")
+    replication_factor: int = Field(default=1, ge=1, description="of the topics it creates")
+    web_host: str = Field(default="0.0.0.0", description="web server (graph, health, metrics)")
+    web_port: int = Field(default=6066, ge=0, le=65535, description="0 turns the web server off")
+    batch_size: int = Field(default=2000, ge=1, description="events judged per batch")
+    batch_seconds: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    incident_flush_seconds: float = Field(
+        default=30.0, gt=0, description="how often changed incidents are republished"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    redaction_key: SecretStr | None = Field(
+        default=None,
+        description="key of the tokens that replace raw personal data; share it across workers",
+    )
+
+    @field_validator("broker")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        for host in value.split(","):
+            name, _, port = host.strip().removeprefix("kafka://").rpartition(":")
+            if not name or not port.isdigit():
+                raise ValueError(f"broker {host!r} is not HOST:PORT")
+        return value
+
+    def topic(self, name: str) -> str:
+        """The full name of one of the contract's topics, e.g. ``topic('events')``."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def bootstrap(self) -> str:
+        """Bootstrap servers without any ``kafka://`` scheme."""
+        return ",".join(h.strip().removeprefix("kafka://") for h in self.broker.split(","))
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+        )
+        if self.ssl_certfile:
+            context.load_cert_chain(
+                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+            )
+        return context
+
+    def kafka_python_config(self) -> dict[str, Any]:
+        """Security settings in kafka-python's words (Emitter, export)."""
+        config: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            config.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value()
+                if self.sasl_password
+                else None,
+            )
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            config.update(
+                ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                ssl_certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                ssl_keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
+        return config
