@@ -6,6 +6,7 @@ that stopped the run (an unreadable input, an unreachable broker).
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,7 @@ import click
 
 from lineage.errors import LineageError, PolicyError
 from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
+from lineage.redact import Redactor
 from lineage.run import RunSummary, run_embedded
 from schemas import Severity
 
@@ -61,17 +63,25 @@ def _print_summary(summary: RunSummary, out: Path) -> None:
     click.echo(f"outputs in {out}/ (alerts.jsonl, incidents.jsonl, dead-letter.jsonl, lineage.*)")
 
 
+def _redactor() -> Redactor:
+    # The same key as the workers' (LINEAGE_REDACTION_KEY) gives the same tokens.
+    key = os.environ.get("LINEAGE_REDACTION_KEY")
+    return Redactor(key.encode() if key else None)
+
+
 def _run_source(
     policy: Policy, stream: IO[bytes], name: str, out: Path, size: int | None
 ) -> RunSummary:
     show_bar = size is not None and size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty()
     if not show_bar:
-        return run_embedded(policy, stream, out, source_name=name)
+        return run_embedded(policy, stream, out, source_name=name, redactor=_redactor())
     bar: Any
     with click.progressbar(
         length=size, label="judging events", file=sys.stderr, show_eta=True
     ) as bar:
-        return run_embedded(policy, stream, out, source_name=name, on_progress=bar.update)
+        return run_embedded(
+            policy, stream, out, source_name=name, redactor=_redactor(), on_progress=bar.update
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -196,7 +206,9 @@ def demo(
         f"judged against {policy_.policy.name} ({policy_.version})"
     )
     try:
-        summary = run_embedded(policy_, lines, out, source_name=f"demo-{the_day}")
+        summary = run_embedded(
+            policy_, lines, out, source_name=f"demo-{the_day}", redactor=_redactor()
+        )
     except LineageError as exc:
         _fail(str(exc), 1)
     _print_summary(summary, out)
@@ -214,3 +226,7 @@ def _register_stream_commands() -> None:
 
 
 _register_stream_commands()
+
+
+if __name__ == "__main__":
+    main()
