@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from lineage.demo import DEFAULT_DAY, generate_day
-
 from lineage.policy import load_policy
 from lineage.run import run_embedded
 

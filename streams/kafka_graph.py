@@ -70,10 +70,9 @@ async def read_table(settings: Settings, name: str, *, timeout: float = 30.0) ->
         ) from exc
     latest: dict[str, bytes] = {}
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()  # the first lookup may be stale
-            partitions = consumer.partitions_for_topic(topic)
+        # aiokafka's public partitions_for_topic knows only subscribed topics' metadata.
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic)
         if not partitions:
             raise KafkaGraphError(
                 f"no topic {topic!r} on {settings.bootstrap}: has a worker with app id "

@@ -37,3 +37,15 @@ def judge(policy: Policy) -> Iterator[Judge]:
         return alerts
 
     yield run
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Apache Kafka broker: $KAFKA_BOOTSTRAP_SERVERS, testcontainers, or scripts/kafka-local.
+
+    Never a skip: when no way works, the fixture fails with what was tried.
+    """
+    from tests.broker import kafka_broker
+
+    with kafka_broker() as bootstrap:
+        yield bootstrap
