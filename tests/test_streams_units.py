@@ -1,0 +1,110 @@
+"""The stream processors' parts that need no broker: settings, table views, the CLI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from lineage.cli import main
+from lineage.engine import Engine
+from lineage.policy import Policy
+from lineage.state import EdgeAggregate
+from streams.settings import Settings
+from streams.tables import PartitionState, SeenIndex, partition_of
+from tests.helpers import access
+
+
+def tables() -> dict[str, dict[str, bytes]]:
+    # A dict stands in for a faust table here: the views use get, items and item assignment.
+    return {name: {} for name in ("seen", "consents", "edges", "incidents", "board")}
+
+
+def test_settings_read_the_environment_and_hide_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINEAGE_BROKER", "kafka-1:9092,kafka-2:9092")
+    monkeypatch.setenv("LINEAGE_TOPIC_PREFIX", "acme.")
+    monkeypatch.setenv("LINEAGE_SASL_PASSWORD", "hunter2")
+    settings = Settings()
+    assert settings.bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert settings.topic("events") == "acme.events"
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings)
+    with pytest.raises(ValidationError, match="HOST:PORT"):
+        Settings(broker="no-port")
+
+
+def test_partition_state_writes_each_key_once_per_batch(policy: Policy) -> None:
+    backing = tables()
+    state = PartitionState(backing, 2)
+    engine = Engine(policy, state.as_state())
+    for offset in range(5):
+        event = access(event_id=f"e-{offset}", recipient="payco", encrypted_in_transit=False)
+        engine.process(orjson.dumps(event), offset=offset, origin="t")
+    assert backing["edges"] == {}  # nothing reaches the table before the flush
+    state.flush()
+    assert list(backing["edges"]) == ["2|flow|shop|payco"]
+    assert all(partition_of(key) == 2 for table in backing.values() for key in table)
+    stored = EdgeAggregate.from_json(orjson.loads(backing["edges"]["2|flow|shop|payco"]))
+    assert stored.count == 5 and stored.applied == 4
+    assert len(backing["seen"]) == 1  # one dedup record for the whole batch
+
+
+def test_state_is_rebuilt_from_the_tables_and_redelivery_counts_nothing(policy: Policy) -> None:
+    backing = tables()
+    first = PartitionState(backing, 0)
+    engine = Engine(policy, first.as_state())
+    lines = [orjson.dumps(access(event_id=f"e-{i}", recipient="payco")) for i in range(3)]
+    for offset, line in enumerate(lines):
+        engine.process(line, offset=offset, origin="t")
+    first.flush()
+    # A new owner of partition 0 (after a crash) sees the same state and the same offsets.
+    second = PartitionState(backing, 0)
+    again = Engine(policy, second.as_state())
+    outcome = again.process(lines[2], offset=2, origin="t")
+    assert outcome.status == "judged" and outcome.redelivered
+    second.flush()
+    stored = EdgeAggregate.from_json(orjson.loads(backing["edges"]["0|flow|shop|payco"]))
+    assert stored.count == 3
+    # A producer's duplicate (same id, later offset) is dropped.
+    assert again.process(lines[0], offset=9, origin="t").status == "duplicate"
+
+
+def test_seen_index_only_loads_its_partition() -> None:
+    backing: dict[str, bytes] = {
+        "0|00000000000000000001": orjson.dumps({"a": 1}),
+        "1|00000000000000000001": orjson.dumps({"b": 1}),
+    }
+    index = SeenIndex(backing, 0)
+    assert index.get("a") == 1 and index.get("b") is None
+
+
+def test_worker_help_shows_environment_variables() -> None:
+    result = CliRunner().invoke(main, ["worker", "--help"])
+    assert result.exit_code == 0
+    for name in (
+        "LINEAGE_BROKER",
+        "LINEAGE_POLICY",
+        "LINEAGE_TOPIC_PREFIX",
+        "LINEAGE_SASL_PASSWORD",
+    ):
+        assert name in result.output
+
+
+def test_export_without_a_broker_fails_clearly() -> None:
+    result = CliRunner().invoke(
+        main,
+        ["export", "--broker", "127.0.0.1:1", "--format", "json", "--out", "-", "--timeout", "3"],
+    )
+    assert result.exit_code == 1
+    assert "cannot reach Kafka at 127.0.0.1:1" in result.output
+
+
+def test_edge_json_round_trip_keeps_times() -> None:
+    aggregate = EdgeAggregate()
+    at = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+    aggregate.add(at, (("a.b",), "p", "consent", "identified", "transfer"), True, [("r", "9")])
+    back = EdgeAggregate.from_json(orjson.loads(orjson.dumps(aggregate.to_json())))
+    assert back.to_json() == aggregate.to_json()
+    assert back.first_seen == at and back.categories == {"a.b": 1}
