@@ -4,8 +4,8 @@ Every breaching event is still an alert; an incident counts them. The board
 merges per-partition partials (a partial replaces the previous one from the
 same partition, so a redelivered partial changes nothing) and decides when to
 publish: when the incident opens, when its count has grown by ``factor`` since
-the last publication, when breaches go on ``quiet`` (event time) after the
-last publication, and on :meth:`IncidentBoard.flush` for whatever changed since.
+the last publication, when a breach comes after ``quiet`` (event time) without
+any, and on :meth:`IncidentBoard.flush` for whatever changed since.
 So a million identical breaches are about twenty messages, never a million.
 """
 
@@ -49,6 +49,11 @@ class BoardEntry:
         )
 
 
+def _last_seen(entry: BoardEntry) -> datetime | None:
+    seen = [p.last_seen for p in entry.partials.values() if p.last_seen is not None]
+    return max(seen) if seen else None
+
+
 class IncidentBoard:
     """Merges incident partials from every partition and decides what to publish."""
 
@@ -73,8 +78,16 @@ class IncidentBoard:
         previous = entry.partials.get(partition)
         if previous is not None and previous.count >= partial.count:
             return None  # stale or redelivered: partials only grow
+        before = _last_seen(entry)
         entry.partials[partition] = partial
-        publication = self._maybe_publish(incident_id, entry, force=False)
+        # A quiet period ended: the newest breach came ``quiet`` (event time) after the one
+        # before it. While breaches keep coming, only growth by ``factor`` republishes.
+        woke = (
+            before is not None
+            and partial.last_seen is not None
+            and partial.last_seen - before >= self.quiet
+        )
+        publication = self._maybe_publish(incident_id, entry, force=woke)
         self.entries[incident_id] = entry
         return publication
 
@@ -105,14 +118,7 @@ class IncidentBoard:
             return None
         if entry.published_count == 0:
             status = "open"
-        elif (
-            force
-            or count >= entry.published_count * self.factor
-            or (
-                entry.published_last_seen is not None
-                and last_seen - entry.published_last_seen >= self.quiet
-            )
-        ):
+        elif force or count >= entry.published_count * self.factor:
             status = "updated"
         else:
             return None
