@@ -21,9 +21,7 @@ def test_help_lists_the_commands() -> None:
 def test_config_is_a_single_node_kraft_broker_on_loopback() -> None:
     result = run("config", "--port", "29092", "--dir", "/tmp/lineage-config-only")
     assert result.returncode == 0
-    props = dict(
-        line.split("=", 1) for line in result.stdout.splitlines() if line and "=" in line
-    )
+    props = dict(line.split("=", 1) for line in result.stdout.splitlines() if line and "=" in line)
     assert props["process.roles"] == "broker,controller"
     assert props["listeners"].startswith("PLAINTEXT://127.0.0.1:29092")
     assert props["controller.listener.names"] == "CONTROLLER"
