@@ -146,6 +146,7 @@ class LineageWorker:
             web_bind=settings.web_host,
             web_in_thread=False,
             stream_wait_empty=False,
+            broker_commit_interval=settings.commit_interval,
             broker_session_timeout=settings.session_timeout,
             broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
             **_security(settings),

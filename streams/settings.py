@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535, description="0 turns the web server off")
     batch_size: int = Field(default=2000, ge=1, description="events judged per batch")
     batch_seconds: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    commit_interval: float = Field(default=2.8, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(
         default=30.0, gt=0, description="seconds before a silent worker's partitions move"
     )

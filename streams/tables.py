@@ -36,11 +36,23 @@ __all__ = [
     "PartitionState",
     "PartitionedTable",
     "SeenIndex",
+    "load_json",
     "partition_of",
 ]
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+def load_json(value: Any) -> Any:
+    """A table value as data: our JSON bytes as written, or already decoded by faust.
+
+    Values written in this process are our bytes; values restored from the changelog
+    come back through faust's topic codec, which decodes JSON itself.
+    """
+    if isinstance(value, bytes | bytearray | memoryview | str):
+        return orjson.loads(value)
+    return value
 
 
 def partition_of(key: str) -> int:
@@ -136,7 +148,7 @@ class SeenIndex(MutableMapping[str, int]):
         self._ids: dict[str, int] = {}
         for key, raw in list(table.items()):
             if isinstance(key, str) and key.startswith(prefix) and raw:
-                self._ids.update(orjson.loads(raw))
+                self._ids.update(load_json(raw))
         self._pending: dict[str, int] = {}
 
     def __getitem__(self, key: str) -> int:
@@ -182,21 +194,21 @@ class PartitionState:
             tables["consents"],
             partition,
             str,
-            lambda raw: ConsentLedger.from_json(orjson.loads(raw)),
+            lambda raw: ConsentLedger.from_json(load_json(raw)),
             _json,
         )
         self.edges: CachedView[EdgeKey, EdgeAggregate] = CachedView(
             tables["edges"],
             partition,
             edge_key_to_str,
-            lambda raw: EdgeAggregate.from_json(orjson.loads(raw)),
+            lambda raw: EdgeAggregate.from_json(load_json(raw)),
             _json,
         )
         self.incidents: CachedView[str, IncidentPartial] = CachedView(
             tables["incidents"],
             partition,
             str,
-            lambda raw: IncidentPartial.from_json(orjson.loads(raw)),
+            lambda raw: IncidentPartial.from_json(load_json(raw)),
             _json,
         )
 
@@ -219,7 +231,7 @@ class BoardView(CachedView[str, BoardEntry]):
             table,
             partition,
             str,
-            lambda raw: BoardEntry.from_json(orjson.loads(raw)),
+            lambda raw: BoardEntry.from_json(load_json(raw)),
             _json,
         )
         # Load every entry now: the periodic flush walks them all.
@@ -235,4 +247,4 @@ def edge_records(items: Any) -> Iterator[tuple[EdgeKey, EdgeAggregate]]:
         if not raw:
             continue
         _, _, edge = key.partition("|")
-        yield edge_key_from_str(edge), EdgeAggregate.from_json(orjson.loads(raw))
+        yield edge_key_from_str(edge), EdgeAggregate.from_json(load_json(raw))

@@ -108,19 +108,23 @@ def event_key(line: bytes) -> bytes | None:
 class Worker:
     """A `lineage worker` subprocess."""
 
-    def __init__(self, deployment: Deployment, name: str) -> None:
+    def __init__(self, deployment: Deployment, name: str, **env: str) -> None:
         self.deployment = deployment
         self.name = name
+        self.extra_env = env
         self.web_port = free_port()
         self.log = deployment.tmp / f"worker-{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     def start(self) -> Worker:
         env = self.deployment.env(
             LINEAGE_STATE_DIR=str(self.deployment.tmp / f"state-{self.name}"),
             LINEAGE_WEB_PORT=str(self.web_port),
             LINEAGE_WEB_HOST="127.0.0.1",
+            **self.extra_env,
         )
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "lineage.cli", "worker", "--loglevel", "info"],
@@ -134,7 +138,9 @@ class Worker:
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
+            with self.log.open("rb") as log:
+                log.seek(self._log_start)  # this start's lines only
+                text = log.read().decode(errors="replace")
             if "Worker]: Ready" in text:
                 return
             assert self.process is not None
