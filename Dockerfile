@@ -1,0 +1,18 @@
+# The lineage worker: docker build -t privacy-lineage . && docker run privacy-lineage worker --help
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas ./schemas
+COPY lineage ./lineage
+COPY streams ./streams
+RUN pip install --no-cache-dir . \
+ && useradd --system --create-home --home-dir /var/lib/lineage lineage
+USER lineage
+ENV LINEAGE_STATE_DIR=/var/lib/lineage/state
+EXPOSE 6066
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6066/health', timeout=4)"
+ENTRYPOINT ["lineage"]
+CMD ["worker"]
