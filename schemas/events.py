@@ -217,6 +217,8 @@ def _rejection(exc: ValidationError, data: bytes) -> EventRejected:
     return EventRejected(text, field=field, kind=kind, event_id=event_id)
 
 
+_UNION_TAGS = {"str", "int", "float", "bool", "none", "constrained-str"}
+
 _KIND_BY_TYPE = {
     "missing": "missing_field",
     "extra_forbidden": "unknown_field",
@@ -236,7 +238,7 @@ _KIND_BY_TYPE = {
 def _describe(err: ErrorDetails) -> tuple[str | None, str, str]:
     loc = [str(part) for part in err["loc"] if not str(part).startswith("function-")]
     # Unions and tagged models add their own names to the location; keep the field path.
-    loc = [p for p in loc if p not in {"str", "int", "float", "bool", "none", "literal['*']"}]
+    loc = [p for p in loc if p not in _UNION_TAGS and not p.startswith("literal[")]
     field = ".".join(loc) or None
     etype = err["type"]
     kind = _KIND_BY_TYPE.get(etype, "wrong_type")

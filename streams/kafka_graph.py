@@ -65,6 +65,7 @@ async def read_table(settings: Settings, name: str, *, timeout: float = 30.0) ->
     try:
         await asyncio.wait_for(consumer.start(), timeout)
     except (KafkaError, TimeoutError, OSError) as exc:
+        await consumer.stop()
         raise KafkaGraphError(
             f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
         ) from exc

@@ -1,0 +1,81 @@
+"""Input events are strict: every kind of bad input is refused with the field named."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from schemas import MAX_EVENT_BYTES, AccessEvent, ConsentEvent, EventRejected, decode_event
+from schemas.generate import main as generate
+from tests.helpers import access as transfer
+from tests.helpers import consent
+
+
+def access(**fields: object) -> dict[str, object]:
+    """A valid transfer, changed as a test says."""
+    return transfer(**{"recipient": "payco", **fields})
+
+
+def reject(event: object) -> EventRejected:
+    raw = event if isinstance(event, bytes) else orjson.dumps(event)
+    with pytest.raises(EventRejected) as caught:
+        decode_event(raw)
+    return caught.value
+
+
+def test_defaults_of_an_access_event_and_a_consent_event() -> None:
+    event = decode_event(orjson.dumps(access()))
+    assert isinstance(event, AccessEvent)
+    assert (event.type, event.schema_version, event.form.value) == ("access", "1", "identified")
+    assert isinstance(decode_event(orjson.dumps(consent())), ConsentEvent)
+
+
+@pytest.mark.parametrize(
+    ("event", "kind", "field"),
+    [
+        (b"{not json", "not_json", None),
+        (b"[1, 2]", "wrong_type", None),
+        ({k: v for k, v in access().items() if k != "occurred_at"}, "missing_field", "occurred_at"),
+        (access(encrypted_in_transit="false"), "wrong_type", "encrypted_in_transit"),
+        (access(action="xfer"), "unknown_value", "action"),
+        (access(schema_version="2"), "unknown_schema_version", "schema_version"),
+        (access(occurred_at="2026-11-20T10:00:00"), "bad_timestamp", "occurred_at"),
+        (access(occurred_at=1732060800), "bad_timestamp", "occurred_at"),
+        (access(subject="x" * 129), "oversized", "subject"),
+        (access(attributes={f"k{i}": i for i in range(33)}), "oversized", "attributes"),
+        (access(attributes={"nested": {"a": 1}}), "wrong_type", "attributes.nested"),
+        (access(colour="red"), "unknown_field", "colour"),
+        (access(recipient=None), "bad_value", "recipient"),
+        (access(form="pseudonymized"), "bad_value", "pseudonymization"),
+        (consent(status="maybe"), "unknown_value", "status"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field(event: object, kind: str, field: str | None) -> None:
+    rejected = reject(event)
+    assert (rejected.kind, rejected.field) == (kind, field)
+    if field:
+        assert field.split(".")[0] in rejected.reason
+
+
+def test_an_oversized_message_is_refused_before_parsing() -> None:
+    rejected = reject(b"{" + b" " * MAX_EVENT_BYTES + b"}")
+    assert rejected.kind == "oversized"
+
+
+def test_a_reason_never_repeats_personal_data() -> None:
+    for event in (
+        access(occurred_at="090-1234-5678"),
+        access(action="taro@example.jp"),
+        access(notes="hanako@example.jp"),
+    ):
+        rejected = reject(event)
+        assert "@example.jp" not in rejected.reason and "090-1234-5678" not in rejected.reason
+
+
+def test_consent_text_inside_an_attribute_does_not_make_a_consent_event() -> None:
+    event = decode_event(orjson.dumps(access(attributes={"note": '"type":"consent"'})))
+    assert isinstance(event, AccessEvent)
+
+
+def test_the_committed_json_schemas_are_current() -> None:
+    assert generate(["--check"]) == 0
