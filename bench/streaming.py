@@ -1,6 +1,6 @@
 """End-to-end throughput of one worker on a real broker, against a bare aiokafka consumer.
 
-    .venv/bin/python bench/kafka.py [--broker HOST:PORT] [--events 200000]
+    .venv/bin/python bench/streaming.py [--broker HOST:PORT] [--events 200000]
 
 Without --broker (or KAFKA_BOOTSTRAP_SERVERS) it starts scripts/kafka-local. It
 produces a day of the demo fleet's traffic to a fresh topic, then, on that topic:
