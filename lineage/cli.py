@@ -31,7 +31,8 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _policy(path: Path | None) -> Policy:
+def policy_or_exit(path: Path | None) -> Policy:
+    """Load a policy, or print each problem (file:line: key: message) and exit 2."""
     try:
         return load_policy(path)
     except PolicyError as exc:
@@ -118,7 +119,7 @@ def main() -> None:
 )
 def run(policy_path: Path | None, source: IO[bytes], out: Path, fail_on: str | None) -> None:
     """Judge a file of events with no broker and write alerts and the lineage graph."""
-    policy = _policy(policy_path)
+    policy = policy_or_exit(policy_path)
     name = getattr(source, "name", "-")
     name = "-" if name == "<stdin>" else str(name)
     size: int | None = None
@@ -146,7 +147,7 @@ def policy() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 def policy_check(file: Path | None) -> None:
     """Lint a policy file: exit 2 with file, line and key for each problem."""
-    loaded = _policy(file)
+    loaded = policy_or_exit(file)
     where = file or DEFAULT_POLICY
     for warning in lint_policy(loaded):
         click.echo(f"{where}: warning: {warning}")

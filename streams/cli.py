@@ -14,8 +14,7 @@ from typing import Any
 
 import click
 
-from lineage.errors import LineageError, PolicyError
-from lineage.policy import load_policy
+from lineage.errors import LineageError
 
 __all__ = ["export", "worker"]
 
@@ -36,12 +35,9 @@ def _settings(**options: Any) -> Any:
 
 
 def _policy(path: Path | None) -> Any:
-    try:
-        return load_policy(path)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            click.echo(f"lineage: policy error: {problem}", err=True)
-        sys.exit(2)
+    from lineage.cli import policy_or_exit  # the one place that reports policy problems
+
+    return policy_or_exit(path)
 
 
 _broker = click.option(

@@ -70,9 +70,10 @@ class PartitionedTable(faust.Table):  # type: ignore[type-arg]
 class CachedView(MutableMapping[K, V], Generic[K, V]):
     """A mapping over one partition's keys of a table, holding decoded objects.
 
-    Reads decode once and keep the object; writes mark the key dirty, and
-    :meth:`flush` writes each dirty key to the table once. Valid while this worker
-    owns the partition (only it writes these keys); dropped on revocation.
+    Reads decode once (``decode`` gets the value's JSON data) and keep the object;
+    writes mark the key dirty, and :meth:`flush` writes each dirty key to the table once.
+    Valid while this worker owns the partition (only it writes these keys); dropped on
+    revocation.
     """
 
     def __init__(
@@ -80,7 +81,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         table: Any,
         partition: int,
         encode_key: Callable[[K], str],
-        decode: Callable[[bytes], V],
+        decode: Callable[[Any], V],
         encode: Callable[[V], bytes],
     ) -> None:
         self._table = table
@@ -102,7 +103,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         raw = self._table.get(self._key(key))
         if raw is None:
             raise KeyError(key)
-        value = self._decode(raw)
+        value = self._decode(load_json(raw))
         self._objects[key] = value
         return value
 
@@ -191,25 +192,13 @@ class PartitionState:
         self.partition = partition
         self.seen = SeenIndex(tables["seen"], partition)
         self.consents: CachedView[str, ConsentLedger] = CachedView(
-            tables["consents"],
-            partition,
-            str,
-            lambda raw: ConsentLedger.from_json(load_json(raw)),
-            _json,
+            tables["consents"], partition, str, ConsentLedger.from_json, _json
         )
         self.edges: CachedView[EdgeKey, EdgeAggregate] = CachedView(
-            tables["edges"],
-            partition,
-            edge_key_to_str,
-            lambda raw: EdgeAggregate.from_json(load_json(raw)),
-            _json,
+            tables["edges"], partition, edge_key_to_str, EdgeAggregate.from_json, _json
         )
         self.incidents: CachedView[str, IncidentPartial] = CachedView(
-            tables["incidents"],
-            partition,
-            str,
-            lambda raw: IncidentPartial.from_json(load_json(raw)),
-            _json,
+            tables["incidents"], partition, str, IncidentPartial.from_json, _json
         )
 
     def as_state(self) -> State:
@@ -231,7 +220,7 @@ class BoardView(CachedView[str, BoardEntry]):
             table,
             partition,
             str,
-            lambda raw: BoardEntry.from_json(load_json(raw)),
+            BoardEntry.from_json,
             _json,
         )
         # Load every entry now: the periodic flush walks them all.
