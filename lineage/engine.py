@@ -350,6 +350,10 @@ class Engine:
             key: EdgeKey = ("system", event.source, "")
         elif event.via is not None:
             key = ("onward", event.via, event.recipient or "")
+            # The source that reports an onward transfer held that data too: keep it in the
+            # graph. The breaches belong to the onward edge, so none are counted here.
+            system = ("system", event.source, "")
+            self._fold_edge(system, event.occurred_at, posix, shape, offset, personal, [])
         else:
             key = ("flow", event.source, event.recipient or "")
         self._fold_edge(key, event.occurred_at, posix, shape, offset, personal, fired)

@@ -6,8 +6,9 @@ import re
 
 import orjson
 
-from lineage.demo import MALFORMED, generate_day
+from lineage.demo import FLEET, MALFORMED, generate_day
 from lineage.engine import Engine
+from lineage.graph import build_graph
 from lineage.policy import load_policy
 from lineage.rules import CATALOGUE
 from schemas import EventRejected, decode_event
@@ -49,3 +50,14 @@ def test_the_engine_finds_every_rule_in_a_mostly_lawful_day() -> None:
     assert engine.stats.dead_letters == len(MALFORMED)
     assert engine.stats.duplicates > 0  # re-sent events were dropped, not judged twice
     assert not EMAIL.search(orjson.dumps(alerts))  # the raw e-mail in the stream is redacted
+
+
+def test_the_graph_shows_every_system_of_the_fleet() -> None:
+    engine = Engine(load_policy())
+    for offset, line in enumerate(generate_day(events=2000, seed=5)):
+        engine.process(line, offset=offset, origin="demo")
+    graph = build_graph(load_policy(), engine.state.edges)
+    systems = {n.removeprefix("system:") for n in graph if n.startswith("system:")}
+    assert systems == set(FLEET)  # payments only reports onward transfers, and still shows
+    onward = [e for e in graph.edges(data=True) if e[2]["relation"] == "onward"]
+    assert onward and all(not src.startswith("system:") for src, _, _ in onward)
