@@ -20,7 +20,6 @@ Web: ``/health``, ``/metrics`` (Prometheus), ``/graph?format=json|html|graphml|d
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter as Tally
@@ -45,7 +44,6 @@ from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.state import IncidentPartial
-from streams.fastpath import install_fast_drain
 from streams.kafka_graph import read_edges, table_name
 from streams.settings import Settings
 from streams.tables import BoardView, PartitionedTable, PartitionState
@@ -128,8 +126,6 @@ class LineageWorker:
                 "and will differ between workers"
             )
         self.redactor = Redactor(key)
-        if settings.fast_drain:
-            install_fast_drain()
         self.metrics = Metrics()
         self.app = faust.App(
             settings.app_id,
@@ -246,34 +242,13 @@ class LineageWorker:
         app = self.app
         settings = self.settings
 
-        # The events topic is read through a queue of our own, drained in batches, instead
-        # of an agent's stream: a faust stream costs tens of microseconds per event (task
-        # switches, processors, one awaited ack each), more than judging the event. The
-        # conductor still decodes, tracks and flow-controls every message; we ack each
-        # event after its batch is judged and its outputs and state are handed to the
-        # producer, so offsets are committed only past judged events.
-        events_queue = app.FlowControlQueue(
-            maxsize=max(4 * settings.batch_size, 10_000), clear_on_resume=True
-        )
-        events_channel = self.events_topic.clone_using_queue(events_queue)
-        app.topics.add(events_channel)
-
-        @app.task  # type: ignore[untyped-decorator]
-        async def evaluate() -> None:
-            loop = asyncio.get_running_loop()
-            while not app.should_stop:
-                batch = [await events_queue.get()]
-                deadline = loop.time() + settings.batch_seconds
-                while len(batch) < settings.batch_size:
-                    try:
-                        batch.append(events_queue.get_nowait())
-                    except asyncio.QueueEmpty:
-                        if loop.time() >= deadline:
-                            break
-                        await asyncio.sleep(0.005)  # let the fetcher deliver more
-                self.judge_batch(batch)
-                for event in batch:
-                    event.ack()
+        # faust's take_events hands a batch to the agent and acks its events when the agent
+        # asks for the next one, so offsets are committed only past judged events; on a
+        # rebalance faust drops what is buffered and re-reads from the committed offsets.
+        @app.agent(self.events_topic, name="evaluate")
+        async def evaluate(stream: Any) -> None:
+            async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+                self.judge_batch(events)
 
         @app.agent(self.partials_topic, name="board")
         async def board(stream: Any) -> None:

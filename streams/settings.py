@@ -44,10 +44,6 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         default=30.0, gt=0, description="seconds before a silent worker's partitions move"
     )
-    fast_drain: bool = Field(
-        default=True,
-        description="hand fetched messages to the conductor without faust's per-message tasks",
-    )
     incident_flush_seconds: float = Field(
         default=30.0, gt=0, description="how often changed incidents are republished"
     )
