@@ -14,7 +14,8 @@ from typing import IO, Any, NoReturn
 
 import click
 
-from lineage.errors import LineageError, PolicyError
+from lineage.cli_options import policy_option, policy_or_exit
+from lineage.errors import LineageError
 from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
 from lineage.redact import Redactor
 from lineage.run import RunSummary, run_embedded
@@ -29,16 +30,6 @@ _PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"lineage: error: {message}", err=True)
     sys.exit(code)
-
-
-def policy_or_exit(path: Path | None) -> Policy:
-    """Load a policy, or print each problem (file:line: key: message) and exit 2."""
-    try:
-        return load_policy(path)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            click.echo(f"lineage: policy error: {problem}", err=True)
-        sys.exit(2)
 
 
 def _print_summary(summary: RunSummary, out: Path) -> None:
@@ -92,14 +83,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--policy",
-    "policy_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="LINEAGE_POLICY",
-    show_envvar=True,
-    help="Policy file (YAML). Default: the shipped seed policy.",
-)
+@policy_option
 @click.option(
     "--source",
     required=True,

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from lineage.cli_options import policy_option, policy_or_exit
 from lineage.errors import LineageError
 
 __all__ = ["export", "worker"]
@@ -34,12 +35,6 @@ def _settings(**options: Any) -> Any:
         sys.exit(2)
 
 
-def _policy(path: Path | None) -> Any:
-    from lineage.cli import policy_or_exit  # the one place that reports policy problems
-
-    return policy_or_exit(path)
-
-
 _broker = click.option(
     "--broker", envvar="LINEAGE_BROKER", show_envvar=True, help="Kafka bootstrap HOST:PORT."
 )
@@ -49,14 +44,6 @@ _prefix = click.option(
     show_envvar=True,
     help="Prefix of the topics  [default: lineage.]",
 )
-_policy_option = click.option(
-    "--policy",
-    "policy_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="LINEAGE_POLICY",
-    show_envvar=True,
-    help="Policy file (YAML). Default: the shipped seed policy.",
-)
 _app_id = click.option(
     "--app-id", envvar="LINEAGE_APP_ID", show_envvar=True, help="Consumer group and state id."
 )
@@ -64,7 +51,7 @@ _app_id = click.option(
 
 @click.command()
 @_broker
-@_policy_option
+@policy_option
 @_prefix
 @_app_id
 @click.option(
@@ -129,7 +116,7 @@ _app_id = click.option(
 def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
     """Run the stream processors on Kafka: judge lineage.events, raise alerts and incidents."""
     settings = _settings(policy=policy_path, **options)
-    policy = _policy(settings.policy)
+    policy = policy_or_exit(settings.policy)
     from streams.app import LineageWorker
 
     lineage_worker = LineageWorker(settings, policy)
@@ -152,7 +139,7 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
 
 @click.command()
 @_broker
-@_policy_option
+@policy_option
 @_prefix
 @_app_id
 @click.option(
@@ -174,7 +161,7 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
 def export(policy_path: Path | None, fmt: str, out: Path, timeout: float, **options: Any) -> None:
     """Write the global lineage graph kept in Kafka (all partitions), with no worker running."""
     settings = _settings(policy=policy_path, **options)
-    policy = _policy(settings.policy)
+    policy = policy_or_exit(settings.policy)
     from lineage.export import export_graph
     from lineage.graph import build_graph
     from streams.kafka_graph import read_edges
