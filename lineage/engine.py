@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lineage.policy.model import Policy, Recipient
-from lineage.redact import KIND_CATEGORY, Redactor
+from lineage.redact import KIND_CATEGORY, Redactor, raw_facts
 from lineage.rules import CATALOGUE, Breach, Context, RuleSpec, Scope, is_personal
 from lineage.rules.base import scopes_for
 from lineage.state import (
@@ -233,8 +233,7 @@ class Engine:
         outcome: Outcome,
     ) -> Outcome:
         spec = CATALOGUE["art6.raw-personal-data"]
-        kinds = sorted({k for ks in raw_findings.values() for k in ks})
-        fields = sorted(p.removesuffix("#key") for p in raw_findings)
+        kinds, fields = raw_facts(raw_findings)
         alert = self._alert(
             spec,
             event_id=event.event_id,

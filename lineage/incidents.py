@@ -28,24 +28,18 @@ class BoardEntry:
 
     partials: dict[int, IncidentPartial] = field(default_factory=dict)
     published_count: int = 0
-    published_last_seen: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "partials": {str(p): v.to_json() for p, v in self.partials.items()},
             "published_count": self.published_count,
-            "published_last_seen": self.published_last_seen.isoformat()
-            if self.published_last_seen
-            else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BoardEntry:
-        last = data["published_last_seen"]
         return cls(
             partials={int(p): IncidentPartial.from_json(v) for p, v in data["partials"].items()},
             published_count=data["published_count"],
-            published_last_seen=datetime.fromisoformat(last) if last else None,
         )
 
 
@@ -113,7 +107,6 @@ class IncidentBoard:
         self, incident_id: str, entry: BoardEntry, *, force: bool
     ) -> dict[str, Any] | None:
         count = sum(p.count for p in entry.partials.values())
-        last_seen = max(p.last_seen for p in entry.partials.values() if p.last_seen)
         if count <= entry.published_count:
             return None
         if entry.published_count == 0:
@@ -123,7 +116,6 @@ class IncidentBoard:
         else:
             return None
         entry.published_count = count
-        entry.published_last_seen = last_seen
         return self._render(incident_id, entry, status)
 
     def _render(self, incident_id: str, entry: BoardEntry, status: str) -> dict[str, Any]:

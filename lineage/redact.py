@@ -24,7 +24,7 @@ from typing import Any
 
 from schemas import AccessEvent, ConsentEvent
 
-__all__ = ["KIND_CATEGORY", "RawValue", "Redactor", "may_hold_raw_values"]
+__all__ = ["KIND_CATEGORY", "RawValue", "Redactor", "may_hold_raw_values", "raw_facts"]
 
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _DIGITS = r"(?<![\w.+])\+?\(?\d[\d \t().-]{7,22}\d(?![\w])"
@@ -38,6 +38,13 @@ KIND_CATEGORY = {
 }
 
 RawValue = tuple[str, str]  # (kind, the matched text)
+
+
+def raw_facts(found: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """(kinds, fields) of what :meth:`Redactor.scan_event` found, sorted, for an alert."""
+    kinds = sorted({kind for kinds in found.values() for kind in kinds})
+    fields = sorted(path.removesuffix("#key") for path in found)
+    return kinds, fields
 
 
 def _luhn(digits: str) -> bool:

@@ -12,16 +12,10 @@ from typing import Any
 
 import networkx as nx
 
+from schemas.types import RecipientKind
+
 #: Recipient kinds in the order the pictures list them (the policy's kinds, then "unknown").
-RECIPIENT_KINDS = (
-    "outsourcer",
-    "affiliate",
-    "ad_provider",
-    "info_module",
-    "third_party",
-    "authority",
-    "unknown",
-)
+RECIPIENT_KINDS = (*(kind.value for kind in RecipientKind), "unknown")
 
 KIND_LABELS = {
     "outsourcer": "Outsourcer",

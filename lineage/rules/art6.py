@@ -7,7 +7,7 @@ data must be protected against leakage (Art. 6 (1)).
 
 from __future__ import annotations
 
-from lineage.redact import KIND_CATEGORY
+from lineage.redact import KIND_CATEGORY, raw_facts
 from lineage.rules.base import Breach, Context, Scope, rule
 from schemas import Severity
 
@@ -181,8 +181,7 @@ def unencrypted(ctx: Context) -> Breach | None:
 def raw_personal_data(ctx: Context) -> Breach | None:
     if not ctx.raw_findings:
         return None
-    kinds = sorted({kind for kinds in ctx.raw_findings.values() for kind in kinds})
-    fields = sorted(path.removesuffix("#key") for path in ctx.raw_findings)
+    kinds, fields = raw_facts(dict(ctx.raw_findings))
     return Breach(
         tuple(KIND_CATEGORY[k] for k in kinds),
         f"{ctx.event.source} sent raw personal data ({', '.join(kinds)}) in the event itself "
