@@ -6,14 +6,17 @@
        └── tables (changelog-backed, keys carry their partition):
            seen, consents, edges, incidents, board
 
-``evaluate`` takes events in batches, judges each with one :class:`lineage.Engine`
-per partition (state read through :mod:`streams.tables` views, written back once per
-key per batch), and sends its outputs. Exactness under at-least-once delivery comes
-from the engine: every record carries the offset it applied up to, so a batch that is
-redelivered after a crash re-derives the same alerts (same ids) and counts nothing
-twice. ``board`` merges every partition's incident partials into one incident per
-(rule, source, recipient) and publishes it when it opens, grows by a factor, or on a
-timer when it changed, never once per breaching event.
+``evaluate`` takes the events topic's records whole from each fetch
+(:mod:`streams.intake`, not one faust event per message), judges them with one
+:class:`lineage.Engine` per partition (state read through :mod:`streams.tables`
+views, written back once per key per batch), sends its outputs and acks the offsets,
+all in one step with no await between, so a rebalance never falls inside a batch.
+Exactness under at-least-once delivery comes from the engine: every record carries
+the offset it applied up to, so a batch that is redelivered after a crash re-derives
+the same alerts (same ids) and counts nothing twice. ``board`` merges every
+partition's incident partials into one incident per (rule, source, recipient) and
+publishes it when it opens, grows by a factor, or on a timer when it changed, never
+once per breaching event.
 
 Web: ``/health``, ``/metrics`` (Prometheus), ``/graph?format=json|html|graphml|dot|mermaid``.
 """
@@ -44,6 +47,7 @@ from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.state import IncidentPartial
+from streams.intake import Chunk, Intake, LineageApp, judge_chunks
 from streams.kafka_graph import read_edges, table_name
 from streams.settings import Settings
 from streams.tables import BoardView, PartitionedTable, PartitionState
@@ -127,7 +131,7 @@ class LineageWorker:
             )
         self.redactor = Redactor(key)
         self.metrics = Metrics()
-        self.app = faust.App(
+        self.app = LineageApp(
             settings.app_id,
             broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
             store=settings.store,
@@ -142,6 +146,8 @@ class LineageWorker:
             web_bind=settings.web_host,
             web_in_thread=False,
             stream_wait_empty=False,
+            broker_max_poll_records=settings.batch_size,
+            consumer_max_fetch_size=settings.fetch_bytes,
             broker_commit_interval=settings.commit_interval,
             broker_session_timeout=settings.session_timeout,
             broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
@@ -152,6 +158,11 @@ class LineageWorker:
         self.incidents_topic = self._raw_topic("incidents")
         self.dead_letter_topic = self._raw_topic("dead-letter")
         self.partials_topic = self._raw_topic("incident-partials")
+        self.intake = self.app.intake = Intake(self.events_topic.get_topic_name())
+        self.app.fetch_wait_ms = settings.fetch_wait_ms
+        self.app.source_topics = frozenset(
+            {self.events_topic.get_topic_name(), self.partials_topic.get_topic_name()}
+        )
         self.tables = {
             name: self.app.tables.add(
                 PartitionedTable(
@@ -242,13 +253,22 @@ class LineageWorker:
         app = self.app
         settings = self.settings
 
-        # faust's take_events hands a batch to the agent and acks its events when the agent
-        # asks for the next one, so offsets are committed only past judged events; on a
-        # rebalance faust drops what is buffered and re-reads from the committed offsets.
+        # The agent subscribes the worker to the events topic (and so to its partitions
+        # and the co-partitioned tables); the records themselves never reach its stream:
+        # the consumer hands them to the intake, and the evaluate task judges them.
         @app.agent(self.events_topic, name="evaluate")
         async def evaluate(stream: Any) -> None:
-            async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
-                self.judge_batch(events)
+            async for event in stream:
+                raise RuntimeError(
+                    f"an event reached the faust stream at {event.message.tp}"
+                    f"@{event.message.offset}; the intake should have taken it"
+                )
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def evaluate_batches() -> None:
+            while not app.should_stop:
+                chunks = await self.intake.take(settings.batch_size)
+                judge_chunks(app, chunks, self.judge_batch)
 
         @app.agent(self.partials_topic, name="board")
         async def board(stream: Any) -> None:
@@ -261,6 +281,7 @@ class LineageWorker:
 
         async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
             revoked: Iterable[Any] = args[0] if args else kwargs.get("revoked", ())
+            self.intake.clear()  # fetched before the rebalance: read again after it
             for tp in revoked:
                 if tp.topic == self.events_topic.get_topic_name():
                     self._partitions.pop(tp.partition, None)
@@ -277,7 +298,7 @@ class LineageWorker:
                     "status": "ok",
                     "policy": self.policy.policy.name,
                     "policy_version": self.policy.version,
-                    "partitions": sorted(self._partitions),
+                    "partitions": self.assigned_partitions(),
                 }
             )
 
@@ -308,37 +329,47 @@ class LineageWorker:
             found = self._partitions[partition] = (state, engine)
         return found
 
-    def judge_batch(self, events: list[Any]) -> None:
-        """Judge a batch of events (any partitions), send the outputs, write state once."""
+    def assigned_partitions(self) -> list[int]:
+        """The partitions of the events topic this worker holds now."""
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return []
+        topic = self.events_topic.get_topic_name()
+        return sorted(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+
+    def judge_batch(self, chunks: list[Chunk]) -> None:
+        """Judge records of the events topic (any partitions), send outputs, write state once."""
         started = time.perf_counter()
         touched: dict[int, set[str]] = {}
         metrics = self.metrics
         topic = self.events_topic.get_topic_name()
         counts: Tally[str] = Tally()
         alert_counts: Tally[tuple[str, str]] = Tally()
-        for event in events:
-            message = event.message
-            partition, offset = message.partition, message.offset
+        for chunk in chunks:
+            partition = chunk.tp.partition
             state, engine = self._partition(partition)
-            raw = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
-            outcome = engine.process(
-                raw, offset=offset, partition=partition, origin=f"{topic}[{partition}]@{offset}"
-            )
-            self._positions[partition] = offset
-            if outcome.dead_letter is not None:
-                counts["dead_letter"] += 1
-                self._send_dead_letter(message.key, raw, outcome.dead_letter)
-                continue
-            if outcome.status == "duplicate":
-                counts["duplicate"] += 1
-                continue
-            counts[outcome.event.type if outcome.event is not None else "access"] += 1
-            for alert in outcome.alerts:
-                alert_counts[alert["article"], alert["severity"]] += 1
-                key = alert["recipient"] or alert["source"]
-                self.alerts_topic.send_soon(key=key.encode(), value=orjson.dumps(alert))
-            if outcome.incidents:
-                touched.setdefault(partition, set()).update(outcome.incidents)
+            process = engine.process
+            for record in chunk.records:
+                offset = record.offset
+                raw = record.value if isinstance(record.value, bytes) else b""
+                outcome = process(
+                    raw, offset=offset, partition=partition, origin=f"{topic}[{partition}]@{offset}"
+                )
+                if outcome.dead_letter is not None:
+                    counts["dead_letter"] += 1
+                    self._send_dead_letter(record.key, raw, outcome.dead_letter)
+                    continue
+                if outcome.status == "duplicate":
+                    counts["duplicate"] += 1
+                    continue
+                counts[outcome.event.type if outcome.event is not None else "access"] += 1
+                for alert in outcome.alerts:
+                    alert_counts[alert["article"], alert["severity"]] += 1
+                    key = alert["recipient"] or alert["source"]
+                    self.alerts_topic.send_soon(key=key.encode(), value=orjson.dumps(alert))
+                if outcome.incidents:
+                    touched.setdefault(partition, set()).update(outcome.incidents)
+            self._positions[partition] = chunk.records[-1].offset
         # Metrics once per batch: a labelled counter costs microseconds per call.
         for kind in ("access", "consent"):
             if counts[kind]:
@@ -388,8 +419,15 @@ class LineageWorker:
 
     def fold_partials(self, events: list[Any]) -> None:
         """Fold incident partials into the board; publish what the board says to."""
+        generation = self.app.consumer_generation_id
         for event in events:
             message = event.message
+            if message.generation_id != generation:
+                # Buffered before a rebalance: read again from the committed offset, by
+                # whichever worker holds the partition now. Marked acked so that faust
+                # never counts it as done.
+                message.acked = True
+                continue
             view = self._board(message.partition)
             data = orjson.loads(message.value)
             partial = IncidentPartial.from_json(data["partial"])

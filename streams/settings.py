@@ -38,8 +38,15 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, description="of the topics it creates")
     web_host: str = Field(default="0.0.0.0", description="web server (graph, health, metrics)")
     web_port: int = Field(default=6066, ge=0, le=65535, description="0 turns the web server off")
-    batch_size: int = Field(default=2000, ge=1, description="events judged per batch")
-    batch_seconds: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    batch_size: int = Field(default=2000, ge=1, description="most events judged per batch")
+    fetch_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="most bytes fetched per partition at once"
+    )
+    fetch_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        description="longest the broker holds a fetch of quiet partitions (faust: 1500)",
+    )
     commit_interval: float = Field(default=2.8, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(
         default=30.0, gt=0, description="seconds before a silent worker's partitions move"

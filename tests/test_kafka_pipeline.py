@@ -152,17 +152,25 @@ def test_emitter_events_give_the_embedded_alerts_and_graph(
     assert graph_facts(export_graph(deployment, tmp_path)) == graph_facts(reference["graph"])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN BUG: after a second worker joins, a few alerts of partitions the first "
-    "worker keeps are sometimes never published (1-2 of 87 seen); under investigation",
+@pytest.mark.parametrize(
+    "first_commit_interval",
+    [
+        # Nothing committed before the rebalance: faust drops what it fetched during the
+        # rebalance and aiokafka's seek_to_committed does not move a partition with no
+        # commit, so those messages were never read again (alerts lost) until
+        # streams.intake seeked such partitions to their beginning.
+        "600",
+        "2.8",
+    ],
+    ids=["nothing-committed", "committed"],
 )
 def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(
-    kafka_bootstrap: str, tmp_path: Path, day: list[bytes]
+    kafka_bootstrap: str, tmp_path: Path, day: list[bytes], first_commit_interval: str
 ) -> None:
     reference = embedded(day, tmp_path / "embedded")
     deployment = Deployment(kafka_bootstrap, tmp_path)
-    first, second = Worker(deployment, "a"), Worker(deployment, "b")
+    first = Worker(deployment, "a", LINEAGE_COMMIT_INTERVAL=first_commit_interval)
+    second = Worker(deployment, "b")
     half = len(day) // 2
     try:
         first.start().wait_ready()

@@ -1,0 +1,226 @@
+"""The events topic's way in: whole fetches, not one faust event per message.
+
+faust hands every message to its stream one at a time, through two tasks per
+message (``wait_first(callback(message), suspend_flow.wait())``), an Event, the
+stream's processors and an ack. That costs more than judging the event. Here
+the worker's consumer takes the records of ``lineage.events`` out of each fetch
+as they come, tags them with the consumer generation, and queues them whole; the
+evaluate loop judges a batch, sends its outputs and acks its offsets through
+faust's own bookkeeping, so faust still commits (after flushing the producer),
+still rebalances, recovers tables and seeks.
+
+Two things faust gets wrong for us are mended here:
+
+- **Seek to committed.** faust drops what it fetched while its flow was stopped
+  (a rebalance) and relies on ``seek_to_committed`` to read it again; aiokafka's
+  ``seek_to_committed`` leaves a partition where it is when nothing was
+  committed yet (offset ``None``), so the dropped messages were never read again
+  and a later commit went past them. :class:`LineageConsumer` seeks such a
+  partition of our source topics to its beginning (``auto_offset_reset=earliest``).
+- **Stale work.** Records fetched before a rebalance are judged only if their
+  generation is still the consumer's and the flow is on; otherwise they are
+  dropped unacked and read again after the seek.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+__all__ = ["Chunk", "Intake", "LineageApp", "LineageConsumer", "ack_offsets"]
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Records of one partition from one fetch, in offset order."""
+
+    tp: TP
+    records: list[Any]
+    generation: int
+
+
+class Intake:
+    """A bounded queue of fetched chunks of the events topic."""
+
+    def __init__(self, topic: str, max_chunks: int = 64) -> None:
+        self.topic = topic
+        self._queue: asyncio.Queue[Chunk] = asyncio.Queue(maxsize=max_chunks)
+
+    async def put(self, chunk: Chunk) -> None:
+        await self._queue.put(chunk)
+
+    async def take(self, max_records: int) -> list[Chunk]:
+        """Wait for one chunk, then take what else is queued, up to about ``max_records``."""
+        chunks = [await self._queue.get()]
+        n = len(chunks[0].records)
+        while n < max_records and not self._queue.empty():
+            chunk = self._queue.get_nowait()
+            chunks.append(chunk)
+            n += len(chunk.records)
+        return chunks
+
+    def clear(self) -> int:
+        """Drop every queued chunk (after a revocation they are stale); return how many."""
+        dropped = 0
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            dropped += 1
+        return dropped
+
+
+def ack_offsets(consumer: Any, tp: TP, offsets: Iterable[int]) -> int:
+    """Mark judged offsets as done, as :meth:`faust.transport.consumer.Consumer.ack` does.
+
+    faust commits the highest offset up to which every offset is acked (or a known
+    gap), so offsets acked here are committed on its next commit, after it flushed
+    the producer: an offset is never committed before its outputs were sent.
+    """
+    committed = consumer._committed_offset[tp]
+    acked_index = consumer._acked_index[tp]
+    acked = consumer._acked[tp]
+    n = 0
+    for offset in offsets:
+        if (committed is None or offset >= committed) and offset not in acked_index:
+            acked_index.add(offset)
+            acked.append(offset)
+            n += 1
+    consumer._n_acked += n
+    return n
+
+
+class LineageConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer, with the events topic taken whole and a sound seek."""
+
+    intake: Intake | None = None
+    source_topics: frozenset[str] = frozenset()
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        # aiokafka skips partitions with no committed offset (and offset 0): seek them to
+        # the beginning, or messages faust dropped during a rebalance are never read again.
+        unset = [tp for tp, off in committed.items() if not off and tp.topic in self.source_topics]
+        if unset:
+            await self._thread.seek_to_beginning(*unset)
+        return committed
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        intake = self.intake
+        if intake is None:
+            async for item in super().getmany(timeout):
+                yield item
+            return
+        records, active_partitions = await self._wait_next_records(timeout)
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            # As faust does: what was fetched while the flow was off is read again.
+            await self.perform_seek()
+            return
+        generation = self.app.consumer_generation_id
+        rest = {}
+        for tp, batch in records.items():
+            if active_partitions is not None and tp not in active_partitions:
+                continue
+            if tp.topic == intake.topic:
+                fresh = self._fresh(tp, batch)
+                if fresh:
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    await intake.put(Chunk(tp, fresh, generation))
+            else:
+                rest[tp] = batch
+        if not rest:
+            return
+        to_message = self._to_message
+        for tp, record in self.scheduler.iterate(rest):
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                break
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            yield tp, to_message(tp, record)
+
+    def _fresh(self, tp: TP, batch: list[Any]) -> list[Any]:
+        """The records not read before; record gaps in the offsets as faust's drain loop does."""
+        read = self._read_offset[tp]
+        fresh = [r for r in batch if read is None or r.offset >= read]
+        if not fresh:
+            return fresh
+        committed = self._committed_offset[tp]
+        previous = read
+        for record in fresh:
+            if previous is not None and record.offset - previous > 1:
+                # Offsets that hold no record (compaction, transaction markers) count as
+                # done, or the commit would wait for them forever.
+                start = max(previous + 1, committed or 0)
+                if start < record.offset:
+                    self._gap[tp].addi(start, record.offset)
+            previous = record.offset
+        self._read_offset[tp] = fresh[-1].offset
+        return fresh
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # faust fixes fetch_max_wait_ms at 1500. aiokafka keeps one fetch in flight per
+        # broker; when it holds only quiet partitions (incident partials) the broker
+        # keeps it that long, and drained partitions of the busy events topic wait
+        # behind it: most of a worker's time went there.
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", 1500)
+        return consumer
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = LineageConsumer
+
+
+class LineageApp(faust.App):
+    """A faust App whose consumer is a :class:`LineageConsumer` feeding ``intake``.
+
+    ``source_topics``: the topics its agents read (seeked to the beginning when they
+    have no committed offset); ``fetch_wait_ms``: how long the broker may hold a fetch.
+    """
+
+    intake: Intake | None = None
+    source_topics: frozenset[str] = frozenset()
+    fetch_wait_ms: int = 1500
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+    def _new_consumer(self) -> Any:
+        consumer = cast(LineageConsumer, super()._new_consumer())
+        consumer.intake = self.intake
+        consumer.source_topics = self.source_topics
+        return consumer
+
+
+def judge_chunks(
+    app: faust.App,
+    chunks: list[Chunk],
+    judge: Callable[[list[Chunk]], None],
+) -> tuple[int, int]:
+    """Judge the chunks still current, ack their offsets; return (judged, dropped) records.
+
+    Runs without awaiting: judging, sending and acking are one step, so no rebalance
+    falls between them.
+    """
+    generation = app.consumer_generation_id
+    live = [c for c in chunks if c.generation == generation]
+    if not app.flow_control.is_active():
+        live = []
+    dropped = sum(len(c.records) for c in chunks) - sum(len(c.records) for c in live)
+    if not live:
+        return 0, dropped
+    judge(live)
+    consumer = app.consumer
+    for chunk in live:
+        ack_offsets(consumer, chunk.tp, (r.offset for r in chunk.records))
+    return sum(len(c.records) for c in live), dropped

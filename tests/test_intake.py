@@ -1,0 +1,142 @@
+"""The events intake's bookkeeping against faust's own consumer (no broker needed).
+
+streams.intake leans on faust's private offset bookkeeping (``_acked``, ``_gap``,
+``_read_offset``, ``_new_offset``); these tests pin that contract, so an upgrade of
+faust that changes it fails here, not in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from faust.types import TP
+
+from streams.intake import Chunk, Intake, LineageApp, LineageConsumer, ack_offsets, judge_chunks
+
+TOPIC = "t.events"
+
+
+@dataclass
+class Record:
+    offset: int
+
+
+@pytest.fixture
+def app() -> Iterator[LineageApp]:
+    app = LineageApp("intake-test", broker="kafka://127.0.0.1:9", store="memory://")
+    app.intake = Intake(TOPIC)
+    app.source_topics = frozenset({TOPIC})
+    yield app
+
+
+def records(*offsets: int) -> list[Record]:
+    return [Record(o) for o in offsets]
+
+
+def test_the_app_builds_our_consumer(app: LineageApp) -> None:
+    consumer = app.consumer
+    assert isinstance(consumer, LineageConsumer)
+    assert consumer.intake is app.intake and consumer.source_topics == {TOPIC}
+
+
+def test_acked_offsets_are_committed_only_up_to_the_first_unjudged_one(app: LineageApp) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    assert ack_offsets(consumer, tp, [0, 1, 2, 4]) == 4
+    assert consumer._new_offset(tp) == 3  # 3 not judged yet: commit stops before it
+    assert ack_offsets(consumer, tp, [3, 3]) == 1  # an offset counts once
+    assert consumer._new_offset(tp) == 5
+
+
+def test_offsets_without_records_do_not_hold_the_commit_back(app: LineageApp) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 1)
+    fresh = consumer._fresh(tp, records(0, 1, 4))  # 2 and 3 hold no record (say, compaction)
+    assert [r.offset for r in fresh] == [0, 1, 4]
+    ack_offsets(consumer, tp, [0, 1, 4])
+    assert consumer._new_offset(tp) == 5
+
+
+def test_records_read_before_are_not_taken_again(app: LineageApp) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 2)
+    consumer._fresh(tp, records(10, 11, 12))
+    again = consumer._fresh(tp, records(8, 9, 12, 13))
+    # faust's own rule: offsets below the last read one are dropped.
+    assert [r.offset for r in again] == [12, 13]
+
+
+def test_chunks_of_an_older_generation_are_neither_judged_nor_acked(app: LineageApp) -> None:
+    consumer = app.consumer
+    app.flow_control.resume()
+    tp = TP(TOPIC, 0)
+    app.consumer_generation_id = 7
+    judged: list[list[int]] = []
+
+    def judge(chunks: list[Chunk]) -> None:
+        judged.append([r.offset for c in chunks for r in c.records])
+
+    stale = Chunk(tp, records(0, 1), generation=6)  # fetched before a rebalance
+    current = Chunk(tp, records(2, 3), generation=7)
+    assert judge_chunks(app, [stale, current], judge) == (2, 2)
+    assert judged == [[2, 3]]
+    assert sorted(consumer._acked[tp]) == [2, 3]  # 0 and 1 are read again after the seek
+
+
+def test_nothing_is_judged_while_faust_has_stopped_the_flow(app: LineageApp) -> None:
+    app.flow_control.suspend()
+    tp = TP(TOPIC, 0)
+    calls: list[object] = []
+    assert judge_chunks(app, [Chunk(tp, records(0), 0)], calls.append) == (0, 1)
+    assert calls == [] and not app.consumer._acked[tp]
+
+
+def test_the_intake_hands_over_what_is_queued_and_clears_on_revocation() -> None:
+    async def scenario() -> None:
+        intake = Intake(TOPIC, max_chunks=8)
+        tp = TP(TOPIC, 0)
+        for start in (0, 3, 6):
+            await intake.put(Chunk(tp, records(start, start + 1, start + 2), 0))
+        first = await intake.take(max_records=5)
+        assert [len(c.records) for c in first] == [3, 3]  # stops once it has enough
+        assert intake.clear() == 1
+        getter = asyncio.ensure_future(intake.take(max_records=5))
+        await asyncio.sleep(0.01)
+        assert not getter.done()  # waits for the next fetch
+        await intake.put(Chunk(tp, records(9), 0))
+        assert [c.records[0].offset for c in await getter] == [9]
+
+    asyncio.run(scenario())
+
+
+class FakeThread:
+    """Stands in for faust's consumer thread: what seek_to_committed finds, what it is told."""
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.committed = committed
+        self.to_beginning: list[TP] = []
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return self.committed
+
+    async def seek_to_beginning(self, *partitions: TP) -> None:
+        self.to_beginning.extend(partitions)
+
+
+def test_a_source_partition_with_no_commit_is_read_again_from_its_beginning(
+    app: LineageApp,
+) -> None:
+    # aiokafka's seek_to_committed leaves a partition with no committed offset where it
+    # is; faust counts on that seek to re-read what it dropped during a rebalance.
+    consumer = app.consumer
+    never, zero, done = TP(TOPIC, 0), TP(TOPIC, 1), TP(TOPIC, 2)
+    changelog = TP("intake-test-edges-changelog", 0)
+    fake = FakeThread({never: None, zero: 0, done: 42, changelog: None})
+    consumer._thread = fake  # type: ignore[assignment]
+    committed = asyncio.run(consumer.seek_to_committed())
+    assert committed[done] == 42
+    # Tables' changelogs are faust's own business (recovery seeks them itself).
+    assert sorted(fake.to_beginning) == [never, zero]
