@@ -70,8 +70,8 @@ class PartitionedTable(faust.Table):  # type: ignore[type-arg]
 class CachedView(MutableMapping[K, V], Generic[K, V]):
     """A mapping over one partition's keys of a table, holding decoded objects.
 
-    Reads decode once (``decode`` gets the value's JSON data) and keep the object;
-    writes mark the key dirty, and :meth:`flush` writes each dirty key to the table once.
+    Reads decode once (``decode`` gets the value's JSON data) and keep the object (or
+    remember that the key is absent); writes mark the key dirty, and :meth:`flush` writes each dirty key to the table once.
     Valid while this worker owns the partition (only it writes these keys); dropped on
     revocation.
     """
@@ -90,6 +90,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         self._decode = decode
         self._encode = encode
         self._objects: dict[K, V] = {}
+        self._absent: set[K] = set()
         self._dirty: set[K] = set()
 
     def _key(self, key: K) -> str:
@@ -100,20 +101,33 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
             return self._objects[key]
         except KeyError:
             pass
+        # Most subjects have no consent record: remember the misses too, since a miss in
+        # a faust table costs as much as judging a rule.
+        if key in self._absent:
+            raise KeyError(key)
         raw = self._table.get(self._key(key))
         if raw is None:
+            self._absent.add(key)
             raise KeyError(key)
         value = self._decode(load_json(raw))
         self._objects[key] = value
         return value
 
+    def get(self, key: K, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
     def __setitem__(self, key: K, value: V) -> None:
         self._objects[key] = value
+        self._absent.discard(key)
         self._dirty.add(key)
 
     def __delitem__(self, key: K) -> None:
         self._objects.pop(key, None)
         self._dirty.discard(key)
+        self._absent.add(key)
         del self._table[self._key(key)]
 
     def __iter__(self) -> Iterator[K]:

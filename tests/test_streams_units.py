@@ -14,7 +14,7 @@ from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
 from streams.settings import Settings
-from streams.tables import PartitionState, SeenIndex, partition_of
+from streams.tables import CachedView, PartitionState, SeenIndex, partition_of
 from tests.helpers import access
 
 
@@ -121,3 +121,25 @@ def test_state_restored_by_faust_as_decoded_json_reads_the_same(policy: Policy) 
     again = PartitionState(restored, 1)
     assert again.edges[("flow", "shop", "payco")].count == 1
     assert again.seen.get("e-1") == 0
+
+
+def test_a_view_asks_its_table_once_per_missing_key_and_sees_its_own_writes() -> None:
+    class CountingTable(dict[str, bytes]):
+        gets = 0
+
+        def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+            CountingTable.gets += 1
+            return super().get(key, default)
+
+    table = CountingTable()
+    view: CachedView[str, EdgeAggregate] = CachedView(
+        table, 1, str, EdgeAggregate.from_json, lambda a: orjson.dumps(a.to_json())
+    )
+    assert view.get("u-1") is None and view.get("u-1") is None
+    assert CountingTable.gets == 1  # a miss is remembered
+    view["u-1"] = EdgeAggregate()
+    assert view.get("u-1") is not None  # a write ends the miss
+    view.flush()
+    assert list(table) == ["1|u-1"]
+    del view["u-1"]
+    assert "u-1" not in view and "1|u-1" not in table
