@@ -160,9 +160,6 @@ class LineageWorker:
         self.partials_topic = self._raw_topic("incident-partials")
         self.intake = self.app.intake = Intake(self.events_topic.get_topic_name())
         self.app.fetch_wait_ms = settings.fetch_wait_ms
-        self.app.source_topics = frozenset(
-            {self.events_topic.get_topic_name(), self.partials_topic.get_topic_name()}
-        )
         self.tables = {
             name: self.app.tables.add(
                 PartitionedTable(

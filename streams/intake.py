@@ -9,23 +9,20 @@ evaluate loop judges a batch, sends its outputs and acks its offsets through
 faust's own bookkeeping, so faust still commits (after flushing the producer),
 still rebalances, recovers tables and seeks.
 
-Two things faust gets wrong for us are mended here:
-
-- **Seek to committed.** faust drops what it fetched while its flow was stopped
-  (a rebalance) and relies on ``seek_to_committed`` to read it again; aiokafka's
-  ``seek_to_committed`` leaves a partition where it is when nothing was
-  committed yet (offset ``None``), so the dropped messages were never read again
-  and a later commit went past them. :class:`LineageConsumer` seeks such a
-  partition of our source topics to its beginning (``auto_offset_reset=earliest``).
-- **Stale work.** Records fetched before a rebalance are judged only if their
-  generation is still the consumer's and the flow is on; otherwise they are
-  dropped unacked and read again after the seek.
+**Nothing stale is acked.** With faust's ``take_events`` a batch buffered before a
+rebalance was judged and acked after it; faust had forgotten the partition's
+committed offset on revocation, so those acks committed past messages it had
+dropped from its queues, and their alerts were never raised (the two-worker test
+caught it). Here records carry the consumer generation they were fetched in and
+are judged only while it is current and the flow is on; otherwise they are
+dropped unacked, and read again from the new assignment's committed positions
+(the rebalance is eager: every assigned partition starts from its commit).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -95,22 +92,12 @@ def ack_offsets(consumer: Any, tp: TP, offsets: Iterable[int]) -> int:
 
 
 class LineageConsumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer, with the events topic taken whole and a sound seek."""
+    """faust's aiokafka consumer, with the events topic taken whole."""
 
     intake: Intake | None = None
-    source_topics: frozenset[str] = frozenset()
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    async def seek_to_committed(self) -> Mapping[TP, int]:
-        committed = await super().seek_to_committed()
-        # aiokafka skips partitions with no committed offset (and offset 0): seek them to
-        # the beginning, or messages faust dropped during a rebalance are never read again.
-        unset = [tp for tp, off in committed.items() if not off and tp.topic in self.source_topics]
-        if unset:
-            await self._thread.seek_to_beginning(*unset)
-        return committed
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         intake = self.intake
@@ -184,12 +171,10 @@ class _Transport(faust_aiokafka.Transport):
 class LineageApp(faust.App):
     """A faust App whose consumer is a :class:`LineageConsumer` feeding ``intake``.
 
-    ``source_topics``: the topics its agents read (seeked to the beginning when they
-    have no committed offset); ``fetch_wait_ms``: how long the broker may hold a fetch.
+    ``fetch_wait_ms``: how long the broker may hold a fetch.
     """
 
     intake: Intake | None = None
-    source_topics: frozenset[str] = frozenset()
     fetch_wait_ms: int = 1500
 
     def _new_transport(self) -> Any:
@@ -198,7 +183,6 @@ class LineageApp(faust.App):
     def _new_consumer(self) -> Any:
         consumer = cast(LineageConsumer, super()._new_consumer())
         consumer.intake = self.intake
-        consumer.source_topics = self.source_topics
         return consumer
 
 

@@ -71,9 +71,9 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
     """A mapping over one partition's keys of a table, holding decoded objects.
 
     Reads decode once (``decode`` gets the value's JSON data) and keep the object (or
-    remember that the key is absent); writes mark the key dirty, and :meth:`flush` writes each dirty key to the table once.
-    Valid while this worker owns the partition (only it writes these keys); dropped on
-    revocation.
+    remember that the key is absent); writes mark the key dirty, and :meth:`flush`
+    writes each dirty key to the table once. Valid while this worker owns the
+    partition (only it writes these keys); dropped on revocation.
     """
 
     def __init__(
@@ -114,6 +114,12 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         return value
 
     def get(self, key: K, default: Any = None) -> Any:
+        # The engine's lookups go through here: no exception for the common miss.
+        found = self._objects.get(key)
+        if found is not None:
+            return found
+        if key in self._absent:
+            return default
         try:
             return self[key]
         except KeyError:

@@ -28,7 +28,6 @@ class Record:
 def app() -> Iterator[LineageApp]:
     app = LineageApp("intake-test", broker="kafka://127.0.0.1:9", store="memory://")
     app.intake = Intake(TOPIC)
-    app.source_topics = frozenset({TOPIC})
     yield app
 
 
@@ -39,7 +38,7 @@ def records(*offsets: int) -> list[Record]:
 def test_the_app_builds_our_consumer(app: LineageApp) -> None:
     consumer = app.consumer
     assert isinstance(consumer, LineageConsumer)
-    assert consumer.intake is app.intake and consumer.source_topics == {TOPIC}
+    assert consumer.intake is app.intake
 
 
 def test_acked_offsets_are_committed_only_up_to_the_first_unjudged_one(app: LineageApp) -> None:
@@ -110,33 +109,3 @@ def test_the_intake_hands_over_what_is_queued_and_clears_on_revocation() -> None
         assert [c.records[0].offset for c in await getter] == [9]
 
     asyncio.run(scenario())
-
-
-class FakeThread:
-    """Stands in for faust's consumer thread: what seek_to_committed finds, what it is told."""
-
-    def __init__(self, committed: dict[TP, int | None]) -> None:
-        self.committed = committed
-        self.to_beginning: list[TP] = []
-
-    async def seek_to_committed(self) -> dict[TP, int | None]:
-        return self.committed
-
-    async def seek_to_beginning(self, *partitions: TP) -> None:
-        self.to_beginning.extend(partitions)
-
-
-def test_a_source_partition_with_no_commit_is_read_again_from_its_beginning(
-    app: LineageApp,
-) -> None:
-    # aiokafka's seek_to_committed leaves a partition with no committed offset where it
-    # is; faust counts on that seek to re-read what it dropped during a rebalance.
-    consumer = app.consumer
-    never, zero, done = TP(TOPIC, 0), TP(TOPIC, 1), TP(TOPIC, 2)
-    changelog = TP("intake-test-edges-changelog", 0)
-    fake = FakeThread({never: None, zero: 0, done: 42, changelog: None})
-    consumer._thread = fake  # type: ignore[assignment]
-    committed = asyncio.run(consumer.seek_to_committed())
-    assert committed[done] == 42
-    # Tables' changelogs are faust's own business (recovery seeks them itself).
-    assert sorted(fake.to_beginning) == [never, zero]

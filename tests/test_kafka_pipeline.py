@@ -155,10 +155,9 @@ def test_emitter_events_give_the_embedded_alerts_and_graph(
 @pytest.mark.parametrize(
     "first_commit_interval",
     [
-        # Nothing committed before the rebalance: faust drops what it fetched during the
-        # rebalance and aiokafka's seek_to_committed does not move a partition with no
-        # commit, so those messages were never read again (alerts lost) until
-        # streams.intake seeked such partitions to their beginning.
+        # Nothing committed before the rebalance: with faust's take_events, events
+        # buffered before it were acked after it, against a committed offset faust had
+        # forgotten, and the commit passed messages never judged (alerts lost).
         "600",
         "2.8",
     ],
