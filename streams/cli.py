@@ -49,7 +49,38 @@ _app_id = click.option(
 )
 
 
-@click.command()
+def _environment_only(shown: set[str]) -> str:
+    """The help's list of the settings that are environment variables only."""
+    from streams.settings import Settings
+
+    lines = ["\b", "More settings, as environment variables only:"]
+    for name, field in Settings.model_fields.items():
+        if name in shown:
+            continue
+        default = field.default if field.default is not None else "unset"
+        about = f"{field.description}; " if field.description else ""
+        lines.append(f"  LINEAGE_{name.upper()}: {about}default {default}")
+    return "\n".join(lines)
+
+
+_WORKER_OPTIONS = {
+    "broker",
+    "policy",
+    "topic_prefix",
+    "app_id",
+    "state_dir",
+    "partitions",
+    "web_port",
+    "batch_size",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_cafile",
+}
+
+
+@click.command(epilog=_environment_only(_WORKER_OPTIONS))
 @_broker
 @policy_option
 @_prefix
