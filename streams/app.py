@@ -321,7 +321,12 @@ class LineageWorker:
     def _partition(self, partition: int) -> tuple[PartitionState, Engine]:
         found = self._partitions.get(partition)
         if found is None:
-            state = PartitionState(self.tables, partition)
+            state = PartitionState(
+                self.tables,
+                partition,
+                dedup_window=self.settings.dedup_window,
+                cached_subjects=self.settings.cached_subjects,
+            )
             engine = Engine(self.policy, state.as_state(), redactor=self.redactor)
             found = self._partitions[partition] = (state, engine)
         return found

@@ -47,6 +47,16 @@ class Settings(BaseSettings):
         ge=0,
         description="longest the broker holds a fetch of quiet partitions (faust: 1500)",
     )
+    dedup_window: int = Field(
+        default=500_000,
+        ge=1,
+        description="event ids kept per partition to drop a producer's duplicates, in offsets",
+    )
+    cached_subjects: int = Field(
+        default=200_000,
+        ge=1,
+        description="subjects' consent records a worker keeps decoded in memory per partition",
+    )
     commit_interval: float = Field(default=2.8, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(
         default=30.0, gt=0, description="seconds before a silent worker's partitions move"

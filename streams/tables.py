@@ -83,8 +83,10 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         encode_key: Callable[[K], str],
         decode: Callable[[Any], V],
         encode: Callable[[V], bytes],
+        max_cached: int | None = None,
     ) -> None:
         self._table = table
+        self._max_cached = max_cached
         self._prefix = f"{partition}|"
         self._encode_key = encode_key
         self._decode = decode
@@ -146,31 +148,52 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         return set(self._dirty)
 
     def flush(self) -> int:
-        """Write every changed key once; returns how many."""
+        """Write every changed key once; returns how many.
+
+        Past ``max_cached`` keys, the view then forgets what it holds (all of it is in
+        the table now) rather than grow with every subject it has seen.
+        """
         for key in self._dirty:
             self._table[self._key(key)] = self._encode(self._objects[key])
         written = len(self._dirty)
         self._dirty.clear()
+        limit = self._max_cached
+        if limit is not None and len(self._objects) + len(self._absent) > limit:
+            self._objects.clear()
+            self._absent.clear()
         return written
 
 
 class SeenIndex(MutableMapping[str, int]):
-    """Event ids already applied in one partition (dedup), persisted one record per batch.
+    """Event ids applied in one partition (dedup), within a window of recent offsets.
 
     One changelog record per event would cost more than judging it; so the ids a
     batch adds go into one record keyed by the batch's first offset, and the index
     is rebuilt from those records when the partition is (re)assigned.
+
+    The index forgets ids more than ``window`` offsets behind the newest one it
+    holds: their records are deleted (the changelog compacts them away), so memory
+    and changelog stay bounded. A producer's duplicate that arrives further apart
+    than that is counted again. Redelivery by Kafka does not depend on this index:
+    every state record carries the offset it applied up to.
     """
 
-    def __init__(self, table: Any, partition: int) -> None:
+    def __init__(self, table: Any, partition: int, window: int | None = None) -> None:
         self._table = table
         self._partition = partition
+        self._window = window
         prefix = f"{partition}|"
         self._ids: dict[str, int] = {}
-        for key, raw in list(table.items()):
+        # (first offset, last offset, table key) of each record, oldest first.
+        self._records: list[tuple[int, int, str]] = []
+        for key, raw in sorted(table.items()):
             if isinstance(key, str) and key.startswith(prefix) and raw:
-                self._ids.update(load_json(raw))
+                ids: dict[str, int] = load_json(raw)
+                if ids:
+                    self._ids.update(ids)
+                    self._records.append((min(ids.values()), max(ids.values()), key))
         self._pending: dict[str, int] = {}
+        self._forget()
 
     def __getitem__(self, key: str) -> int:
         return self._ids[key]
@@ -194,11 +217,32 @@ class SeenIndex(MutableMapping[str, int]):
     def flush(self) -> int:
         if not self._pending:
             return 0
-        first = min(self._pending.values())
-        self._table[f"{self._partition}|{first:020d}"] = orjson.dumps(self._pending)
+        first, last = min(self._pending.values()), max(self._pending.values())
+        key = f"{self._partition}|{first:020d}"
+        self._table[key] = orjson.dumps(self._pending)
+        self._records.append((first, last, key))
         written = len(self._pending)
         self._pending = {}
+        self._forget()
         return written
+
+    def _forget(self) -> None:
+        """Drop the records wholly older than the window."""
+        if self._window is None or not self._records:
+            return
+        horizon = self._records[-1][1] - self._window  # records are in offset order
+        keep = 0
+        while keep < len(self._records) and self._records[keep][1] < horizon:
+            key = self._records[keep][2]
+            raw = self._table.get(key)
+            if raw:
+                for event_id, offset in load_json(raw).items():
+                    if self._ids.get(event_id) == offset:
+                        del self._ids[event_id]
+            del self._table[key]
+            keep += 1
+        if keep:
+            del self._records[:keep]
 
 
 def _json(obj: Any) -> bytes:
@@ -208,11 +252,18 @@ def _json(obj: Any) -> bytes:
 class PartitionState:
     """The engine state of one partition, backed by the worker's tables."""
 
-    def __init__(self, tables: dict[str, Any], partition: int) -> None:
+    def __init__(
+        self,
+        tables: dict[str, Any],
+        partition: int,
+        *,
+        dedup_window: int | None = None,
+        cached_subjects: int | None = None,
+    ) -> None:
         self.partition = partition
-        self.seen = SeenIndex(tables["seen"], partition)
+        self.seen = SeenIndex(tables["seen"], partition, dedup_window)
         self.consents: CachedView[str, ConsentLedger] = CachedView(
-            tables["consents"], partition, str, ConsentLedger.from_json, _json
+            tables["consents"], partition, str, ConsentLedger.from_json, _json, cached_subjects
         )
         self.edges: CachedView[EdgeKey, EdgeAggregate] = CachedView(
             tables["edges"], partition, edge_key_to_str, EdgeAggregate.from_json, _json

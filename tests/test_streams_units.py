@@ -16,6 +16,7 @@ from lineage.state import EdgeAggregate
 from streams.settings import Settings
 from streams.tables import CachedView, PartitionState, SeenIndex, partition_of
 from tests.helpers import access
+from tests.helpers import consent as consent_event
 
 
 def tables() -> dict[str, dict[str, bytes]]:
@@ -78,6 +79,54 @@ def test_seen_index_only_loads_its_partition() -> None:
     }
     index = SeenIndex(backing, 0)
     assert index.get("a") == 1 and index.get("b") is None
+
+
+def test_the_dedup_index_forgets_ids_beyond_its_window_in_memory_and_table() -> None:
+    backing: dict[str, bytes] = {}
+    index = SeenIndex(backing, 0, window=100)
+    for batch in range(5):  # batches of 50 offsets: 0-49, 50-99, ..., 200-249
+        for offset in range(batch * 50, batch * 50 + 50):
+            index[f"e-{offset}"] = offset
+        index.flush()
+    # The newest offset is 249: records wholly before 149 are gone, the rest kept.
+    assert index.get("e-99") is None and index.get("e-100") == 100
+    assert sorted(backing) == [f"0|{n:020d}" for n in (100, 150, 200)]
+    rebuilt = SeenIndex(backing, 0, window=100)  # after a rebalance: the same ids
+    assert set(rebuilt) == set(index) and len(rebuilt) == 150
+
+
+def test_a_duplicate_within_the_window_is_dropped_and_redelivery_still_counts_once(
+    policy: Policy,
+) -> None:
+    backing = tables()
+    state = PartitionState(backing, 0, dedup_window=10)
+    engine = Engine(policy, state.as_state())
+    line = orjson.dumps(access(event_id="dup", recipient="payco"))
+    assert engine.process(line, offset=0, origin="t").status == "judged"
+    assert engine.process(line, offset=5, origin="t").status == "duplicate"
+    state.flush()
+    for offset in range(6, 40):  # other events move the window past offset 0
+        other = orjson.dumps(access(event_id=f"e-{offset}", recipient="payco"))
+        engine.process(other, offset=offset, origin="t")
+        state.flush()
+    assert state.seen.get("dup") is None
+    edge = state.edges[("flow", "shop", "payco")]
+    assert edge.count == 35  # the duplicate was not counted
+
+
+def test_the_consent_view_stays_bounded_and_still_answers_from_the_table(
+    policy: Policy,
+) -> None:
+    backing = tables()
+    state = PartitionState(backing, 3, cached_subjects=10)
+    engine = Engine(policy, state.as_state())
+    for n in range(30):
+        consent = consent_event(subject=f"u-{n}", recipient="payco", event_id=f"c-{n}")
+        engine.process(orjson.dumps(consent), offset=n, origin="t")
+        state.flush()
+    assert len(state.consents) <= 10
+    assert len(backing["consents"]) == 30
+    assert state.consents["u-0"].decisions[0].event_id == "c-0"  # read back from the table
 
 
 def test_worker_help_shows_environment_variables() -> None:
