@@ -191,6 +191,32 @@ def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(
     assert graph_facts(export_graph(deployment, tmp_path)) == graph_facts(reference["graph"])
 
 
+def test_a_worker_that_leaves_hands_its_partitions_and_their_state_over(
+    kafka_bootstrap: str, tmp_path: Path, day: list[bytes]
+) -> None:
+    reference = embedded(day, tmp_path / "embedded")
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    first, second = Worker(deployment, "a"), Worker(deployment, "b")
+    half = len(day) // 2
+    try:
+        first.start().wait_ready()
+        second.start().wait_ready()
+        deployment.produce(day[:half])
+        # Both judged their share; then one leaves, and the other recovers its
+        # partitions' state (consents, edges, incidents, dedup) from the changelogs.
+        deployment.read("alerts", lambda ms: len(ms) > 0, timeout=60)
+        second.stop()
+        deployment.produce(day[half:])
+        alerts = read_alerts(deployment, len(reference["alerts"]))
+        assert alert_facts(alerts) == alert_facts(reference["alerts"])
+        assert final_incidents(deployment, reference["incidents"]) == reference["incidents"]
+        assert json.loads(http_get(first.web_port, "/health"))["partitions"] == [0, 1, 2, 3]
+    finally:
+        first.stop()
+        second.stop()
+    assert graph_facts(export_graph(deployment, tmp_path)) == graph_facts(reference["graph"])
+
+
 def test_a_crash_and_redelivery_count_every_event_once(
     kafka_bootstrap: str, tmp_path: Path, day: list[bytes]
 ) -> None:
