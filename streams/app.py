@@ -56,6 +56,9 @@ __all__ = ["LineageWorker"]
 
 log = logging.getLogger("lineage.worker")
 
+#: Messages (alerts, dead letters, partials, table records) that may wait to be sent.
+_MAX_UNSENT = 20_000
+
 _CONTENT_TYPES = {
     "json": "application/json",
     "html": "text/html; charset=utf-8",
@@ -266,6 +269,11 @@ class LineageWorker:
             while not app.should_stop:
                 chunks = await self.intake.take(settings.batch_size)
                 judge_chunks(app, chunks, self.judge_batch)
+                # Outputs wait in faust's producer buffer until sent; when Kafka is slower
+                # than judging, wait for it rather than let the buffer grow without end.
+                buffer = app.producer.buffer
+                while buffer.size > _MAX_UNSENT and not app.should_stop:
+                    await buffer.flush_atmost(buffer.size - _MAX_UNSENT)
 
         @app.agent(self.partials_topic, name="board")
         async def board(stream: Any) -> None:
