@@ -268,7 +268,9 @@ class LineageWorker:
         async def evaluate_batches() -> None:
             while not app.should_stop:
                 chunks = await self.intake.take(settings.batch_size)
-                judge_chunks(app, chunks, self.judge_batch)
+                _, dropped = judge_chunks(app, chunks, self.judge_batch)
+                if dropped:
+                    log.info("%d events fetched before a rebalance will be read again", dropped)
                 # Outputs wait in faust's producer buffer until sent; when Kafka is slower
                 # than judging, wait for it rather than let the buffer grow without end.
                 buffer = app.producer.buffer

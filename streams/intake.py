@@ -30,7 +30,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-__all__ = ["Chunk", "Intake", "LineageApp", "LineageConsumer", "ack_offsets"]
+__all__ = ["Chunk", "Intake", "LineageApp", "LineageConsumer", "ack_offsets", "judge_chunks"]
 
 
 @dataclass(slots=True)
@@ -109,7 +109,8 @@ class LineageConsumer(faust_aiokafka.Consumer):
         if records is None or self.should_stop:
             return
         if not self.flow_active:
-            # As faust does: what was fetched while the flow was off is read again.
+            # As faust does: drop what was fetched while the flow was off (a rebalance is
+            # under way) and seek back to the commits; the new assignment starts there too.
             await self.perform_seek()
             return
         generation = self.app.consumer_generation_id
