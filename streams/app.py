@@ -47,7 +47,7 @@ from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.state import IncidentPartial
-from streams.intake import Chunk, Intake, LineageApp, judge_chunks
+from streams.intake import Chunk, Intake, LineageApp, ack_offsets, current_chunks
 from streams.kafka_graph import read_edges, table_name
 from streams.settings import Settings
 from streams.tables import BoardView, PartitionedTable, PartitionState
@@ -182,6 +182,10 @@ class LineageWorker:
             for name in ("seen", "consents", "edges", "incidents", "board")
         }
         self._partitions: dict[int, tuple[PartitionState, Engine]] = {}
+        # Judged since the state was last written: chunks to ack, incidents to send.
+        self._pending: dict[int, list[Chunk]] = {}
+        self._touched: dict[int, set[str]] = {}
+        self._unflushed = 0
         self._boards: dict[int, BoardView] = {}
         self._positions: dict[int, int] = {}
         self._register()
@@ -268,9 +272,16 @@ class LineageWorker:
         async def evaluate_batches() -> None:
             while not app.should_stop:
                 chunks = await self.intake.take(settings.batch_size)
-                _, dropped = judge_chunks(app, chunks, self.judge_batch)
+                live, dropped = current_chunks(app, chunks)
                 if dropped:
                     log.info("%d events fetched before a rebalance will be read again", dropped)
+                if live:
+                    self.judge_batch(live)
+                # State is written, and offsets acked, every flush_events judged events or
+                # when nothing more is waiting: fewer changelog records under load, and
+                # no judged event waits for its commit when traffic is light.
+                if self._unflushed >= settings.flush_events or self.intake.empty():
+                    self.flush_judged()
                 # Outputs wait in faust's producer buffer until sent; when Kafka is slower
                 # than judging, wait for it rather than let the buffer grow without end.
                 buffer = app.producer.buffer
@@ -291,8 +302,14 @@ class LineageWorker:
             self.intake.clear()  # fetched before the rebalance: read again after it
             for tp in revoked:
                 if tp.topic == self.events_topic.get_topic_name():
+                    # Judged but not yet written: neither state nor offsets leave; the
+                    # partition's next owner judges those events again.
                     self._partitions.pop(tp.partition, None)
                     self._positions.pop(tp.partition, None)
+                    self._unflushed -= sum(
+                        len(c.records) for c in self._pending.pop(tp.partition, [])
+                    )
+                    self._touched.pop(tp.partition, None)
                 elif tp.topic == self.partials_topic.get_topic_name():
                     self._boards.pop(tp.partition, None)
 
@@ -350,16 +367,19 @@ class LineageWorker:
         return sorted(tp.partition for tp in consumer.assignment() if tp.topic == topic)
 
     def judge_batch(self, chunks: list[Chunk]) -> None:
-        """Judge records of the events topic (any partitions), send outputs, write state once."""
+        """Judge records of the events topic (any partitions) and send their alerts.
+
+        Their state changes stay in the partitions' views until :meth:`flush_judged`.
+        """
         started = time.perf_counter()
-        touched: dict[int, set[str]] = {}
+        touched = self._touched
         metrics = self.metrics
         topic = self.events_topic.get_topic_name()
         counts: Tally[str] = Tally()
         alert_counts: Tally[tuple[str, str]] = Tally()
         for chunk in chunks:
             partition = chunk.tp.partition
-            state, engine = self._partition(partition)
+            _, engine = self._partition(partition)
             process = engine.process
             for record in chunk.records:
                 offset = record.offset
@@ -382,6 +402,8 @@ class LineageWorker:
                 if outcome.incidents:
                     touched.setdefault(partition, set()).update(outcome.incidents)
             self._positions[partition] = chunk.records[-1].offset
+            self._pending.setdefault(partition, []).append(chunk)
+            self._unflushed += len(chunk.records)
         # Metrics once per batch: a labelled counter costs microseconds per call.
         for kind in ("access", "consent"):
             if counts[kind]:
@@ -392,7 +414,16 @@ class LineageWorker:
             metrics.duplicates.inc(counts["duplicate"])
         for (article, severity), n in alert_counts.items():
             metrics.alerts.labels(article, severity).inc(n)
-        for partition, incident_ids in touched.items():
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def flush_judged(self) -> None:
+        """Send the incident partials, write the state and ack the offsets judged so far.
+
+        In this order and without awaiting: faust commits an acked offset only after
+        flushing the producer, so an offset is never committed before the changelog
+        records and outputs of its events are sent.
+        """
+        for partition, incident_ids in self._touched.items():
             state, _ = self._partition(partition)
             for iid in sorted(incident_ids):
                 partial = state.incidents[iid]
@@ -400,9 +431,15 @@ class LineageWorker:
                     key=iid.encode(),
                     value=orjson.dumps({"partition": partition, "partial": partial.to_json()}),
                 )
+        self._touched.clear()
         for state, _ in self._partitions.values():
             state.flush()
-        metrics.batch_seconds.observe(time.perf_counter() - started)
+        consumer = self.app.consumer
+        for chunks in self._pending.values():
+            for chunk in chunks:
+                ack_offsets(consumer, chunk.tp, (r.offset for r in chunk.records))
+        self._pending.clear()
+        self._unflushed = 0
 
     def _send_dead_letter(self, key: bytes | None, raw: bytes, record: dict[str, Any]) -> None:
         # The value is the message as received (masked only if it carried raw personal

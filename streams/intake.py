@@ -5,9 +5,9 @@ message (``wait_first(callback(message), suspend_flow.wait())``), an Event, the
 stream's processors and an ack. That costs more than judging the event. Here
 the worker's consumer takes the records of ``lineage.events`` out of each fetch
 as they come, tags them with the consumer generation, and queues them whole; the
-evaluate loop judges a batch, sends its outputs and acks its offsets through
-faust's own bookkeeping, so faust still commits (after flushing the producer),
-still rebalances, recovers tables and seeks.
+evaluate loop judges them, and acks their offsets through faust's own bookkeeping
+once their state is written, so faust still commits (after flushing the
+producer), still rebalances, recovers tables and seeks.
 
 **Nothing stale is acked.** With faust's ``take_events`` a batch buffered before a
 rebalance was judged and acked after it; faust had forgotten the partition's
@@ -22,7 +22,7 @@ dropped unacked, and read again from the new assignment's committed positions
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -30,7 +30,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-__all__ = ["Chunk", "Intake", "LineageApp", "LineageConsumer", "ack_offsets", "judge_chunks"]
+__all__ = ["Chunk", "Intake", "LineageApp", "LineageConsumer", "ack_offsets", "current_chunks"]
 
 
 @dataclass(slots=True)
@@ -61,6 +61,9 @@ class Intake:
             chunks.append(chunk)
             n += len(chunk.records)
         return chunks
+
+    def empty(self) -> bool:
+        return self._queue.empty()
 
     def clear(self) -> int:
         """Drop every queued chunk (after a revocation they are stale); return how many."""
@@ -187,25 +190,15 @@ class LineageApp(faust.App):
         return consumer
 
 
-def judge_chunks(
-    app: faust.App,
-    chunks: list[Chunk],
-    judge: Callable[[list[Chunk]], None],
-) -> tuple[int, int]:
-    """Judge the chunks still current, ack their offsets; return (judged, dropped) records.
+def current_chunks(app: faust.App, chunks: list[Chunk]) -> tuple[list[Chunk], int]:
+    """The chunks still current, and how many records the others held.
 
-    Runs without awaiting: judging, sending and acking are one step, so no rebalance
-    falls between them.
+    A chunk is current while the consumer generation it was fetched in is, and the
+    flow is on; the others are dropped unjudged and unacked, to be read again.
     """
     generation = app.consumer_generation_id
     live = [c for c in chunks if c.generation == generation]
     if not app.flow_control.is_active():
         live = []
     dropped = sum(len(c.records) for c in chunks) - sum(len(c.records) for c in live)
-    if not live:
-        return 0, dropped
-    judge(live)
-    consumer = app.consumer
-    for chunk in live:
-        ack_offsets(consumer, chunk.tp, (r.offset for r in chunk.records))
-    return sum(len(c.records) for c in live), dropped
+    return live, dropped

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         ge=0,
         description="longest the broker holds a fetch of quiet partitions (faust: 1500)",
     )
+    flush_events: int = Field(
+        default=10_000,
+        ge=1,
+        description="judged events between writes of state and offsets, under load",
+    )
     dedup_window: int = Field(
         default=500_000,
         ge=1,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from faust.types import TP
 
-from streams.intake import Chunk, Intake, LineageApp, LineageConsumer, ack_offsets, judge_chunks
+from streams.intake import Chunk, Intake, LineageApp, LineageConsumer, ack_offsets, current_chunks
 
 TOPIC = "t.events"
 
@@ -68,29 +68,20 @@ def test_records_read_before_are_not_taken_again(app: LineageApp) -> None:
     assert [r.offset for r in again] == [12, 13]
 
 
-def test_chunks_of_an_older_generation_are_neither_judged_nor_acked(app: LineageApp) -> None:
-    consumer = app.consumer
+def test_chunks_of_an_older_generation_are_dropped(app: LineageApp) -> None:
     app.flow_control.resume()
     tp = TP(TOPIC, 0)
     app.consumer_generation_id = 7
-    judged: list[list[int]] = []
-
-    def judge(chunks: list[Chunk]) -> None:
-        judged.append([r.offset for c in chunks for r in c.records])
-
     stale = Chunk(tp, records(0, 1), generation=6)  # fetched before a rebalance
-    current = Chunk(tp, records(2, 3), generation=7)
-    assert judge_chunks(app, [stale, current], judge) == (2, 2)
-    assert judged == [[2, 3]]
-    assert sorted(consumer._acked[tp]) == [2, 3]  # 0 and 1 are read again after the seek
+    current = Chunk(tp, records(2, 3, 4), generation=7)
+    live, dropped = current_chunks(app, [stale, current])
+    assert live == [current] and dropped == 2
 
 
-def test_nothing_is_judged_while_faust_has_stopped_the_flow(app: LineageApp) -> None:
+def test_nothing_is_current_while_faust_has_stopped_the_flow(app: LineageApp) -> None:
     app.flow_control.suspend()
-    tp = TP(TOPIC, 0)
-    calls: list[object] = []
-    assert judge_chunks(app, [Chunk(tp, records(0), 0)], calls.append) == (0, 1)
-    assert calls == [] and not app.consumer._acked[tp]
+    chunk = Chunk(TP(TOPIC, 0), records(0), app.consumer_generation_id)
+    assert current_chunks(app, [chunk]) == ([], 1)
 
 
 def test_the_intake_hands_over_what_is_queued_and_clears_on_revocation() -> None:
