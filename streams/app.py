@@ -9,14 +9,17 @@
 ``evaluate`` takes the events topic's records whole from each fetch
 (:mod:`streams.intake`, not one faust event per message), judges them with one
 :class:`lineage.Engine` per partition (state read through :mod:`streams.tables`
-views, written back once per key per batch), sends its outputs and acks the offsets,
-all in one step with no await between, so a rebalance never falls inside a batch.
-Exactness under at-least-once delivery comes from the engine: every record carries
-the offset it applied up to, so a batch that is redelivered after a crash re-derives
-the same alerts (same ids) and counts nothing twice. ``board`` merges every
-partition's incident partials into one incident per (rule, source, recipient) and
-publishes it when it opens, grows by a factor, or on a timer when it changed, never
-once per breaching event.
+views) and sends their alerts and dead letters at once. Every ``flush_events``
+judged events, or when no fetched events wait, it writes the changed state (each
+key once), sends incident partials and acks the offsets, in one step with no await
+between: faust commits an offset only after that, so no commit passes an event
+whose state is not written, and a rebalance simply drops what was judged but not
+written (the next owner judges it again). Exactness under at-least-once delivery
+comes from the engine: every record carries the offset it applied up to, so a batch
+that is redelivered after a crash re-derives the same alerts (same ids) and counts
+nothing twice. ``board`` merges every partition's incident partials into one
+incident per (rule, source, recipient) and publishes it when it opens, grows by a
+factor, or on a timer when it changed, never once per breaching event.
 
 Web: ``/health``, ``/metrics`` (Prometheus), ``/graph?format=json|html|graphml|dot|mermaid``.
 """
@@ -435,9 +438,11 @@ class LineageWorker:
         for state, _ in self._partitions.values():
             state.flush()
         consumer = self.app.consumer
+        generation = self.app.consumer_generation_id
         for chunks in self._pending.values():
             for chunk in chunks:
-                ack_offsets(consumer, chunk.tp, (r.offset for r in chunk.records))
+                if chunk.generation == generation:  # else read again: never a stale ack
+                    ack_offsets(consumer, chunk.tp, (r.offset for r in chunk.records))
         self._pending.clear()
         self._unflushed = 0
 
