@@ -424,8 +424,12 @@ class LineageWorker:
 
         In this order and without awaiting: faust commits an acked offset only after
         flushing the producer, so an offset is never committed before the changelog
-        records and outputs of its events are sent.
+        records and outputs of its events are sent. Nothing is written while faust has
+        stopped the flow: a rebalance is under way, faust has already forgotten the
+        partitions' offsets, and what was judged is dropped when they are revoked.
         """
+        if not self.app.flow_control.is_active():
+            return
         for partition, incident_ids in self._touched.items():
             state, _ = self._partition(partition)
             for iid in sorted(incident_ids):

@@ -118,9 +118,10 @@ class LineageConsumer(faust_aiokafka.Consumer):
             return
         generation = self.app.consumer_generation_id
         rest = {}
+        buffered = self._buffered_partitions
         for tp, batch in records.items():
-            if active_partitions is not None and tp not in active_partitions:
-                continue
+            if not (active_partitions is None or tp in active_partitions or tp in buffered):
+                continue  # as faust does
             if tp.topic == intake.topic:
                 fresh = self._fresh(tp, batch)
                 if fresh:
