@@ -163,14 +163,9 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
         f"policy {policy.policy.name} ({policy.version})",
         err=True,
     )
-    import faust
+    from streams.runner import LineageRunner
 
-    runner = faust.Worker(lineage_worker.app, loglevel=loglevel)
-    # faust's terminal spinner sets the root logger to DEBUG so that it can spin on every
-    # record; then every debug call of aiokafka and faust builds a record (about a tenth
-    # of a busy worker's time). The log lines are the same without it.
-    runner.spinner = None
-    runner.execute_from_commandline()
+    LineageRunner(lineage_worker.app, loglevel=loglevel).execute_from_commandline()
 
 
 @click.command()

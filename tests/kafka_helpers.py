@@ -160,6 +160,11 @@ class Worker:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            if sys.exc_info()[0] is not None:
+                # Stopped because the test failed: first have mode log every task's stack
+                # (its SIGUSR1 handler) into the worker's log, for the post-mortem.
+                os.kill(self.process.pid, signal.SIGUSR1)
+                time.sleep(2)
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import orjson
@@ -13,6 +14,7 @@ from lineage.cli import main
 from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
+from streams.runner import awaiting
 from streams.settings import Settings
 from streams.tables import CachedView, PartitionState, SeenIndex, partition_of
 from tests.helpers import access
@@ -188,3 +190,22 @@ def test_a_view_asks_its_table_once_per_missing_key_and_sees_its_own_writes() ->
     assert list(table) == ["1|u-1"]
     del view["u-1"]
     assert "u-1" not in view and "1|u-1" not in table
+
+
+def test_the_task_dump_names_every_await_and_shows_no_data() -> None:
+    async def inner(secret: str) -> None:
+        await asyncio.sleep(10)
+
+    async def outer() -> None:
+        await inner("alice@example.com")
+
+    async def scenario() -> list[str]:
+        task = asyncio.ensure_future(outer())
+        await asyncio.sleep(0)
+        lines = awaiting(task.get_coro())
+        task.cancel()
+        return lines
+
+    lines = asyncio.run(scenario())
+    assert [line.split()[-1] for line in lines][:3] == ["outer", "inner", "sleep"]
+    assert not any("alice" in line for line in lines)

@@ -1,0 +1,57 @@
+"""The process that runs the worker: faust's Worker, made fit for production.
+
+- faust's terminal spinner sets the root logger to DEBUG so that it can spin on every
+  record; then every debug call of aiokafka and faust builds a record (about a tenth
+  of a busy worker's time). The log lines are the same without it.
+- ``kill -USR1 <pid>`` logs where each task of the worker waits (file, line and
+  function of every await, for a stuck worker). mode's own handler prints each
+  frame's local variables too, and those can hold the raw events the monitor
+  watches: they must not reach the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+__all__ = ["LineageRunner", "awaiting"]
+
+log = logging.getLogger("lineage.worker")
+
+
+def awaiting(coro: Any) -> list[str]:
+    """``file:line function`` of each coroutine a task's coroutine awaits, outermost first."""
+    lines = []
+    while coro is not None:
+        frame = (
+            getattr(coro, "cr_frame", None)
+            or getattr(coro, "ag_frame", None)
+            or getattr(coro, "gi_frame", None)
+        )
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"{code.co_filename}:{frame.f_lineno} {code.co_name}")
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "ag_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+        )
+    return lines
+
+
+class LineageRunner(faust.Worker):
+    """faust's Worker without the spinner, and with a task dump that shows no data."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
+
+    def _on_sigusr1(self) -> None:
+        tasks = asyncio.all_tasks(self.loop)
+        log.warning("%d tasks (kill -USR1):", len(tasks))
+        for task in sorted(tasks, key=lambda t: t.get_name()):
+            where = "\n    ".join(awaiting(task.get_coro())) or "-"
+            log.warning("task %s waits at:\n    %s", task.get_name(), where)
