@@ -163,9 +163,9 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
         f"policy {policy.policy.name} ({policy.version})",
         err=True,
     )
-    from streams.runner import LineageRunner
+    from streams.runner import lineage_runner
 
-    LineageRunner(lineage_worker.app, loglevel=loglevel).execute_from_commandline()
+    lineage_runner(lineage_worker.app, loglevel).execute_from_commandline()
 
 
 @click.command()
