@@ -84,6 +84,24 @@ class Deployment:
             consumer.close()
         return messages
 
+    def committed(self, name: str) -> dict[int, int]:
+        """The worker group's committed offset of each partition of a topic (if any)."""
+        from kafka import TopicPartition
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.app_id, enable_auto_commit=False
+        )
+        try:
+            topic = self.topic(name)
+            found = {}
+            for partition in consumer.partitions_for_topic(topic) or ():
+                offset = consumer.committed(TopicPartition(topic, partition))
+                if offset is not None:
+                    found[partition] = offset
+            return found
+        finally:
+            consumer.close()
+
     def export(self, fmt: str, out: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "lineage.cli", "export", "--format", fmt, "--out", str(out)],
