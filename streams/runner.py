@@ -7,6 +7,8 @@
   function of every await, for a stuck worker). mode's own handler prints each
   frame's local variables too, and those can hold the raw events the monitor
   watches: they must not reach the log.
+- While a broker is away, aiokafka's "Unable connect to node" errors are let through
+  once per 30 seconds, with a count of the ones held back.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import faust
 
-__all__ = ["awaiting", "lineage_runner"]
+__all__ = ["RepeatFilter", "awaiting", "lineage_runner"]
 
 log = logging.getLogger("lineage.worker")
 
@@ -42,6 +44,34 @@ def awaiting(coro: Any) -> list[str]:
     return lines
 
 
+class RepeatFilter(logging.Filter):
+    """Lets one record of a kind through per ``every`` seconds, and says how many it held.
+
+    aiokafka logs "Unable connect to node" at ERROR on every retry while a broker is
+    away: about a hundred lines a second that bury everything else.
+    """
+
+    def __init__(self, prefix: str, every: float = 30.0) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.every = every
+        self._last = float("-inf")
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        now = record.created
+        if now - self._last < self.every:
+            self._held += 1
+            return False
+        if self._held:
+            held = f" (and {self._held} more like it in the last {self.every:g} s)"
+            record.msg = f"{record.msg}{held}"
+        self._last, self._held = now, 0
+        return True
+
+
 def lineage_runner(app: faust.App, loglevel: str) -> faust.Worker:
     """faust's Worker without the spinner, and with a task dump that shows no data.
 
@@ -50,6 +80,7 @@ def lineage_runner(app: faust.App, loglevel: str) -> faust.Worker:
     """
     runner = faust.Worker(app, loglevel=loglevel)
     runner.spinner = None
+    logging.getLogger("aiokafka").addFilter(RepeatFilter("Unable connect to node"))
 
     def dump_tasks() -> None:
         tasks = asyncio.all_tasks(runner.loop)

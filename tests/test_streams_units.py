@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 
 import orjson
@@ -14,7 +15,7 @@ from lineage.cli import main
 from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
-from streams.runner import awaiting
+from streams.runner import RepeatFilter, awaiting
 from streams.settings import Settings
 from streams.tables import CachedView, PartitionState, SeenIndex, partition_of
 from tests.helpers import access
@@ -209,3 +210,23 @@ def test_the_task_dump_names_every_await_and_shows_no_data() -> None:
     lines = asyncio.run(scenario())
     assert [line.split()[-1] for line in lines][:3] == ["outer", "inner", "sleep"]
     assert not any("alice" in line for line in lines)
+
+
+def test_repeated_connection_errors_are_let_through_once_per_interval() -> None:
+    def record(msg: str, at: float) -> logging.LogRecord:
+        rec = logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, msg, None, None)
+        rec.created = at
+        return rec
+
+    gate = RepeatFilter("Unable connect to node", every=30)
+    passed = [
+        gate.filter(record("Unable connect to node with id %s: %s", t)) for t in (0, 1, 2, 31)
+    ]
+    assert passed == [True, False, False, True]
+    last = record("Unable connect to node with id %s: %s", 62)
+    assert gate.filter(last) and "more like it" not in str(last.msg)
+    late = record("Unable connect to node with id %s: %s", 62.5)
+    assert not gate.filter(late)
+    again = record("Unable connect to node with id %s: %s", 100)
+    assert gate.filter(again) and "and 1 more like it" in str(again.msg)
+    assert gate.filter(record("Some other error", 100.1))  # other records pass untouched
