@@ -98,34 +98,30 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
     def _key(self, key: K) -> str:
         return self._prefix + self._encode_key(key)
 
-    def __getitem__(self, key: K) -> V:
-        try:
-            return self._objects[key]
-        except KeyError:
-            pass
+    def _lookup(self, key: K) -> V | None:
+        """The object of ``key``, or None when the table has none."""
+        found = self._objects.get(key)
+        if found is not None or key in self._absent:
+            return found
         # Most subjects have no consent record: remember the misses too, since a miss in
         # a faust table costs as much as judging a rule.
-        if key in self._absent:
-            raise KeyError(key)
         raw = self._table.get(self._key(key))
         if raw is None:
             self._absent.add(key)
-            raise KeyError(key)
-        value = self._decode(load_json(raw))
-        self._objects[key] = value
+            return None
+        value = self._objects[key] = self._decode(load_json(raw))
         return value
+
+    def __getitem__(self, key: K) -> V:
+        found = self._lookup(key)
+        if found is None:
+            raise KeyError(key)
+        return found
 
     def get(self, key: K, default: Any = None) -> Any:
         # The engine's lookups go through here: no exception for the common miss.
-        found = self._objects.get(key)
-        if found is not None:
-            return found
-        if key in self._absent:
-            return default
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        found = self._lookup(key)
+        return default if found is None else found
 
     def __setitem__(self, key: K, value: V) -> None:
         self._objects[key] = value
