@@ -188,7 +188,6 @@ class LineageWorker:
         # Judged since the state was last written: chunks to ack, incidents to send.
         self._pending: dict[int, list[Chunk]] = {}
         self._touched: dict[int, set[str]] = {}
-        self._unflushed = 0
         self._boards: dict[int, BoardView] = {}
         self._positions: dict[int, int] = {}
         self._register()
@@ -283,7 +282,7 @@ class LineageWorker:
                 # State is written, and offsets acked, every flush_events judged events or
                 # when nothing more is waiting: fewer changelog records under load, and
                 # no judged event waits for its commit when traffic is light.
-                if self._unflushed >= settings.flush_events or self.intake.empty():
+                if self.unflushed() >= settings.flush_events or self.intake.empty():
                     self.flush_judged()
                 # Outputs wait in faust's producer buffer until sent; when Kafka is slower
                 # than judging, wait for it rather than let the buffer grow without end.
@@ -309,9 +308,7 @@ class LineageWorker:
                     # partition's next owner judges those events again.
                     self._partitions.pop(tp.partition, None)
                     self._positions.pop(tp.partition, None)
-                    self._unflushed -= sum(
-                        len(c.records) for c in self._pending.pop(tp.partition, [])
-                    )
+                    self._pending.pop(tp.partition, None)
                     self._touched.pop(tp.partition, None)
                 elif tp.topic == self.partials_topic.get_topic_name():
                     self._boards.pop(tp.partition, None)
@@ -361,13 +358,17 @@ class LineageWorker:
             found = self._partitions[partition] = (state, engine)
         return found
 
-    def assigned_partitions(self) -> list[int]:
-        """The partitions of the events topic this worker holds now."""
-        consumer = getattr(self.app, "_consumer", None)
+    def _events_assignment(self) -> list[Any]:
+        """The partitions (faust TPs) of the events topic this worker holds now."""
+        consumer = getattr(self.app, "_consumer", None)  # not created before start
         if consumer is None:
             return []
         topic = self.events_topic.get_topic_name()
-        return sorted(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+        return [tp for tp in consumer.assignment() if tp.topic == topic]
+
+    def assigned_partitions(self) -> list[int]:
+        """The partitions of the events topic this worker holds now."""
+        return sorted(tp.partition for tp in self._events_assignment())
 
     def judge_batch(self, chunks: list[Chunk]) -> None:
         """Judge records of the events topic (any partitions) and send their alerts.
@@ -406,7 +407,6 @@ class LineageWorker:
                     touched.setdefault(partition, set()).update(outcome.incidents)
             self._positions[partition] = chunk.records[-1].offset
             self._pending.setdefault(partition, []).append(chunk)
-            self._unflushed += len(chunk.records)
         # Metrics once per batch: a labelled counter costs microseconds per call.
         for kind in ("access", "consent"):
             if counts[kind]:
@@ -448,7 +448,10 @@ class LineageWorker:
                 if chunk.generation == generation:  # else read again: never a stale ack
                     ack_offsets(consumer, chunk.tp, (r.offset for r in chunk.records))
         self._pending.clear()
-        self._unflushed = 0
+
+    def unflushed(self) -> int:
+        """Events judged since the state was last written."""
+        return sum(len(c.records) for chunks in self._pending.values() for c in chunks)
 
     def _send_dead_letter(self, key: bytes | None, raw: bytes, record: dict[str, Any]) -> None:
         # The value is the message as received (masked only if it carried raw personal
@@ -512,15 +515,9 @@ class LineageWorker:
     # -- metrics -------------------------------------------------------------------------------
 
     def _update_lag(self) -> None:
-        consumer = getattr(self.app, "consumer", None)
-        if consumer is None:
-            return
-        topic = self.events_topic.get_topic_name()
-        for tp in consumer.assignment():
-            if tp.topic != topic:
-                continue
+        for tp in self._events_assignment():
             try:
-                highwater = consumer.highwater(tp)
+                highwater = self.app.consumer.highwater(tp)
             except Exception:  # metrics must not fail a scrape
                 continue
             if highwater is None:
