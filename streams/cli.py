@@ -63,24 +63,7 @@ def _environment_only(shown: set[str]) -> str:
     return "\n".join(lines)
 
 
-_WORKER_OPTIONS = {
-    "broker",
-    "policy",
-    "topic_prefix",
-    "app_id",
-    "state_dir",
-    "partitions",
-    "web_port",
-    "batch_size",
-    "security_protocol",
-    "sasl_mechanism",
-    "sasl_username",
-    "sasl_password",
-    "ssl_cafile",
-}
-
-
-@click.command(epilog=_environment_only(_WORKER_OPTIONS))
+@click.command()
 @_broker
 @policy_option
 @_prefix
@@ -166,6 +149,12 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
     from streams.runner import lineage_runner
 
     lineage_runner(lineage_worker.app, loglevel).execute_from_commandline()
+
+
+# The settings given as options are the command's own parameters (--policy is policy).
+worker.epilog = _environment_only(
+    {"policy" if param.name == "policy_path" else str(param.name) for param in worker.params}
+)
 
 
 @click.command()
