@@ -50,7 +50,14 @@ from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.state import IncidentPartial
-from streams.intake import Chunk, Intake, LineageApp, ack_offsets, current_chunks
+from streams.intake import (
+    Chunk,
+    Intake,
+    LineageApp,
+    RecoveryWatch,
+    ack_offsets,
+    current_chunks,
+)
 from streams.kafka_graph import read_edges, table_name
 from streams.settings import Settings
 from streams.tables import BoardView, PartitionedTable, PartitionState
@@ -298,6 +305,20 @@ class LineageWorker:
         @app.timer(settings.incident_flush_seconds)  # type: ignore[untyped-decorator]
         async def flush_incidents() -> None:
             self.flush_incidents()
+
+        watch = RecoveryWatch(settings.recovery_stall_seconds)
+
+        @app.timer(max(1.0, settings.recovery_stall_seconds / 4))  # type: ignore[untyped-decorator]
+        async def watch_recovery() -> None:
+            recovery = app.tables.recovery  # type: ignore[attr-defined]
+            stalled = watch.stalled(recovery, time.monotonic())
+            if stalled:
+                log.warning(
+                    "table recovery received nothing from %s for %.0f s: reading them again",
+                    ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in stalled.items()),
+                    settings.recovery_stall_seconds,
+                )
+                await app.consumer.seek_wait(stalled)
 
         async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
             revoked: Iterable[Any] = args[0] if args else kwargs.get("revoked", ())

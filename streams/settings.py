@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         default=30.0, gt=0, description="seconds before a silent worker's partitions move"
     )
+    recovery_stall_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="seconds without changelog records before recovery reads a partition again",
+    )
     incident_flush_seconds: float = Field(
         default=30.0, gt=0, description="how often changed incidents are republished"
     )

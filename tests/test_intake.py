@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import pytest
 from faust.types import TP
 
-from streams.intake import Chunk, Intake, LineageApp, LineageConsumer, ack_offsets, current_chunks
+from streams.intake import (
+    Chunk,
+    Intake,
+    LineageApp,
+    LineageConsumer,
+    RecoveryWatch,
+    ack_offsets,
+    current_chunks,
+)
 
 TOPIC = "t.events"
 
@@ -100,3 +108,29 @@ def test_the_intake_hands_over_what_is_queued_and_clears_on_revocation() -> None
         assert [c.records[0].offset for c in await getter] == [9]
 
     asyncio.run(scenario())
+
+
+class FakeRecovery:
+    """What RecoveryWatch reads of faust's Recovery service."""
+
+    def __init__(self, started: float) -> None:
+        self.in_recovery = True
+        self._recovery_started_at = started
+        self._active_events_received_at: dict[TP, float] = {}
+        self.active_tps = {TP("c", 0), TP("c", 1), TP("c", 2)}
+        self.active_offsets = {TP("c", 0): -1, TP("c", 1): 4, TP("c", 2): 9}
+        self.active_highwaters = {TP("c", 0): 7, TP("c", 1): 9, TP("c", 2): 9}
+
+
+def test_recovery_watch_reads_again_only_partitions_that_stalled() -> None:
+    recovery = FakeRecovery(started=100.0)
+    recovery._active_events_received_at[TP("c", 1)] = 115.0
+    watch = RecoveryWatch(stall_seconds=20)
+    assert watch.stalled(recovery, 110.0) == {}  # too early
+    # Partition 0 never received anything: from its start; 1 heard lately; 2 is done.
+    assert watch.stalled(recovery, 121.0) == {TP("c", 0): 0}
+    assert watch.stalled(recovery, 130.0) == {}  # just read again: give it time
+    assert watch.stalled(recovery, 136.0) == {TP("c", 1): 5}
+    assert watch.stalled(recovery, 142.0) == {TP("c", 0): 0}  # still nothing: again
+    recovery.in_recovery = False
+    assert watch.stalled(recovery, 500.0) == {}
