@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import re
+import traceback
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,10 +43,20 @@ from lineage.state import (
 )
 from schemas import AccessEvent, Action, ConsentEvent, EventRejected, decode_event
 
+log = logging.getLogger("lineage.engine")
+
 _TRANSFER = Action.TRANSFER  # enum member lookups cost on the hot path
 _JUDGMENT_CACHE_SIZE = 65_536
 
-__all__ = ["Engine", "Outcome", "Stats", "alert_id", "dead_letter_record", "incident_id"]
+__all__ = [
+    "DEAD_LETTER_KEEP",
+    "Engine",
+    "Outcome",
+    "Stats",
+    "alert_id",
+    "dead_letter_record",
+    "incident_id",
+]
 
 
 def alert_id(rule_id: str, event_id: str) -> str:
@@ -96,28 +109,51 @@ class Stats:
     by_rule: Counter[str] = field(default_factory=Counter)
 
 
+#: The most of a bad message's bytes a dead letter keeps; beyond it, its start, size and digest.
+DEAD_LETTER_KEEP = 64 * 1024
+
+# A cut can halve a value; what follows the last separator is dropped with it.
+_CUT_TAIL = re.compile(r"[^\s\"',;:{}\[\]<>]{0,320}$")
+
+
 def dead_letter_record(
     raw: bytes,
     rejection: EventRejected,
     origin: str,
     redactor: Redactor,
     received_at: datetime | None = None,
+    *,
+    size: int | None = None,
+    digest: str | None = None,
 ) -> dict[str, Any]:
-    """The dead-letter record of a message: original kept whole unless it holds raw PD."""
+    """The dead-letter record of a message: the original kept, raw personal data masked.
+
+    A message longer than :data:`DEAD_LETTER_KEEP` bytes keeps only its start, with
+    ``truncated``, its ``size`` and ``sha256``; ``size`` and ``digest`` are given when
+    the caller never held the whole message (a line too long to read).
+    """
+    total = len(raw) if size is None else size
+    truncated = total > len(raw) or len(raw) > DEAD_LETTER_KEEP
+    kept = raw[:DEAD_LETTER_KEEP] if truncated else raw
     try:
-        original, encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        original, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        original, encoding = kept.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if truncated and exc.start >= len(kept) - 3 and exc.reason == "unexpected end of data":
+            original, encoding = kept[: exc.start].decode("utf-8"), "utf-8"
+        else:
+            original, encoding = base64.b64encode(kept).decode("ascii"), "base64"
     redacted = False
     if encoding == "utf-8":
         masked = redactor.mask(original)
         redacted = masked != original
         original = masked
+        if truncated:
+            original = _CUT_TAIL.sub("", original)
     else:
-        text = raw.decode("utf-8", errors="replace")
-        if redactor.scan_text(text):
+        text = kept.decode("utf-8", errors="replace")
+        if redactor.spans(text):
             original, encoding, redacted = redactor.mask(text), "utf-8", True
-    return {
+    record: dict[str, Any] = {
         "reason": redactor.mask(rejection.reason),
         "kind": rejection.kind,
         "field": rejection.field,
@@ -128,6 +164,11 @@ def dead_letter_record(
         "original_encoding": encoding,
         "redacted": redacted,
     }
+    if truncated:
+        record["truncated"] = True
+        record["size"] = total
+        record["sha256"] = digest or hashlib.sha256(raw).hexdigest()
+    return record
 
 
 class Engine:
@@ -164,15 +205,41 @@ class Engine:
         partition: int = 0,
         received_at: datetime | None = None,
     ) -> Outcome:
-        """Decode, validate and judge one message; bad input becomes a dead letter."""
+        """Decode, validate and judge one message; bad input becomes a dead letter.
+
+        A message that makes the engine itself fail (a bug of ours) is set aside the
+        same way, as ``internal_error``, and logged with where it failed (never its
+        contents): one message must never stop the stream nor be retried forever.
+        """
         self.stats.messages += 1
         try:
             event = decode_event(raw)
         except EventRejected as rejection:
-            self.stats.dead_letters += 1
-            record = dead_letter_record(raw, rejection, origin, self.redactor, received_at)
-            return Outcome("rejected", dead_letter=record)
-        return self.apply(event, offset=offset, partition=partition, raw=raw)
+            return self._reject(raw, rejection, origin, received_at)
+        try:
+            return self.apply(event, offset=offset, partition=partition, raw=raw)
+        except Exception as exc:
+            where = "; ".join(
+                f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
+                for frame in traceback.extract_tb(exc.__traceback__)[-3:]
+            )
+            log.error(
+                "could not judge the message at %s: %s at %s", origin, type(exc).__name__, where
+            )
+            failure = EventRejected(
+                f"the monitor could not judge this event ({type(exc).__name__}); it was set "
+                "aside for a person to look at",
+                field=None,
+                kind="internal_error",
+            )
+            return self._reject(raw, failure, origin, received_at)
+
+    def _reject(
+        self, raw: bytes, rejection: EventRejected, origin: str, received_at: datetime | None
+    ) -> Outcome:
+        self.stats.dead_letters += 1
+        record = dead_letter_record(raw, rejection, origin, self.redactor, received_at)
+        return Outcome("rejected", dead_letter=record)
 
     def apply(
         self,

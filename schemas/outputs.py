@@ -81,3 +81,13 @@ class DeadLetter(BaseModel):
         default=False,
         description="true when raw personal data in the original was masked before storing",
     )
+    truncated: bool = Field(
+        default=False,
+        description="true when the message was over the size limit: 'original' holds its start",
+    )
+    size: int | None = Field(
+        default=None, description="the message's size in bytes, when truncated"
+    )
+    sha256: str | None = Field(
+        default=None, description="SHA-256 of the whole message (hex), when truncated"
+    )
