@@ -1,84 +1,76 @@
-"""Rebuild the global lineage graph from what the workers keep in Kafka, with no worker running.
+"""Read the workers' tables back from their changelogs in Kafka, with no worker running.
 
-Each worker keeps its partitions' edge partials in the ``edges`` table, whose
-changelog is a compacted Kafka topic. Reading that topic from the beginning to
-its end offsets gives every partition's latest partial; merging them (sum counts,
-min first seen, max last seen) gives the same graph the embedded run draws.
+Each worker keeps its partitions' state in faust tables, whose changelogs are
+compacted Kafka topics. Reading one from the beginning to its end offsets gives
+every key's latest value. The ``edges`` table read so and merged (sum counts, min
+first seen, max last seen) gives the same graph the embedded run draws.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from lineage.errors import LineageError
 from lineage.graph import merge_partials
 from lineage.state import EdgeAggregate, EdgeKey
+from streams.kafka_config import KafkaConfig
 from streams.settings import Settings
 from streams.tables import edge_records
+from streams.topics import KafkaUnavailable, changelog_topic
 
-__all__ = ["KafkaGraphError", "changelog_topic", "read_edges", "table_name"]
-
-
-class KafkaGraphError(LineageError):
-    """The graph could not be read from Kafka (unreachable broker, no such topic)."""
+__all__ = ["partitions_of", "read_edges", "read_table"]
 
 
-def table_name(settings: Settings, name: str) -> str:
-    """The name of one of the worker's tables (prefixed, so deployments do not collide)."""
-    return f"{settings.topic_prefix}{name}"
-
-
-def changelog_topic(settings: Settings, name: str) -> str:
-    """faust's changelog topic of a table: ``<app id>-<table name>-changelog``."""
-    return f"{settings.app_id}-{table_name(settings, name)}-changelog"
-
-
-def aiokafka_security(settings: Settings) -> dict[str, Any]:
-    config: dict[str, Any] = {"security_protocol": settings.security_protocol}
-    if settings.security_protocol.startswith("SASL"):
-        config["sasl_mechanism"] = settings.sasl_mechanism
-        config["sasl_plain_username"] = settings.sasl_username
-        config["sasl_plain_password"] = (
-            settings.sasl_password.get_secret_value() if settings.sasl_password else None
-        )
-    context = settings.ssl_context()
-    if context is not None:
-        config["ssl_context"] = context
-    return config
+async def partitions_of(settings: Settings, topic: str, *, timeout: float = 30.0) -> list[int]:
+    """The partitions of a topic, from the cluster's metadata ([] when there is no such topic)."""
+    admin = AIOKafkaAdminClient(
+        request_timeout_ms=int(timeout * 1000), **KafkaConfig(settings).aiokafka()
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        described = await asyncio.wait_for(admin.describe_topics([topic]), timeout)
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
+        ) from exc
+    finally:
+        await admin.close()
+    return sorted(
+        p["partition"]
+        for found in described
+        if found["topic"] == topic and found["error_code"] == 0
+        for p in found["partitions"]
+    )
 
 
 async def read_table(settings: Settings, name: str, *, timeout: float = 30.0) -> dict[str, bytes]:
     """The latest value of every key of a table's changelog (tombstones removed)."""
     topic = changelog_topic(settings, name)
+    partitions = await partitions_of(settings, topic, timeout=timeout)
+    if not partitions:
+        raise KafkaUnavailable(
+            f"no topic {topic!r} on {settings.bootstrap}: has a worker with app id "
+            f"{settings.app_id!r} and prefix {settings.topic_prefix!r} ever run?"
+        )
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
         group_id=None,
         request_timeout_ms=int(timeout * 1000),
-        **aiokafka_security(settings),
+        **KafkaConfig(settings).aiokafka(),
     )
     try:
         await asyncio.wait_for(consumer.start(), timeout)
     except (KafkaError, TimeoutError, OSError) as exc:
         await consumer.stop()
-        raise KafkaGraphError(
+        raise KafkaUnavailable(
             f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
         ) from exc
     latest: dict[str, bytes] = {}
     try:
-        # aiokafka's public partitions_for_topic knows only subscribed topics' metadata.
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions = cluster.partitions_for_topic(topic)
-        if not partitions:
-            raise KafkaGraphError(
-                f"no topic {topic!r} on {settings.bootstrap}: has a worker with app id "
-                f"{settings.app_id!r} and prefix {settings.topic_prefix!r} ever run?"
-            )
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -88,7 +80,7 @@ async def read_table(settings: Settings, name: str, *, timeout: float = 30.0) ->
         deadline = loop.time() + timeout
         while remaining:
             if loop.time() > deadline:
-                raise KafkaGraphError(f"timed out reading {topic} from {settings.bootstrap}")
+                raise KafkaUnavailable(f"timed out reading {topic} from {settings.bootstrap}")
             batches = await consumer.getmany(*remaining, timeout_ms=500)
             for records in batches.values():
                 for record in records:

@@ -184,7 +184,7 @@ def export(policy_path: Path | None, fmt: str, out: Path, timeout: float, **opti
     policy = policy_or_exit(settings.policy)
     from lineage.export import export_graph
     from lineage.graph import build_graph
-    from streams.kafka_graph import read_edges
+    from streams.changelog import read_edges
 
     try:
         edges = asyncio.run(read_edges(settings, timeout=timeout))

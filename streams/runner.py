@@ -1,14 +1,14 @@
 """The process that runs the worker: faust's Worker, made fit for production.
 
-- faust's terminal spinner sets the root logger to DEBUG so that it can spin on every
-  record; then every debug call of aiokafka and faust builds a record (about a tenth
-  of a busy worker's time). The log lines are the same without it.
+- No terminal spinner: it turns the root logger to DEBUG so that it can spin on
+  every record, and then every debug call of aiokafka and faust builds a record
+  (about a tenth of a busy worker's time).
 - ``kill -USR1 <pid>`` logs where each task of the worker waits (file, line and
-  function of every await, for a stuck worker). mode's own handler prints each
-  frame's local variables too, and those can hold the raw events the monitor
-  watches: they must not reach the log.
-- While a broker is away, aiokafka's "Unable connect to node" errors are let through
-  once per 30 seconds, with a count of the ones held back.
+  function of every await), never the frames' variables: those can hold the raw
+  events the monitor watches.
+- While a broker is away the Kafka clients log an error on every retry, about a
+  hundred lines a second. :class:`RepeatFilter` lets each kind of message of a
+  library through once per 30 seconds, with a count of those it held back.
 """
 
 from __future__ import annotations
@@ -19,9 +19,14 @@ from typing import Any
 
 import faust
 
-__all__ = ["RepeatFilter", "awaiting", "lineage_runner"]
+from streams.faust_internals import quiet_runner
+
+__all__ = ["RepeatFilter", "awaiting", "install_repeat_filter", "lineage_runner"]
 
 log = logging.getLogger("lineage.worker")
+
+#: Loggers whose repeated warnings and errors are held back (our own never are).
+LIBRARIES = ("aiokafka", "kafka", "faust", "mode")
 
 
 def awaiting(coro: Any) -> list[str]:
@@ -45,42 +50,51 @@ def awaiting(coro: Any) -> list[str]:
 
 
 class RepeatFilter(logging.Filter):
-    """Lets one record of a kind through per ``every`` seconds, and says how many it held.
+    """Lets each kind of library warning or error through once per ``every`` seconds.
 
-    aiokafka logs "Unable connect to node" at ERROR on every retry while a broker is
-    away: about a hundred lines a second that bury everything else.
+    A kind is the logger and the message's format string (not its arguments, which
+    hold hosts, node ids and error texts that vary from one retry to the next). The
+    record let through after a quiet spell says how many it held back.
     """
 
-    def __init__(self, prefix: str, every: float = 30.0) -> None:
+    def __init__(self, every: float = 30.0, libraries: tuple[str, ...] = LIBRARIES) -> None:
         super().__init__()
-        self.prefix = prefix
         self.every = every
-        self._last = float("-inf")
-        self._held = 0
+        self.libraries = libraries
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(self.prefix):
+        if record.levelno < logging.WARNING or not record.name.startswith(self.libraries):
             return True
+        kind = (record.name, str(record.msg))
         now = record.created
-        if now - self._last < self.every:
-            self._held += 1
+        if now - self._last.get(kind, float("-inf")) < self.every:
+            self._held[kind] = self._held.get(kind, 0) + 1
             return False
-        if self._held:
-            held = f" (and {self._held} more like it in the last {self.every:g} s)"
-            record.msg = f"{record.msg}{held}"
-        self._last, self._held = now, 0
+        held = self._held.pop(kind, 0)
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in the last {self.every:g} s)"
+        self._last[kind] = now
         return True
 
 
-def lineage_runner(app: faust.App, loglevel: str) -> faust.Worker:
-    """faust's Worker without the spinner, and with a task dump that shows no data.
+def install_repeat_filter(every: float = 30.0) -> RepeatFilter:
+    """Put one :class:`RepeatFilter` on every handler of the root logger.
 
-    The Worker is configured, not subclassed: a subclass of faust's Worker stopped
-    consuming events altogether (seen in the Kafka tests, cause not found).
+    Records of library loggers reach the root's handlers without passing the root
+    logger's own filters, so the filter sits on the handlers. Call it once logging
+    is configured (faust's Worker configures it when it starts).
     """
-    runner = faust.Worker(app, loglevel=loglevel)
-    runner.spinner = None
-    logging.getLogger("aiokafka").addFilter(RepeatFilter("Unable connect to node"))
+    shared = RepeatFilter(every)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RepeatFilter) for f in handler.filters):
+            handler.addFilter(shared)
+    return shared
+
+
+def lineage_runner(app: faust.App, loglevel: str) -> faust.Worker:
+    """faust's Worker without the spinner, and with a task dump that shows no data."""
 
     def dump_tasks() -> None:
         tasks = asyncio.all_tasks(runner.loop)
@@ -89,6 +103,5 @@ def lineage_runner(app: faust.App, loglevel: str) -> faust.Worker:
             where = "\n    ".join(awaiting(task.get_coro())) or "-"
             log.warning("task %s waits at:\n    %s", task.get_name(), where)
 
-    # mode binds its SIGUSR1 handler when the loop starts: replace it on the instance.
-    runner._on_sigusr1 = dump_tasks  # type: ignore[method-assign]
+    runner = quiet_runner(app, loglevel, dump_tasks)
     return runner

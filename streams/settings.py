@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +74,21 @@ class Settings(BaseSettings):
     incident_flush_seconds: float = Field(
         default=30.0, gt=0, description="how often changed incidents are republished"
     )
+    output_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="seconds Kafka may take to acknowledge an output before its events are "
+        "judged again",
+    )
+    output_linger_ms: int = Field(
+        default=5, ge=0, description="how long outputs wait to fill a batch, in milliseconds"
+    )
+    max_output_bytes: int = Field(
+        default=1_000_000,
+        ge=64 * 1024,
+        description="largest message the worker sends (keep it under the broker's "
+        "message.max.bytes)",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str | None = None
@@ -115,22 +130,3 @@ class Settings(BaseSettings):
                 str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
             )
         return context
-
-    def kafka_python_config(self) -> dict[str, Any]:
-        """Security settings in kafka-python's words (Emitter, export)."""
-        config: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self.security_protocol.startswith("SASL"):
-            config.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password.get_secret_value()
-                if self.sasl_password
-                else None,
-            )
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            config.update(
-                ssl_cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
-                ssl_certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-                ssl_keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
-            )
-        return config

@@ -13,7 +13,7 @@ Values are our own JSON bytes (orjson), stored raw: faust never pickles or guess
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -250,7 +250,7 @@ class PartitionState:
 
     def __init__(
         self,
-        tables: dict[str, Any],
+        tables: Mapping[str, Any],
         partition: int,
         *,
         dedup_window: int | None = None,

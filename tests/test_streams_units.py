@@ -15,7 +15,7 @@ from lineage.cli import main
 from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
-from streams.runner import RepeatFilter, awaiting
+from streams.runner import RepeatFilter, awaiting, install_repeat_filter
 from streams.settings import Settings
 from streams.tables import CachedView, PartitionState, SeenIndex, partition_of
 from tests.helpers import access
@@ -212,21 +212,37 @@ def test_the_task_dump_names_every_await_and_shows_no_data() -> None:
     assert not any("alice" in line for line in lines)
 
 
-def test_repeated_connection_errors_are_let_through_once_per_interval() -> None:
-    def record(msg: str, at: float) -> logging.LogRecord:
-        rec = logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, msg, None, None)
+def test_repeated_library_errors_are_let_through_once_per_interval_per_kind() -> None:
+    def record(msg: str, at: float, name: str = "aiokafka.client") -> logging.LogRecord:
+        rec = logging.LogRecord(name, logging.ERROR, __file__, 1, msg, ("1", "err"), None)
         rec.created = at
         return rec
 
-    gate = RepeatFilter("Unable connect to node", every=30)
-    passed = [
-        gate.filter(record("Unable connect to node with id %s: %s", t)) for t in (0, 1, 2, 31)
-    ]
+    gate = RepeatFilter(every=30)
+    unable = "Unable connect to node with id %s: %s"
+    passed = [gate.filter(record(unable, t)) for t in (0, 1, 2, 31)]
     assert passed == [True, False, False, True]
-    last = record("Unable connect to node with id %s: %s", 62)
+    last = record(unable, 62)
     assert gate.filter(last) and "more like it" not in str(last.msg)
-    late = record("Unable connect to node with id %s: %s", 62.5)
-    assert not gate.filter(late)
-    again = record("Unable connect to node with id %s: %s", 100)
+    assert not gate.filter(record(unable, 62.5))
+    again = record(unable, 100)
     assert gate.filter(again) and "and 1 more like it" in str(again.msg)
-    assert gate.filter(record("Some other error", 100.1))  # other records pass untouched
+    # Each kind (logger and format string) has its own interval.
+    assert gate.filter(record("Heartbeat failed: %r", 100.1, "aiokafka.consumer.group_coordinator"))
+    # Our own records, and anything below WARNING, always pass.
+    assert all(gate.filter(record(unable, 100.2 + i, "lineage.worker")) for i in range(3))
+    info = record(unable, 100.3)
+    info.levelno = logging.INFO
+    assert gate.filter(info)
+
+
+def test_the_filter_sits_on_the_root_handlers_where_library_records_arrive() -> None:
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    root.addHandler(handler)
+    try:
+        install_repeat_filter(every=30)
+        install_repeat_filter(every=30)  # once per handler, however often it is called
+        assert sum(isinstance(f, RepeatFilter) for f in handler.filters) == 1
+    finally:
+        root.removeHandler(handler)

@@ -1,0 +1,365 @@
+"""The commit protocol of the worker's own topics, in one class.
+
+A :class:`Checkpoint` holds what was judged since the state was last written, and
+the steps that make it durable. It knows nothing of faust: its tables are
+mappings, its outputs go to a :class:`~streams.outputs.Sender`, its acks to an
+``ack(tp, offsets)`` callable, so it is tested on dicts with no broker.
+
+    judge(chunk)    events: each record is decoded and judged by its partition's
+                    engine; alerts and dead letters go to the sender at once;
+                    state changes stay in the partition's views
+    fold(chunk)     incident partials: merged into the incident board, which says
+                    what to publish
+    flush()         1. incident partials of the incidents that changed go to the sender
+                    2. the sender delivers every output added so far (awaited)
+                    3. each partition's changed state is written to its tables, whose
+                       changelog faust sends
+                    4. the offsets judged are acked: faust commits them only after
+                       flushing its own producer (the changelog records)
+    revoke(tps)     what was judged and not flushed is dropped with the partition:
+                    its next owner judges it again from the committed offset
+
+So an offset is committed only after its event's outputs were acknowledged and
+its state written. State may run ahead of the commits (a crash between steps 3
+and 4): every state record carries the offset it applied up to, so an event
+judged again re-derives its alerts, with the same ids, and counts nothing twice.
+
+When Kafka does not take the outputs in time (:class:`~streams.outputs.OutputsLost`),
+:meth:`flush` drops everything pending and returns False; the caller then reads
+the partitions again from their committed offsets (:meth:`rewind_done` after).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from lineage.engine import Engine
+from lineage.incidents import IncidentBoard
+from lineage.policy.model import Policy
+from lineage.redact import Redactor
+from lineage.state import IncidentPartial
+from streams.intake import Chunk
+from streams.metrics import Metrics
+from streams.outputs import OutputsLost, Sender
+from streams.tables import BoardView, PartitionState
+from streams.topics import Topics
+
+__all__ = ["Checkpoint", "dead_letter_headers"]
+
+log = logging.getLogger("lineage.worker")
+
+Ack = Callable[[Any, Iterable[int]], object]
+
+
+def dead_letter_headers(record: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """Headers of a dead letter on Kafka: the reason, and a JSON envelope of the record."""
+    envelope = {k: v for k, v in record.items() if k != "original"}
+    headers = [
+        ("lineage-reason", str(record["reason"]).encode()),
+        ("lineage-kind", str(record["kind"]).encode()),
+        ("lineage-field", str(record["field"] or "").encode()),
+        ("lineage-origin", str(record["origin"]).encode()),
+        ("lineage-dead-letter", orjson.dumps(envelope)),
+    ]
+    if record.get("truncated"):
+        headers.append(("lineage-size", str(record["size"]).encode()))
+        headers.append(("lineage-sha256", str(record["sha256"]).encode()))
+    return headers
+
+
+class Checkpoint:
+    """Judged-but-not-durable work of the events and partials topics (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        redactor: Redactor,
+        tables: Mapping[str, Any],
+        sender: Sender,
+        ack: Ack,
+        topics: Topics,
+        generation: Callable[[], int],
+        flow_active: Callable[[], bool],
+        metrics: Metrics | None = None,
+        dedup_window: int | None = None,
+        cached_subjects: int | None = None,
+    ) -> None:
+        self.policy = policy
+        self.redactor = redactor
+        self.tables = tables
+        self.sender = sender
+        self._ack = ack
+        self.topics = topics
+        self._generation = generation
+        self._flow_active = flow_active
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._dedup_window = dedup_window
+        self._cached_subjects = cached_subjects
+        self._engines: dict[int, tuple[PartitionState, Engine]] = {}
+        self._boards: dict[int, BoardView] = {}
+        #: Chunks judged or folded since the last flush, by partition of their topic.
+        self._pending: dict[Any, list[Chunk]] = {}
+        self._touched: dict[int, set[str]] = {}
+        #: The last offset judged in each events partition (for the lag metric).
+        self.positions: dict[int, int] = {}
+
+    # -- 1. judge ----------------------------------------------------------------------------------
+
+    def current(self, chunks: list[Chunk]) -> list[Chunk]:
+        """The chunks fetched in the current generation while the flow is on; the rest
+        are dropped unjudged (read again after the rebalance)."""
+        generation = self._generation()
+        live = [c for c in chunks if c.generation == generation] if self._flow_active() else []
+        dropped = sum(len(c.records) for c in chunks) - sum(len(c.records) for c in live)
+        if dropped:
+            log.info("%d records fetched before a rebalance will be read again", dropped)
+        return live
+
+    def take(self, chunks: list[Chunk]) -> None:
+        """Judge or fold each current chunk, by its topic."""
+        events = [c for c in chunks if c.topic == self.topics.events]
+        if events:
+            self.judge(events)
+        for chunk in chunks:
+            if chunk.topic == self.topics.partials:
+                self.fold(chunk)
+
+    def judge(self, chunks: list[Chunk]) -> None:
+        """Judge records of the events topic; their alerts and dead letters go out at once."""
+        started = time.perf_counter()
+        add = self.sender.add
+        alerts_topic, dead_topic = self.topics.alerts, self.topics.dead_letter
+        counts: Tally[str] = Tally()
+        alert_counts: Tally[tuple[str, str]] = Tally()
+        for chunk in chunks:
+            partition = chunk.partition
+            _, engine = self._partition(partition)
+            process = engine.process
+            touched = self._touched.setdefault(partition, set())
+            for record in chunk.records:
+                offset = record.offset
+                raw = record.value if isinstance(record.value, bytes) else b""
+                outcome = process(
+                    raw,
+                    offset=offset,
+                    partition=partition,
+                    origin=f"{chunk.topic}[{partition}]@{offset}",
+                )
+                dead = outcome.dead_letter
+                if dead is not None:
+                    counts["dead_letter"] += 1
+                    value = raw if not (dead["redacted"] or dead.get("truncated")) else None
+                    if value is None:
+                        value = dead["original"].encode()
+                    add(dead_topic, self._dead_key(record.key), value, dead_letter_headers(dead))
+                    continue
+                if outcome.status == "duplicate":
+                    counts["duplicate"] += 1
+                    continue
+                counts[outcome.event.type if outcome.event is not None else "access"] += 1
+                for alert in outcome.alerts:
+                    alert_counts[alert["article"], alert["severity"]] += 1
+                    key = alert["recipient"] or alert["source"]
+                    add(alerts_topic, key.encode(), orjson.dumps(alert))
+                if outcome.incidents:
+                    touched.update(outcome.incidents)
+            self.positions[partition] = chunk.records[-1].offset
+            self._pending.setdefault(chunk.tp, []).append(chunk)
+        metrics = self.metrics
+        for kind in ("access", "consent"):
+            if counts[kind]:
+                metrics.events.labels(kind).inc(counts[kind])
+        if counts["dead_letter"]:
+            metrics.dead_letters.inc(counts["dead_letter"])
+        if counts["duplicate"]:
+            metrics.duplicates.inc(counts["duplicate"])
+        for (article, severity), n in alert_counts.items():
+            metrics.alerts.labels(article, severity).inc(n)
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _dead_key(self, key: bytes | None) -> bytes | None:
+        """The key as received, unless it holds raw personal data (then masked)."""
+        if key is None:
+            return None
+        if len(key) > 1024:
+            return key[:1024]
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return key
+        masked = self.redactor.mask(text)
+        return key if masked == text else masked.encode()
+
+    # -- incidents -----------------------------------------------------------------------------
+
+    def fold(self, chunk: Chunk) -> None:
+        """Merge a chunk of incident partials into the board; publish what it says to."""
+        view = self._board(chunk.partition)
+        board = self._incident_board(view)
+        for record in chunk.records:
+            try:
+                data = orjson.loads(record.value)
+                partial = IncidentPartial.from_json(data["partial"])
+                iid = record.key.decode()
+                publication = board.update(iid, int(data["partition"]), partial)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # Only workers write this topic; a record they cannot read is a bug to
+                # see in the log, never a reason to stop.
+                log.error(
+                    "unreadable incident partial at %s[%d]@%d: %s",
+                    chunk.topic,
+                    chunk.partition,
+                    record.offset,
+                    type(exc).__name__,
+                )
+                continue
+            if publication is not None:
+                self._publish(publication)
+        self._pending.setdefault(chunk.tp, []).append(chunk)
+
+    def publish_incidents(self) -> int:
+        """Publish every incident whose count changed since it was last published.
+
+        The board's record of what was published is written only by :meth:`flush`,
+        after Kafka acknowledged the publications: a crash in between publishes them
+        again, never loses one.
+        """
+        n = 0
+        for view in self._boards.values():
+            for publication in self._incident_board(view).flush():
+                self._publish(publication)
+                n += 1
+        return n
+
+    def adopt_boards(self, partitions: Iterable[int]) -> None:
+        """Take over the board of each partials partition now held, from its table.
+
+        Called once the partitions' tables are recovered: the next
+        :meth:`publish_incidents` republishes what a stopped or crashed worker had
+        folded in but not published.
+        """
+        for partition in partitions:
+            self._board(partition)
+
+    def _publish(self, publication: dict[str, Any]) -> None:
+        self.metrics.incidents.inc()
+        self.sender.add(
+            self.topics.incidents,
+            str(publication["incident_id"]).encode(),
+            orjson.dumps(publication),
+        )
+
+    def _board(self, partition: int) -> BoardView:
+        view = self._boards.get(partition)
+        if view is None:
+            view = self._boards[partition] = BoardView(self.tables["board"], partition)
+        return view
+
+    @staticmethod
+    def _incident_board(view: BoardView) -> IncidentBoard:
+        return IncidentBoard(view, factor=2.0, quiet=timedelta(hours=1))
+
+    # -- 2. flush ----------------------------------------------------------------------------------
+
+    def unflushed(self) -> int:
+        """Records judged or folded since the state was last written."""
+        return sum(len(c.records) for chunks in self._pending.values() for c in chunks)
+
+    async def flush(self) -> bool:
+        """Make what was judged durable, in the four steps of the module docstring.
+
+        Returns False when Kafka did not take the outputs: everything pending is
+        dropped and must be read again (see :meth:`rewind_done`).
+        """
+        if not self._flow_active():
+            # A rebalance is under way: what was judged is dropped when the partitions
+            # are revoked, and judged again by their next owner.
+            return True
+        # 1. the incident partials of what changed
+        for partition, incident_ids in self._touched.items():
+            found = self._engines.get(partition)
+            if found is None:
+                continue
+            state = found[0]
+            for iid in sorted(incident_ids):
+                partial = state.incidents.get(iid)
+                if partial is None:
+                    continue
+                self.sender.add(
+                    self.topics.partials,
+                    iid.encode(),
+                    orjson.dumps({"partition": partition, "partial": partial.to_json()}),
+                )
+        self._touched.clear()
+        # 2. every output delivered
+        try:
+            await self.sender.flush()
+        except OutputsLost as exc:
+            log.error("%s", exc)
+            self.metrics.rewinds.inc()
+            self.drop_all()
+            return False
+        if not self._flow_active():
+            return True  # revoked while waiting: nothing of it is ours to write
+        # 3. state written (each changed key once), 4. offsets acked
+        generation = self._generation()
+        for state, _ in self._engines.values():
+            state.flush()
+        for view in self._boards.values():
+            view.flush()
+        for tp, chunks in self._pending.items():
+            offsets = [r.offset for c in chunks if c.generation == generation for r in c.records]
+            if offsets:
+                self._ack(tp, offsets)
+        self._pending.clear()
+        return True
+
+    # -- 3. revoke -------------------------------------------------------------------------------
+
+    def revoke(self, tps: Iterable[Any]) -> None:
+        """Drop what was judged and not flushed of each revoked partition, and its views."""
+        for tp in tps:
+            topic, partition = tp.topic, tp.partition
+            if topic == self.topics.events:
+                self._engines.pop(partition, None)
+                self._touched.pop(partition, None)
+                self.positions.pop(partition, None)
+                self._pending.pop(tp, None)
+            elif topic == self.topics.partials:
+                self._boards.pop(partition, None)
+                self._pending.pop(tp, None)
+
+    def drop_all(self) -> None:
+        """Forget everything not yet durable: views, pending chunks, queued outputs."""
+        self._engines.clear()
+        self._boards.clear()
+        self._pending.clear()
+        self._touched.clear()
+        self.sender.discard()
+
+    # -- engines -----------------------------------------------------------------------------------
+
+    def _partition(self, partition: int) -> tuple[PartitionState, Engine]:
+        found = self._engines.get(partition)
+        if found is None:
+            state = PartitionState(
+                self.tables,
+                partition,
+                dedup_window=self._dedup_window,
+                cached_subjects=self._cached_subjects,
+            )
+            engine = Engine(self.policy, state.as_state(), redactor=self.redactor)
+            found = self._engines[partition] = (state, engine)
+        return found
+
+    def held_partitions(self) -> list[int]:
+        """The events partitions with an engine on this worker."""
+        return sorted(self._engines)

@@ -1,0 +1,261 @@
+"""Every use of a private name of faust-streaming or aiokafka, in one room.
+
+Mirrors **faust-streaming 0.15.3** and **aiokafka 0.14.0** (pinned in
+``pyproject.toml``). ``tests/test_faust_internals.py`` pins each behaviour relied
+on here, without a broker, so an upgrade that changes one fails there first. The
+rest of :mod:`streams` uses the libraries' public API and the named helpers below.
+
+What the worker needs that the libraries do not offer publicly, and why:
+
+- **Whole fetches of our own topics** (:class:`LineageConsumer`): faust delivers
+  each message through two tasks, an Event and an ack (see :mod:`streams.intake`).
+  The consumer takes the records of ``lineage.events`` and
+  ``lineage.incident-partials`` out of each fetch whole, tagged with the consumer
+  generation, and leaves every other topic (the tables' changelogs) to faust.
+- **Acks by offset** (:func:`ack_offsets`): the worker marks offsets done in faust's
+  own bookkeeping once their outputs are delivered and their state written; faust
+  commits them after flushing its producer, as it does for its own acks.
+- **The fetch wait** (:class:`LineageApp`): faust fixes aiokafka's
+  ``fetch_max_wait_ms`` at 1500 ms. aiokafka keeps one fetch in flight per broker;
+  while it holds only quiet partitions the broker keeps it that long, and the busy
+  events partitions wait behind it.
+- **A last flush on a graceful stop** (:class:`LineageApp`): the worker's final
+  checkpoint runs before faust stops its consumer and commits.
+- **Where table recovery stands** (:func:`recovery_stalls`), read by the
+  second-line :class:`RecoveryWatch`.
+- **The runner** (:func:`quiet_runner`): faust's terminal spinner turns the root
+  logger to DEBUG, and mode's SIGUSR1 handler prints frame locals (which can hold
+  the raw events the monitor watches).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, cast
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from streams.intake import Chunk, Intake
+
+__all__ = [
+    "LineageApp",
+    "LineageConsumer",
+    "RecoveryWatch",
+    "ack_offsets",
+    "quiet_runner",
+    "recovery_stalls",
+]
+
+log = logging.getLogger("lineage.worker")
+
+
+# -- acks ------------------------------------------------------------------------------------
+
+
+def ack_offsets(consumer: Any, tp: TP, offsets: Iterable[int]) -> int:
+    """Mark offsets as done, as :meth:`faust.transport.consumer.Consumer.ack` does.
+
+    faust commits the highest offset up to which every offset is acked (or a known
+    gap), after flushing its producer. Offsets below the committed one, or acked
+    before, are not counted again. Returns how many were new.
+    """
+    committed = consumer._committed_offset[tp]
+    acked_index = consumer._acked_index[tp]
+    acked = consumer._acked[tp]
+    n = 0
+    for offset in offsets:
+        if (committed is None or offset >= committed) and offset not in acked_index:
+            acked_index.add(offset)
+            acked.append(offset)
+            n += 1
+    consumer._n_acked += n
+    return n
+
+
+# -- the consumer ------------------------------------------------------------------------------
+
+
+class LineageConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer, with the intake's topics taken whole from each fetch."""
+
+    intake: Intake | None = None
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        """faust's ``Consumer.getmany``, with the intake's topics queued whole.
+
+        Every rule of faust's own getmany holds: nothing is delivered while the flow
+        is stopped (faust seeks back to the commits instead), nothing of a partition
+        outside the active set, nothing once the generation changed.
+        """
+        intake = self.intake
+        if intake is None:
+            async for item in super().getmany(timeout):
+                yield item
+            return
+        records, active_partitions = await self._wait_next_records(timeout)
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # as faust does: the next rebalance seeks again
+                self.log.warning("exception performing seek when flow not active %r", exc)
+            return
+        generation = self.app.consumer_generation_id
+        buffered = self._buffered_partitions
+        chunks: list[Chunk] = []
+        rest = {}
+        for tp, batch in records.items():
+            if not (active_partitions is None or tp in active_partitions or tp in buffered):
+                continue
+            if tp.topic in intake.topics:
+                fresh = self._fresh(tp, batch)
+                if fresh:
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    chunks.append(Chunk(tp, fresh, generation))
+            else:
+                rest[tp] = batch
+        for chunk in chunks:
+            await intake.put(chunk)
+        if not rest:
+            return
+        to_message = self._to_message
+        for tp, record in self.scheduler.iterate(rest):
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                break
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            yield tp, to_message(tp, record)
+
+    def _fresh(self, tp: TP, batch: list[Any]) -> list[Any]:
+        """The records not read before; gaps in the offsets recorded as faust's drain does."""
+        read = self._read_offset[tp]
+        fresh = [r for r in batch if read is None or r.offset >= read]
+        if not fresh:
+            return fresh
+        committed = self._committed_offset[tp]
+        previous = read
+        for record in fresh:
+            if previous is not None and record.offset - previous > 1:
+                # Offsets that hold no record (compaction, transaction markers) count as
+                # done, or the commit would wait for them forever.
+                start = max(previous + 1, committed or 0)
+                if start < record.offset:
+                    self._gap[tp].addi(start, record.offset)
+            previous = record.offset
+        self._read_offset[tp] = fresh[-1].offset
+        return fresh
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", 1500)
+        return consumer
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = LineageConsumer
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+class LineageApp(faust.App):
+    """A faust App whose consumer feeds ``intake``.
+
+    ``fetch_wait_ms``: how long the broker may hold a fetch. ``before_stop``: coroutines
+    run first on a graceful stop, while the consumer can still commit.
+    """
+
+    intake: Intake | None = None
+    fetch_wait_ms: int = 1500
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_stop: list[Callable[[], Awaitable[None]]] = []
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+    def _new_consumer(self) -> Any:
+        consumer = cast(LineageConsumer, super()._new_consumer())
+        consumer.intake = self.intake
+        return consumer
+
+    async def on_stop(self) -> None:
+        for hook in self.before_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("final flush before stopping failed")
+        await super().on_stop()
+
+
+# -- table recovery ------------------------------------------------------------------------------
+
+
+def recovery_stalls(app: faust.App, stall_seconds: float, now: float) -> dict[TP, int]:
+    """Changelog partitions table recovery still needs and has heard nothing of for
+    ``stall_seconds``: the offset recovery stands at for each."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    started = recovery._recovery_started_at
+    if not recovery.in_recovery or started is None:
+        return {}
+    received = recovery._active_events_received_at
+    found = {}
+    for tp in recovery.active_tps:
+        have, need = recovery.active_offsets[tp], recovery.active_highwaters[tp]
+        if have >= need:
+            continue
+        if now - received.get(tp, started) >= stall_seconds:
+            found[tp] = max(have + 1, 0)
+    return found
+
+
+class RecoveryWatch:
+    """A second line of defence: seeks a changelog partition again when table recovery
+    has received nothing of it for ``stall_seconds``.
+
+    Recovery applies changelog records by key, so reading one twice changes nothing.
+    Every time it fires it is logged as a warning: it is a bug to report, not a path.
+    """
+
+    def __init__(self, stall_seconds: float) -> None:
+        self.stall_seconds = stall_seconds
+        self._nudged: dict[TP, float] = {}
+
+    def stalled(self, stalls: dict[TP, int], now: float) -> dict[TP, int]:
+        """Of ``stalls`` (from :func:`recovery_stalls`), those not nudged lately."""
+        if not stalls:
+            self._nudged.clear()
+            return {}
+        found = {
+            tp: offset
+            for tp, offset in stalls.items()
+            if now - self._nudged.get(tp, float("-inf")) >= self.stall_seconds
+        }
+        for tp in found:
+            self._nudged[tp] = now
+        return found
+
+
+# -- the runner ----------------------------------------------------------------------------------
+
+
+def quiet_runner(app: faust.App, loglevel: str, dump_tasks: Callable[[], None]) -> faust.Worker:
+    """faust's Worker without the spinner, with ``dump_tasks`` as its SIGUSR1 handler.
+
+    The Worker is configured, not subclassed: a subclass of faust's Worker consumed
+    nothing at all (seen in the Kafka tests with faust-streaming 0.15.3).
+    """
+    runner = faust.Worker(app, loglevel=loglevel)
+    runner.spinner = None
+    # mode binds its SIGUSR1 handler when the loop starts: replace it on the instance.
+    runner._on_sigusr1 = dump_tasks  # type: ignore[method-assign]
+    return runner

@@ -1,0 +1,238 @@
+"""The worker's outputs to Kafka: batched per partition, every message's fate known.
+
+Alerts, incidents, incident partials and dead letters are not sent one awaited
+message at a time: :meth:`Sender.add` queues a message and returns at once,
+:meth:`Sender.send` hands whole batches (aiokafka's public ``create_batch`` /
+``send_batch``) to the producer, and :meth:`Sender.flush` waits until Kafka has
+acknowledged every message added so far. The commit protocol
+(:class:`~streams.checkpoint.Checkpoint`) acks an event's offset only after that.
+
+No single message can stop the worker:
+
+- a message larger than ``max_bytes`` is refused when added (the caller makes a
+  smaller one: a dead letter keeps the start of what it carries), counted and
+  logged without its contents;
+- a batch the broker refuses as too large is split, and a lone message it still
+  refuses is dropped, counted and logged, never retried forever;
+- a batch Kafka did not take within the producer's request timeout (a broker
+  away for longer than ``output_timeout``) makes :meth:`flush` raise
+  :class:`OutputsLost`: nothing was acked, and the worker reads those events
+  again from their committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+
+from lineage.errors import LineageError
+
+__all__ = ["Message", "OutputsLost", "Sender"]
+
+log = logging.getLogger("lineage.worker")
+
+Headers = Sequence[tuple[str, bytes]]
+
+#: Record overhead beyond key, value and headers (varints, attributes, timestamps).
+_RECORD_OVERHEAD = 64
+
+
+class OutputsLost(LineageError):
+    """Kafka did not acknowledge outputs in time; the events behind them must be judged
+    again."""
+
+
+@dataclass(slots=True)
+class Message:
+    """One output: where it goes and what it says."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+
+    @property
+    def size(self) -> int:
+        key = len(self.key) if self.key is not None else 0
+        headers = sum(len(k) + len(v) for k, v in self.headers)
+        return key + len(self.value) + headers + _RECORD_OVERHEAD
+
+
+class Sender:
+    """Batches outputs per partition on one aiokafka producer (see the module docstring).
+
+    ``producer`` is an AIOKafkaProducer, or a callable that makes one (aiokafka makes its
+    clients inside a running loop), started and stopped by the Sender.
+    ``on_refused(topic, reason)`` is told of every message dropped.
+    """
+
+    def __init__(
+        self,
+        producer: Any,
+        *,
+        max_bytes: int,
+        on_refused: Callable[[str, str], None] | None = None,
+        on_sent: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._make = producer if callable(producer) else None
+        self._producer: Any = None if callable(producer) else producer
+        self.max_bytes = max_bytes
+        self._on_refused = on_refused
+        self._on_sent = on_sent
+        self._queued: list[Message] = []
+        self._in_flight: list[tuple[asyncio.Future[Any], list[Message]]] = []
+        self._partitions: dict[str, list[int]] = {}
+        self._partition_of: dict[tuple[str, bytes], int] = {}
+        self._partitioner = DefaultPartitioner()
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            if self._producer is None and self._make is not None:
+                self._producer = self._make()
+            await self._producer.start()
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    @property
+    def pending(self) -> int:
+        """Messages added and not yet known to be acknowledged."""
+        return len(self._queued) + sum(len(m) for _, m in self._in_flight)
+
+    def add(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()) -> bool:
+        """Queue one message; False (and counted as refused) when it is over ``max_bytes``."""
+        message = Message(topic, key, value, headers)
+        if message.size > self.max_bytes:
+            self._refuse(message, f"over {self.max_bytes} bytes")
+            return False
+        self._queued.append(message)
+        return True
+
+    async def send(self) -> None:
+        """Hand every queued message to the producer in batches; do not wait for Kafka."""
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        groups: dict[tuple[str, int], list[Message]] = {}
+        for message in queued:
+            partition = await self._partition(message)
+            groups.setdefault((message.topic, partition), []).append(message)
+        for (topic, partition), messages in groups.items():
+            await self._submit(topic, partition, messages)
+
+    async def flush(self) -> None:
+        """Send what is queued and wait until Kafka acknowledged every message added.
+
+        Raises :class:`OutputsLost` when a batch could not be delivered in time.
+        """
+        lost: list[Message] = []
+        while self._queued or self._in_flight:
+            await self.send()
+            in_flight, self._in_flight = self._in_flight, []
+            results = await asyncio.gather(*(f for f, _ in in_flight), return_exceptions=True)
+            singles: list[Message] = []
+            for (_, messages), result in zip(in_flight, results, strict=True):
+                if not isinstance(result, BaseException):
+                    if self._on_sent is not None:
+                        self._on_sent(messages[0].topic, len(messages))
+                    continue
+                if isinstance(result, MessageSizeTooLargeError | RecordListTooLargeError):
+                    if len(messages) == 1:
+                        reason = f"refused by the broker ({type(result).__name__})"
+                        self._refuse(messages[0], reason)
+                    else:
+                        singles.extend(messages)  # again one by one: only the culprit fails
+                else:
+                    log.error(
+                        "Kafka did not take %d messages for %s: %s",
+                        len(messages),
+                        messages[0].topic,
+                        type(result).__name__,
+                    )
+                    lost.extend(messages)
+            for message in singles:
+                await self._submit(message.topic, await self._partition(message), [message])
+        if lost:
+            raise OutputsLost(
+                f"{len(lost)} outputs were not acknowledged by Kafka; their events will be "
+                "judged again"
+            )
+
+    def discard(self) -> int:
+        """Forget what is queued and not yet handed over (its events are read again)."""
+        n = len(self._queued)
+        self._queued = []
+        return n
+
+    # -- inside ----------------------------------------------------------------------------------
+
+    async def _partition(self, message: Message) -> int:
+        partitions = self._partitions.get(message.topic)
+        if partitions is None:
+            partitions = sorted(await self._producer.partitions_for(message.topic))
+            self._partitions[message.topic] = partitions
+        key = message.key
+        if key is None:
+            return int(self._partitioner(None, partitions, partitions))
+        cache_key = (message.topic, key)
+        found = self._partition_of.get(cache_key)
+        if found is None:
+            found = int(self._partitioner(key, partitions, partitions))
+            if len(self._partition_of) >= 100_000:
+                self._partition_of.clear()
+            self._partition_of[cache_key] = found
+        return found
+
+    async def _submit(self, topic: str, partition: int, messages: list[Message]) -> None:
+        producer = self._producer
+        batch = producer.create_batch()
+        in_batch: list[Message] = []
+        for message in messages:
+            if (
+                batch.append(
+                    timestamp=None,
+                    key=message.key,
+                    value=message.value,
+                    headers=list(message.headers),
+                )
+                is None
+            ):
+                await self._send_batch(batch, topic, partition, in_batch)
+                batch, in_batch = producer.create_batch(), []
+                batch.append(
+                    timestamp=None,
+                    key=message.key,
+                    value=message.value,
+                    headers=list(message.headers),
+                )
+            in_batch.append(message)
+        if in_batch:
+            await self._send_batch(batch, topic, partition, in_batch)
+
+    async def _send_batch(
+        self, batch: Any, topic: str, partition: int, messages: list[Message]
+    ) -> None:
+        batch.close()
+        try:
+            future = await self._producer.send_batch(batch, topic, partition=partition)
+        except KafkaError as exc:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+        self._in_flight.append((future, messages))
+
+    def _refuse(self, message: Message, reason: str) -> None:
+        log.error(
+            "an output for %s was dropped: %s (%d bytes)", message.topic, reason, message.size
+        )
+        if self._on_refused is not None:
+            self._on_refused(message.topic, reason)

@@ -1,0 +1,90 @@
+"""A stand-in for aiokafka's producer, for unit tests of the Sender and the Checkpoint.
+
+It records what it was given and can fail on demand, so the tests can say what the
+worker does when Kafka takes everything, refuses a message, or goes away. Tests of
+the stream path on Kafka itself use a real broker (tests/kafka_helpers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+
+
+@dataclass
+class Sent:
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass
+class FakeBatch:
+    limit: int
+    records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    closed: bool = False
+
+    def append(
+        self, *, timestamp: Any, key: bytes | None, value: bytes, headers: Any
+    ) -> object | None:
+        assert isinstance(headers, list), "aiokafka's batches take headers as a list"
+        if self.closed or len(self.records) >= self.limit:
+            self.closed = True
+            return None
+        self.records.append((key, value, list(headers)))
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeProducer:
+    """create_batch / send_batch / partitions_for, like aiokafka's AIOKafkaProducer.
+
+    ``away``: every batch fails as if the broker were gone. ``max_message``: the
+    broker refuses a batch holding a value longer than this, as too large.
+    """
+
+    def __init__(self, partitions: int = 4, batch_records: int = 100) -> None:
+        self.partitions = partitions
+        self.batch_records = batch_records
+        self.sent: list[Sent] = []
+        self.batches = 0
+        self.away = False
+        self.max_message: int | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch(self.batch_records)
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.batches += 1
+        if self.away:
+            future.set_exception(KafkaTimeoutError())
+        elif self.max_message is not None and any(
+            len(value) > self.max_message for _, value, _ in batch.records
+        ):
+            future.set_exception(MessageSizeTooLargeError())
+        else:
+            for key, value, headers in batch.records:
+                self.sent.append(Sent(topic, partition, key, value, headers))
+            future.set_result(None)
+        return future
+
+    def on(self, topic: str) -> list[Sent]:
+        return [s for s in self.sent if s.topic == topic]

@@ -1,0 +1,271 @@
+"""The commit protocol without a broker: dict tables, a stand-in producer, recorded acks.
+
+Each test says one rule of streams.checkpoint: an offset is acked only after its
+outputs were delivered and its state written; what is revoked or lost is judged
+again, and judging again counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from lineage.policy import Policy
+from lineage.redact import Redactor
+from lineage.state import IncidentPartial
+from schemas import MAX_EVENT_BYTES
+from streams.checkpoint import Checkpoint
+from streams.intake import Chunk, TopicPartition
+from streams.outputs import Sender
+from streams.topics import Topics
+from tests.fake_kafka import FakeProducer
+from tests.helpers import access
+
+TOPICS = Topics(
+    events="t.events",
+    alerts="t.alerts",
+    incidents="t.incidents",
+    dead_letter="t.dead-letter",
+    partials="t.incident-partials",
+)
+
+
+class Record:
+    def __init__(self, offset: int, value: bytes, key: bytes | None = b"u-1") -> None:
+        self.offset = offset
+        self.value = value
+        self.key = key
+
+
+class Harness:
+    """A Checkpoint on dict tables, with a fake producer and a record of acks."""
+
+    def __init__(self, policy: Policy, tables: dict[str, dict[str, Any]] | None = None) -> None:
+        self.tables = (
+            tables
+            if tables is not None
+            else {name: {} for name in ("seen", "consents", "edges", "incidents", "board")}
+        )
+        self.producer = FakeProducer()
+        self.sender = Sender(self.producer, max_bytes=1_000_000)
+        self.acked: dict[Any, list[int]] = {}
+        self.generation = 1
+        self.active = True
+        self.checkpoint = Checkpoint(
+            policy=policy,
+            redactor=Redactor(b"k" * 32),
+            tables=self.tables,
+            sender=self.sender,
+            ack=lambda tp, offsets: self.acked.setdefault(tp, []).extend(offsets),
+            topics=TOPICS,
+            generation=lambda: self.generation,
+            flow_active=lambda: self.active,
+        )
+
+    def chunk(self, partition: int, *events: dict[str, Any] | bytes, start: int = 0) -> Chunk:
+        records = [
+            Record(start + i, e if isinstance(e, bytes) else orjson.dumps(e))
+            for i, e in enumerate(events)
+        ]
+        return Chunk(TopicPartition(TOPICS.events, partition), records, self.generation)
+
+    def take(self, *chunks: Chunk) -> None:
+        self.checkpoint.take(self.checkpoint.current(list(chunks)))
+
+    def flush(self) -> bool:
+        return asyncio.run(self.checkpoint.flush())
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [orjson.loads(s.value) for s in self.producer.on(TOPICS.alerts)]
+
+
+def breach(i: int) -> dict[str, Any]:
+    # Unencrypted transfer to an outsourcer: art6.unencrypted, among others.
+    return access(event_id=f"e-{i}", recipient="payco", encrypted_in_transit=False)
+
+
+def test_an_offset_is_acked_only_after_outputs_and_state(policy: Policy) -> None:
+    h = Harness(policy)
+    h.take(h.chunk(0, breach(0), breach(1)))
+    assert h.sender.pending and not h.producer.sent  # queued, not yet handed over
+    assert h.tables["edges"] == {} and h.acked == {}  # nothing durable, nothing acked
+    assert h.flush()
+    assert h.alerts() and h.producer.on(TOPICS.partials)  # delivered first
+    assert "0|flow|shop|payco" in h.tables["edges"]  # then the state
+    assert h.acked == {TopicPartition(TOPICS.events, 0): [0, 1]}  # then the offsets
+    assert h.checkpoint.unflushed() == 0
+
+
+def test_outputs_kafka_did_not_take_leave_their_offsets_unacked(policy: Policy) -> None:
+    h = Harness(policy)
+    h.take(h.chunk(0, breach(0)))
+    h.producer.away = True
+    assert not h.flush()  # the caller reads the partitions again from their commits
+    assert h.acked == {} and h.tables["edges"] == {}
+    assert h.checkpoint.unflushed() == 0 and h.sender.pending == 0
+    # Judged again once Kafka is back: the same alerts, the same ids.
+    h.producer.away = False
+    h.take(h.chunk(0, breach(0)))
+    assert h.flush()
+    assert {a["event_id"] for a in h.alerts()} == {"e-0"}
+    assert h.acked == {TopicPartition(TOPICS.events, 0): [0]}
+
+
+def test_a_revoked_partition_keeps_nothing_judged_and_acks_nothing(policy: Policy) -> None:
+    h = Harness(policy)
+    h.take(h.chunk(0, breach(0)), h.chunk(1, breach(1)))
+    h.checkpoint.revoke({TopicPartition(TOPICS.events, 0)})
+    assert h.flush()
+    assert list(h.acked) == [TopicPartition(TOPICS.events, 1)]
+    assert all(not key.startswith("0|") for t in h.tables.values() for key in t)
+
+
+def test_chunks_fetched_before_a_rebalance_are_not_judged(policy: Policy) -> None:
+    h = Harness(policy)
+    stale = h.chunk(0, breach(0))
+    h.generation = 2
+    h.take(stale, h.chunk(0, breach(1), start=1))
+    assert h.flush()
+    assert h.acked == {TopicPartition(TOPICS.events, 0): [1]}
+    assert {a["event_id"] for a in h.alerts()} == {"e-1"}
+
+
+def test_nothing_is_written_while_the_flow_is_stopped(policy: Policy) -> None:
+    h = Harness(policy)
+    h.take(h.chunk(0, breach(0)))
+    h.active = False  # a rebalance began: the revocation will drop what was judged
+    assert h.flush()
+    assert h.acked == {} and h.tables["edges"] == {} and h.checkpoint.unflushed() == 1
+
+
+def test_a_crash_between_state_and_ack_counts_nothing_twice(policy: Policy) -> None:
+    first = Harness(policy)
+    first.take(first.chunk(0, *(breach(i) for i in range(3))))
+    assert first.flush()
+    # The acks never reached a commit: a new owner reads the same records again, on
+    # the state the first one wrote.
+    second = Harness(policy, tables=first.tables)
+    second.take(second.chunk(0, *(breach(i) for i in range(3))))
+    assert second.flush()
+    assert {a["alert_id"] for a in second.alerts()} == {a["alert_id"] for a in first.alerts()}
+    edge = orjson.loads(second.tables["edges"]["0|flow|shop|payco"])
+    assert edge["count"] == 3
+    partial = orjson.loads(second.producer.on(TOPICS.partials)[-1].value)["partial"]
+    assert partial["count"] == 3
+
+
+def test_a_message_over_the_limit_is_a_small_dead_letter_with_size_and_digest(
+    policy: Policy,
+) -> None:
+    h = Harness(policy)
+    huge = b'{"event_id": "big", "note": "' + b"x" * (4 * MAX_EVENT_BYTES) + b'"}'
+    h.take(h.chunk(0, huge, breach(1)))
+    assert h.flush()
+    (dead,) = h.producer.on(TOPICS.dead_letter)
+    headers = dict(dead.headers)
+    assert headers["lineage-size"] == str(len(huge)).encode()
+    assert headers["lineage-sha256"] == hashlib.sha256(huge).hexdigest().encode()
+    assert len(dead.value) <= 64 * 1024 and huge.startswith(dead.value)
+    envelope = orjson.loads(headers["lineage-dead-letter"])
+    assert envelope["truncated"] and envelope["kind"] == "oversized"
+    assert h.acked == {TopicPartition(TOPICS.events, 0): [0, 1]}  # and the stream goes on
+
+
+def test_a_dead_letter_key_holding_personal_data_is_masked(policy: Policy) -> None:
+    h = Harness(policy)
+    chunk = Chunk(
+        TopicPartition(TOPICS.events, 0), [Record(0, b"not json", key=b"hanako@example.jp")], 1
+    )
+    h.take(chunk)
+    assert h.flush()
+    (dead,) = h.producer.on(TOPICS.dead_letter)
+    assert dead.key is not None and b"hanako" not in dead.key and b"redacted" in dead.key
+
+
+def test_a_message_no_broker_takes_is_dropped_and_the_rest_go_out(policy: Policy) -> None:
+    h = Harness(policy)
+    h.producer.max_message = 1500  # the broker refuses anything longer than this
+    h.take(h.chunk(0, b"x" * 2000, breach(1)))
+    assert h.flush()  # the dead letter is refused alone; the alerts of e-1 went out
+    assert not h.producer.on(TOPICS.dead_letter)
+    assert {a["event_id"] for a in h.alerts()} == {"e-1"}
+    assert h.acked == {TopicPartition(TOPICS.events, 0): [0, 1]}
+
+
+def partial_record(offset: int, iid: str, partition: int, count: int) -> Record:
+    partial = IncidentPartial(rule="art6.unencrypted", source="shop", recipient="payco")
+    for i in range(count):
+        partial.add(
+            datetime(2025, 6, 1, 3, i, tzinfo=UTC),
+            f"e-{i}",
+        )
+    partial.applied = count
+    value = orjson.dumps({"partition": partition, "partial": partial.to_json()})
+    return Record(offset, value, key=iid.encode())
+
+
+def test_incidents_are_folded_published_and_repaired_after_a_restart(policy: Policy) -> None:
+    h = Harness(policy)
+    tp = TopicPartition(TOPICS.partials, 2)
+    h.take(Chunk(tp, [partial_record(0, "inc-1", 0, 1)], 1))
+    assert h.flush()
+    opened = [orjson.loads(s.value) for s in h.producer.on(TOPICS.incidents)]
+    assert [(i["count"], i["status"]) for i in opened] == [(1, "open")]
+    # Grows by less than the factor: folded, not yet published.
+    h.take(Chunk(tp, [partial_record(1, "inc-1", 0, 3)], 1))
+    h.take(Chunk(tp, [partial_record(2, "inc-1", 1, 0 + 1)], 1))
+    assert h.flush()
+    # A graceful stop or a crash now: the board's table knows count 4, published 1.
+    restarted = Harness(policy, tables=h.tables)
+    restarted.checkpoint.adopt_boards([2])
+    assert restarted.checkpoint.publish_incidents() == 1
+    assert restarted.flush()
+    (again,) = [orjson.loads(s.value) for s in restarted.producer.on(TOPICS.incidents)]
+    assert again["count"] == 4 and again["status"] == "updated"
+    # Published and recorded: nothing more to publish.
+    assert restarted.checkpoint.publish_incidents() == 0
+
+
+def test_an_incident_publication_kafka_did_not_take_is_published_again(policy: Policy) -> None:
+    h = Harness(policy)
+    tp = TopicPartition(TOPICS.partials, 0)
+    h.take(Chunk(tp, [partial_record(0, "inc-9", 0, 2)], 1))
+    h.producer.away = True
+    assert not h.flush()
+    h.producer.away = False
+    h.checkpoint.adopt_boards([0])  # as the worker does after reading the partitions again
+    h.take(Chunk(tp, [partial_record(0, "inc-9", 0, 2)], 1))
+    assert h.flush()
+    assert [orjson.loads(s.value)["count"] for s in h.producer.on(TOPICS.incidents)] == [2]
+
+
+@pytest.mark.parametrize("n", [1, 150, 1000])
+def test_the_sender_batches_per_partition_and_keeps_each_keys_order(n: int) -> None:
+    producer = FakeProducer(partitions=3, batch_records=100)
+    sender = Sender(producer, max_bytes=10_000)
+
+    async def scenario() -> None:
+        for i in range(n):
+            sender.add("t", f"k{i % 7}".encode(), str(i).encode())
+        await sender.flush()
+
+    asyncio.run(scenario())
+    assert len(producer.sent) == n
+    assert producer.batches <= 3 + n // 100 + 1  # whole batches, not one send per message
+    for k in range(7):
+        mine = [s for s in producer.sent if s.key == f"k{k}".encode()]
+        assert len({s.partition for s in mine}) <= 1
+        assert [int(s.value) for s in mine] == sorted(int(s.value) for s in mine)
+
+
+def test_the_sender_refuses_a_message_over_its_limit_at_once() -> None:
+    refused: list[tuple[str, str]] = []
+    sender = Sender(FakeProducer(), max_bytes=1000, on_refused=lambda t, r: refused.append((t, r)))
+    assert not sender.add("t", None, b"x" * 2000)
+    assert sender.add("t", None, b"x" * 100)
+    assert refused and refused[0][0] == "t" and sender.pending == 1

@@ -1,0 +1,209 @@
+"""What streams.faust_internals relies on in faust-streaming 0.15.3 and aiokafka 0.14, pinned.
+
+No broker: each test builds faust's own objects and checks the private behaviour the
+worker leans on, so an upgrade that changes one fails here, not in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import pytest
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
+
+from streams.faust_internals import (
+    LineageApp,
+    LineageConsumer,
+    RecoveryWatch,
+    ack_offsets,
+    quiet_runner,
+    recovery_stalls,
+)
+from streams.intake import Chunk, Intake
+
+TOPIC = "t.events"
+
+
+@dataclass
+class Record:
+    offset: int
+
+
+@pytest.fixture
+def app() -> Iterator[LineageApp]:
+    app = LineageApp("internals-test", broker="kafka://127.0.0.1:9", store="memory://")
+    app.intake = Intake({TOPIC})
+    yield app
+
+
+def records(*offsets: int) -> list[Record]:
+    return [Record(o) for o in offsets]
+
+
+def test_the_pinned_versions_are_the_ones_installed() -> None:
+    from importlib.metadata import version
+
+    assert version("faust-streaming") == "0.15.3"
+    assert version("aiokafka").startswith("0.14.")
+
+
+def test_the_app_builds_our_consumer_fed_by_the_intake(app: LineageApp) -> None:
+    consumer = app.consumer
+    assert isinstance(consumer, LineageConsumer)
+    assert consumer.intake is app.intake
+
+
+def test_acked_offsets_are_committed_only_up_to_the_first_unjudged_one(app: LineageApp) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    assert ack_offsets(consumer, tp, [0, 1, 2, 4]) == 4
+    assert consumer._new_offset(tp) == 3  # 3 not judged yet: commit stops before it
+    assert ack_offsets(consumer, tp, [3, 3]) == 1  # an offset counts once
+    assert consumer._new_offset(tp) == 5
+
+
+def test_offsets_below_the_committed_one_are_not_acked_again(app: LineageApp) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 3)
+    consumer._committed_offset[tp] = 10
+    assert ack_offsets(consumer, tp, [8, 9, 10, 11]) == 2
+    assert consumer._new_offset(tp) == 12
+
+
+def test_offsets_without_records_do_not_hold_the_commit_back(app: LineageApp) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 1)
+    fresh = consumer._fresh(tp, records(0, 1, 4))  # 2 and 3 hold no record (say, compaction)
+    assert [r.offset for r in fresh] == [0, 1, 4]
+    ack_offsets(consumer, tp, [0, 1, 4])
+    assert consumer._new_offset(tp) == 5
+
+
+def test_records_read_before_are_not_taken_again(app: LineageApp) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 2)
+    consumer._fresh(tp, records(10, 11, 12))
+    again = consumer._fresh(tp, records(8, 9, 12, 13))
+    # faust's own rule: offsets below the last read one are dropped.
+    assert [r.offset for r in again] == [12, 13]
+
+
+def test_a_revocation_forgets_a_partitions_bookkeeping(app: LineageApp) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    consumer._fresh(tp, records(0, 1))
+    ack_offsets(consumer, tp, [0, 1])
+    asyncio.run(consumer.on_partitions_revoked({tp}))
+    assert consumer._read_offset[tp] is None
+    assert not consumer._acked[tp] and not consumer._acked_index[tp]
+    assert consumer._committed_offset[tp] is None
+
+
+def test_the_consumer_thread_sets_the_fetch_wait(app: LineageApp) -> None:
+    from streams.faust_internals import _ConsumerThread
+
+    app.fetch_wait_ms = 100
+    thread = app.consumer._new_consumer_thread()
+    assert isinstance(thread, _ConsumerThread)
+
+    async def build() -> Any:  # aiokafka's consumer is made inside a running loop
+        return thread._create_worker_consumer(app.transport)
+
+    assert asyncio.run(build())._fetch_max_wait_ms == 100
+
+
+def test_getmany_queues_our_topics_whole_and_leaves_the_rest_to_faust(app: LineageApp) -> None:
+    consumer = app.consumer
+    events, changelog = TP(TOPIC, 0), TP("changelog", 0)
+
+    def record(tp: TP, offset: int) -> ConsumerRecord[bytes, bytes]:
+        return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, b"k", b"v", None, 1, 1, ())
+
+    async def wait_next_records(timeout: float) -> Any:
+        return {
+            events: [record(events, 0), record(events, 1)],
+            changelog: [record(changelog, 5)],
+        }, None
+
+    consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: 10  # type: ignore[method-assign]
+    consumer.flow_active = True
+
+    async def scenario() -> tuple[list[Any], list[Chunk]]:
+        passed = [item async for item in consumer.getmany(1.0)]
+        assert app.intake is not None
+        return passed, await app.intake.take(10, timeout=0.1)
+
+    passed, chunks = asyncio.run(scenario())
+    assert [(tp, message.offset) for tp, message in passed] == [(changelog, 5)]
+    assert [(c.tp, [r.offset for r in c.records]) for c in chunks] == [(events, [0, 1])]
+    assert chunks[0].generation == app.consumer_generation_id
+
+
+class FakeRecovery:
+    """The attributes recovery_stalls reads of faust's Recovery service."""
+
+    def __init__(self, started: float) -> None:
+        self.in_recovery = True
+        self._recovery_started_at = started
+        self._active_events_received_at: dict[TP, float] = {}
+        self.active_tps = {TP("c", 0), TP("c", 1), TP("c", 2)}
+        self.active_offsets = {TP("c", 0): -1, TP("c", 1): 4, TP("c", 2): 9}
+        self.active_highwaters = {TP("c", 0): 7, TP("c", 1): 9, TP("c", 2): 9}
+
+
+def test_faust_recovery_has_the_attributes_the_watch_reads(app: LineageApp) -> None:
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    for name in vars(FakeRecovery(0.0)):
+        assert hasattr(recovery, name), name
+
+
+def test_recovery_watch_reads_again_only_partitions_that_stalled() -> None:
+    class App:
+        class tables:  # stands in for app.tables
+            recovery = FakeRecovery(started=100.0)
+
+    recovery = App.tables.recovery
+    recovery._active_events_received_at[TP("c", 1)] = 115.0
+    watch = RecoveryWatch(stall_seconds=20)
+
+    def stalled(now: float) -> dict[TP, int]:
+        return watch.stalled(recovery_stalls(App, 20, now), now)  # type: ignore[arg-type]
+
+    assert stalled(110.0) == {}  # too early
+    # Partition 0 never received anything: from its start; 1 heard lately; 2 is done.
+    assert stalled(121.0) == {TP("c", 0): 0}
+    assert stalled(130.0) == {}  # just read again: give it time
+    assert stalled(136.0) == {TP("c", 1): 5}
+    assert stalled(142.0) == {TP("c", 0): 0}  # still nothing: again
+    recovery.in_recovery = False
+    assert stalled(500.0) == {}
+
+
+def test_the_runner_has_no_spinner_and_takes_our_task_dump(app: LineageApp) -> None:
+    dumped: list[bool] = []
+    runner = quiet_runner(app, "info", lambda: dumped.append(True))
+    assert isinstance(runner, faust.Worker)
+    assert runner.spinner is None
+    runner._on_sigusr1()
+    assert dumped == [True]
+
+
+def test_a_graceful_stop_runs_the_hooks_first(app: LineageApp) -> None:
+    ran: list[str] = []
+
+    async def hook() -> None:
+        ran.append("hook")
+
+    app.before_stop.append(hook)
+
+    async def scenario() -> None:
+        await app.on_stop()
+
+    asyncio.run(scenario())
+    assert ran == ["hook"]
