@@ -209,7 +209,9 @@ class LineageWorker:
         try:
             while not (self.app.should_stop or self._stopping):
                 chunks = await intake.take(settings.batch_size, timeout=0.2)
-                live = checkpoint.current(chunks)
+                live, stale = checkpoint.split(chunks)
+                if stale:
+                    await self.app.give_back({c.tp: c.records[0].offset for c in reversed(stale)})
                 if live:
                     checkpoint.take(live)
                     await self.sender.send()

@@ -113,15 +113,22 @@ class Checkpoint:
 
     # -- 1. judge ----------------------------------------------------------------------------------
 
-    def current(self, chunks: list[Chunk]) -> list[Chunk]:
-        """The chunks fetched in the current generation while the flow is on; the rest
-        are dropped unjudged (read again after the rebalance)."""
+    def split(self, chunks: list[Chunk]) -> tuple[list[Chunk], list[Chunk]]:
+        """(current, stale): chunks fetched in the current generation while the flow is
+        on, and the rest, which are not judged (their partitions are read again)."""
         generation = self._generation()
-        live = [c for c in chunks if c.generation == generation] if self._flow_active() else []
-        dropped = sum(len(c.records) for c in chunks) - sum(len(c.records) for c in live)
-        if dropped:
+        if not self._flow_active():
+            return [], chunks
+        live = [c for c in chunks if c.generation == generation]
+        stale = [c for c in chunks if c.generation != generation]
+        if stale:
+            dropped = sum(len(c.records) for c in stale)
             log.info("%d records fetched before a rebalance will be read again", dropped)
-        return live
+        return live, stale
+
+    def current(self, chunks: list[Chunk]) -> list[Chunk]:
+        """The current chunks of :meth:`split`."""
+        return self.split(chunks)[0]
 
     def take(self, chunks: list[Chunk]) -> None:
         """Judge or fold each current chunk, by its topic."""

@@ -90,8 +90,10 @@ class LineageConsumer(faust_aiokafka.Consumer):
         """faust's ``Consumer.getmany``, with the intake's topics queued whole.
 
         Every rule of faust's own getmany holds: nothing is delivered while the flow
-        is stopped (faust seeks back to the commits instead), nothing of a partition
-        outside the active set, nothing once the generation changed.
+        is stopped (faust seeks back to the commits), nothing of a partition outside
+        the active set, nothing once the generation changed. One rule is added:
+        records taken from aiokafka and not delivered are given back
+        (:meth:`give_back`), so that no partition moves past records nobody read.
         """
         intake = self.intake
         if intake is None:
@@ -102,6 +104,7 @@ class LineageConsumer(faust_aiokafka.Consumer):
         if records is None or self.should_stop:
             return
         if not self.flow_active:
+            await self.give_back({tp: batch[0].offset for tp, batch in records.items() if batch})
             try:
                 await self.perform_seek()
             except Exception as exc:  # as faust does: the next rebalance seeks again
@@ -111,8 +114,12 @@ class LineageConsumer(faust_aiokafka.Consumer):
         buffered = self._buffered_partitions
         chunks: list[Chunk] = []
         rest = {}
+        skipped: dict[TP, int] = {}
         for tp, batch in records.items():
+            if not batch:
+                continue
             if not (active_partitions is None or tp in active_partitions or tp in buffered):
+                skipped[tp] = batch[0].offset
                 continue
             if tp.topic in intake.topics:
                 fresh = self._fresh(tp, batch)
@@ -121,16 +128,45 @@ class LineageConsumer(faust_aiokafka.Consumer):
                     chunks.append(Chunk(tp, fresh, generation))
             else:
                 rest[tp] = batch
+        if skipped:
+            await self.give_back(skipped)
         for chunk in chunks:
             await intake.put(chunk)
         if not rest:
             return
         to_message = self._to_message
+        undelivered = {tp: batch[0].offset for tp, batch in rest.items()}
         for tp, record in self.scheduler.iterate(rest):
             if not self.flow_active or self.app.consumer_generation_id != generation:
-                break
+                await self.give_back(undelivered)
+                return
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            batch = rest[tp]
+            if record is batch[-1]:
+                undelivered.pop(tp, None)
+            else:
+                undelivered[tp] = record.offset + 1
             yield tp, to_message(tp, record)
+
+    async def give_back(self, offsets: dict[TP, int]) -> dict[TP, int]:
+        """Put partitions back at records taken from aiokafka and not delivered.
+
+        A partition is only ever moved back, never forward: if something else has
+        already put it at or before that record (recovery's seek, a rebalance),
+        it stays. Moving back costs a read again, which changes nothing (state
+        records carry their offsets; recovery applies by key); moving forward
+        would skip records. faust's own seek back to the commits cannot do this for a
+        changelog partition, which has no commits. Returns the partitions moved.
+        """
+        if not offsets:
+            return {}
+        thread = cast(_ConsumerThread, self._thread)
+        moved: dict[TP, int] = await thread.call_thread(thread.move_back, offsets)
+        for tp, offset in moved.items():
+            read = self._read_offset[tp]
+            if read is not None and read >= offset:
+                self._read_offset[tp] = offset if offset else None
+        return moved
 
     def _fresh(self, tp: TP, batch: list[Any]) -> list[Any]:
         """The records not read before; gaps in the offsets recorded as faust's drain does."""
@@ -157,6 +193,49 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", 1500)
         return consumer
+
+    async def move_back(self, offsets: dict[TP, int]) -> dict[TP, int]:
+        """In the consumer's thread: seek each assigned partition to its offset if it
+        stands after it (see :meth:`LineageConsumer.give_back`)."""
+        consumer = self._ensure_consumer()
+        assigned = consumer.assignment()
+        moved = {}
+        for tp, offset in offsets.items():
+            if tp not in assigned:
+                continue  # revoked: its next assignment starts from the commits
+            position = await consumer.position(tp)
+            if position is not None and position > offset:
+                consumer.seek(tp, offset)
+                moved[tp] = offset
+        return moved
+
+    async def _fetch_records(
+        self,
+        consumer: Any,
+        active_partitions: Any,
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        """faust's fetch, with the partitions fixed when it is asked for.
+
+        faust hands aiokafka its live set of active partitions, and aiokafka reads it
+        when records arrive, up to ``timeout`` later; an empty set means *every*
+        partition to aiokafka. A rebalance in between pauses everything (the set is
+        empty) and table recovery seeks the changelogs: the fetch then returned the
+        changelog records recovery had just asked for, getmany dropped them because
+        the flow was still off, and faust's seek back to the committed offsets cannot
+        restore a changelog's position (it has none). Recovery waited for those
+        records forever. Fixing the set at call time leaves them in aiokafka's buffer
+        for the next fetch, and a fetch of no partition fetches nothing.
+        """
+        partitions: Any = active_partitions  # None in faust's client-only mode: every one
+        if partitions is not None:
+            if not partitions:
+                return {}
+            partitions = set(partitions)  # a copy: nobody changes it while aiokafka waits
+        return await super()._fetch_records(
+            consumer, partitions, timeout=timeout, max_records=max_records
+        )
 
 
 class _Transport(faust_aiokafka.Transport):
@@ -187,6 +266,10 @@ class LineageApp(faust.App):
         consumer = cast(LineageConsumer, super()._new_consumer())
         consumer.intake = self.intake
         return consumer
+
+    async def give_back(self, offsets: dict[TP, int]) -> dict[TP, int]:
+        """:meth:`LineageConsumer.give_back` on this app's consumer."""
+        return await cast(LineageConsumer, self.consumer).give_back(offsets)
 
     async def on_stop(self) -> None:
         for hook in self.before_stop:

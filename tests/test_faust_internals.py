@@ -207,3 +207,101 @@ def test_a_graceful_stop_runs_the_hooks_first(app: LineageApp) -> None:
 
     asyncio.run(scenario())
     assert ran == ["hook"]
+
+
+def test_a_fetch_reads_the_partitions_active_when_it_was_asked_for(app: LineageApp) -> None:
+    """The fetch must not see the active set change under it (the table-recovery hang)."""
+    from streams.faust_internals import _ConsumerThread
+
+    seen: list[Any] = []
+
+    class Fetcher:
+        _closed = False
+
+        class _subscriptions:  # stands in for aiokafka's SubscriptionState
+            @staticmethod
+            def fetch_context() -> Any:
+                import contextlib
+
+                return contextlib.nullcontext()
+
+        async def fetched_records(self, partitions: Any, timeout: Any, max_records: Any) -> Any:
+            seen.append(partitions)
+            active.clear()  # a rebalance pauses everything while aiokafka waits
+            return {}
+
+    class AioConsumer:
+        _closed = False
+        _fetcher = Fetcher()
+
+    thread = app.consumer._new_consumer_thread()
+    assert isinstance(thread, _ConsumerThread)
+    app.consumer.flow_active = True
+    active = {TP(TOPIC, 0), TP("changelog", 0)}
+    asyncio.run(thread._fetch_records(AioConsumer(), active, timeout=1.0))
+    # aiokafka got a copy: emptying faust's set did not empty what it filters by (an
+    # empty set means every partition to aiokafka).
+    assert seen == [{TP(TOPIC, 0), TP("changelog", 0)}] and seen[0] is not active
+    seen.clear()
+    asyncio.run(thread._fetch_records(AioConsumer(), set(), timeout=1.0))
+    assert seen == []  # nothing active: nothing fetched, not everything
+
+
+class PositionedConsumer:
+    """The parts of aiokafka's consumer move_back uses."""
+
+    def __init__(self, positions: dict[TP, int]) -> None:
+        self.positions = positions
+        self.seeks: list[tuple[TP, int]] = []
+
+    def assignment(self) -> set[TP]:
+        return set(self.positions)
+
+    async def position(self, tp: TP) -> int:
+        return self.positions[tp]
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+        self.positions[tp] = offset
+
+
+def test_records_not_delivered_are_given_back_but_never_skipped(app: LineageApp) -> None:
+    from streams.faust_internals import _ConsumerThread
+
+    thread = app.consumer._new_consumer_thread()
+    assert isinstance(thread, _ConsumerThread)
+    ahead, behind, gone = TP("changelog", 0), TP("changelog", 1), TP("changelog", 2)
+    aio = PositionedConsumer({ahead: 14, behind: 0})
+    thread._ensure_consumer = lambda: aio  # type: ignore[method-assign]
+    moved = asyncio.run(thread.move_back({ahead: 0, behind: 5, gone: 3}))
+    # Taken to 14 and not delivered: back to 0. Already put back before the record by
+    # someone else (recovery's seek): left alone, never moved forward. Revoked: left.
+    assert moved == {ahead: 0} and aio.seeks == [(ahead, 0)]
+
+
+def test_getmany_gives_back_what_it_fetched_while_the_flow_was_off(app: LineageApp) -> None:
+    consumer = app.consumer
+    changelog = TP("changelog", 3)
+    given: list[dict[TP, int]] = []
+
+    async def wait_next_records(timeout: float) -> Any:
+        rec = ConsumerRecord(changelog.topic, 3, 0, 0, 0, b"k", b"v", None, 1, 1, ())
+        return {changelog: [rec]}, set()
+
+    async def give_back(offsets: dict[TP, int]) -> dict[TP, int]:
+        given.append(offsets)
+        return offsets
+
+    async def perform_seek() -> None:
+        pass
+
+    consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+    consumer.give_back = give_back  # type: ignore[method-assign]
+    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    consumer.flow_active = False
+
+    async def scenario() -> list[Any]:
+        return [item async for item in consumer.getmany(1.0)]
+
+    assert asyncio.run(scenario()) == []
+    assert given == [{changelog: 0}]
