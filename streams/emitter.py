@@ -12,11 +12,18 @@
 :class:`schemas.EventRejected` at once for a bad one, so a developer sees their bug
 where they made it. A valid event goes into a bounded in-memory buffer and is sent by
 one background thread (kafka-python, idempotent, ``acks=all``), keyed by subject,
-else source (CONTRACT.md s.5). ``emit`` never waits for Kafka: when the buffer is
-full, or Kafka cannot be reached, events are appended to a local spill file, which is
-sent again, in order, once Kafka answers (and on the next start). A crash in the
-middle of a replay may send a few events twice; the monitor drops duplicate event ids.
-Logs carry counts and reasons, never event contents.
+else source (CONTRACT.md s.5). ``emit`` never waits for Kafka: it takes a lock and
+either queues the event or appends it to a local spill file.
+
+Order is kept, because the monitor judges a subject's events in the order they
+arrive (a consent before the transfer it allows). Events wait in three places,
+oldest first: the *head* spill (what the thread held when Kafka failed it), the
+in-memory buffer, and the *tail* spill (what ``emit`` wrote while the buffer was
+full or a spill was being replayed). The thread sends them in that order, and
+``emit`` goes back to the buffer only once both spills are sent. Spill files are
+kept across restarts and sent first. An event whose acknowledgement was lost as
+the broker went away is sent again (at least once): the monitor counts each event
+id once. Logs carry counts and reasons, never event contents.
 """
 
 from __future__ import annotations
@@ -43,8 +50,6 @@ from schemas import AccessEvent, ConsentEvent, decode_event
 __all__ = ["Emitter", "EmitterError", "EmitterStats", "emit_lines"]
 
 log = logging.getLogger("lineage.emitter")
-
-_STOP = object()
 
 
 class EmitterError(Exception):
@@ -86,6 +91,7 @@ class Emitter:
             if spill_path is not None
             else Path(tempfile.gettempdir()) / f"lineage-emitter-{topic}.jsonl"
         )
+        self.head_path = self.spill_path.with_name(self.spill_path.name + ".head")
         self.stats = EmitterStats()
         self._config = {
             "bootstrap_servers": bootstrap_servers,
@@ -98,11 +104,16 @@ class Emitter:
             "bootstrap_timeout_ms": 5_000,
             **dict(producer_config or {}),
         }
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=buffer_size)
-        self._spill_lock = threading.Lock()
-        self._pending = 0
-        self._pending_lock = threading.Condition()
+        self._queue: queue.Queue[tuple[bytes | None, bytes]] = queue.Queue(maxsize=buffer_size)
+        # Held by emit and by the thread when it moves between buffer and spill: while
+        # ``_spilling``, emit appends to the tail spill instead of the buffer.
+        self._lock = threading.Lock()
+        self._spilling = self.spill_path.exists() or self.head_path.exists()
+        self._in_memory = 0  # events in the buffer or in the thread's hands
+        self._read_to: dict[Path, int] = {}  # how far each spill file has been sent
+        self._settled = threading.Condition()
         self._retry = retry_seconds
+        self._stop = threading.Event()
         self._producer: Any = None
         self._thread = threading.Thread(target=self._run, name="lineage-emitter", daemon=True)
         self._thread.start()
@@ -118,35 +129,43 @@ class Emitter:
         else:
             raw = orjson.dumps(dict(event))
         parsed = decode_event(raw)
-        self._hand_off(_key(parsed), raw)
-
-    def _hand_off(self, key: bytes | None, raw: bytes) -> None:
-        with self._pending_lock:
-            self._pending += 1
-        try:
-            self._queue.put_nowait((key, raw))
-            self.stats.queued += 1
-        except queue.Full:
-            self._spill([(key, raw)], reason="buffer full")
-            self._done(1)
+        item = (_key(parsed), raw)
+        with self._lock:
+            if not self._spilling:
+                try:
+                    self._queue.put_nowait(item)
+                except queue.Full:
+                    self._spilling = True
+                    log.warning(
+                        "the buffer is full: events go to %s until Kafka catches up",
+                        self.spill_path,
+                    )
+                else:
+                    with self._settled:
+                        self._in_memory += 1
+                    self.stats.queued += 1
+                    return
+            _append(self.spill_path, [item])
+            self.stats.spilled += 1
 
     def flush(self, timeout: float | None = None) -> int:
-        """Wait until every event handed off is acknowledged or spilled; return those still
-        pending (0 when all are settled)."""
+        """Wait until no event is held in memory (each acknowledged by Kafka or on disk);
+        return how many still are (0 when all are settled)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._pending_lock:
-            while self._pending:
+        with self._settled:
+            while self._in_memory:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                self._pending_lock.wait(remaining if remaining is not None else 0.5)
-            return self._pending
+                self._settled.wait(remaining if remaining is not None else 0.5)
+            return self._in_memory
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush, stop the thread and close the producer; spilled events stay for next time."""
+        """Flush, stop the thread and close the producer. What Kafka did not take by then
+        stays in the spill files, sent first by the next Emitter on them."""
         self.flush(timeout)
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        self._stop.set()
+        self._thread.join(timeout + 15)
 
     def __enter__(self) -> Emitter:
         return self
@@ -161,22 +180,134 @@ class Emitter:
 
     # -- the background thread ------------------------------------------------------------------
 
-    def _done(self, n: int) -> None:
-        with self._pending_lock:
-            self._pending -= n
-            self._pending_lock.notify_all()
+    def _settle(self, n: int) -> None:
+        with self._settled:
+            self._in_memory -= n
+            self._settled.notify_all()
 
-    def _spill(self, items: Iterable[tuple[bytes | None, bytes]], *, reason: str) -> None:
-        items = list(items)
-        with self._spill_lock, self.spill_path.open("ab") as spill:
-            for key, raw in items:
-                record = {
-                    "key": base64.b64encode(key).decode() if key is not None else None,
-                    "value": base64.b64encode(raw).decode(),
-                }
-                spill.write(orjson.dumps(record) + b"\n")
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                # The buffer first: while spilling it holds only what came before the spill.
+                batch = self._take(timeout=0 if self._spilling else 0.2)
+                if batch:
+                    if not self._deliver(batch):
+                        self._to_head(batch)
+                elif self._spilling and not self._replay():
+                    self._stop.wait(self._retry)
+        finally:
+            self._persist_memory()
+            if self._producer is not None:
+                with contextlib.suppress(Exception):
+                    self._producer.flush(5)
+            self._drop_producer()
+
+    def _take(self, timeout: float) -> list[tuple[bytes | None, bytes]]:
+        try:
+            batch = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(batch) < 500:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _deliver(self, batch: list[tuple[bytes | None, bytes]]) -> bool:
+        """Send a batch from the buffer; True when Kafka acknowledged all of it."""
+        if self._connect() and not self._send_all(batch):
+            self._settle(len(batch))
+            return True
+        return False
+
+    def _to_head(self, failed: list[tuple[bytes | None, bytes]]) -> None:
+        """Kafka failed a batch: it, and the buffer behind it, go to the head spill.
+
+        From now on ``emit`` appends to the tail spill, so the order is head, tail.
+        """
+        with self._lock:
+            self._spilling = True
+            rest = []
+            while True:
+                try:
+                    rest.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+        items = failed + rest
+        _append(self.head_path, items)
         self.stats.spilled += len(items)
-        log.warning("spilled %d events to %s (%s)", len(items), self.spill_path, reason)
+        self._settle(len(items))
+        log.warning(
+            "Kafka at %s did not take %d events: they wait in %s",
+            self.bootstrap_servers,
+            len(items),
+            self.head_path,
+        )
+
+    def _replay(self) -> bool:
+        """Send the head spill, then the tail, in order; False when Kafka failed a send."""
+        for path in (self.head_path, self.spill_path):
+            sent = self._replay_file(path)
+            if sent is None:
+                return False
+            if not sent:
+                return True  # emit wrote more meanwhile: go on at once
+        with self._lock:
+            if not self.spill_path.exists():
+                self._spilling = False
+                log.info("every spilled event is sent; events go to the buffer again")
+        return True
+
+    def _replay_file(self, path: Path) -> bool | None:
+        """Send a spill file on from where the last pass stopped.
+
+        True when all of it is sent (and the file removed), False when emit wrote more
+        meanwhile (the tail), None when Kafka failed a send (sent again from the same
+        place next time).
+        """
+        if not path.exists():
+            self._read_to.pop(path, None)
+            return True
+        if not self._connect():
+            return None
+        done = self._read_to.get(path, 0)
+        with path.open("rb") as spill:
+            spill.seek(done)
+            while True:
+                lines = []
+                for _ in range(500):
+                    line = spill.readline()
+                    if not line.endswith(b"\n"):
+                        break  # the end, or a line emit is writing now: read it next pass
+                    lines.append(line)
+                if not lines:
+                    break
+                items = []
+                for line in lines:
+                    record = orjson.loads(line)
+                    key = base64.b64decode(record["key"]) if record["key"] is not None else None
+                    items.append((key, base64.b64decode(record["value"])))
+                if self._send_all(items):
+                    return None
+                self.stats.replayed += len(items)
+                done += sum(len(line) for line in lines)
+                self._read_to[path] = done
+        with self._lock:  # emit appends to the tail under this lock
+            if path.stat().st_size > done:
+                return False
+            path.unlink()
+            self._read_to.pop(path, None)
+        return True
+
+    def _persist_memory(self) -> None:
+        """At stop: what is still in the buffer goes to the head spill, for the next start."""
+        rest = self._take(timeout=0)
+        while rest:
+            _append(self.head_path, rest)
+            self.stats.spilled += len(rest)
+            self._settle(len(rest))
+            rest = self._take(timeout=0)
 
     def _connect(self) -> bool:
         if self._producer is not None:
@@ -186,35 +317,7 @@ class Emitter:
         except KafkaError as exc:
             log.warning("Kafka at %s unreachable: %s", self.bootstrap_servers, type(exc).__name__)
             return False
-        self._replay()
         return True
-
-    def _replay(self) -> None:
-        """Send the spill file again, in order; keep what fails for the next attempt."""
-        with self._spill_lock:
-            if not self.spill_path.exists():
-                return
-            replaying = self.spill_path.with_suffix(".replaying")
-            if replaying.exists():  # a replay that crashed: its events come first
-                with replaying.open("ab") as older:
-                    older.write(self.spill_path.read_bytes())
-                self.spill_path.unlink()
-            else:
-                self.spill_path.rename(replaying)
-        items = []
-        for line in replaying.read_bytes().splitlines():
-            if line.strip():
-                record = orjson.loads(line)
-                key = base64.b64decode(record["key"]) if record["key"] is not None else None
-                items.append((key, base64.b64decode(record["value"])))
-        failed = self._send_all(items)
-        if failed:
-            self._spill(failed, reason="replay failed")
-        else:
-            self.stats.replayed += len(items)
-        replaying.unlink(missing_ok=True)
-        if items:
-            log.info("replayed %d spilled events (%d failed again)", len(items), len(failed))
 
     def _send_all(
         self, items: list[tuple[bytes | None, bytes]]
@@ -234,8 +337,11 @@ class Emitter:
             except KafkaError:
                 failed.append(item)
         if failed:
-            self.stats.failed_sends += len(failed)
+            self.stats.failed_sends += len(items)
             self._drop_producer()
+            # A batch fails as a whole for the caller: what Kafka did take is sent again,
+            # and the monitor counts each event id once.
+            return items
         return failed
 
     def _drop_producer(self) -> None:
@@ -244,43 +350,15 @@ class Emitter:
                 self._producer.close(timeout=1)
             self._producer = None
 
-    def _run(self) -> None:
-        if self.spill_path.exists() or self.spill_path.with_suffix(".replaying").exists():
-            self._connect()  # a spill from an earlier run goes first
-        while True:
-            try:
-                first = self._queue.get(timeout=self._retry * 5)
-            except queue.Empty:
-                if self.spill_path.exists():
-                    self._connect()  # Kafka may be back: replay what was spilled
-                continue
-            if first is _STOP:
-                break
-            batch = [first]
-            while len(batch) < 500:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._queue.put(_STOP)
-                    break
-                batch.append(item)
-            if not self._connect():
-                self._spill(batch, reason="Kafka unreachable")
-                self._done(len(batch))
-                time.sleep(self._retry)
-                continue
-            if self.spill_path.exists():
-                self._replay()  # spilled earlier events go before these, in order
-            failed = self._send_all(batch)
-            if failed:
-                self._spill(failed, reason="send failed")
-            self._done(len(batch))
-        if self._producer is not None:
-            with contextlib.suppress(Exception):
-                self._producer.flush(5)
-            self._drop_producer()
+
+def _append(path: Path, items: Iterable[tuple[bytes | None, bytes]]) -> None:
+    with path.open("ab") as spill:
+        for key, raw in items:
+            record = {
+                "key": base64.b64encode(key).decode() if key is not None else None,
+                "value": base64.b64encode(raw).decode(),
+            }
+            spill.write(orjson.dumps(record) + b"\n")
 
 
 def emit_lines(lines: Iterable[bytes], *, broker: str, topic_prefix: str = "lineage.") -> int:
