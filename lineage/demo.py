@@ -446,21 +446,29 @@ _RESEND_EVERY = 997  # now and then a producer re-sends an event it already sent
 
 
 def generate_day(
-    *, day: date = DEFAULT_DAY, events: int = 20_000, seed: int = 7, malformed: int = 7
+    *,
+    day: date = DEFAULT_DAY,
+    events: int = 20_000,
+    seed: int = 7,
+    malformed: int = 7,
+    subjects: int | None = None,
 ) -> Iterator[bytes]:
     """One JSON line (bytes, no newline) per message, deterministic for a seed.
 
     ``events`` counts the access and consent events; ``malformed`` bad lines (at most one
-    of each kind) and a few re-sent duplicates come on top.
+    of each kind) and a few re-sent duplicates come on top. ``subjects`` is how many data
+    subjects the fleet serves (default one for every eight events).
     """
     rnd = random.Random(seed)
     start = datetime(day.year, day.month, day.day, tzinfo=JST)
     step = 86_400 / max(events, 1)
-    subjects = [f"u-{rnd.getrandbits(24):06x}" for _ in range(max(200, events // 8))]
-    consented = subjects[: len(subjects) // 4]  # granted market-research for statistics
-    withdrawn = subjects[len(subjects) // 4 : len(subjects) // 4 + 20]
-    scoped = subjects[len(subjects) // 4 + 20 : len(subjects) // 4 + 40]
-    others = subjects[len(subjects) // 4 + 40 :]
+    population = subjects if subjects is not None else max(200, events // 8)
+    subjects_ = [f"u-{rnd.getrandbits(24):06x}" for _ in range(population)]
+    quarter = len(subjects_) // 4
+    consented = subjects_[:quarter]  # granted market-research for statistics
+    withdrawn = subjects_[quarter : quarter + 20]
+    scoped = subjects_[quarter + 20 : quarter + 40]
+    others = subjects_[quarter + 40 :]
     weights = [w for w, _ in LAWFUL]
     lawful = [s for _, s in LAWFUL]
     bad = [MALFORMED[i % len(MALFORMED)] for i in range(malformed)]

@@ -1,20 +1,31 @@
-"""Running `lineage worker` processes against the test broker, and reading topics back."""
+"""Running `lineage worker` processes against a real broker, and reading topics back.
+
+Every wait here is a condition with a deadline: a loop that checks something and
+fails with what it saw when the time is up, never a bare sleep.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
+
+from lineage.policy import load_policy
+from lineage.redact import Redactor
+from lineage.run import run_embedded
 
 REDACTION_KEY = "test-redaction-key"
 
@@ -25,8 +36,88 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def event_key(line: bytes) -> bytes | None:
+    """The contract's key of a line: subject, else source (None when it has neither)."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    key = data.get("subject") or data.get("source")
+    return key.encode() if isinstance(key, str) else None
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    every: float = 0.25,
+    alive: Sequence[Worker] = (),
+) -> None:
+    """Check ``condition`` until it holds; fail with ``what`` when ``timeout`` passes or a
+    worker in ``alive`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return
+        for worker in alive:
+            worker.assert_running()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        threading.Event().wait(every)
+
+
+class Reference:
+    """The embedded run of the same lines: what the workers must agree with."""
+
+    def __init__(self, lines: list[bytes], out: Path) -> None:
+        run_embedded(load_policy(), lines, out, redactor=Redactor(REDACTION_KEY.encode()))
+        self.alerts = [orjson.loads(x) for x in (out / "alerts.jsonl").read_bytes().splitlines()]
+        self.dead = [orjson.loads(x) for x in (out / "dead-letter.jsonl").read_bytes().splitlines()]
+        self.incidents: dict[str, int] = {}
+        for line in (out / "incidents.jsonl").read_bytes().splitlines():
+            incident = orjson.loads(line)
+            self.incidents[incident["incident_id"]] = incident["count"]
+        self.graph = json.loads((out / "lineage.json").read_text())
+
+    @property
+    def alert_ids(self) -> set[str]:
+        return {a["alert_id"] for a in self.alerts}
+
+
+def graph_facts(graph: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Every node and edge of a node-link graph, with every attribute, sorted."""
+    nodes = sorted(json.dumps(n, sort_keys=True) for n in graph["nodes"])
+    links = sorted(json.dumps(e, sort_keys=True) for e in graph["links"])
+    return nodes, links
+
+
+class TopicReader:
+    """Reads a topic from its beginning, keeping what it has read between calls."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.consumer.subscribe([topic])
+        self.messages: list[Any] = []
+
+    def poll(self) -> list[Any]:
+        for records in self.consumer.poll(timeout_ms=300, max_records=50_000).values():
+            self.messages.extend(records)
+        return self.messages
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
 class Deployment:
-    """One isolated deployment on the shared broker: its own topic prefix and app id."""
+    """One isolated deployment on a broker: its own topic prefix and app id."""
 
     def __init__(self, bootstrap: str, tmp: Path) -> None:
         tag = uuid.uuid4().hex[:10]
@@ -48,41 +139,65 @@ class Deployment:
             LINEAGE_PARTITIONS="4",
             LINEAGE_SESSION_TIMEOUT="10",
             LINEAGE_INCIDENT_FLUSH_SECONDS="2",
-            LINEAGE_BATCH_SIZE="200",
+            LINEAGE_BATCH_SIZE="500",
         )
         env.update(extra)
         return env
 
-    def produce(self, lines: list[bytes]) -> None:
-        """Send lines as a plain kafka-python producer would: key subject, else source."""
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
-        for line in lines:
-            producer.send(self.topic("events"), key=event_key(line), value=line)
-        producer.flush(30)
+    def producer(self, **config: Any) -> KafkaProducer:
+        return KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, **config)
+
+    def produce(
+        self,
+        lines: Iterable[bytes | None],
+        *,
+        keys: Iterable[bytes | None] | None = None,
+        rate: float | None = None,
+        **config: Any,
+    ) -> int:
+        """Send lines as a plain producer would: key subject, else source (or ``keys``).
+
+        ``rate`` (messages a second) spreads them out, as a fleet would send them.
+        """
+        producer = self.producer(**config)
+        started = time.monotonic()
+        n = 0
+        key_list = list(keys) if keys is not None else None
+        for i, line in enumerate(lines):
+            key = key_list[i] if key_list is not None else (event_key(line) if line else None)
+            producer.send(self.topic("events"), key=key, value=line)
+            n += 1
+            if rate is not None and n % 500 == 0:
+                ahead = n / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    producer.flush(30)
+                    threading.Event().wait(ahead)
+        producer.flush(60)
         producer.close()
+        return n
+
+    def produce_in_background(self, lines: list[bytes], rate: float) -> threading.Thread:
+        thread = threading.Thread(target=self.produce, args=(lines,), kwargs={"rate": rate})
+        thread.start()
+        return thread
+
+    def reader(self, name: str) -> TopicReader:
+        return TopicReader(self.bootstrap, self.topic(name))
 
     def read(
-        self, name: str, until: Callable[[list[Any]], bool], timeout: float = 120
+        self,
+        name: str,
+        until: Callable[[list[Any]], bool],
+        timeout: float = 120,
+        alive: Sequence[Worker] = (),
     ) -> list[Any]:
-        """Every message of a topic, read until ``until(messages)`` holds or time runs out."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        consumer.subscribe([self.topic(name)])
-        messages: list[Any] = []
-        deadline = time.monotonic() + timeout
+        """Every message of a topic, read until ``until(messages)`` holds (or fail)."""
+        reader = self.reader(name)
         try:
-            while time.monotonic() < deadline:
-                for records in consumer.poll(timeout_ms=500).values():
-                    messages.extend(records)
-                if until(messages):
-                    break
+            wait_until(lambda: until(reader.poll()), timeout, f"{name} to be complete", alive=alive)
+            return reader.messages
         finally:
-            consumer.close()
-        return messages
+            reader.close()
 
     def committed(self, name: str) -> dict[int, int]:
         """The worker group's committed offset of each partition of a topic (if any)."""
@@ -111,16 +226,61 @@ class Deployment:
             timeout=120,
         )
 
+    def exported_graph(self) -> dict[str, Any]:
+        out = self.tmp / f"exported-{uuid.uuid4().hex[:6]}.json"
+        result = self.export("json", out)
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(out.read_text()))
 
-def event_key(line: bytes) -> bytes | None:
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    key = data.get("subject") or data.get("source")
-    return key.encode() if isinstance(key, str) else None
+    # -- what the workers published ------------------------------------------------------------
+
+    def alert_ids(
+        self, expected: set[str], timeout: float, alive: Sequence[Worker] = ()
+    ) -> set[str]:
+        """Alert ids on the alerts topic, read until every expected one has come."""
+        seen: set[str] = set()
+        done = 0
+
+        def complete(messages: list[Any]) -> bool:
+            nonlocal done
+            seen.update(orjson.loads(m.value)["alert_id"] for m in messages[done:])
+            done = len(messages)
+            return expected <= seen
+
+        self.read("alerts", complete, timeout, alive)
+        return seen
+
+    def final_incidents(
+        self, expected: dict[str, int], timeout: float, alive: Sequence[Worker] = ()
+    ) -> dict[str, int]:
+        """The last published count of each incident, read until it equals ``expected``."""
+
+        def latest(messages: list[Any]) -> dict[str, int]:
+            counts: dict[str, tuple[int, int]] = {}
+            for m in messages:  # one incident is one key, so one partition: offsets order it
+                incident = orjson.loads(m.value)
+                iid = incident["incident_id"]
+                if iid not in counts or counts[iid][0] < m.offset:
+                    counts[iid] = (m.offset, incident["count"])
+            return {iid: count for iid, (_, count) in counts.items()}
+
+        got: dict[str, int] = {}
+
+        def settled(messages: list[Any]) -> bool:
+            got.clear()
+            got.update(latest(messages))
+            return got == expected
+
+        try:
+            self.read("incidents", settled, timeout, alive)
+        except AssertionError:
+            wrong = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
+            extra = set(got) - set(expected)
+            raise AssertionError(
+                f"incidents never settled: {len(wrong)} differ (got, want), e.g. "
+                f"{dict(list(wrong.items())[:5])}; {len(extra)} unexpected"
+            ) from None
+        return got
 
 
 class Worker:
@@ -153,22 +313,43 @@ class Worker:
             )
         return self
 
-    def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.log.open("rb") as log:
-                log.seek(self._log_start)  # this start's lines only
-                text = log.read().decode(errors="replace")
-            if "Worker]: Ready" in text:
-                return
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker {self.name} exited:\n{text[-3000:]}")
-            time.sleep(0.5)
-        raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.tail()}")
+    def text(self) -> str:
+        """This start's log lines."""
+        with self.log.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
+
+    def assert_running(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"worker {self.name} exited with {self.process.returncode}:\n{self.tail()}"
+            )
+
+    def wait_ready(self, timeout: float = 90) -> Worker:
+        wait_until(
+            lambda: "Worker]: Ready" in self.text(), timeout, f"{self.name} ready", alive=[self]
+        )
+        return self
+
+    def get(self, path: str, timeout: float = 30) -> str:
+        url = f"http://127.0.0.1:{self.web_port}{path}"
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return str(response.read().decode())
+
+    def health(self) -> dict[str, Any]:
+        return dict(json.loads(self.get("/health")))
+
+    def metric(self, name: str) -> float:
+        """The sum of a metric's samples on /metrics (0 when absent)."""
+        total = 0.0
+        for line in self.get("/metrics").splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
+        return self.log.read_text(errors="replace")[-4000:]
 
     def kill(self) -> None:
         """A crash: SIGKILL, no shutdown, no final commit."""
@@ -177,12 +358,11 @@ class Worker:
             self.process.wait(10)
 
     def stop(self) -> None:
+        """A graceful stop (SIGTERM); on a failing test, first a task dump into the log."""
         if self.process is not None and self.process.poll() is None:
             if sys.exc_info()[0] is not None:
-                # Stopped because the test failed: first have mode log every task's stack
-                # (its SIGUSR1 handler) into the worker's log, for the post-mortem.
                 os.kill(self.process.pid, signal.SIGUSR1)
-                time.sleep(2)
+                wait_until(lambda: "kill -USR1" in self.text(), 5, "the task dump")
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(30)
