@@ -41,7 +41,7 @@ from lineage.state import (
     Shape,
     State,
 )
-from schemas import AccessEvent, Action, ConsentEvent, EventRejected, decode_event
+from schemas import MAX_EVENT_BYTES, AccessEvent, Action, ConsentEvent, EventRejected, decode_event
 
 log = logging.getLogger("lineage.engine")
 
@@ -156,7 +156,7 @@ def dead_letter_record(
     record: dict[str, Any] = {
         "reason": redactor.mask(rejection.reason),
         "kind": rejection.kind,
-        "field": rejection.field,
+        "field": redactor.mask(rejection.field) if rejection.field else None,
         "event_id": redactor.mask(rejection.event_id) if rejection.event_id else None,
         "origin": origin,
         "received_at": (received_at or datetime.now(UTC)).isoformat(),
@@ -233,6 +233,19 @@ class Engine:
                 kind="internal_error",
             )
             return self._reject(raw, failure, origin, received_at)
+
+    def refuse(self, start: bytes, *, size: int, digest: str, origin: str) -> Outcome:
+        """A message too long to be read whole: a dead letter from its start, size and
+        SHA-256 (the caller read the rest through without keeping it)."""
+        self.stats.messages += 1
+        rejection = EventRejected(
+            f"oversized: {size} bytes, the limit is {MAX_EVENT_BYTES}", field=None, kind="oversized"
+        )
+        self.stats.dead_letters += 1
+        record = dead_letter_record(
+            start, rejection, origin, self.redactor, size=size, digest=digest
+        )
+        return Outcome("rejected", dead_letter=record)
 
     def _reject(
         self, raw: bytes, rejection: EventRejected, origin: str, received_at: datetime | None

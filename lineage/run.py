@@ -13,23 +13,24 @@ thin layers over :func:`run_embedded`. Output files (CONTRACT.md s.6):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from lineage.engine import Engine, Stats
+from lineage.engine import DEAD_LETTER_KEEP, Engine, Stats
 from lineage.errors import RunError
 from lineage.graph import build_graph
 from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
-from schemas import Severity
+from schemas import MAX_EVENT_BYTES, Severity
 
-__all__ = ["RunSummary", "run_embedded"]
+__all__ = ["Line", "RunSummary", "read_lines", "run_embedded"]
 
 ALERTS, INCIDENTS, DEAD_LETTERS, SUMMARY = (
     "alerts.jsonl",
@@ -70,11 +71,83 @@ class RunSummary:
         }
 
 
-def _lines(source: IO[bytes], on_progress: Callable[[int], None] | None) -> Iterable[bytes]:
-    for line in source:
-        if on_progress is not None:
-            on_progress(len(line))
-        yield line
+#: How much of a file is read at a time.
+_CHUNK = 1 << 16
+
+
+@dataclass(slots=True)
+class Line:
+    """One line of a source: whole, or when over the limit its start, size and digest."""
+
+    raw: bytes
+    size: int
+    digest: str | None = None  # SHA-256 of the whole line, when only its start is kept
+
+
+def read_lines(
+    source: IO[bytes],
+    limit: int = MAX_EVENT_BYTES,
+    keep: int = DEAD_LETTER_KEEP,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[Line]:
+    """The lines of a binary stream, none read whole when longer than ``limit`` bytes.
+
+    A line over the limit is read through in chunks: its first ``keep`` bytes are
+    kept, the rest only counted and hashed, so memory stays bounded whatever the
+    input (a 2 GB line costs 64 KB, not 2 GB).
+    """
+    buffer = b""
+    long_line: bytearray | None = None  # the kept start of a line over the limit
+    size = 0
+    digest: Any = None
+    while True:
+        chunk = source.read(_CHUNK)
+        if on_progress is not None and chunk:
+            on_progress(len(chunk))
+        if not chunk:
+            break
+        while chunk:
+            if long_line is not None:
+                end = chunk.find(b"\n")
+                part = chunk if end < 0 else chunk[:end]
+                if len(long_line) < keep:
+                    long_line += part[: keep - len(long_line)]
+                digest.update(part)
+                size += len(part)
+                if end < 0:
+                    chunk = b""
+                    continue
+                yield Line(bytes(long_line), size, digest.hexdigest())
+                long_line, digest = None, None
+                chunk = chunk[end + 1 :]
+                continue
+            buffer += chunk
+            chunk = b""
+            start = 0
+            while True:
+                end = buffer.find(b"\n", start)
+                if end < 0:
+                    break
+                line = buffer[start:end]
+                if len(line) > limit:
+                    yield Line(line[:keep], len(line), hashlib.sha256(line).hexdigest())
+                else:
+                    yield Line(line, len(line))
+                start = end + 1
+            buffer = buffer[start:]
+            if len(buffer) > limit:
+                # No end of line within the limit: read the rest through, keep the start.
+                long_line = bytearray(buffer[:keep])
+                digest = hashlib.sha256(buffer)
+                size = len(buffer)
+                buffer = b""
+    if long_line is not None:
+        yield Line(bytes(long_line), size, digest.hexdigest())
+    elif buffer:
+        if len(buffer) > limit:
+            yield Line(buffer[:keep], len(buffer), hashlib.sha256(buffer).hexdigest())
+        else:
+            yield Line(buffer, len(buffer))
 
 
 def run_embedded(
@@ -101,8 +174,10 @@ def run_embedded(
     board = IncidentBoard()
     partials = engine.state.incidents
     outputs = {name: out_dir / name for name in (ALERTS, INCIDENTS, DEAD_LETTERS)}
-    lines: Iterable[bytes] = (
-        _lines(source, on_progress) if hasattr(source, "read") else source  # type: ignore[arg-type]
+    lines: Iterable[Line] = (
+        read_lines(source, on_progress=on_progress)  # type: ignore[arg-type]
+        if hasattr(source, "read")
+        else (Line(line, len(line)) for line in source)
     )
     try:
         with (
@@ -111,10 +186,16 @@ def run_embedded(
             outputs[DEAD_LETTERS].open("wb") as dead,
         ):
             for number, line in enumerate(lines, start=1):
-                raw = line.rstrip(b"\r\n")
-                if not raw.strip():
-                    continue
-                outcome = engine.process(raw, offset=number, origin=f"{source_name}:{number}")
+                origin = f"{source_name}:{number}"
+                if line.digest is not None:
+                    outcome = engine.refuse(
+                        line.raw, size=line.size, digest=line.digest, origin=origin
+                    )
+                else:
+                    raw = line.raw.rstrip(b"\r\n")
+                    if not raw.strip():
+                        continue
+                    outcome = engine.process(raw, offset=number, origin=origin)
                 if outcome.dead_letter is not None:
                     dead.write(orjson.dumps(outcome.dead_letter) + b"\n")
                     continue

@@ -1,9 +1,16 @@
 """Load a policy file: YAML -> checked, frozen :class:`Policy`, or a refusal naming file, line and
 key.
 
+Safe by construction: a file over :data:`MAX_POLICY_BYTES` is refused before it is
+read; only plain YAML is read (mappings, lists, strings, numbers, booleans, dates):
+a tag that would construct an object (``!!python/object``) and any anchor or alias
+(``&a``, ``*a``: an alias bomb expands to billions of nodes) are refused with
+their line.
+
 Three passes, each reporting every problem it finds:
 
-1. YAML syntax and duplicate keys (PyYAML alone would keep the last duplicate silently);
+1. YAML syntax, plain YAML only, and duplicate keys (PyYAML alone would keep the
+   last duplicate silently);
 2. shape: unknown keys, missing keys, wrong types (the pydantic models);
 3. references: every category, purpose and recipient a list names must exist, and
    an affiliate's announcement must name partner, purpose, categories and manager.
@@ -22,7 +29,16 @@ from lineage.errors import PolicyError, PolicyProblem
 from lineage.policy.model import Policy
 from schemas.types import RecipientKind
 
-__all__ = ["DEFAULT_POLICY", "lint_policy", "load_policy", "load_policy_text"]
+__all__ = ["DEFAULT_POLICY", "MAX_POLICY_BYTES", "lint_policy", "load_policy", "load_policy_text"]
+
+#: A policy file larger than this is refused unread (the seed policy is about 10 KB).
+MAX_POLICY_BYTES = 1024 * 1024
+
+#: The tags plain YAML resolves to; any other would construct something else.
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{name}"
+    for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
+}
 
 Path_ = tuple[str | int, ...]
 
@@ -39,7 +55,14 @@ def load_policy(path: str | Path | None = None) -> Policy:
     """Load and check a policy file (the shipped seed policy when ``path`` is None)."""
     file = Path(path) if path is not None else DEFAULT_POLICY
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            data = handle.read(MAX_POLICY_BYTES + 1)
+        if len(data) > MAX_POLICY_BYTES:
+            problem = PolicyProblem(
+                str(file), None, "(file)", f"larger than {MAX_POLICY_BYTES} bytes: not a policy"
+            )
+            raise PolicyError([problem])
+        text = data.decode("utf-8")
     except OSError as exc:
         problem = PolicyProblem(str(file), None, "(file)", exc.strerror or str(exc))
         raise PolicyError([problem]) from None
@@ -51,6 +74,9 @@ def load_policy(path: str | Path | None = None) -> Policy:
 
 def load_policy_text(text: str, file: str = "<policy>") -> Policy:
     """Load and check policy text; ``file`` names it in problems."""
+    if len(text) > MAX_POLICY_BYTES:
+        problem = PolicyProblem(file, None, "(file)", f"larger than {MAX_POLICY_BYTES} bytes")
+        raise PolicyError([problem])
     data, lines = _compose(text, file)
     if not isinstance(data, dict):
         raise PolicyError([PolicyProblem(file, 1, "(top)", "the policy must be a YAML mapping")])
@@ -85,9 +111,35 @@ def lint_policy(policy: Policy) -> list[str]:
 # -- pass 1: YAML with line numbers ------------------------------------------------------------
 
 
+#: Policies nest about six levels deep; YAML's composer recurses once per level.
+MAX_POLICY_DEPTH = 32
+
+
+def _plain_only(text: str, file: str) -> None:
+    """Refuse the first anchor or alias, and nesting deeper than :data:`MAX_POLICY_DEPTH`,
+    reading the file's events once (nothing is built)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_POLICY_DEPTH:
+                message = f"nested more than {MAX_POLICY_DEPTH} levels deep: not a policy"
+                raise PolicyError([PolicyProblem(file, line, "(yaml)", message)])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        anchor = getattr(event, "anchor", None)
+        if anchor is None:
+            continue
+        what = f"alias *{anchor}" if isinstance(event, yaml.AliasEvent) else f"anchor &{anchor}"
+        message = f"{what}: policy files take no anchors or aliases"
+        raise PolicyError([PolicyProblem(file, line, "(yaml)", message)])
+
+
 def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
     """Parse YAML into plain data plus the 1-based line of every key and list item."""
     try:
+        _plain_only(text, file)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -104,6 +156,16 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
 
     def build(node: yaml.Node, path: Path_) -> Any:
         lines.setdefault(path, node.start_mark.line + 1)
+        if node.tag not in _PLAIN_TAGS:
+            problems.append(
+                PolicyProblem(
+                    file,
+                    node.start_mark.line + 1,
+                    _dotted(path),
+                    f"tag {node.tag!r} would construct an object; policy files are plain YAML",
+                )
+            )
+            return None
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
