@@ -312,6 +312,14 @@ class Redactor:
 
     # -- events ------------------------------------------------------------------------------
 
+    def _masked_path(self, path: str) -> str:
+        """A field's path as an alert may name it: an attribute's key is data too."""
+        if not path.startswith("attributes."):
+            return path
+        key = path.removeprefix("attributes.")
+        suffix = "#key" if key.endswith("#key") else ""
+        return f"attributes.{self.mask(key.removesuffix('#key'))}{suffix}"
+
     def scan_event(
         self, event: AccessEvent | ConsentEvent, raw: bytes | None = None
     ) -> tuple[AccessEvent | ConsentEvent, dict[str, list[str]]]:
@@ -330,8 +338,8 @@ class Redactor:
         for path, text in texts.items():
             spans = self.spans(text)
             if spans:
-                found[path] = sorted({kind for _, _, kind in spans})
                 masked[path] = self.mask(text)
+                found[self._masked_path(path)] = sorted({kind for _, _, kind in spans})
         if not found:
             return event, {}
         return _apply(event, masked), found

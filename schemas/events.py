@@ -271,18 +271,22 @@ def _describe(err: ErrorDetails) -> tuple[str | None, str, str]:
 
 
 _SCALAR_ERRORS = {"string_type", "int_type", "float_type", "bool_type", "none_required"}
-_EMAIL_HINT = re.compile(r"[^\s@]@[^\s@]")
-_DIGIT_RUN = re.compile(r"\d[\d\s().+-]{7,}\d")
+# Full-width forms fold to ASCII (one character for one) before the checks below.
+_FOLD = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
+_EMAIL_HINT = re.compile(r"@|\\u0040", re.IGNORECASE)
+_DIGIT_RUN = re.compile(r"\d[\d\s().+\-]{4,}\d")
 _TIMESTAMP_SHAPE = re.compile(
     r"^\d{4}-\d{2}-\d{2}([T t_]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
 )
 
 
 def _looks_personal(text: str) -> bool:
-    """A cautious guess: an e-mail-like or phone/card-like run of digits is withheld."""
-    if _EMAIL_HINT.search(text):
+    """A cautious guess, erring on the side of withholding: anything with an '@' or a run
+    of six or more digits may be an e-mail address, phone or card number."""
+    folded = text.translate(_FOLD)
+    if _EMAIL_HINT.search(folded):
         return True
-    return bool(_DIGIT_RUN.search(text)) and not _TIMESTAMP_SHAPE.match(text.strip())
+    return bool(_DIGIT_RUN.search(folded)) and not _TIMESTAMP_SHAPE.match(folded.strip())
 
 
 def _safe(value: Any) -> str:
