@@ -56,8 +56,16 @@ def _print_summary(summary: RunSummary, out: Path) -> None:
 
 
 def _redactor() -> Redactor:
-    # The same key as the workers' (LINEAGE_REDACTION_KEY) gives the same tokens.
+    # The same key as the workers' (LINEAGE_REDACTION_KEY, or a file named by
+    # LINEAGE_REDACTION_KEY_FILE) gives the same tokens.
     key = os.environ.get("LINEAGE_REDACTION_KEY")
+    path = os.environ.get("LINEAGE_REDACTION_KEY_FILE")
+    if not key and path:
+        try:
+            key = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or type(exc).__name__
+            _fail(f"LINEAGE_REDACTION_KEY_FILE: cannot read {path}: {why}", 2)
     return Redactor(key.encode() if key else None)
 
 

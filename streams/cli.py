@@ -31,7 +31,9 @@ def _settings(**options: Any) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        click.echo(f"lineage: error: setting {field}: {first['msg']}", err=True)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        where = f"setting {field}: " if field else ""
+        click.echo(f"lineage: error: {where}{message}", err=True)
         sys.exit(2)
 
 
@@ -83,6 +85,13 @@ def _environment_only(shown: set[str]) -> str:
     help="Partitions of the topics the worker creates.",
 )
 @click.option(
+    "--web-host",
+    envvar="LINEAGE_WEB_HOST",
+    show_envvar=True,
+    help="Address of /graph, /subjects, /health, /metrics [default: 127.0.0.1]; any other "
+    "needs LINEAGE_WEB_TOKEN or LINEAGE_WEB_TOKEN_FILE.",
+)
+@click.option(
     "--web-port",
     type=click.IntRange(0, 65535),
     envvar="LINEAGE_WEB_PORT",
@@ -110,10 +119,11 @@ def _environment_only(shown: set[str]) -> str:
 )
 @click.option("--sasl-username", envvar="LINEAGE_SASL_USERNAME", show_envvar=True)
 @click.option(
-    "--sasl-password",
-    envvar="LINEAGE_SASL_PASSWORD",
+    "--sasl-password-file",
+    envvar="LINEAGE_SASL_PASSWORD_FILE",
     show_envvar=True,
-    help="Better given in the environment than on the command line.",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the SASL password (or LINEAGE_SASL_PASSWORD; never on the command line).",
 )
 @click.option(
     "--ssl-cafile",
@@ -130,11 +140,24 @@ def _environment_only(shown: set[str]) -> str:
 def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
     """Run the stream processors on Kafka: judge lineage.events, raise alerts and incidents."""
     settings = _settings(policy=policy_path, **options)
+    from streams.settings import is_loopback
+
+    if settings.web_port and not is_loopback(settings.web_host) and settings.web_token is None:
+        click.echo(
+            f"lineage: error: the web server would answer beyond this machine "
+            f"(LINEAGE_WEB_HOST={settings.web_host}) and /graph shows every flow of personal "
+            "data: set LINEAGE_WEB_TOKEN or LINEAGE_WEB_TOKEN_FILE (a bearer token), or "
+            "bind 127.0.0.1",
+            err=True,
+        )
+        sys.exit(2)
     policy = policy_or_exit(settings.policy)
     from streams.app import LineageWorker
+    from streams.preflight import check_connection
 
-    lineage_worker = LineageWorker(settings, policy)
     try:
+        check_connection(settings)
+        lineage_worker = LineageWorker(settings, policy)
         created = lineage_worker.ensure_topics()
     except LineageError as exc:
         click.echo(f"lineage: error: {exc}", err=True)
@@ -185,8 +208,10 @@ def export(policy_path: Path | None, fmt: str, out: Path, timeout: float, **opti
     from lineage.export import export_graph
     from lineage.graph import build_graph
     from streams.changelog import read_edges
+    from streams.preflight import check_connection
 
     try:
+        check_connection(settings, timeout)
         edges = asyncio.run(read_edges(settings, timeout=timeout))
     except LineageError as exc:
         click.echo(f"lineage: error: {exc}", err=True)

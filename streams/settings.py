@@ -7,14 +7,28 @@ and print as ``**********``.
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "is_loopback"]
+
+#: Settings that are secrets, each also readable from ``<name>_file``.
+_SECRETS = ("web_token", "sasl_password", "redaction_key")
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable from this machine only."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -36,7 +50,11 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(default=4, ge=1, description="partitions of the topics it creates")
     replication_factor: int = Field(default=1, ge=1, description="of the topics it creates")
-    web_host: str = Field(default="0.0.0.0", description="web server (graph, health, metrics)")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="address of the web server (graph, subjects, health, metrics); any but "
+        "loopback needs a web token",
+    )
     web_port: int = Field(default=6066, ge=0, le=65535, description="0 turns the web server off")
     batch_size: int = Field(default=2000, ge=1, description="most events judged per batch")
     fetch_bytes: int = Field(
@@ -89,17 +107,81 @@ class Settings(BaseSettings):
         description="largest message the worker sends (keep it under the broker's "
         "message.max.bytes)",
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    web_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token /graph and /subjects require (or web_token_file)",
+    )
+    web_token_file: Path | None = Field(default=None, description="file holding the web token")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how to reach the brokers"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism"
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (or sasl_password_file; never on the command line)"
+    )
+    sasl_password_file: Path | None = Field(
+        default=None, description="file holding the SASL password"
+    )
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA certificates to trust (PEM); default: the system's"
+    )
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (PEM)")
+    ssl_keyfile: Path | None = Field(default=None, description="client certificate's key (PEM)")
     redaction_key: SecretStr | None = Field(
         default=None,
-        description="key of the tokens that replace raw personal data; share it across workers",
+        description="key of the tokens that replace raw personal data; share it across workers "
+        "(or redaction_key_file)",
     )
+    redaction_key_file: Path | None = Field(
+        default=None, description="file holding the redaction key"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """A secret may come from a file (``<name>_file``): read it, never echo it."""
+        if not isinstance(data, dict):
+            return data
+        for name in _SECRETS:
+            path = data.get(f"{name}_file")
+            if path and not data.get(name):
+                try:
+                    data[name] = Path(path).read_text(encoding="utf-8").strip()
+                except (OSError, UnicodeDecodeError) as exc:
+                    why = getattr(exc, "strerror", None) or type(exc).__name__
+                    raise ValueError(f"{name}_file: cannot read {path}: {why}") from None
+        return data
+
+    @field_validator(
+        "policy",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "web_token_file",
+        "sasl_password_file",
+        "redaction_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _tls_files_load(self) -> Settings:
+        """The TLS files must load now: a bad path or PEM is a setting error, said once."""
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            try:
+                self.ssl_context()
+            except (OSError, ssl.SSLError) as exc:
+                files = ", ".join(
+                    str(f) for f in (self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile) if f
+                )
+                why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+                raise ValueError(f"TLS files ({files or 'none'}) do not load: {why}") from None
+        return self
 
     @field_validator("broker")
     @classmethod

@@ -2,10 +2,16 @@
 
 ``/graph?format=json|html|graphml|dot|mermaid`` draws the global lineage graph
 from every partition's edge partials in Kafka, so any worker answers for all.
+
+``/graph`` is the map of where personal data went: with a web token set it
+answers only ``Authorization: Bearer <token>`` (401 otherwise). The worker binds
+127.0.0.1 unless told otherwise, and refuses to listen wider without a token.
+``/health`` and ``/metrics`` carry nothing personal and need no token.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +48,19 @@ def register_pages(
     ``partitions()`` gives the events partitions the worker holds; ``before_scrape()``
     brings gauges up to date.
     """
+    token = settings.web_token.get_secret_value().encode() if settings.web_token else None
+
+    def refused(web: Any, request: Any) -> Any | None:
+        """A 401 response unless the request carries the bearer token (when one is set)."""
+        if token is None:
+            return None
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token):
+            return None
+        response = web.json({"error": "a bearer token is required"}, status=401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="privacy-lineage"'
+        return response
 
     @app.page("/health")  # type: ignore[untyped-decorator]
     async def health(web: Any, request: Any) -> Any:
@@ -64,6 +83,9 @@ def register_pages(
     async def graph(web: Any, request: Any) -> Any:
         from lineage.export import FORMATS, export_graph
 
+        denied = refused(web, request)
+        if denied is not None:
+            return denied
         fmt = request.query.get("format", "json")
         if fmt not in FORMATS:
             return web.json({"error": f"unknown format {fmt!r}; one of {FORMATS}"}, status=400)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -246,3 +247,43 @@ def test_the_filter_sits_on_the_root_handlers_where_library_records_arrive() -> 
         assert sum(isinstance(f, RepeatFilter) for f in handler.filters) == 1
     finally:
         root.removeHandler(handler)
+
+
+def test_a_worker_listening_beyond_this_machine_needs_a_web_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LINEAGE_WEB_HOST", "0.0.0.0")
+    result = CliRunner().invoke(main, ["worker", "--broker", "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "LINEAGE_WEB_TOKEN" in result.output and "Traceback" not in result.output
+
+
+def test_secrets_come_from_the_environment_or_a_file_never_argv_and_never_show(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LINEAGE_SASL_PASSWORD", "hunter2-password")
+    monkeypatch.setenv("LINEAGE_WEB_TOKEN", "hunter2-token")
+    help_text = CliRunner().invoke(main, ["worker", "--help"]).output
+    assert "--sasl-password " not in help_text and "--sasl-password-file" in help_text
+    assert "hunter2" not in help_text
+    refused = CliRunner().invoke(main, ["worker", "--sasl-password", "x"])
+    assert refused.exit_code == 2  # no such option: a secret on argv shows in ps
+    secret = tmp_path / "password"
+    secret.write_text("from-a-file\n")
+    monkeypatch.delenv("LINEAGE_SASL_PASSWORD")
+    monkeypatch.setenv("LINEAGE_SASL_PASSWORD_FILE", str(secret))
+    settings = Settings()
+    assert settings.sasl_password is not None
+    assert settings.sasl_password.get_secret_value() == "from-a-file"
+    assert "from-a-file" not in repr(settings)
+    monkeypatch.setenv("LINEAGE_SASL_PASSWORD_FILE", str(tmp_path / "missing"))
+    result = CliRunner().invoke(main, ["worker"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "sasl_password_file: cannot read" in result.output
+
+
+def test_tls_files_that_do_not_load_are_a_setting_error(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ValidationError, match="TLS files"):
+        Settings(security_protocol="SSL", ssl_cafile=bad)
