@@ -45,15 +45,17 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from lineage.errors import LineageError
 from schemas import AccessEvent, ConsentEvent, decode_event
 
-__all__ = ["Emitter", "EmitterError", "EmitterStats", "emit_lines"]
+__all__ = ["Emitter", "EmitterError", "EmitterStats", "connect", "emit_lines"]
 
 log = logging.getLogger("lineage.emitter")
 
 
-class EmitterError(Exception):
-    """Events could not be delivered (only :func:`emit_lines` raises it; ``emit`` spills)."""
+class EmitterError(LineageError):
+    """Kafka could not be reached or refused us (only :func:`emit_lines` and
+    :func:`connect` raise it; ``emit`` spills and says why in ``last_error``)."""
 
 
 @dataclass(slots=True)
@@ -115,6 +117,8 @@ class Emitter:
         self._retry = retry_seconds
         self._stop = threading.Event()
         self._producer: Any = None
+        #: Why Kafka could not be reached, when it could not (one sentence, no secrets).
+        self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="lineage-emitter", daemon=True)
         self._thread.start()
 
@@ -160,10 +164,23 @@ class Emitter:
                 self._settled.wait(remaining if remaining is not None else 0.5)
             return self._in_memory
 
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until Kafka acknowledged every event handed off, spilled ones too; False
+        when ``timeout`` passed first (what is left is on disk or on its way)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._settled:
+            while self._in_memory or self._spilling:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._settled.wait(min(remaining, 0.5) if remaining is not None else 0.5)
+            return True
+
     def close(self, timeout: float = 10.0) -> None:
-        """Flush, stop the thread and close the producer. What Kafka did not take by then
-        stays in the spill files, sent first by the next Emitter on them."""
-        self.flush(timeout)
+        """Send what is waiting (up to ``timeout``), stop the thread, close the producer.
+        What Kafka did not take by then stays in the spill files, sent first by the next
+        Emitter on them."""
+        self.drain(timeout)
         self._stop.set()
         self._thread.join(timeout + 15)
 
@@ -257,6 +274,8 @@ class Emitter:
             if not self.spill_path.exists():
                 self._spilling = False
                 log.info("every spilled event is sent; events go to the buffer again")
+        with self._settled:
+            self._settled.notify_all()
         return True
 
     def _replay_file(self, path: Path) -> bool | None:
@@ -313,10 +332,15 @@ class Emitter:
         if self._producer is not None:
             return True
         try:
-            self._producer = KafkaProducer(**self._config)
-        except KafkaError as exc:
-            log.warning("Kafka at %s unreachable: %s", self.bootstrap_servers, type(exc).__name__)
+            self._producer = connect(self._config)
+        except EmitterError as exc:
+            if str(exc) != self.last_error:  # each new reason once, not every retry
+                log.error("%s; events wait in %s", exc, self.spill_path)
+            self.last_error = str(exc)
             return False
+        if self.last_error is not None:
+            log.info("Kafka at %s answers again", self.bootstrap_servers)
+        self.last_error = None
         return True
 
     def _send_all(
@@ -361,17 +385,26 @@ def _append(path: Path, items: Iterable[tuple[bytes | None, bytes]]) -> None:
             spill.write(orjson.dumps(record) + b"\n")
 
 
-def emit_lines(lines: Iterable[bytes], *, broker: str, topic_prefix: str = "lineage.") -> int:
+def emit_lines(
+    lines: Iterable[bytes],
+    *,
+    broker: str,
+    topic_prefix: str = "lineage.",
+    producer_config: Mapping[str, Any] | None = None,
+) -> int:
     """Send JSON lines as they are (malformed ones too, for the dead letters); return the count.
 
     Used by ``lineage demo --broker``. Raises :class:`EmitterError` when Kafka took nothing.
     """
-    try:
-        producer = KafkaProducer(
-            bootstrap_servers=broker, linger_ms=20, max_block_ms=10_000, bootstrap_timeout_ms=10_000
-        )
-    except KafkaError as exc:
-        raise EmitterError(f"cannot reach Kafka at {broker}: {type(exc).__name__}") from exc
+    producer = connect(
+        {
+            "bootstrap_servers": broker,
+            "linger_ms": 20,
+            "max_block_ms": 10_000,
+            "bootstrap_timeout_ms": 10_000,
+            **dict(producer_config or {}),
+        }
+    )
     sent = 0
     try:
         for line in lines:
@@ -392,3 +425,61 @@ def emit_lines(lines: Iterable[bytes], *, broker: str, topic_prefix: str = "line
     finally:
         producer.close(timeout=5)
     return sent
+
+
+# -- connecting --------------------------------------------------------------------------------
+
+#: kafka-python's loggers that speak of one failed bootstrap many times over.
+_NET_LOGGERS = ("kafka.net.manager", "kafka.net.connection", "kafka.net.transport")
+
+
+class _Hush(logging.Filter):
+    """Keeps kafka-python's connection records of one thread out of the log, and keeps
+    them to say in one sentence what went wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+        self.said: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread:
+            return True
+        self.said.append(record.getMessage())
+        return False
+
+
+def connect(config: Mapping[str, Any]) -> Any:
+    """A kafka-python producer; or :class:`EmitterError` saying why Kafka refused or did
+    not answer: wrong credentials, an untrusted certificate, nobody listening."""
+    hush = _Hush()
+    loggers = [logging.getLogger(name) for name in _NET_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(hush)
+    try:
+        return KafkaProducer(**config)
+    except KafkaError as exc:
+        raise EmitterError(_why(config, hush.said, exc)) from None
+    finally:
+        for logger in loggers:
+            logger.removeFilter(hush)
+
+
+def _why(config: Mapping[str, Any], said: list[str], exc: BaseException) -> str:
+    where = config.get("bootstrap_servers")
+    text = " ".join(said)
+    if "SaslAuthenticationFailed" in text:
+        return (
+            f"Kafka at {where} refused the credentials of user "
+            f"{config.get('sasl_plain_username')!r} ({config.get('sasl_mechanism')})"
+        )
+    if "UnsupportedSaslMechanism" in text:
+        return f"Kafka at {where} does not offer SASL {config.get('sasl_mechanism')}"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f"the certificate of Kafka at {where} is not trusted: pass ssl_cafile, the CA "
+            "that signed it"
+        )
+    if "ECONNREFUSED" in text or "Connection refused" in text:
+        return f"cannot reach Kafka at {where}: connection refused"
+    return f"cannot reach Kafka at {where}: {type(exc).__name__}"

@@ -97,12 +97,13 @@ def graph_facts(graph: dict[str, Any]) -> tuple[list[str], list[str]]:
 class TopicReader:
     """Reads a topic from its beginning, keeping what it has read between calls."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, **client: Any) -> None:
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            **client,
         )
         self.consumer.subscribe([topic])
         self.messages: list[Any] = []
@@ -119,8 +120,18 @@ class TopicReader:
 class Deployment:
     """One isolated deployment on a broker: its own topic prefix and app id."""
 
-    def __init__(self, bootstrap: str, tmp: Path) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        tmp: Path,
+        client: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``client``: kafka-python settings of the test's own clients (TLS, SASL);
+        ``env``: the same for workers and commands, as LINEAGE_* variables."""
         tag = uuid.uuid4().hex[:10]
+        self.client = client or {}
+        self.extra_env = env or {}
         self.bootstrap = bootstrap
         self.prefix = f"t{tag}."
         self.app_id = f"lineage-test-{tag}"
@@ -141,11 +152,12 @@ class Deployment:
             LINEAGE_INCIDENT_FLUSH_SECONDS="2",
             LINEAGE_BATCH_SIZE="500",
         )
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
     def producer(self, **config: Any) -> KafkaProducer:
-        return KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, **config)
+        return KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, **self.client, **config)
 
     def produce(
         self,
@@ -182,7 +194,7 @@ class Deployment:
         return thread
 
     def reader(self, name: str) -> TopicReader:
-        return TopicReader(self.bootstrap, self.topic(name))
+        return TopicReader(self.bootstrap, self.topic(name), **self.client)
 
     def read(
         self,
@@ -204,7 +216,10 @@ class Deployment:
         from kafka import TopicPartition
 
         consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.app_id, enable_auto_commit=False
+            bootstrap_servers=self.bootstrap,
+            group_id=self.app_id,
+            enable_auto_commit=False,
+            **self.client,
         )
         try:
             topic = self.topic(name)
@@ -217,10 +232,10 @@ class Deployment:
         finally:
             consumer.close()
 
-    def export(self, fmt: str, out: Path) -> subprocess.CompletedProcess[str]:
+    def export(self, fmt: str, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "lineage.cli", "export", "--format", fmt, "--out", str(out)],
-            env=self.env(),
+            env=self.env(**env),
             capture_output=True,
             text=True,
             timeout=120,
@@ -332,9 +347,14 @@ class Worker:
         )
         return self
 
-    def get(self, path: str, timeout: float = 30) -> str:
+    def get(self, path: str, timeout: float = 30, token: str | None = None) -> str:
         url = f"http://127.0.0.1:{self.web_port}{path}"
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        request = urllib.request.Request(url)
+        if token is None:
+            token = self.extra_env.get("LINEAGE_WEB_TOKEN")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return str(response.read().decode())
 
     def health(self) -> dict[str, Any]:

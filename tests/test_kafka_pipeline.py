@@ -17,7 +17,7 @@ import pytest
 from lineage.demo import generate_day
 from schemas import EventRejected
 from streams.emitter import Emitter
-from tests.kafka_helpers import Deployment, Reference, Worker, graph_facts
+from tests.kafka_helpers import Deployment, Reference, Worker, graph_facts, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -75,3 +75,85 @@ def test_emitter_events_give_the_embedded_alerts_and_graph(
         worker.stop()
     # With no worker running, the graph comes back from Kafka alone.
     assert graph_facts(deployment.exported_graph()) == graph_facts(reference.graph)
+
+
+def test_hostile_messages_leak_nothing_on_kafka(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Personal data planted in ids, keys, attribute keys and bad messages, in ASCII,
+    full-width and international forms, reaches no topic, header, export, page or log."""
+    from tests.test_no_leak import leaks, plant
+
+    values = [
+        ("hanako.suzuki@example.jp", "hanako.suzuki@example.jp"),
+        ("ｈａｎａｋｏ＠ｅｘａｍｐｌｅ．ｊｐ", "hanako@example.jp"),
+        ("090-8765-4321", "09087654321"),
+        ("０９０－８７６５－４３２１", "09087654321"),
+        ("+81 90 8765 4321", "9087654321"),
+        ("4111-1111-1111-1111", "4111111111111111"),
+    ]
+    places = ["subject", "event_id", "attribute key", "attribute value", "source", "recipient",
+              "category", "consent subject", "unknown field value", "truncated json"]  # fmt: skip
+    lines, keys = [], []
+    for n, ((written, _), place) in enumerate((v, p) for v in values for p in places):
+        lines.append(plant(place, written, n))
+        keys.append(written.encode())  # the key, too, is what a careless producer sent
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    worker = Worker(deployment, "a", LINEAGE_WEB_TOKEN="t0ken")
+    try:
+        worker.start().wait_ready()
+        deployment.produce(lines, keys=keys)
+        dead = deployment.read("dead-letter", lambda ms: len(ms) >= 12, 120, alive=[worker])
+
+        def judged() -> float:
+            return sum(
+                worker.metric(f"lineage_{name}_total")
+                for name in ("events", "dead_letters", "duplicates")
+            )
+
+        wait_until(lambda: judged() >= len(lines), 120, "every message judged", alive=[worker])
+        texts: dict[str, str] = {}
+        for name in ("alerts", "incidents", "dead-letter"):
+            messages = deployment.read(name, lambda ms: True, 30)
+            texts[name] = "\n".join(
+                repr((m.key, m.value, m.headers)) for m in messages
+            ) + "\n".join(
+                (m.key or b"").decode(errors="replace")
+                + (m.value or b"").decode(errors="replace")
+                + "".join(v.decode(errors="replace") for _, v in m.headers)
+                for m in messages
+            )
+        assert dead
+        texts["metrics"] = worker.get("/metrics")
+        texts["health"] = worker.get("/health")
+        for fmt in ("json", "html", "graphml", "dot", "mermaid"):
+            texts[f"graph.{fmt}"] = worker.get(f"/graph?format={fmt}")
+        texts["log"] = worker.text()
+    finally:
+        worker.stop()
+    for fmt in ("json", "html", "graphml", "dot", "mermaid"):
+        out = tmp_path / f"export.{fmt}"
+        assert deployment.export(fmt, out).returncode == 0
+        texts[f"export.{fmt}"] = out.read_text()
+    for written, canonical in values:
+        for name, text in texts.items():
+            assert not leaks(text, canonical), f"{written!r} leaks into {name}"
+
+
+def test_the_graph_needs_the_web_token_when_one_is_set(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    import urllib.error
+
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    worker = Worker(deployment, "a", LINEAGE_WEB_TOKEN="s3cret-token")
+    try:
+        worker.start().wait_ready()
+        assert worker.health()["status"] == "ok"  # health and metrics need no token
+        assert "lineage_events_total" in worker.get("/metrics") or worker.get("/metrics")
+        for token in ("", "wrong"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                worker.get("/graph?format=json", token=token or "-")
+            assert refused.value.code == 401
+        assert json.loads(worker.get("/graph?format=json"))["nodes"] is not None
+        assert "s3cret-token" not in worker.text()
+    finally:
+        worker.stop()

@@ -1,0 +1,87 @@
+"""Before a worker or a command starts its clients: can it reach Kafka, and on what terms?
+
+The clients retry quietly and then say only "Unable to bootstrap" whether the
+broker is down, the password is wrong or the certificate is not trusted. This
+module opens one connection to each bootstrap server with the same settings
+(aiokafka's public ``create_conn``), and turns what went wrong into one sentence
+that names the broker and what to fix, never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError
+
+from streams.kafka_config import KafkaConfig
+from streams.settings import Settings
+from streams.topics import KafkaUnavailable
+
+__all__ = ["KafkaRefused", "check_connection"]
+
+
+class KafkaRefused(KafkaUnavailable):
+    """Kafka answered and refused us: credentials or certificate (retrying will not help)."""
+
+
+def _explain(settings: Settings, where: str, exc: BaseException) -> KafkaUnavailable:
+    text = str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return KafkaRefused(
+            f"the certificate of Kafka at {where} is not trusted ({exc.verify_message}): set "
+            "LINEAGE_SSL_CAFILE to the CA that signed it"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return KafkaRefused(f"TLS with Kafka at {where} failed: {exc.reason or type(exc).__name__}")
+    if "Authentication failed" in text or type(exc).__name__.startswith("SaslAuthentication"):
+        return KafkaRefused(
+            f"Kafka at {where} refused the credentials of user {settings.sasl_username!r} "
+            f"({settings.sasl_mechanism}): check LINEAGE_SASL_USERNAME and the password"
+        )
+    if "UnsupportedSaslMechanism" in type(exc).__name__ or "mechanism" in text.lower():
+        return KafkaRefused(
+            f"Kafka at {where} does not offer SASL {settings.sasl_mechanism}: "
+            f"check LINEAGE_SASL_MECHANISM ({text[:120]})"
+        )
+    hint = (
+        " (does it expect TLS or SASL? check LINEAGE_SECURITY_PROTOCOL)"
+        if settings.security_protocol == "PLAINTEXT" and not isinstance(exc, OSError)
+        else ""
+    )
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return KafkaUnavailable(f"cannot reach Kafka at {where}: no answer in time{hint}")
+    if isinstance(exc, ConnectionRefusedError):
+        return KafkaUnavailable(f"cannot reach Kafka at {where}: connection refused")
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    return KafkaUnavailable(f"cannot reach Kafka at {where}: {reason}{hint}")
+
+
+async def _probe(settings: Settings, timeout: float) -> None:
+    config = KafkaConfig(settings).aiokafka()
+    config.pop("bootstrap_servers")
+    last: KafkaUnavailable | None = None
+    for host in settings.bootstrap.split(","):
+        name, _, port = host.rpartition(":")
+        where = f"{name}:{port}"
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(name, int(port), request_timeout_ms=int(timeout * 1000), **config),
+                timeout,
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            last = _explain(settings, where, exc)
+            if isinstance(last, KafkaRefused):
+                raise last from None
+            continue
+        conn.close()
+        return  # one broker answered on our terms: the clients can bootstrap
+    assert last is not None
+    raise last
+
+
+def check_connection(settings: Settings, timeout: float = 15.0) -> None:
+    """Raise :class:`KafkaRefused` or :class:`KafkaUnavailable` with one clear sentence
+    when no bootstrap server can be reached with these settings."""
+    asyncio.run(_probe(settings, timeout))
