@@ -5,7 +5,8 @@ Nodes (id -> attributes):
 - ``category:<id>``  kind="category", label, identifying ("direct"/"indirect"/"none"/"unknown")
 - ``system:<id>``    kind="system", label, count (events it emitted), breaches {article: events}
 - ``recipient:<id>`` kind="recipient", label, recipient_kind (outsourcer, affiliate, ad_provider,
-  info_module, third_party, authority, or "unknown"), country ("" when unknown), example (bool)
+  info_module, third_party, authority, or "unknown"), country ("" when unknown), abroad (bool:
+  outside the policy's home country), example (bool)
 
 Edges:
 
@@ -17,9 +18,10 @@ Edges:
 Flow and onward edges carry: count, personal (events with personal data), categories,
 purposes, legal_bases, forms, actions (sorted lists), per-item counts (``category_counts`` ...),
 first_seen and last_seen (ISO 8601), breaches {article: events}, rules {rule: events},
-breach_count (events that broke at least one article).
+breach_count (events that broke at least one article), days and breach_days {day: events}
+(days in the policy's calendar).
 
-Graph attributes: policy_name, policy_version, generated_from.
+Graph attributes: policy_name, policy_version, generated_from, home_country.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def _endpoint(policy: Policy, ident: str) -> tuple[str, dict[str, Any]]:
             "kind": "recipient",
             "label": r.name,
             "recipient_kind": r.kind.value,
-            "country": r.country,
+            "country": r.country_code,
+            "abroad": policy.abroad(r),
             "example": r.example,
         }
     if ident in policy.systems:
@@ -69,6 +72,7 @@ def _endpoint(policy: Policy, ident: str) -> tuple[str, dict[str, Any]]:
         "label": ident,
         "recipient_kind": "unknown",
         "country": "",
+        "abroad": False,
         "example": False,
     }
 
@@ -113,6 +117,7 @@ def build_graph(
         policy_name=policy.policy.name,
         policy_version=policy.version,
         generated_from=generated_from,
+        home_country=policy.policy.home_country,
     )
     for (relation, src, dst), agg in sorted(edges.items()):
         if relation in ("system", "flow"):
@@ -145,5 +150,7 @@ def build_graph(
             breaches=dict(sorted(agg.breaches.items())),
             rules=dict(sorted(agg.rules.items())),
             breach_count=agg.breaching,
+            days=dict(sorted(agg.days.items())),
+            breach_days=dict(sorted(agg.breach_days.items())),
         )
     return graph

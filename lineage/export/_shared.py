@@ -12,6 +12,7 @@ from typing import Any
 
 import networkx as nx
 
+from lineage.rules.base import article_key
 from schemas.types import RecipientKind
 
 #: Recipient kinds in the order the pictures list them (the policy's kinds, then "unknown").
@@ -73,9 +74,21 @@ def palette(attrs: Mapping[str, Any]) -> Palette:
     return CATEGORY
 
 
-def article_key(article: str) -> tuple[int, str]:
-    """Sort key that puts Art. 9 before Art. 10 (numeric first, then the rest)."""
-    return (int(article), "") if article.isdigit() else (1 << 30, article)
+def art_label(article: str) -> str:
+    """How an article is named on a page: ``Art. 9`` (the policy's), ``APPI Art. 28``."""
+    if article.isdigit():
+        return f"Art. {article}"
+    law, _, number = article.partition("-")
+    return f"{law} Art. {number}" if number else article
+
+
+def arts_label(arts: Iterable[str]) -> str:
+    """Several articles in few words: ``Art. 3, 6, 9 · APPI Art. 28``."""
+    listed = list(arts)
+    own = [a for a in listed if a.isdigit()]
+    parts = [f"Art. {', '.join(own)}"] if own else []
+    parts += [art_label(a) for a in listed if not a.isdigit()]
+    return " · ".join(parts)
 
 
 def articles(breaches: Mapping[str, int]) -> list[str]:

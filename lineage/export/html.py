@@ -31,8 +31,9 @@ from lineage.export._shared import (
     KIND_PALETTES,
     RECIPIENT_KINDS,
     abbreviate,
-    article_key,
+    art_label,
     articles,
+    arts_label,
     breaching,
     category_labels,
     is_flow,
@@ -41,6 +42,7 @@ from lineage.export._shared import (
     recipient_kind,
 )
 from lineage.export.layout import NODE_H, WIDTHS, Layout, layout
+from lineage.rules.base import article_key
 
 __all__ = ["Summary", "summarize", "to_html"]
 
@@ -138,8 +140,7 @@ def _json_for_script(data: object) -> str:
 
 
 def _arts(breaches: Mapping[str, int]) -> str:
-    arts = articles(breaches)
-    return f"Art. {', '.join(arts)}" if arts else ""
+    return arts_label(articles(breaches))
 
 
 def _label(graph: nx.DiGraph, node: str) -> str:
@@ -150,6 +151,7 @@ def _label(graph: nx.DiGraph, node: str) -> str:
 
 
 def _node_svg(node: str, attrs: Mapping[str, Any], lay: Layout) -> str:
+    """One box; a recipient abroad (APPI Art. 28) carries its country as a badge."""
     box = lay.boxes[node]
     colours = palette(attrs)
     kind = str(attrs.get("kind", "recipient"))
@@ -174,13 +176,23 @@ def _node_svg(node: str, attrs: Mapping[str, Any], lay: Layout) -> str:
     dashed = ' stroke-dasharray="5 3"' if "kind-unknown" in classes else ""
     title = f"{label} ({node})"
     w, h = box.w, box.h
-    text_w = w - 22
+    is_abroad = kind == "recipient" and bool(attrs.get("abroad"))
+    text_w = w - 22 - (30 if is_abroad else 0)
     sub_text = _fit(sub, text_w if not sub_breach else text_w * 0.55, SUB_PX)
+    sub_breach = _fit(sub_breach, text_w * 0.45, SUB_PX) if sub_breach else ""
     breach_tspan = (
         f'<tspan class="sub-breach" fill="{BREACH}"> · {escape(sub_breach)}</tspan>'
         if sub_breach
         else ""
     )
+    abroad = ""
+    if is_abroad:
+        classes.append("abroad")
+        code = escape(str(attrs.get("country") or ""))
+        abroad = (
+            f'<g class="country" transform="translate({w - 30},{4})">'
+            f'<rect width="26" height="15" rx="4"/><text x="13" y="11">{code}</text></g>'
+        )
     return (
         f'<g class="{" ".join(classes)}" data-node="{_attr(node)}" tabindex="0" role="button" '
         f'aria-label="{_attr(title)}" transform="translate({box.x:.1f},{box.y:.1f})">'
@@ -191,7 +203,7 @@ def _node_svg(node: str, attrs: Mapping[str, Any], lay: Layout) -> str:
         f'clip-path="url(#clip-{_role(kind)})"/>'
         f'<text class="label" x="13" y="15.5">{escape(_fit(label, text_w, LABEL_PX))}</text>'
         f'<text class="sub" x="13" y="29.5">{escape(sub_text)}{breach_tspan}</text>'
-        "</g>"
+        f"{abroad}</g>"
     )
 
 
@@ -243,7 +255,7 @@ def _svg(graph: nx.DiGraph, lay: Layout, edge_ids: Mapping[tuple[str, str], str]
             cats = abbreviate(category_labels(graph, attrs.get("categories") or []))
             title += f" ({cats})" if cats else ""
         if bad:
-            title += f", breaks Art. {', '.join(arts)}"
+            title += f", breaks {arts_label(arts)}"
         dash = ' stroke-dasharray="7 5"' if relation == "onward" else ""
         parts.append(
             f'<g class="{" ".join(classes)}" data-edge="{eid}" data-source="{_attr(path.source)}" '
@@ -254,7 +266,7 @@ def _svg(graph: nx.DiGraph, lay: Layout, edge_ids: Mapping[tuple[str, str], str]
             f'stroke-width="{path.width}"{dash}/></g>'
         )
         if bad:
-            text = f"Art. {', '.join(arts)}" if arts else "breach"
+            text = arts_label(arts) if arts else "breach"
             bw = 14 + len(text) * 6.3
             badges.append(
                 f'<g class="badge" data-edge="{eid}" '
@@ -294,7 +306,7 @@ def _header(graph: nx.DiGraph, summary: Summary) -> str:
         count = plural(summary.unknown_recipients, "unknown recipient")
         unknown = f'<div class="stat-note warn">{count}</div>'
     articles_html = "".join(
-        f'<li data-article="{_attr(a)}"><span class="art">Art. {escape(a)}</span>'
+        f'<li data-article="{_attr(a)}"><span class="art">{escape(art_label(a))}</span>'
         f'<span class="art-count">{plural(flows, "flow")}</span>'
         f'<span class="art-events">{plural(events, "event")}</span></li>'
         for a, (flows, events) in summary.by_article.items()
@@ -336,7 +348,7 @@ def _header(graph: nx.DiGraph, summary: Summary) -> str:
 
 def _toolbar(summary: Summary, kinds: Iterable[str]) -> str:
     options = "".join(
-        f'<option value="{_attr(a)}">Art. {escape(a)} ({plural(flows, "flow")})</option>'
+        f'<option value="{_attr(a)}">{escape(art_label(a))} ({plural(flows, "flow")})</option>'
         for a, (flows, _) in summary.by_article.items()
     )
     legend = "".join(
@@ -352,6 +364,8 @@ def _toolbar(summary: Summary, kinds: Iterable[str]) -> str:
         "Only breaching flows</label>"
         '<label class="select">Article <select id="article">'
         f'<option value="">any</option>{options}</select></label>'
+        '<label class="select">From <input type="date" id="day-from"></label>'
+        '<label class="select">to <input type="date" id="day-to"></label>'
         '<button type="button" id="reset" class="link">Reset</button>'
         "</div>"
         '<ul class="legend lines">'
@@ -359,6 +373,7 @@ def _toolbar(summary: Summary, kinds: Iterable[str]) -> str:
         '<li><span class="line-key breach"></span>Breaks the policy</li>'
         '<li><span class="line-key onward"></span>Onward transfer</li>'
         '<li><span class="line-key holds"></span>Category a system holds</li>'
+        '<li><span class="country-key">US</span>Recipient abroad (APPI Art. 28)</li>'
         "</ul></div>"
         '<ul class="legend kinds">'
         '<li><span class="swatch system"></span>Internal system</li>'
