@@ -166,7 +166,7 @@ LAWFUL: list[tuple[int, Scenario]] = [
         lambda r, s: _transfer(
             "crm",
             "mail-delivery",
-            ["identity.name", "contact.email"],
+            ["contact.email"],
             "contact_and_notices",
             subject=s,
             legal_basis="outsourcing",
@@ -217,7 +217,7 @@ BREACHES: list[tuple[str, Scenario]] = [
         lambda r, s: _transfer(
             "support-desk",
             "support-outsourcer",
-            ["identity.name", "contact.phone"],
+            ["contact.phone"],
             "contact_and_notices",
             subject=s,
             legal_basis="outsourcing",
@@ -228,7 +228,7 @@ BREACHES: list[tuple[str, Scenario]] = [
         lambda r, s: _transfer(
             "checkout",
             "payment-processor",
-            ["identity.name", "activity.purchase_history"],
+            ["identity.name", "identity.date_of_birth"],
             "service_operation",
             subject=s,
             legal_basis="outsourcing",
@@ -239,7 +239,7 @@ BREACHES: list[tuple[str, Scenario]] = [
         lambda r, s: _transfer(
             "payments",
             "mail-delivery",
-            ["identity.name", "contact.email"],
+            ["contact.email"],
             "contact_and_notices",
             subject=s,
             via="payment-processor",
@@ -250,7 +250,7 @@ BREACHES: list[tuple[str, Scenario]] = [
         lambda r, s: _transfer(
             "crm",
             "mail-delivery",
-            ["identity.name", "contact.email"],
+            ["contact.email"],
             "contact_and_notices",
             subject=s,
             encrypted_in_transit=False,
@@ -409,6 +409,57 @@ BREACHES: list[tuple[str, Scenario]] = [
         ),
     ),
     (
+        "art2.undeclared-category",
+        lambda r, s: {
+            "source": "web-frontend",
+            "action": "collect",
+            "subject": s,
+            "categories": ["identity.name", "identity.my_number"],
+            "purpose": "service_operation",
+        },
+    ),
+    (
+        "art3.undeclared-purpose",
+        lambda r, s: {
+            "source": "crm",
+            "action": "use",
+            "subject": s,
+            "categories": ["contact.email", "activity.purchase_history"],
+            "purpose": "credit_scoring",
+        },
+    ),
+    (
+        "art3.category-not-for-purpose",
+        lambda r, s: {
+            "source": "crm",
+            "action": "use",
+            "subject": s,
+            "categories": ["contact.email", "financial.bank_account"],
+            "purpose": "contact_and_notices",
+        },
+    ),
+    (
+        "art8.identifying",
+        lambda r, s: _transfer(
+            "analytics-sdk",
+            "analytics-module",
+            ["identity.name", "device.id"],
+            "statistics",
+            subject=s,
+        ),
+    ),
+    (
+        "appi28.foreign-no-basis",
+        lambda r, s: _transfer(
+            "support-desk",
+            "overseas-support",
+            ["contact.phone", "contact.email"],
+            "contact_and_notices",
+            subject=s,
+            legal_basis="outsourcing",
+        ),
+    ),
+    (
         "art10.retention",
         lambda r, s: _transfer(
             "ad-gateway",
@@ -509,9 +560,12 @@ def generate_day(
         consents.append((grant, known_consented))
     consents = consents[: max(4, events // 20)]
 
+    late: dict[int, Event] = {}  # consents the platform sends late, by when they arrive
     for i in range(events):
         if i in bad_at:
             yield bad_at[i]
+        if i in late:
+            yield orjson.dumps(late.pop(i))
         if i and i % _RESEND_EVERY == 0 and emitted:
             yield emitted[rnd.randrange(len(emitted))]
         occurred = stamp(i)
@@ -540,6 +594,20 @@ def generate_day(
                         body["subject"] = rnd.choice(known_withdrawn)
                     elif variant == 2 and known_scoped:
                         body["subject"] = rnd.choice(known_scoped)
+                    elif variant == 0 and (breach_turn // len(BREACHES)) % 2 == 0:
+                        # The consent platform syncs late: a grant made a minute before
+                        # the transfer arrives a few events after it, and retracts its alert.
+                        made = datetime.fromisoformat(occurred) - timedelta(minutes=1)
+                        late[i + 3] = {
+                            "type": "consent",
+                            "event_id": f"demo-late-{i}",
+                            "occurred_at": made.isoformat(timespec="milliseconds"),
+                            "subject": body["subject"],
+                            "recipient": "market-research",
+                            "purposes": ["statistics"],
+                            "status": "granted",
+                            "reference": f"cmp-late-{i}",
+                        }
             elif i % 17 == 0 and known_consented:
                 body = _transfer(
                     "crm",

@@ -94,6 +94,12 @@ def lint_policy(policy: Policy) -> list[str]:
     """Warnings that do not refuse the file but that a privacy officer should fix."""
     warnings: list[str] = []
     for rid, r in policy.recipients.items():
+        if r.country is None:
+            warnings.append(f"recipients.{rid}: no country; taken as JP (required from v1.1)")
+        if r.equivalent_system and not policy.abroad(r):
+            warnings.append(
+                f"recipients.{rid}: equivalent_system applies only to recipients abroad"
+            )
         if r.example:
             warnings.append(f"recipients.{rid}: an example entry; replace it with a real one")
         if r.kind is RecipientKind.OUTSOURCER:

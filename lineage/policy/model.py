@@ -63,8 +63,19 @@ class CategorySet:
         return [c for c in categories if c not in self]
 
 
+Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+#: Countries the PPC recognises as having an equivalent system (APPI Art. 28 (1)):
+#: the member states of the European Economic Area and the United Kingdom.
+EEA_AND_UK = (
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IS", "IE",
+    "IT", "LV", "LI", "LT", "LU", "MT", "NL", "NO", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
+    "GB",
+)  # fmt: skip
+
+
 class PolicyMeta(BaseModel):
-    """Which policy this is, and the calendar its dates are read in."""
+    """Which policy this is, the calendar its dates are read in, and where home is."""
 
     model_config = _FROZEN
 
@@ -73,7 +84,17 @@ class PolicyMeta(BaseModel):
     effective_on: date = Field(description="the day the policy took effect")
     timezone: str = Field(
         default="Asia/Tokyo",
-        description="IANA zone whose calendar the policy's dates use (extension; default Japan)",
+        description="IANA zone whose calendar the policy's dates use (default Japan)",
+    )
+    home_country: Country = Field(
+        default="JP", description="the company's country (ISO 3166 alpha-2; APPI Art. 28)"
+    )
+    adequate_countries: list[Country] = Field(
+        default_factory=lambda: list(EEA_AND_UK),
+        description="countries the PPC recognises (default: the EEA and GB; APPI Art. 28)",
+    )
+    records_retention_days: int = Field(
+        default=1095, gt=0, description="how long provision records are kept (APPI Art. 29 (2))"
     )
 
 
@@ -160,8 +181,12 @@ class Recipient(BaseModel):
 
     name: Text = Field(description="the recipient's name (for affiliates: the partner's name)")
     kind: RecipientKind = Field(description="decides which articles apply")
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = Field(
-        description="ISO 3166 alpha-2"
+    country: Country | None = Field(
+        default=None, description="ISO 3166 alpha-2; when omitted (v1 files) JP, with a warning"
+    )
+    equivalent_system: bool = Field(
+        default=False,
+        description="abroad, keeps a system meeting the PPC's standards (APPI Art. 28 (1))",
     )
     example: bool = Field(
         default=False, description="marks a placeholder entry a deployment must replace"
@@ -175,6 +200,11 @@ class Recipient(BaseModel):
     def agreements_in_force(self, day: date) -> list[Agreement]:
         """Agreements in force on ``day`` that conform to the policy."""
         return [a for a in self.agreements if a.conforms_to_policy and a.in_force(day)]
+
+    @property
+    def country_code(self) -> str:
+        """The recipient's country (JP when a v1 file left it out)."""
+        return self.country or "JP"
 
 
 class System(BaseModel):
@@ -209,6 +239,23 @@ class Policy(BaseModel):
     @property
     def version(self) -> str:
         return self.policy.version
+
+    @functools.cached_property
+    def _adequate(self) -> frozenset[str]:
+        return frozenset(self.policy.adequate_countries)
+
+    def abroad(self, recipient: Recipient) -> bool:
+        """The recipient is outside the home country (a provision abroad, APPI Art. 28)."""
+        return recipient.country_code != self.policy.home_country
+
+    def foreign_without_basis(self, recipient: Recipient) -> bool:
+        """Abroad, in no adequate country, and with no equivalent system: what needs the
+        subject's consent (APPI Art. 28 (1))."""
+        return (
+            self.abroad(recipient)
+            and recipient.country_code not in self._adequate
+            and not recipient.equivalent_system
+        )
 
     @functools.cached_property
     def zone(self) -> ZoneInfo:
@@ -249,6 +296,14 @@ class Policy(BaseModel):
             if category == entry or category.startswith(entry + "."):
                 return days
         return None
+
+    @functools.cached_property
+    def _purpose_sets(self) -> dict[str, CategorySet]:
+        return {pid: CategorySet(p.categories) for pid, p in self.purposes.items()}
+
+    def purpose_categories(self, purpose: str) -> CategorySet:
+        """The categories a declared purpose may use (Art. 3)."""
+        return self._purpose_sets[purpose]
 
     def is_category_known(self, category: str) -> bool:
         return category in self.categories

@@ -14,7 +14,7 @@ from lineage.rules.base import Breach, Context, Scope, rule
 from lineage.state import ConsentDecision
 from schemas import ConsentStatus, LegalBasis, Severity
 
-__all__ = ["consent_decision"]
+__all__ = ["consent_decision", "decision_facts"]
 
 
 def consent_decision(
@@ -63,7 +63,7 @@ def _exception_valid(ctx: Context) -> bool:
     )
 
 
-def _decision_facts(decision: ConsentDecision | None) -> dict[str, Any] | None:
+def decision_facts(decision: ConsentDecision | None) -> dict[str, Any] | None:
     if decision is None:
         return None
     return {
@@ -97,7 +97,7 @@ def _consent_breach(ctx: Context, wanted: str) -> Breach | None:
         messages[wanted],
         {
             "consent_state": state,
-            "decision": _decision_facts(decision),
+            "decision": decision_facts(decision),
             "recipient": event.recipient,
             "purpose": event.purpose,
             "legal_basis": event.legal_basis.value if event.legal_basis else None,

@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from lineage.policy.model import Policy, Recipient
-from lineage.state import ConsentDecision, ConsentLedger
+from lineage.state import ConsentDecision, SubjectState
 from schemas import AccessEvent, Form, Severity
 from schemas.types import RecipientKind
 
@@ -31,6 +31,7 @@ __all__ = [
     "RuleFn",
     "RuleSpec",
     "Scope",
+    "article_key",
     "is_personal",
     "rule",
 ]
@@ -39,7 +40,8 @@ __all__ = [
 class Scope(StrEnum):
     """Which events a rule is asked about."""
 
-    ANY = "any"  # every access event
+    ANY = "any"  # every access event (may read its subject, consents, attributes)
+    EVERY = "every"  # every access event, reading only the flow's shape
     TRANSFER = "transfer"  # every transfer
     OUTSOURCER = "outsourcer"  # transfers to an outsourcer
     AFFILIATE = "affiliate"  # transfers to an affiliate
@@ -47,6 +49,8 @@ class Scope(StrEnum):
     DISCLOSURE = "disclosure"  # transfers to a third party, an authority or an unknown id
     VIA_OUTSOURCER = "via_outsourcer"  # onward transfers passed on by an outsourcer
     VIA_AD_PROVIDER = "via_ad_provider"  # onward transfers passed on by an ad provider
+    INFO_MODULE = "info_module"  # transfers to an information gathering module (Art. 8)
+    ABROAD = "abroad"  # transfers abroad without an adequate country or equivalent system
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,7 @@ class Context:
         recipient: Recipient | None,
         recipient_kind: str | None,
         via: Recipient | None,
-        ledger: ConsentLedger | None,
+        ledger: SubjectState | None,
         offset: int,
         raw_findings: Mapping[str, list[str]],
         personal: bool | None = None,
@@ -112,7 +116,8 @@ class Context:
 
     @property
     def consents(self) -> tuple[ConsentDecision, ...]:
-        """The subject's consent decisions that came before this event in its partition."""
+        """The subject's consent decisions that came before this event in its partition
+        (the rules count those made at or before the event's time)."""
         return self._ledger.known_before(self._offset) if self._ledger is not None else ()
 
     @property
@@ -144,7 +149,7 @@ class RuleSpec:
         Rules of these scopes never read the subject, its consents or the attributes,
         so the engine may remember their findings per flow shape and day.
         """
-        return self.scope not in (Scope.ANY, Scope.DISCLOSURE)
+        return self.scope not in (Scope.ANY, Scope.DISCLOSURE, Scope.ABROAD)
 
 
 #: Every registered rule by id, in registration order (the order alerts are raised in).
@@ -165,9 +170,17 @@ def rule(
     return register
 
 
-def scopes_for(kind: str | None, via_kind: str | None) -> tuple[Scope, ...]:
-    """The scopes a transfer to a recipient of ``kind`` (passed on by ``via_kind``) falls in."""
+def article_key(article: str) -> tuple[int, str]:
+    """Sort key of an article: the policy's numbered ones in order, then others (APPI-28)."""
+    return (int(article), "") if article.isdigit() else (1 << 30, article)
+
+
+def scopes_for(kind: str | None, via_kind: str | None, foreign: bool = False) -> tuple[Scope, ...]:
+    """The scopes a transfer to a recipient of ``kind`` (passed on by ``via_kind``) falls
+    in; ``foreign``: abroad with no adequate country or equivalent system."""
     scopes = [Scope.TRANSFER]
+    if foreign:
+        scopes.append(Scope.ABROAD)
     if kind == RecipientKind.OUTSOURCER:
         scopes.append(Scope.OUTSOURCER)
     elif kind == RecipientKind.AFFILIATE:
@@ -176,6 +189,8 @@ def scopes_for(kind: str | None, via_kind: str | None) -> tuple[Scope, ...]:
         scopes.append(Scope.AD_PROVIDER)
     elif kind in (RecipientKind.THIRD_PARTY, RecipientKind.AUTHORITY, "unknown"):
         scopes.append(Scope.DISCLOSURE)
+    elif kind == RecipientKind.INFO_MODULE:
+        scopes.append(Scope.INFO_MODULE)
     if via_kind == RecipientKind.OUTSOURCER:
         scopes.append(Scope.VIA_OUTSOURCER)
     elif via_kind == RecipientKind.AD_PROVIDER:

@@ -1,0 +1,46 @@
+"""APPI Article 28: provision to a third party in a foreign country.
+
+Personal data may go abroad without the subject's consent only to a country the
+PPC recognises (``adequate_countries``) or to a recipient that keeps a system
+meeting the PPC's standards (``equivalent_system``). Outsourcing and joint use
+abroad are not exempt.
+"""
+
+from __future__ import annotations
+
+from lineage.rules.art9 import consent_decision, decision_facts
+from lineage.rules.base import Breach, Context, Scope, rule
+from schemas import Severity
+
+__all__: list[str] = []
+
+
+@rule(
+    "appi28.foreign-no-basis",
+    article="APPI-28",
+    severity=Severity.HIGH,
+    scope=Scope.ABROAD,
+    title="Personal data abroad without a basis",
+)
+def foreign_no_basis(ctx: Context) -> Breach | None:
+    if not ctx.personal or ctx.recipient is None:
+        return None
+    state, decision = consent_decision(ctx.consents, ctx)
+    if state == "granted":
+        return None
+    event = ctx.event
+    country = ctx.recipient.country_code
+    subject = "the subject" if event.subject is None else f"subject {event.subject}"
+    return Breach(
+        tuple(event.categories),
+        f"Personal data went to {event.recipient} in {country}, which is neither "
+        f"{ctx.policy.policy.home_country} nor a country the PPC recognises, keeps no "
+        f"equivalent system, and {subject} has not consented (APPI Art. 28).",
+        {
+            "country": country,
+            "home_country": ctx.policy.policy.home_country,
+            "equivalent_system": ctx.recipient.equivalent_system,
+            "consent_state": state,
+            "decision": decision_facts(decision),
+        },
+    )
