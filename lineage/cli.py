@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import click
+import orjson
 
 from lineage.cli_options import policy_option, policy_or_exit
 from lineage.errors import LineageError
 from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
 from lineage.redact import Redactor
+from lineage.rules.base import article_key
 from lineage.run import RunSummary, run_embedded
 from schemas import Severity
 
@@ -42,7 +44,8 @@ def _print_summary(summary: RunSummary, out: Path) -> None:
     )
     if s.alerts:
         articles = ", ".join(
-            f"Art. {a}: {n}" for a, n in sorted(s.by_article.items(), key=lambda kv: int(kv[0]))
+            f"Art. {a}: {n}"
+            for a, n in sorted(s.by_article.items(), key=lambda kv: article_key(kv[0]))
         )
         severities = ", ".join(
             f"{sev.value} {s.by_severity[sev.value]}"
@@ -206,6 +209,164 @@ def demo(
         _fail(str(exc), 1)
     _print_summary(summary, out)
     click.echo(f"open {out / 'lineage.html'} in a browser to see the lineage graph")
+
+
+def _from(broker: str | None, from_dir: Path | None) -> None:
+    if (broker is None) == (from_dir is None):
+        _fail("say where from: --from-dir DIR (a run's --out folder) or --broker HOST:PORT", 2)
+
+
+def _kafka_settings(broker: str, topic_prefix: str | None, app_id: str | None) -> Any:
+    from streams.cli import _settings
+
+    return _settings(broker=broker, topic_prefix=topic_prefix, app_id=app_id)
+
+
+_day = click.DateTime(formats=["%Y-%m-%d"])
+_broker_option = click.option(
+    "--broker", envvar="LINEAGE_BROKER", show_envvar=True, help="Read from Kafka (HOST:PORT)."
+)
+_prefix_option = click.option(
+    "--topic-prefix", envvar="LINEAGE_TOPIC_PREFIX", help="Prefix of the topics [lineage.]"
+)
+_app_option = click.option("--app-id", envvar="LINEAGE_APP_ID", help="The workers' app id.")
+
+
+@main.command()
+@policy_option
+@_broker_option
+@click.option(
+    "--from-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Read a run's --out folder.",
+)
+@click.option("--since", type=_day, help="First day (the policy's calendar), included.")
+@click.option("--until", type=_day, help="Last day (the policy's calendar), included.")
+@click.option("--recipient", help="Only records of this recipient id.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default="-", show_default=True
+)
+@_prefix_option
+@_app_option
+def records(
+    policy_path: Path | None,
+    broker: str | None,
+    from_dir: Path | None,
+    since: Any,
+    until: Any,
+    recipient: str | None,
+    fmt: str,
+    out: Path,
+    topic_prefix: str | None,
+    app_id: str | None,
+) -> None:
+    """Records of provision to third parties (APPI Art. 29), as CSV or JSONL."""
+    from lineage import records as rec
+
+    _from(broker, from_dir)
+    policy_ = policy_or_exit(policy_path)
+    try:
+        if from_dir is not None:
+            found: list[dict[str, Any]] = list(rec.read_jsonl(from_dir / rec.RECORDS_FILE))
+        else:
+            import asyncio
+
+            from streams.changelog import read_records
+            from streams.preflight import check_connection
+
+            settings = _kafka_settings(str(broker), topic_prefix, app_id)
+            check_connection(settings)
+            found = asyncio.run(read_records(settings))
+    except LineageError as exc:
+        _fail(str(exc), 1)
+    chosen = rec.select(
+        found,
+        policy_,
+        since=since.date() if since else None,
+        until=until.date() if until else None,
+        recipient=recipient,
+    )
+    if fmt == "csv":
+        if str(out) == "-":
+            n = rec.write_csv(chosen, sys.stdout)
+        else:
+            with out.open("w", encoding="utf-8-sig", newline="") as handle:
+                n = rec.write_csv(chosen, handle)
+    elif str(out) == "-":
+        n = rec.write_jsonl(chosen, sys.stdout.buffer)
+    else:
+        with out.open("wb") as handle:
+            n = rec.write_jsonl(chosen, handle)
+    if str(out) != "-":
+        click.echo(f"wrote {n} provision records as {fmt} to {out}", err=True)
+
+
+@main.command()
+@click.argument("subject_ref", metavar="SUBJECT")
+@_broker_option
+@click.option(
+    "--from-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Read a run's --out folder.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "html"]), default="json", show_default=True
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default="-", show_default=True
+)
+@_prefix_option
+@_app_option
+def subject(
+    subject_ref: str,
+    broker: str | None,
+    from_dir: Path | None,
+    fmt: str,
+    out: Path,
+    topic_prefix: str | None,
+    app_id: str | None,
+) -> None:
+    """Who received a data subject's personal data (policy Art. 11): JSON or a printable page.
+
+    A subject written as raw personal data (an e-mail, say) was kept under its redaction
+    token; give it as written, with the same LINEAGE_REDACTION_KEY, and it is found.
+    """
+    from lineage.subjects import SUBJECTS_FILE, SubjectStore, answer, render_html
+
+    _from(broker, from_dir)
+    spellings = [subject_ref]
+    masked = _redactor().mask(subject_ref)
+    if masked != subject_ref:
+        spellings.append(masked)
+    try:
+        if from_dir is not None:
+            found, state, version = SubjectStore(from_dir / SUBJECTS_FILE).get(spellings)
+        else:
+            import asyncio
+
+            from streams.changelog import read_subject
+            from streams.preflight import check_connection
+
+            settings = _kafka_settings(str(broker), topic_prefix, app_id)
+            check_connection(settings)
+            found, state = asyncio.run(read_subject(settings, spellings))
+            version = policy_or_exit(settings.policy).version
+    except LineageError as exc:
+        _fail(str(exc), 1)
+    data = answer(found, state, version)
+    text = (
+        render_html(data)
+        if fmt == "html"
+        else orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+    )
+    if str(out) == "-":
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote the lineage of {found} as {fmt} to {out}", err=True)
 
 
 def _register_stream_commands() -> None:

@@ -25,23 +25,37 @@ import traceback
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from lineage.policy.model import Policy, Recipient
 from lineage.redact import KIND_CATEGORY, Redactor, raw_facts
 from lineage.rules import CATALOGUE, Breach, Context, RuleSpec, Scope, is_personal
+from lineage.rules.art9 import consent_decision
 from lineage.rules.base import scopes_for
 from lineage.state import (
     ConsentDecision,
-    ConsentLedger,
     EdgeAggregate,
     EdgeKey,
     IncidentPartial,
+    PendingEvent,
+    RecipientFacts,
     Shape,
     State,
+    SubjectState,
 )
-from schemas import MAX_EVENT_BYTES, AccessEvent, Action, ConsentEvent, EventRejected, decode_event
+from schemas import (
+    MAX_EVENT_BYTES,
+    AccessEvent,
+    Action,
+    ConsentEvent,
+    ConsentStatus,
+    EventRejected,
+    LegalBasis,
+    decode_event,
+)
 
 log = logging.getLogger("lineage.engine")
 
@@ -50,18 +64,35 @@ _JUDGMENT_CACHE_SIZE = 65_536
 
 __all__ = [
     "DEAD_LETTER_KEEP",
+    "RETRACTABLE",
     "Engine",
     "Outcome",
     "Stats",
     "alert_id",
     "dead_letter_record",
     "incident_id",
+    "record_id",
 ]
+
+#: The rules a consent that arrives late can still prevent, and so retract (CONTRACT s.7).
+RETRACTABLE = frozenset(
+    {"art9.no-consent", "art9.consent-withdrawn", "art9.consent-scope", "appi28.foreign-no-basis"}
+)
+#: Recipients that are third parties in APPI's sense (Art. 29): every provision to them
+#: is recorded, at home or abroad.
+THIRD_PARTY_KINDS = frozenset({"third_party", "ad_provider", "info_module", "unknown"})
+#: Retractions a subject remembers, so that a consent delivered again says them again.
+_RETRACTIONS_KEPT = 100
 
 
 def alert_id(rule_id: str, event_id: str) -> str:
     """Deterministic from rule and event, so a replayed event yields the same id."""
     return hashlib.sha256(f"{rule_id}\x1f{event_id}".encode()).hexdigest()[:32]
+
+
+def record_id(event_id: str) -> str:
+    """The provision record of an event (APPI Art. 29): one per event, the same on replay."""
+    return hashlib.sha256(f"provision\x1f{event_id}".encode()).hexdigest()[:32]
 
 
 def incident_id(rule_id: str, source: str, recipient: str | None) -> str:
@@ -73,11 +104,21 @@ def incident_id(rule_id: str, source: str, recipient: str | None) -> str:
 class Outcome:
     """What one message led to.
 
-    ``status`` is "judged", "duplicate" or "rejected"; ``alerts`` the alert dicts raised
-    (CONTRACT.md s.4); ``incidents`` the ids of incidents whose partial changed.
+    ``status`` is "judged", "duplicate" or "rejected"; ``alerts`` the alert dicts raised,
+    and the retraction records of alerts a late consent prevented (CONTRACT.md s.4, s.7);
+    ``records`` the provision records written (s.8); ``incidents`` the ids of incidents
+    whose partial changed.
     """
 
-    __slots__ = ("alerts", "dead_letter", "event", "incidents", "redelivered", "status")
+    __slots__ = (
+        "alerts",
+        "dead_letter",
+        "event",
+        "incidents",
+        "records",
+        "redelivered",
+        "status",
+    )
 
     def __init__(
         self,
@@ -88,6 +129,7 @@ class Outcome:
     ) -> None:
         self.status = status
         self.alerts: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
         self.incidents: list[str] = []
         self.dead_letter = dead_letter
         self.event = event
@@ -102,8 +144,11 @@ class Stats:
     access_events: int = 0
     consent_events: int = 0
     duplicates: int = 0
+    conflicts: int = 0  # duplicates with other content, set aside as dead letters
     dead_letters: int = 0
     alerts: int = 0
+    retracted: int = 0
+    records: int = 0
     by_article: Counter[str] = field(default_factory=Counter)
     by_severity: Counter[str] = field(default_factory=Counter)
     by_rule: Counter[str] = field(default_factory=Counter)
@@ -181,15 +226,17 @@ class Engine:
         *,
         redactor: Redactor | None = None,
         rules: Iterable[RuleSpec] | None = None,
+        consent_lateness: timedelta = timedelta(hours=24),
     ) -> None:
         self.policy = policy
         self.state = state if state is not None else State()
         self.redactor = redactor if redactor is not None else Redactor()
         self.stats = Stats()
+        self.lateness = consent_lateness.total_seconds()
         self._rules = list(rules) if rules is not None else list(CATALOGUE.values())
         self._order = {spec.id: i for i, spec in enumerate(self._rules)}
         self._by_shape: dict[
-            tuple[bool, str | None, str | None], tuple[list[RuleSpec], list[RuleSpec]]
+            tuple[bool, str | None, str | None, bool], tuple[list[RuleSpec], list[RuleSpec]]
         ] = {}
         self._judgments: dict[tuple[Any, ...], list[tuple[RuleSpec, Breach]]] = {}
         self._resolved: dict[str, tuple[Recipient | None, str | None]] = {}
@@ -264,17 +311,31 @@ class Engine:
     ) -> Outcome:
         """Judge one valid event found at ``offset`` of ``partition`` (``raw``: its bytes)."""
         event, raw_findings = self.redactor.scan_event(event, raw)
+        fingerprint = self._fingerprint(event, raw, bool(raw_findings))
         seen = self.state.seen.get(event.event_id)
-        if seen is not None and seen != offset:
+        if seen is not None and seen[0] != offset:
+            if seen[1] and seen[1] != fingerprint:
+                self.stats.conflicts += 1
+                return self._reject(
+                    raw if raw is not None else event.model_dump_json().encode(),
+                    EventRejected(
+                        f"duplicate-conflict: event id seen before at offset {seen[0]} with "
+                        "other content; neither is judged again",
+                        field="event_id",
+                        kind="duplicate-conflict",
+                        event_id=event.event_id,
+                    ),
+                    f"offset {offset}",
+                    None,
+                )
             self.stats.duplicates += 1
             return Outcome("duplicate", event=event)
-        redelivered = seen == offset
+        redelivered = seen is not None
         if seen is None:
-            self.state.seen[event.event_id] = offset
+            self.state.seen[event.event_id] = (offset, fingerprint)
         if isinstance(event, ConsentEvent):
             self.stats.consent_events += 1
-            self._record_consent(event, offset)
-            outcome = Outcome("judged", event=event)
+            outcome = self._consent(event, offset)
             if raw_findings:
                 # A consent event is judged only for what it leaks, never for a flow.
                 outcome = self._judge_consent_leak(event, raw_findings, offset, outcome)
@@ -285,25 +346,131 @@ class Engine:
         outcome.redelivered = redelivered
         return outcome
 
+    def _fingerprint(
+        self, event: AccessEvent | ConsentEvent, raw: bytes | None, has_raw_data: bool
+    ) -> str:
+        """A digest of an event's content, whatever the order of its keys.
+
+        Taken of the message itself when it holds no raw personal data, else of the
+        event as redacted: the digest stored for dedup never stands for a raw value.
+        """
+        if raw is None or has_raw_data:
+            content = event.model_dump_json().encode()
+        else:
+            content = orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
+        return hashlib.blake2b(content, digest_size=8).hexdigest()
+
     # -- consents ------------------------------------------------------------------------------
 
-    def _record_consent(self, event: ConsentEvent, offset: int) -> None:
-        ledger = self.state.consents.get(event.subject) or ConsentLedger()
-        if ledger.applied >= offset:
-            return
-        ledger.decisions.append(
-            ConsentDecision(
-                occurred_at=event.occurred_at,
-                recipient=event.recipient,
-                purposes=frozenset(event.purposes) if event.purposes is not None else None,
-                status=event.status,
-                event_id=event.event_id,
-                offset=offset,
-                reference=event.reference,
+    def _consent(self, event: ConsentEvent, offset: int) -> Outcome:
+        outcome = Outcome("judged", event=event)
+        subject = self.state.subjects.get(event.subject) or SubjectState()
+        if subject.applied >= offset:
+            # Delivered again: its decision is in the ledger; say again what it retracted.
+            again = [record for o, record in subject.retracted if o == offset]
+            outcome.alerts.extend(again)
+            outcome.incidents.extend(
+                incident_id(r["rule"], r["source"], r["recipient"]) for r in again
             )
+            return outcome
+        decision = ConsentDecision(
+            occurred_at=event.occurred_at,
+            recipient=event.recipient,
+            purposes=frozenset(event.purposes) if event.purposes is not None else None,
+            status=event.status,
+            event_id=event.event_id,
+            offset=offset,
+            reference=event.reference,
         )
-        ledger.applied = offset
-        self.state.consents[event.subject] = ledger
+        subject.decisions.append(decision)
+        subject.applied = offset
+        self._advance(subject, event.occurred_at.timestamp())
+        if event.status is ConsentStatus.GRANTED and subject.pending:
+            # A grant that was in force at an earlier event's time may prevent its alerts:
+            # a late withdrawal, by contrast, raises nothing after the fact.
+            self._retract(subject, decision, offset, outcome)
+        self.state.subjects[event.subject] = subject
+        return outcome
+
+    def _advance(self, subject: SubjectState, posix: float) -> None:
+        """The subject's newest event time moves on: alerts older than the consent
+        lateness behind it stand, and are no longer looked at."""
+        if posix > subject.newest:
+            subject.newest = posix
+        if subject.pending:
+            horizon = subject.newest - self.lateness
+            subject.pending = [p for p in subject.pending if p.at > horizon]
+
+    def _retract(
+        self, subject: SubjectState, decision: ConsentDecision, offset: int, outcome: Outcome
+    ) -> None:
+        """Retract every pending alert the new decision would have prevented in time."""
+        granted_at = decision.occurred_at.timestamp()
+        keep: list[PendingEvent] = []
+        for pending in subject.pending:
+            if granted_at > pending.at:
+                keep.append(pending)  # not in force at that event's time
+                continue
+            event = AccessEvent.model_validate_json(orjson.dumps(pending.event))
+            recipient, kind = self._resolve(event.recipient)
+            via, _ = self._resolve(event.via) if event.via else (None, None)
+            # Every decision known now, this one too (the rules keep those made by then).
+            ctx = Context(event, self.policy, recipient, kind, via, subject, offset + 1, {})
+            # An alert is prevented when its article would have raised nothing: a consent
+            # for someone else turns no-consent into consent-scope, and retracts nothing.
+            still = {
+                CATALOGUE[rule].article
+                for rule in RETRACTABLE
+                if CATALOGUE[rule].fn(ctx) is not None
+            }
+            gone = [a for a in pending.alerts if a["article"] not in still]
+            if gone:
+                self._take_back(subject, pending, gone, decision, offset, ctx, outcome)
+            if pending.alerts:
+                keep.append(pending)
+        subject.pending = keep
+
+    def _take_back(
+        self,
+        subject: SubjectState,
+        pending: PendingEvent,
+        gone: list[dict[str, Any]],
+        decision: ConsentDecision,
+        offset: int,
+        ctx: Context,
+        outcome: Outcome,
+    ) -> None:
+        gone_rules = {a["rule"] for a in gone}
+        retracted = [f for f in pending.fired if f[0] in gone_rules]
+        remaining = [f for f in pending.fired if f[0] not in gone_rules]
+        pending.alerts = [a for a in pending.alerts if a["rule"] not in gone_rules]
+        pending.fired = remaining
+        day = ctx.day.isoformat()
+        for alert in gone:
+            record = {**alert, "status": "retracted", "retracted_by": decision.event_id}
+            outcome.alerts.append(record)
+            subject.retracted.append((offset, record))
+            self.stats.retracted += 1
+            iid = incident_id(alert["rule"], alert["source"], alert["recipient"])
+            partial = self.state.incidents.get(iid)
+            if partial is not None and partial.applied < offset:
+                partial.retract(alert["event_id"])
+                partial.applied = offset
+                self.state.incidents[iid] = partial
+            outcome.incidents.append(iid)
+            facts = subject.recipients.get(alert["recipient"] or "")
+            if facts is not None:
+                n = facts.breaches.get(alert["rule"], 0) - 1
+                if n > 0:
+                    facts.breaches[alert["rule"]] = n
+                else:
+                    facts.breaches.pop(alert["rule"], None)
+        del subject.retracted[:-_RETRACTIONS_KEPT]
+        edge = self.state.edges.get(pending.edge)
+        if edge is not None and edge.applied < offset:
+            edge.retract(retracted, remaining, day)
+            edge.applied = offset
+            self.state.edges[pending.edge] = edge
 
     def _judge_consent_leak(
         self,
@@ -351,13 +518,15 @@ class Engine:
         return resolved
 
     def _rules_for(
-        self, transfer: bool, kind: str | None, via_kind: str | None
+        self, transfer: bool, kind: str | None, via_kind: str | None, foreign: bool
     ) -> tuple[list[RuleSpec], list[RuleSpec]]:
         """(cacheable rules, rules to run every time) for a flow of this shape."""
-        shape = (transfer, kind, via_kind)
+        shape = (transfer, kind, via_kind, foreign)
         rules = self._by_shape.get(shape)
         if rules is None:
-            wanted = {Scope.ANY, *scopes_for(kind, via_kind)} if transfer else {Scope.ANY}
+            wanted = {Scope.ANY, Scope.EVERY}
+            if transfer:
+                wanted.update(scopes_for(kind, via_kind, foreign))
             chosen = [r for r in self._rules if r.scope in wanted]
             rules = ([r for r in chosen if r.cacheable], [r for r in chosen if not r.cacheable])
             self._by_shape[shape] = rules
@@ -368,36 +537,39 @@ class Engine:
     ) -> Outcome:
         # The hot path of every event: no work a lawful, common flow does not need.
         transfer = event.action is _TRANSFER
+        foreign = False
         if transfer:
             recipient, kind = self._resolve(event.recipient)
             via, via_kind = self._resolve(event.via) if event.via else (None, None)
+            foreign = recipient is not None and self.policy.foreign_without_basis(recipient)
         else:
             recipient = via = None
             kind = via_kind = None
         personal = is_personal(event)
         posix = event.occurred_at.timestamp()
+        subject = self.state.subjects.get(event.subject) if event.subject else None
         ctx = Context(
             event,
             self.policy,
             recipient,
             kind,
             via,
-            self.state.consents.get(event.subject) if event.subject else None,
+            subject,
             offset,
             raw_findings,
             personal,
             posix,
         )
         categories = tuple(event.categories)
-        cacheable, every_time = self._rules_for(transfer, kind, via_kind)
+        cacheable, every_time = self._rules_for(transfer, kind, via_kind, foreign)
         found = self._cached_findings(ctx, categories, cacheable) if cacheable else []
         extra = [(spec, b) for spec in every_time if (b := spec.fn(ctx)) is not None]
         if extra:
             found = sorted([*found, *extra], key=lambda pair: self._order[pair[0].id])
         outcome = Outcome("judged", event=event)
         fired: list[tuple[str, str]] = []
+        alert_recipient = event.recipient if transfer else None
         if found:
-            alert_recipient = event.recipient if transfer else None
             for spec, breach in found:
                 fired.append((spec.id, spec.article))
                 outcome.alerts.append(
@@ -425,6 +597,7 @@ class Engine:
             event.form,
             event.action,
         )
+        day = ctx.day.isoformat()
         if not transfer:
             key: EdgeKey = ("system", event.source, "")
         elif event.via is not None:
@@ -432,11 +605,126 @@ class Engine:
             # The source that reports an onward transfer held that data too: keep it in the
             # graph. The breaches belong to the onward edge, so none are counted here.
             system = ("system", event.source, "")
-            self._fold_edge(system, event.occurred_at, posix, shape, offset, personal, [])
+            self._fold_edge(system, event.occurred_at, posix, shape, offset, personal, [], day)
         else:
             key = ("flow", event.source, event.recipient or "")
-        self._fold_edge(key, event.occurred_at, posix, shape, offset, personal, fired)
+        self._fold_edge(key, event.occurred_at, posix, shape, offset, personal, fired, day)
+        if transfer and kind != "internal":
+            record = self._provision(ctx, recipient, kind, outcome) if personal else None
+            if event.subject is not None:
+                subject = self._remember(
+                    ctx, subject, recipient, kind, outcome, fired, key, record, offset
+                )
+        if subject is not None and subject.pending and subject.applied < offset:
+            # Time moves on for the subject's pending alerts, whatever this event was.
+            self._advance(subject, posix)
+            subject.applied = offset
+            self.state.subjects[event.subject or ""] = subject
         return outcome
+
+    def _provision(
+        self,
+        ctx: Context,
+        recipient: Recipient | None,
+        kind: str | None,
+        outcome: Outcome,
+    ) -> dict[str, Any] | None:
+        """The provision record of a transfer (APPI Art. 29), or None when it needs none.
+
+        To a third party in APPI's sense (third party, ad provider, information module,
+        unknown) or abroad: recorded, lawful or not. Outsourcing and joint use at home,
+        and a disclosure under a valid Art. 9 exception anywhere, are not.
+        """
+        event = ctx.event
+        abroad = recipient is not None and self.policy.abroad(recipient)
+        if kind not in THIRD_PARTY_KINDS and not abroad:
+            return None
+        claim = event.exception
+        if (
+            event.legal_basis is LegalBasis.EXCEPTION
+            and claim is not None
+            and claim.kind in self.policy.exceptions
+            and claim.reference.strip()
+        ):
+            return None
+        state, decision = consent_decision(ctx.consents, ctx) if event.subject else ("none", None)
+        record = {
+            "record_id": record_id(event.event_id),
+            "provided_at": event.occurred_at.isoformat(),
+            "recipient": event.recipient,
+            "recipient_name": recipient.name if recipient is not None else event.recipient,
+            "recipient_country": recipient.country_code if recipient is not None else None,
+            "subject": event.subject,
+            "categories": list(event.categories),
+            "purpose": event.purpose,
+            "legal_basis": event.legal_basis.value if event.legal_basis else None,
+            "consent_reference": decision.reference
+            if state == "granted" and decision is not None
+            else None,
+            "lawful": not outcome.alerts,
+            "event_id": event.event_id,
+            "policy_version": self.policy.version,
+        }
+        outcome.records.append(record)
+        self.stats.records += 1
+        return record
+
+    def _remember(
+        self,
+        ctx: Context,
+        subject: SubjectState | None,
+        recipient: Recipient | None,
+        kind: str | None,
+        outcome: Outcome,
+        fired: list[tuple[str, str]],
+        edge: EdgeKey,
+        record: dict[str, Any] | None,
+        offset: int,
+    ) -> SubjectState:
+        """What the subject's lineage keeps of a transfer: who received what, and the
+        alerts a late consent may still retract."""
+        event = ctx.event
+        subject = subject if subject is not None else SubjectState()
+        if subject.applied >= offset:
+            return subject  # delivered again: already counted
+        rid = event.recipient or ""
+        facts = subject.recipients.get(rid)
+        if facts is None:
+            facts = subject.recipients[rid] = RecipientFacts(
+                name=recipient.name if recipient is not None else rid,
+                kind=kind or "unknown",
+                country=recipient.country_code if recipient is not None else "",
+            )
+        facts.categories.update(event.categories)
+        facts.purposes.add(event.purpose)
+        facts.bases.add(event.legal_basis.value if event.legal_basis else "unstated")
+        at = event.occurred_at
+        if facts.first_at is None or ctx.posix < facts.first_at.timestamp():
+            facts.first_at = at
+        if facts.last_at is None or ctx.posix > facts.last_at.timestamp():
+            facts.last_at = at
+        facts.events += 1
+        facts.personal += ctx.personal
+        for rule_id, _ in fired:
+            facts.breaches[rule_id] = facts.breaches.get(rule_id, 0) + 1
+        if record is not None:
+            facts.records.append(record["record_id"])
+        retractable = [a for a in outcome.alerts if a["rule"] in RETRACTABLE]
+        self._advance(subject, ctx.posix)
+        if retractable:
+            subject.pending.append(
+                PendingEvent(
+                    at=ctx.posix,
+                    offset=offset,
+                    event=event.model_dump(mode="json", exclude_none=True),
+                    alerts=retractable,
+                    fired=list(fired),
+                    edge=edge,
+                )
+            )
+        subject.applied = offset
+        self.state.subjects[event.subject or ""] = subject
+        return subject
 
     def _cached_findings(
         self, ctx: Context, categories: tuple[str, ...], rules: list[RuleSpec]
@@ -458,6 +746,7 @@ class Engine:
             event.form,
             pseudo.keyed if pseudo is not None else None,
             event.encrypted_in_transit,
+            event.action,
             ctx.day,
         )
         cached = self._judgments.get(key)
@@ -503,6 +792,7 @@ class Engine:
             "policy_version": self.policy.version,
             "message": message,
             "evidence": evidence,
+            "status": "open",
         }
 
     def _fold_incident(
@@ -532,6 +822,7 @@ class Engine:
         offset: int,
         personal: bool,
         fired: list[tuple[str, str]],
+        day: str = "",
     ) -> None:
         edges = self.state.edges
         aggregate = edges.get(key)
@@ -539,6 +830,6 @@ class Engine:
             aggregate = EdgeAggregate()
         elif aggregate.applied >= offset:
             return
-        aggregate.add(at, shape, personal, fired, posix)
+        aggregate.add(at, shape, personal, fired, posix, day)
         aggregate.applied = offset
         edges[key] = aggregate

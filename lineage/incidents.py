@@ -1,12 +1,13 @@
 """Incidents: alerts grouped by (rule, source, recipient) for people and pagers (CONTRACT.md s.4).
 
-Every breaching event is still an alert; an incident counts them. The board
-merges per-partition partials (a partial replaces the previous one from the
-same partition, so a redelivered partial changes nothing) and decides when to
-publish: when the incident opens, when its count has grown by ``factor`` since
-the last publication, when a breach comes after ``quiet`` (event time) without
-any, and on :meth:`IncidentBoard.flush` for whatever changed since.
-So a million identical breaches are about twenty messages, never a million.
+Every breaching event is still an alert; an incident counts them (less the alerts
+a late consent retracted). The board merges per-partition partials: a partial
+replaces the previous one from the same partition when it applied a later offset,
+so a redelivered partial changes nothing. It decides when to publish: when the
+incident opens, when its count has grown by ``factor`` since the last publication,
+when a breach comes after ``quiet`` (event time) without any, and on
+:meth:`IncidentBoard.flush` for whatever changed since (a count that went down
+too). So a million identical breaches are about twenty messages, never a million.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ class BoardEntry:
 
     partials: dict[int, IncidentPartial] = field(default_factory=dict)
     published_count: int = 0
+    opened: bool = False  # published at least once (a count may go back to 0)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "partials": {str(p): v.to_json() for p, v in self.partials.items()},
             "published_count": self.published_count,
+            "opened": self.opened,
         }
 
     @classmethod
@@ -40,6 +43,7 @@ class BoardEntry:
         return cls(
             partials={int(p): IncidentPartial.from_json(v) for p, v in data["partials"].items()},
             published_count=data["published_count"],
+            opened=data.get("opened", data["published_count"] > 0),
         )
 
 
@@ -70,8 +74,8 @@ class IncidentBoard:
         """Take a partition's latest partial; return an incident to publish, or None."""
         entry = self.entries.get(incident_id) or BoardEntry()
         previous = entry.partials.get(partition)
-        if previous is not None and previous.count >= partial.count:
-            return None  # stale or redelivered: partials only grow
+        if previous is not None and previous.applied >= partial.applied:
+            return None  # stale or redelivered: a partial applies later offsets only
         before = _last_seen(entry)
         entry.partials[partition] = partial
         # A quiet period ended: the newest breach came ``quiet`` (event time) after the one
@@ -107,14 +111,15 @@ class IncidentBoard:
         self, incident_id: str, entry: BoardEntry, *, force: bool
     ) -> dict[str, Any] | None:
         count = sum(p.count for p in entry.partials.values())
-        if count <= entry.published_count:
+        if count == entry.published_count:
             return None
-        if entry.published_count == 0:
+        if entry.published_count == 0 and count > 0 and not entry.opened:
             status = "open"
         elif force or count >= entry.published_count * self.factor:
             status = "updated"
         else:
             return None
+        entry.opened = True
         entry.published_count = count
         return self._render(incident_id, entry, status)
 

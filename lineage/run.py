@@ -6,8 +6,13 @@ thin layers over :func:`run_embedded`. Output files (CONTRACT.md s.6):
 - ``alerts.jsonl``        one alert per line, the complete audit trail
 - ``incidents.jsonl``     incident publications; the last line per incident id is final
 - ``dead-letter.jsonl``   bad input with its original text and a reason
+- ``provision-records.jsonl`` records of provision to third parties (APPI Art. 29)
+- ``subjects.sqlite``     every subject's lineage, for ``lineage subject`` (Art. 11)
 - ``lineage.*``           the graph exports (GraphML, JSON, DOT, Mermaid, HTML)
 - ``summary.json``        the closing counts, for tools
+
+``alerts.jsonl`` holds, besides every alert, the retraction of each alert a consent
+that arrived late prevented (the same ``alert_id``, ``status: "retracted"``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +33,10 @@ from lineage.errors import RunError
 from lineage.graph import build_graph
 from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
+from lineage.records import RECORDS_FILE
 from lineage.redact import Redactor
+from lineage.rules.base import article_key
+from lineage.subjects import SUBJECTS_FILE, SubjectStore
 from schemas import MAX_EVENT_BYTES, Severity
 
 __all__ = ["Line", "RunSummary", "read_lines", "run_embedded"]
@@ -60,9 +69,14 @@ class RunSummary:
             "access_events": s.access_events,
             "consent_events": s.consent_events,
             "duplicates": s.duplicates,
+            "conflicting_duplicates": s.conflicts,
             "dead_letters": s.dead_letters,
             "alerts": s.alerts,
-            "alerts_by_article": dict(sorted(s.by_article.items(), key=lambda kv: int(kv[0]))),
+            "retracted": s.retracted,
+            "provision_records": s.records,
+            "alerts_by_article": dict(
+                sorted(s.by_article.items(), key=lambda kv: article_key(kv[0]))
+            ),
             "alerts_by_severity": {sev.value: s.by_severity.get(sev.value, 0) for sev in Severity},
             "alerts_by_rule": dict(sorted(s.by_rule.items())),
             "incidents": self.incidents,
@@ -159,6 +173,7 @@ def run_embedded(
     redactor: Redactor | None = None,
     on_progress: Callable[[int], None] | None = None,
     exports: bool = True,
+    consent_lateness: timedelta = timedelta(hours=24),
 ) -> RunSummary:
     """Judge every line of ``source`` and write the outputs into ``out_dir``.
 
@@ -170,10 +185,10 @@ def run_embedded(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
-    engine = Engine(policy, redactor=redactor)
+    engine = Engine(policy, redactor=redactor, consent_lateness=consent_lateness)
     board = IncidentBoard()
     partials = engine.state.incidents
-    outputs = {name: out_dir / name for name in (ALERTS, INCIDENTS, DEAD_LETTERS)}
+    outputs = {name: out_dir / name for name in (ALERTS, INCIDENTS, DEAD_LETTERS, RECORDS_FILE)}
     lines: Iterable[Line] = (
         read_lines(source, on_progress=on_progress)  # type: ignore[arg-type]
         if hasattr(source, "read")
@@ -184,6 +199,7 @@ def run_embedded(
             outputs[ALERTS].open("wb") as alerts,
             outputs[INCIDENTS].open("wb") as incidents,
             outputs[DEAD_LETTERS].open("wb") as dead,
+            outputs[RECORDS_FILE].open("wb") as records,
         ):
             for number, line in enumerate(lines, start=1):
                 origin = f"{source_name}:{number}"
@@ -201,6 +217,8 @@ def run_embedded(
                     continue
                 for alert in outcome.alerts:
                     alerts.write(orjson.dumps(alert) + b"\n")
+                for record in outcome.records:
+                    records.write(orjson.dumps(record) + b"\n")
                 for iid in outcome.incidents:
                     # The board keeps what it is given: hand it a copy of the live partial.
                     partial = partials[iid]
@@ -212,6 +230,8 @@ def run_embedded(
                 incidents.write(orjson.dumps(publication) + b"\n")
     except OSError as exc:
         raise RunError(f"cannot write to {out_dir}: {exc.strerror}") from exc
+    outputs[SUBJECTS_FILE] = out_dir / SUBJECTS_FILE
+    SubjectStore(outputs[SUBJECTS_FILE]).write(engine.state.subjects.items(), policy.version)
     if exports:
         from lineage.export import write_exports
 

@@ -23,12 +23,14 @@ from schemas import ConsentStatus
 
 __all__ = [
     "ConsentDecision",
-    "ConsentLedger",
     "EdgeAggregate",
     "EdgeKey",
     "IncidentPartial",
+    "PendingEvent",
+    "RecipientFacts",
     "Shape",
     "State",
+    "SubjectState",
     "edge_key_from_str",
     "edge_key_to_str",
 ]
@@ -49,6 +51,14 @@ def edge_key_from_str(text: str) -> EdgeKey:
 
 def _bump(counter: dict[str, int], key: str, by: int = 1) -> None:
     counter[key] = counter.get(key, 0) + by
+
+
+def _drop(counter: dict[str, int], key: str) -> None:
+    n = counter.get(key, 0) - 1
+    if n > 0:
+        counter[key] = n
+    else:
+        counter.pop(key, None)
 
 
 def _iso(moment: datetime) -> str:
@@ -97,21 +107,139 @@ class ConsentDecision:
 
 
 @dataclass(slots=True)
-class ConsentLedger:
-    """A subject's consent decisions, in arrival order."""
+class RecipientFacts:
+    """What one recipient received of one subject's data (the subject's lineage, Art. 11).
+
+    Name, kind and country are taken from the policy when the data went, so an answer
+    says what was true then.
+    """
+
+    name: str
+    kind: str
+    country: str
+    categories: set[str] = field(default_factory=set)
+    purposes: set[str] = field(default_factory=set)
+    bases: set[str] = field(default_factory=set)
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    events: int = 0
+    personal: int = 0  # of them, events carrying personal data
+    breaches: dict[str, int] = field(default_factory=dict)  # rule id -> events
+    records: list[str] = field(default_factory=list)  # provision record ids, in order
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.name,
+            "k": self.kind,
+            "c": self.country,
+            "cat": sorted(self.categories),
+            "pur": sorted(self.purposes),
+            "bas": sorted(self.bases),
+            "first": _iso(self.first_at) if self.first_at else None,
+            "last": _iso(self.last_at) if self.last_at else None,
+            "ev": self.events,
+            "pd": self.personal,
+            "br": self.breaches,
+            "rec": self.records,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecipientFacts:
+        return cls(
+            name=data["n"],
+            kind=data["k"],
+            country=data["c"],
+            categories=set(data["cat"]),
+            purposes=set(data["pur"]),
+            bases=set(data["bas"]),
+            first_at=datetime.fromisoformat(data["first"]) if data["first"] else None,
+            last_at=datetime.fromisoformat(data["last"]) if data["last"] else None,
+            events=data["ev"],
+            personal=data["pd"],
+            breaches=dict(data["br"]),
+            records=list(data["rec"]),
+        )
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    """An event whose alerts a consent that arrives late may still retract.
+
+    ``event`` is the event as judged (redacted), to judge it again with the consent;
+    ``alerts`` the alerts that consent could prevent (Art. 9, APPI Art. 28); ``fired``
+    every (rule, article) the event raised, so its breach counts can be lowered right.
+    """
+
+    at: float  # the event's time, POSIX seconds
+    offset: int
+    event: dict[str, Any]
+    alerts: list[dict[str, Any]]
+    fired: list[tuple[str, str]]
+    edge: EdgeKey
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "o": self.offset,
+            "e": self.event,
+            "a": self.alerts,
+            "f": [list(f) for f in self.fired],
+            "g": list(self.edge),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PendingEvent:
+        return cls(
+            at=data["at"],
+            offset=data["o"],
+            event=data["e"],
+            alerts=data["a"],
+            fired=[(r, a) for r, a in data["f"]],
+            edge=(data["g"][0], data["g"][1], data["g"][2]),
+        )
+
+
+@dataclass(slots=True)
+class SubjectState:
+    """One data subject: consent decisions, what each recipient received, and alerts a
+    late consent may still retract.
+
+    ``decisions`` in arrival order; ``retracted`` (consent offset, retraction record)
+    so that a consent event delivered again says its retractions again; ``newest`` the
+    newest event time seen for the subject while alerts are pending (POSIX seconds).
+    """
 
     decisions: list[ConsentDecision] = field(default_factory=list)
+    recipients: dict[str, RecipientFacts] = field(default_factory=dict)
+    pending: list[PendingEvent] = field(default_factory=list)
+    retracted: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    newest: float = float("-inf")
     applied: int = -1
 
     def known_before(self, offset: int) -> tuple[ConsentDecision, ...]:
         return tuple(d for d in self.decisions if d.offset < offset)
 
     def to_json(self) -> dict[str, Any]:
-        return {"d": [d.to_json() for d in self.decisions], "applied": self.applied}
+        return {
+            "d": [d.to_json() for d in self.decisions],
+            "r": {rid: f.to_json() for rid, f in self.recipients.items()},
+            "p": [p.to_json() for p in self.pending],
+            "x": [[o, record] for o, record in self.retracted],
+            "n": self.newest if self.newest != float("-inf") else None,
+            "applied": self.applied,
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ConsentLedger:
-        return cls([ConsentDecision.from_json(d) for d in data["d"]], data["applied"])
+    def from_json(cls, data: dict[str, Any]) -> SubjectState:
+        newest = data.get("n")
+        return cls(
+            decisions=[ConsentDecision.from_json(d) for d in data["d"]],
+            recipients={rid: RecipientFacts.from_json(f) for rid, f in data.get("r", {}).items()},
+            pending=[PendingEvent.from_json(p) for p in data.get("p", [])],
+            retracted=[(o, record) for o, record in data.get("x", [])],
+            newest=float("-inf") if newest is None else newest,
+            applied=data["applied"],
+        )
 
 
 #: The shape of one event on an edge: (categories, purpose, legal basis, form, action).
@@ -133,6 +261,8 @@ class EdgeAggregate:
     shapes: dict[Shape, int] = field(default_factory=dict)
     breaches: dict[str, int] = field(default_factory=dict)  # article -> breaching events
     rules: dict[str, int] = field(default_factory=dict)  # rule id -> breaching events
+    days: dict[str, int] = field(default_factory=dict)  # policy day (ISO) -> events
+    breach_days: dict[str, int] = field(default_factory=dict)  # day -> breaching events
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     applied: int = -1
@@ -148,12 +278,16 @@ class EdgeAggregate:
         personal: bool,
         rules: list[tuple[str, str]],
         posix: float | None = None,
+        day: str = "",
     ) -> None:
         """Fold one event in; ``rules`` is (rule id, article) for each breach it raised;
-        ``posix`` is ``at`` as POSIX seconds when the caller has it."""
+        ``posix`` is ``at`` as POSIX seconds when the caller has it; ``day`` its day in
+        the policy's calendar (ISO)."""
         self.count += 1
         self.personal += personal
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
+        if day:
+            self.days[day] = self.days.get(day, 0) + 1
         if rules:
             articles = set()
             for rule_id, article in rules:
@@ -162,11 +296,29 @@ class EdgeAggregate:
             for article in articles:
                 _bump(self.breaches, article)
             self.breaching += 1
+            if day:
+                self.breach_days[day] = self.breach_days.get(day, 0) + 1
         ts = at.timestamp() if posix is None else posix
         if ts < self._first:
             self._first, self.first_seen = ts, at
         if ts > self._last:
             self._last, self.last_seen = ts, at
+
+    def retract(
+        self, retracted: list[tuple[str, str]], remaining: list[tuple[str, str]], day: str = ""
+    ) -> None:
+        """Take back breaches of one event that a late consent retracted; ``remaining``
+        are the (rule, article) the event still breaches."""
+        for rule_id, _ in retracted:
+            _drop(self.rules, rule_id)
+        before = {a for _, a in retracted} | {a for _, a in remaining}
+        after = {a for _, a in remaining}
+        for article in before - after:
+            _drop(self.breaches, article)
+        if not after:
+            self.breaching -= 1
+            if day:
+                _drop(self.breach_days, day)
 
     def _tally(self, index: int) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -208,7 +360,13 @@ class EdgeAggregate:
             shapes=dict(self.shapes),
             breaches=dict(self.breaches),
             rules=dict(self.rules),
+            days=dict(self.days),
+            breach_days=dict(self.breach_days),
         )
+        for day, n in other.days.items():
+            _bump(out.days, day, n)
+        for day, n in other.breach_days.items():
+            _bump(out.breach_days, day, n)
         for shape, n in other.shapes.items():
             out.shapes[shape] = out.shapes.get(shape, 0) + n
         for key, n in other.breaches.items():
@@ -231,6 +389,8 @@ class EdgeAggregate:
             "shapes": [[list(s[0]), s[1], s[2], s[3], s[4], n] for s, n in self.shapes.items()],
             "breaches": self.breaches,
             "rules": self.rules,
+            "days": self.days,
+            "breach_days": self.breach_days,
             "first_seen": _iso(self.first_seen) if self.first_seen else None,
             "last_seen": _iso(self.last_seen) if self.last_seen else None,
             "applied": self.applied,
@@ -247,6 +407,8 @@ class EdgeAggregate:
             shapes={(tuple(c), p, lb, f, a): n for c, p, lb, f, a, n in data["shapes"]},
             breaches=dict(data["breaches"]),
             rules=dict(data["rules"]),
+            days=dict(data.get("days", {})),
+            breach_days=dict(data.get("breach_days", {})),
             first_seen=first,
             last_seen=last,
             applied=data["applied"],
@@ -283,6 +445,11 @@ class IncidentPartial:
             self.samples.sort()
             del self.samples[self.SAMPLES :]
 
+    def retract(self, event_id: str) -> None:
+        """Take one breach back (a late consent retracted its alert)."""
+        self.count -= 1
+        self.samples = [s for s in self.samples if s[1] != event_id]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
@@ -313,12 +480,12 @@ class IncidentPartial:
 class State:
     """The mappings one partition's engine reads and writes.
 
-    ``seen`` maps an event id to the offset it was first applied at (dedup);
-    ``consents`` a subject to its ledger; ``edges`` an edge key to its aggregate;
-    ``incidents`` an incident id to this partition's share.
+    ``seen`` maps an event id to (the offset it was first applied at, a digest of its
+    content) for dedup; ``subjects`` a subject to its :class:`SubjectState`; ``edges``
+    an edge key to its aggregate; ``incidents`` an incident id to this partition's share.
     """
 
-    seen: MutableMapping[str, int] = field(default_factory=dict)
-    consents: MutableMapping[str, ConsentLedger] = field(default_factory=dict)
+    seen: MutableMapping[str, tuple[int, str]] = field(default_factory=dict)
+    subjects: MutableMapping[str, SubjectState] = field(default_factory=dict)
     edges: MutableMapping[EdgeKey, EdgeAggregate] = field(default_factory=dict)
     incidents: MutableMapping[str, IncidentPartial] = field(default_factory=dict)

@@ -14,7 +14,7 @@ from schemas.events import (
     Pseudonymization,
     decode_event,
 )
-from schemas.outputs import Alert, DeadLetter, Incident
+from schemas.outputs import Alert, DeadLetter, Incident, ProvisionRecord, SubjectLineage
 from schemas.types import (
     Action,
     ConsentStatus,
@@ -40,9 +40,11 @@ __all__ = [
     "Form",
     "Incident",
     "LegalBasis",
+    "ProvisionRecord",
     "Pseudonymization",
     "RecipientKind",
     "SchemaError",
     "Severity",
+    "SubjectLineage",
     "decode_event",
 ]

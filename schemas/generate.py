@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.events import AccessEvent, ConsentEvent
-from schemas.outputs import Alert, DeadLetter, Incident
+from schemas.outputs import Alert, DeadLetter, Incident, ProvisionRecord, SubjectLineage
 
 __all__ = ["SCHEMA_FILES", "render"]
 
@@ -24,6 +24,8 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "alert.schema.json": Alert,
     "incident.schema.json": Incident,
     "dead-letter.schema.json": DeadLetter,
+    "provision-record.schema.json": ProvisionRecord,
+    "subject-lineage.schema.json": SubjectLineage,
 }
 
 

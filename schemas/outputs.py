@@ -1,4 +1,5 @@
-"""What the monitor writes: alerts, incidents and dead-letter records (CONTRACT.md s.1, s.4).
+"""What the monitor writes: alerts, incidents, dead letters, provision records and subject
+answers (CONTRACT.md s.1, s.4, s.7, s.8).
 
 These models are the shapes consumers rely on; the monitor builds them, so they
 validate leniently in type but forbid unknown fields.
@@ -13,7 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.types import Severity
 
-__all__ = ["Alert", "DeadLetter", "Incident", "IncidentStatus"]
+__all__ = [
+    "Alert",
+    "AlertStatus",
+    "ConsentOnRecord",
+    "DeadLetter",
+    "Incident",
+    "IncidentStatus",
+    "ProvisionRecord",
+    "RecipientLineage",
+    "SubjectLineage",
+]
+
+AlertStatus = Literal["open", "retracted"]
 
 _OUT = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,6 +52,14 @@ class Alert(BaseModel):
     policy_version: str = Field(description="the policy version judged against")
     message: str = Field(description="one sentence a privacy officer understands")
     evidence: dict[str, Any] = Field(description="the facts the rule used")
+    status: AlertStatus = Field(
+        default="open",
+        description="'retracted' when a consent in force at the event's time arrived late: "
+        "the same alert_id again, with retracted_by",
+    )
+    retracted_by: str | None = Field(
+        default=None, description="the consent event that retracted it"
+    )
 
 
 IncidentStatus = Literal["open", "updated"]
@@ -55,7 +76,9 @@ class Incident(BaseModel):
     severity: Severity = Field(description="severity of the rule")
     source: str = Field(description="the internal system that acted")
     recipient: str | None = Field(description="the recipient, if the rule concerns one")
-    count: int = Field(ge=1, description="breaching events so far")
+    count: int = Field(
+        ge=0, description="breaching events so far (less those a late consent retracted)"
+    )
     first_seen: datetime = Field(description="earliest event time of a breach")
     last_seen: datetime = Field(description="latest event time of a breach")
     sample_event_ids: list[str] = Field(description="a few breaching event ids, earliest first")
@@ -90,4 +113,70 @@ class DeadLetter(BaseModel):
     )
     sha256: str | None = Field(
         default=None, description="SHA-256 of the whole message (hex), when truncated"
+    )
+
+
+class ProvisionRecord(BaseModel):
+    """A record of provision to a third party (APPI Art. 29): one per transfer, written once."""
+
+    model_config = _OUT
+
+    record_id: str = Field(description="deterministic from the event")
+    provided_at: datetime = Field(description="the event's occurred_at")
+    recipient: str = Field(description="who received the data")
+    recipient_name: str = Field(description="the recipient's name in the policy")
+    recipient_country: str | None = Field(description="ISO 3166 alpha-2; null when unknown")
+    subject: str | None = Field(description="pseudonymous subject reference")
+    categories: list[str] = Field(description="the categories provided")
+    purpose: str = Field(description="the purpose of the provision")
+    legal_basis: str | None = Field(description="the legal basis the producer claimed")
+    consent_reference: str | None = Field(description="the consent record relied on, if any")
+    lawful: bool = Field(description="no alert on that event when the record was written")
+    event_id: str = Field(description="the event recorded")
+    policy_version: str = Field(description="the policy version judged against")
+
+
+class RecipientLineage(BaseModel):
+    """What one recipient received of one subject's data."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    recipient: str = Field(description="recipient id")
+    name: str = Field(description="its name in the policy")
+    kind: str = Field(description="outsourcer, affiliate, ... or unknown")
+    country: str = Field(description="ISO 3166 alpha-2 ('' when unknown)")
+    categories: list[str] = Field(description="categories it received")
+    purposes: list[str] = Field(description="for which purposes")
+    legal_bases: list[str] = Field(description="on what bases ('unstated' when none was given)")
+    first_at: datetime = Field(description="first time")
+    last_at: datetime = Field(description="last time")
+    events: int = Field(description="how many transfers")
+    breaches: list[str] = Field(description="rules those transfers broke (not retracted)")
+
+
+class ConsentOnRecord(BaseModel):
+    """One consent decision of the subject."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    recipient: str = Field(description="recipient id or '*'")
+    purposes: list[str] | None = Field(description="null: every purpose")
+    status: Literal["granted", "withdrawn"] = Field(description="the decision")
+    occurred_at: datetime = Field(description="when it was made")
+    reference: str | None = Field(description="record id in the consent platform")
+
+
+class SubjectLineage(BaseModel):
+    """The answer to a disclosure request (policy Art. 11; APPI Arts. 33 and 33 (5))."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    subject: str = Field(description="pseudonymous subject reference")
+    policy_version: str = Field(description="the policy version judged against")
+    as_of: datetime = Field(description="when the answer was made")
+    recipients: list[RecipientLineage] = Field(description="every recipient of the data")
+    consents: list[ConsentOnRecord] = Field(description="consent decisions on record")
+    provision_records: list[str] = Field(description="record ids (APPI Art. 29)")
+    notify_on_correction: list[str] = Field(
+        description="recipients outside the company that received personal data"
     )

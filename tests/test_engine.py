@@ -19,7 +19,7 @@ from tests.helpers import access, consent
 
 ALERT_FIELDS = {
     "alert_id", "rule", "article", "severity", "event_id", "occurred_at", "source", "recipient",
-    "recipient_kind", "subject", "categories", "policy_version", "message", "evidence",
+    "recipient_kind", "subject", "categories", "policy_version", "message", "evidence", "status",
 }  # fmt: skip
 BREACH = access(event_id="b-1", recipient="researchers", purpose="research")  # no consent
 
@@ -132,8 +132,8 @@ def test_raw_personal_data_is_redacted_everywhere_it_is_kept(policy: Policy) -> 
             outcome.alerts,
             [e.to_json() for e in engine.state.edges.values()],
             [p.to_json() for p in engine.state.incidents.values()],
-            [ledger.to_json() for ledger in engine.state.consents.values()],
-            list(engine.state.consents),
+            [ledger.to_json() for ledger in engine.state.subjects.values()],
+            list(engine.state.subjects),
         ]
     )
     assert b"example.jp" not in kept and b"4111" not in kept

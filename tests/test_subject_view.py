@@ -1,0 +1,263 @@
+"""The data subject's and the regulator's view, embedded: retraction by a late consent,
+conflicting duplicates, provision records, and per-subject lineage (CONTRACT.md s.7, s.8)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from click.testing import CliRunner
+
+from lineage.cli import main
+from lineage.engine import Engine, record_id
+from lineage.policy import Policy
+from lineage.records import FIELDS, csv_text, select
+from lineage.redact import Redactor
+from lineage.run import run_embedded
+from lineage.subjects import answer, render_html
+from schemas import ProvisionRecord, SubjectLineage
+from tests.conftest import DATA
+from tests.helpers import access, consent
+
+POLICY = str(DATA / "policy.yaml")
+
+
+def disclose(event_id: str = "d-1", **fields: Any) -> dict[str, Any]:
+    base = {"event_id": event_id, "recipient": "researchers", "purpose": "research",
+            "occurred_at": "2025-06-01T12:00:00+09:00"}  # fmt: skip
+    base.update(fields)
+    return access(**base)
+
+
+def run(policy: Policy, *events: dict[str, Any] | bytes, **kw: Any) -> tuple[Engine, list[Any]]:
+    engine = Engine(policy, redactor=Redactor(b"k" * 32), **kw)
+    outcomes = []
+    for offset, event in enumerate(events):
+        raw = event if isinstance(event, bytes) else orjson.dumps(event)
+        outcomes.append(engine.process(raw, offset=offset, origin=f"t:{offset}"))
+    return engine, outcomes
+
+
+# -- event-time consent and retraction -----------------------------------------------------------
+
+
+def test_a_consent_that_arrives_late_retracts_the_alert_it_would_have_prevented(
+    policy: Policy,
+) -> None:
+    late = consent(event_id="c-late", recipient="researchers",
+                   occurred_at="2025-06-01T11:00:00+09:00")  # fmt: skip
+    engine, (first, second) = run(policy, disclose(), late)
+    (alert,) = first.alerts
+    assert alert["rule"] == "art9.no-consent" and alert["status"] == "open"
+    (retraction,) = second.alerts
+    assert retraction["alert_id"] == alert["alert_id"]
+    assert retraction["status"] == "retracted" and retraction["retracted_by"] == "c-late"
+    assert engine.stats.retracted == 1
+    # The incident's count goes down, and the edge no longer counts the breach.
+    (partial,) = engine.state.incidents.values()
+    assert partial.count == 0
+    (edge,) = [e for k, e in engine.state.edges.items() if k[0] == "flow"]
+    assert edge.breaching == 0 and edge.rules == {} and edge.breaches == {}
+
+
+def test_a_late_consent_retracts_nothing_it_would_not_have_prevented(policy: Policy) -> None:
+    after = consent(event_id="c-after", recipient="researchers",
+                    occurred_at="2025-06-01T13:00:00+09:00")  # made after the event  # fmt: skip
+    other = consent(event_id="c-other", recipient="police", occurred_at="2025-06-01T11:00:00+09:00")
+    withdrawal = consent(event_id="c-w", status="withdrawn", recipient="researchers",
+                         occurred_at="2025-06-01T11:00:00+09:00")  # fmt: skip
+    _, outcomes = run(policy, disclose(), after, other, withdrawal)
+    assert [o.alerts for o in outcomes[1:]] == [[], [], []]
+
+
+def test_a_late_consent_retracts_only_art9_and_appi28(policy: Policy) -> None:
+    # To a PH outsourcer, unencrypted: appi28 (retractable) and art6.unencrypted (not).
+    flow = access(event_id="x-1", recipient="ph-desk", purpose="support",
+                  categories=["contact.email"], encrypted_in_transit=False)  # fmt: skip
+    late = consent(event_id="c-1", recipient="ph-desk", occurred_at="2025-06-01T11:00:00+09:00")
+    engine, (first, second) = run(policy, flow, late)
+    assert {a["rule"] for a in first.alerts} == {"art6.unencrypted", "appi28.foreign-no-basis"}
+    assert [(a["rule"], a["status"]) for a in second.alerts] == [
+        ("appi28.foreign-no-basis", "retracted")
+    ]
+    (edge,) = [e for k, e in engine.state.edges.items() if k[0] == "flow"]
+    assert edge.breaching == 1 and edge.rules == {"art6.unencrypted": 1}
+
+
+def test_late_consent_is_looked_for_only_within_the_lateness(policy: Policy) -> None:
+    much_later = disclose("d-2", subject="u-1", occurred_at="2025-06-03T12:00:00+09:00")
+    late = consent(event_id="c-late", recipient="researchers",
+                   occurred_at="2025-06-01T11:00:00+09:00")  # fmt: skip
+    # The subject's newest event is 2 days past the first alert: that alert stands,
+    # the second one (in force then too) is retracted.
+    _, outcomes = run(policy, disclose(), much_later, late, consent_lateness=timedelta(hours=24))
+    assert [a["event_id"] for a in outcomes[-1].alerts] == ["d-2"]
+    _, outcomes = run(policy, disclose(), much_later, late, consent_lateness=timedelta(days=3))
+    assert sorted(a["event_id"] for a in outcomes[-1].alerts) == ["d-1", "d-2"]
+
+
+def test_a_consent_delivered_again_says_its_retractions_again_and_changes_nothing(
+    policy: Policy,
+) -> None:
+    late = orjson.dumps(consent(event_id="c-late", recipient="researchers",
+                                occurred_at="2025-06-01T11:00:00+09:00"))  # fmt: skip
+    engine, _ = run(policy, disclose(), late)
+    # Kafka delivers both again (a crash before the commit): the alert comes again, and
+    # its retraction after it, so the last word on that alert id is still "retracted".
+    again = [
+        engine.process(orjson.dumps(disclose()), offset=0, origin="t:0"),
+        engine.process(late, offset=1, origin="t:1"),
+    ]
+    assert [a["status"] for o in again for a in o.alerts] == ["open", "retracted"]
+    (partial,) = engine.state.incidents.values()
+    assert partial.count == 0  # not retracted twice
+    assert engine.stats.retracted == 1
+
+
+# -- conflicting duplicates ----------------------------------------------------------------------
+
+
+def test_the_same_id_with_other_content_is_a_conflicting_duplicate(policy: Policy) -> None:
+    first = access(event_id="dup", recipient="payco")
+    same = {**first}  # the same content, keys in another order
+    same_bytes = orjson.dumps(dict(reversed(list(same.items()))))
+    other = access(event_id="dup", recipient="payco", purpose="support")
+    engine, outcomes = run(policy, first, same_bytes, other)
+    assert [o.status for o in outcomes] == ["judged", "duplicate", "rejected"]
+    dead = outcomes[2].dead_letter
+    assert dead is not None and dead["kind"] == "duplicate-conflict"
+    assert dead["reason"].startswith("event 'dup': duplicate-conflict")
+    assert engine.stats.duplicates == 1 and engine.stats.conflicts == 1
+
+
+# -- provision records ---------------------------------------------------------------------------
+
+
+def records_of(policy: Policy, *events: dict[str, Any]) -> list[dict[str, Any]]:
+    _, outcomes = run(policy, *events)
+    return [r for o in outcomes for r in o.records]
+
+
+def test_provision_records_are_written_for_third_parties_and_abroad(policy: Policy) -> None:
+    granted = consent(recipient="researchers", reference="cmp-9")
+    (record,) = records_of(policy, granted, disclose())
+    ProvisionRecord.model_validate(record)
+    assert list(record) == FIELDS
+    assert record["record_id"] == record_id("d-1")
+    assert record["lawful"] and record["consent_reference"] == "cmp-9"
+    assert record["recipient_name"] == "Research Inc." and record["recipient_country"] == "JP"
+    (unlawful,) = records_of(policy, disclose())
+    assert not unlawful["lawful"] and unlawful["consent_reference"] is None
+    # Abroad: recorded even for outsourcing, lawful or not.
+    abroad = access(event_id="x", recipient="de-host", purpose="support",
+                    categories=["contact.email"], legal_basis="outsourcing")  # fmt: skip
+    (record,) = records_of(policy, abroad)
+    assert record["recipient_country"] == "DE" and record["lawful"]
+    (unknown,) = records_of(policy, access(event_id="u", recipient="who-knows"))
+    assert unknown["recipient_country"] is None and unknown["recipient_name"] == "who-knows"
+
+
+def test_no_record_for_outsourcing_at_home_an_exception_or_no_personal_data(
+    policy: Policy,
+) -> None:
+    assert (
+        records_of(policy, access(event_id="p", recipient="payco", legal_basis="outsourcing")) == []
+    )
+    claim = {"kind": "legal_requirement", "reference": "order-1"}
+    exception = disclose(legal_basis="exception", exception=claim)
+    assert records_of(policy, exception) == []
+    assert records_of(policy, disclose(recipient="police")) == []  # an authority at home
+    keyed = disclose(form="pseudonymized", pseudonymization={"method": "hmac", "keyed": True})
+    assert records_of(policy, keyed) == []
+    # An exception claimed without its reference is no exception: recorded, unlawful.
+    (claimed,) = records_of(policy, {**exception, "exception": {"kind": "legal_requirement"}})
+    assert not claimed["lawful"]
+
+
+def test_a_record_is_written_once_and_a_retraction_changes_it_not(policy: Policy) -> None:
+    late = consent(event_id="c-late", recipient="researchers",
+                   occurred_at="2025-06-01T11:00:00+09:00")  # fmt: skip
+    records = records_of(policy, disclose(), late)
+    assert len(records) == 1 and records[0]["lawful"] is False
+
+
+def test_records_select_by_day_and_recipient_and_make_a_clean_csv(policy: Policy) -> None:
+    days = ["2025-06-01T23:30:00+09:00", "2025-06-02T00:30:00+09:00", "2025-06-03T12:00:00+09:00"]
+    events = [disclose(f"d-{i}", occurred_at=at) for i, at in enumerate(days)]
+    events.append(disclose("d-9", recipient="who-knows", subject="=cmd|' /C calc'!A0"))
+    records = records_of(policy, *events)
+    chosen = select(records + records, policy, since=_day("2025-06-02"), until=_day("2025-06-02"))
+    assert [r["event_id"] for r in chosen] == ["d-1"]  # once, and by the policy's calendar
+    assert [r["event_id"] for r in select(records, policy, recipient="who-knows")] == ["d-9"]
+    rows = list(csv.reader(io.StringIO(csv_text(records))))
+    assert rows[0] == FIELDS and len(rows) == 5
+    assert rows[1][FIELDS.index("categories")] == "identity.name"
+    assert rows[4][FIELDS.index("subject")].startswith("'=")  # no formula runs
+
+
+def _day(text: str) -> Any:
+    from datetime import date
+
+    return date.fromisoformat(text)
+
+
+# -- per-subject lineage ---------------------------------------------------------------------------
+
+
+def test_a_subjects_answer_names_every_recipient_consent_and_record(policy: Policy) -> None:
+    events = [
+        consent(reference="cmp-1"),
+        access(event_id="e-1", recipient="payco", legal_basis="outsourcing",
+               categories=["identity.name", "financial.credit_card"], purpose="billing"),
+        disclose("e-2"),
+        access(event_id="e-3", recipient="shop", action="transfer"),  # internal: not a recipient
+        access(event_id="e-4", recipient="adco", purpose="ads", categories=["device.id"],
+               form="pseudonymized", pseudonymization={"method": "hmac", "keyed": True}),
+    ]  # fmt: skip
+    engine, _ = run(policy, *events)
+    data = answer("u-1", engine.state.subjects["u-1"], policy.version)
+    SubjectLineage.model_validate(data)
+    # In order of first transfer (the same time here: then by id).
+    assert [r["recipient"] for r in data["recipients"]] == ["adco", "payco", "researchers"]
+    payco = data["recipients"][1]
+    assert payco["categories"] == ["financial.credit_card", "identity.name"]
+    assert payco["legal_bases"] == ["outsourcing"] and payco["events"] == 1
+    assert data["recipients"][2]["breaches"] == []  # consented
+    assert data["consents"][0]["reference"] == "cmp-1"
+    assert data["provision_records"] == [record_id("e-2")]
+    # adco got keyed pseudonyms only: no personal data, nobody to notify there.
+    assert data["notify_on_correction"] == ["payco", "researchers"]
+    page = render_html(data)
+    assert page.startswith("<!doctype html>") and "Research Inc." in page and "<script" not in page
+
+
+def test_nothing_seen_of_a_subject_is_an_empty_answer(policy: Policy) -> None:
+    data = answer("u-nobody", None, policy.version)
+    assert data["recipients"] == [] and data["provision_records"] == []
+
+
+def test_run_keeps_records_and_subjects_for_the_commands(tmp_path: Path, policy: Policy) -> None:
+    email = "hanako@example.jp"
+    events = [disclose("d-1"), disclose("d-2", subject=email)]
+    out = tmp_path / "out"
+    run_embedded(policy, [orjson.dumps(e) for e in events], out, redactor=Redactor(b"k" * 32))
+    assert (out / "provision-records.jsonl").exists() and (out / "subjects.sqlite").exists()
+    runner = CliRunner(env={"LINEAGE_REDACTION_KEY": "k" * 32})
+    result = runner.invoke(main, ["records", "--policy", POLICY, "--from-dir", str(out),
+                                  "--format", "csv"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].lstrip("\ufeff") == ",".join(FIELDS)
+    result = runner.invoke(main, ["subject", "u-1", "--from-dir", str(out)])
+    assert result.exit_code == 0 and orjson.loads(result.output)["recipients"]
+    # A subject written as raw personal data is found by what it was, with the same key,
+    # and the answer names it only by its token.
+    result = runner.invoke(main, ["subject", email, "--from-dir", str(out)])
+    found = orjson.loads(result.output)
+    assert found["recipients"] and email not in result.output
+    result = runner.invoke(main, ["subject", "u-1", "--from-dir", str(out), "--format", "html"])
+    assert result.output.startswith("<!doctype html>")
+    assert runner.invoke(main, ["subject", "u-1"]).exit_code == 2  # from where?
