@@ -36,7 +36,7 @@ from kafka import KafkaProducer
 from lineage.demo import DEFAULT_DAY, generate_day
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ("seen", "consents", "edges", "incidents", "board")
+TABLES = ("seen", "subjects", "edges", "incidents", "board")
 _JUDGED = re.compile(
     r"^lineage_(events_total\{[^}]*\}|dead_letters_total|duplicates_total) ([0-9.e+]+)$", re.M
 )

@@ -32,6 +32,8 @@ from aiokafka import AIOKafkaProducer
 
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
+from lineage.subjects import answer
+from streams.changelog import murmur2_partition
 from streams.checkpoint import Checkpoint
 from streams.faust_internals import LineageApp, RecoveryWatch, ack_offsets, recovery_stalls
 from streams.intake import Intake
@@ -52,7 +54,7 @@ log = logging.getLogger("lineage.worker")
 _MAX_UNSENT = 20_000
 #: How long a graceful stop waits for the last flush.
 _STOP_TIMEOUT = 15.0
-TABLES = ("seen", "consents", "edges", "incidents", "board")
+TABLES = ("seen", "subjects", "edges", "incidents", "board")
 
 
 class LineageWorker:
@@ -99,6 +101,7 @@ class LineageWorker:
             self.topics.alerts: "alerts",
             self.topics.incidents: "incidents",
             self.topics.dead_letter: "dead-letter",
+            self.topics.records: "provision-records",
             self.topics.partials: "incident-partials",
         }
         self.sender = Sender(
@@ -119,6 +122,7 @@ class LineageWorker:
             metrics=self.metrics,
             dedup_window=settings.dedup_window,
             cached_subjects=settings.cached_subjects,
+            consent_lateness=settings.consent_lateness,
         )
         #: The partitions this worker holds, as faust last said.
         self.assignment: set[Any] = set()
@@ -131,7 +135,8 @@ class LineageWorker:
 
     def ensure_topics(self, timeout: float = 30.0) -> list[str]:
         """Create the contract's topics that do not exist yet; return those it created."""
-        return ensure_topics(self.settings, timeout)
+        retention = self.policy.policy.records_retention_days
+        return ensure_topics(self.settings, timeout, records_retention_days=retention)
 
     def _raw_topic(self, name: str) -> Any:
         # Bytes in, bytes out: the core decodes and validates, so bad input is data.
@@ -181,6 +186,7 @@ class LineageWorker:
             metrics=self.metrics,
             partitions=self.assigned_partitions,
             before_scrape=self._update_lag,
+            subject=self.find_subject,
         )
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -273,6 +279,25 @@ class LineageWorker:
     def assigned_partitions(self) -> list[int]:
         """The partitions of the events topic this worker holds now."""
         return self._held(self.topics.events)
+
+    async def find_subject(self, subject: str) -> tuple[str, Any]:
+        """Where a subject's lineage is: ("here", the answer), ("there", the URL of the
+        worker that holds its partition) or ("unknown", None) during a rebalance."""
+        spellings = [subject]
+        masked = self.redactor.mask(subject)
+        if masked != subject:
+            spellings.append(masked)  # written as raw personal data: kept under its token
+        topic = self.topics.events
+        count = self.app.consumer.topic_partitions(topic) or self.settings.partitions
+        partition = murmur2_partition(subject.encode(), count)
+        if partition in self.assigned_partitions():
+            found, state = self.checkpoint.subject(partition, spellings)
+            return "here", answer(found, state, self.policy.version)
+        own = str(self.app.conf.canonical_url).rstrip("/")
+        for url, topics in self.app.router.external_topics_metadata().items():
+            if partition in topics.get(topic, ()) and str(url).rstrip("/") != own:
+                return "there", str(url)
+        return "unknown", None
 
     def _update_lag(self) -> None:
         consumer = self.app.consumer

@@ -9,20 +9,30 @@ first seen, max last seen) gives the same graph the embedded run draws.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from lineage.graph import merge_partials
-from lineage.state import EdgeAggregate, EdgeKey
+from lineage.state import EdgeAggregate, EdgeKey, SubjectState
 from streams.kafka_config import KafkaConfig
 from streams.settings import Settings
-from streams.tables import edge_records
-from streams.topics import KafkaUnavailable, changelog_topic
+from streams.tables import edge_records, load_json
+from streams.topics import KafkaUnavailable, Topics, changelog_topic
 
-__all__ = ["partitions_of", "read_edges", "read_table"]
+__all__ = [
+    "murmur2_partition",
+    "partitions_of",
+    "read_edges",
+    "read_records",
+    "read_subject",
+    "read_table",
+    "read_topic",
+]
 
 
 async def partitions_of(settings: Settings, topic: str, *, timeout: float = 30.0) -> list[int]:
@@ -47,15 +57,21 @@ async def partitions_of(settings: Settings, topic: str, *, timeout: float = 30.0
     )
 
 
-async def read_table(settings: Settings, name: str, *, timeout: float = 30.0) -> dict[str, bytes]:
-    """The latest value of every key of a table's changelog (tombstones removed)."""
-    topic = changelog_topic(settings, name)
-    partitions = await partitions_of(settings, topic, timeout=timeout)
-    if not partitions:
-        raise KafkaUnavailable(
-            f"no topic {topic!r} on {settings.bootstrap}: has a worker with app id "
-            f"{settings.app_id!r} and prefix {settings.topic_prefix!r} ever run?"
-        )
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    partitions: list[int] | None = None,
+    timeout: float = 30.0,
+    missing: str | None = None,
+) -> list[Any]:
+    """Every record of a topic (or of some of its partitions), from its beginning to the
+    end offsets it had when asked. ``missing``: the error's words when there is no such
+    topic."""
+    found = await partitions_of(settings, topic, timeout=timeout)
+    if not found:
+        raise KafkaUnavailable(missing or f"no topic {topic!r} on {settings.bootstrap}")
+    wanted = sorted(p for p in found if partitions is None or p in partitions)
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False,
         group_id=None,
@@ -69,9 +85,9 @@ async def read_table(settings: Settings, name: str, *, timeout: float = 30.0) ->
         raise KafkaUnavailable(
             f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
         ) from exc
-    latest: dict[str, bytes] = {}
+    out: list[Any] = []
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(topic, p) for p in wanted]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -82,21 +98,84 @@ async def read_table(settings: Settings, name: str, *, timeout: float = 30.0) ->
             if loop.time() > deadline:
                 raise KafkaUnavailable(f"timed out reading {topic} from {settings.bootstrap}")
             batches = await consumer.getmany(*remaining, timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    key = orjson.loads(record.key) if record.key is not None else None
-                    if not isinstance(key, str):
-                        continue
-                    if record.value is None:
-                        latest.pop(key, None)
-                    else:
-                        latest[key] = record.value
+            for tp, records in batches.items():
+                out.extend(r for r in records if r.offset < ends[tp])
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+    return out
+
+
+async def read_table(
+    settings: Settings,
+    name: str,
+    *,
+    partitions: list[int] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, bytes]:
+    """The latest value of every key of a table's changelog (tombstones removed)."""
+    topic = changelog_topic(settings, name)
+    records = await read_topic(
+        settings,
+        topic,
+        partitions=partitions,
+        timeout=timeout,
+        missing=f"no topic {topic!r} on {settings.bootstrap}: has a worker with app id "
+        f"{settings.app_id!r} and prefix {settings.topic_prefix!r} ever run?",
+    )
+    latest: dict[str, bytes] = {}
+    for record in records:
+        key = orjson.loads(record.key) if record.key is not None else None
+        if not isinstance(key, str):
+            continue
+        if record.value is None:
+            latest.pop(key, None)
+        else:
+            latest[key] = record.value
     return latest
+
+
+async def read_subject(
+    settings: Settings, subjects: list[str], *, timeout: float = 30.0
+) -> tuple[str, SubjectState | None]:
+    """A subject's state from the ``subjects`` changelog: (the spelling found, its state).
+
+    ``subjects`` are the spellings to try, in order (as given, then as its redaction
+    token). The first is also the events' key, which names the one partition to read;
+    when it is not found there, every partition is read.
+    """
+    topic = Topics.of(settings).events
+    count = len(await partitions_of(settings, topic, timeout=timeout)) or settings.partitions
+    partition = murmur2_partition(subjects[0].encode(), count)
+    for scope in ([partition], None):
+        latest = await read_table(settings, "subjects", partitions=scope, timeout=timeout)
+        by_subject = {key.split("|", 1)[1]: raw for key, raw in latest.items() if "|" in key}
+        for subject in subjects:
+            raw = by_subject.get(subject)
+            if raw is not None:
+                return subject, SubjectState.from_json(load_json(raw))
+    return subjects[0], None
+
+
+async def read_records(settings: Settings, *, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every provision record on the ``provision-records`` topic, in topic order."""
+    topic = Topics.of(settings).records
+    records = await read_topic(
+        settings,
+        topic,
+        timeout=timeout,
+        missing=f"no topic {topic!r} on {settings.bootstrap}: has a worker with prefix "
+        f"{settings.topic_prefix!r} ever run?",
+    )
+    return [orjson.loads(r.value) for r in records if r.value]
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (producers key events by
+    subject, so this is where a subject's events and state live)."""
+    return int(DefaultPartitioner()(key, list(range(partitions)), list(range(partitions))))
 
 
 async def read_edges(settings: Settings, *, timeout: float = 30.0) -> dict[EdgeKey, EdgeAggregate]:

@@ -91,6 +91,7 @@ class Checkpoint:
         metrics: Metrics | None = None,
         dedup_window: int | None = None,
         cached_subjects: int | None = None,
+        consent_lateness: timedelta = timedelta(hours=24),
     ) -> None:
         self.policy = policy
         self.redactor = redactor
@@ -103,6 +104,7 @@ class Checkpoint:
         self.metrics = metrics if metrics is not None else Metrics()
         self._dedup_window = dedup_window
         self._cached_subjects = cached_subjects
+        self._lateness = consent_lateness
         self._engines: dict[int, tuple[PartitionState, Engine]] = {}
         self._boards: dict[int, BoardView] = {}
         #: Chunks judged or folded since the last flush, by partition of their topic.
@@ -144,6 +146,7 @@ class Checkpoint:
         started = time.perf_counter()
         add = self.sender.add
         alerts_topic, dead_topic = self.topics.alerts, self.topics.dead_letter
+        records_topic = self.topics.records
         counts: Tally[str] = Tally()
         alert_counts: Tally[tuple[str, str]] = Tally()
         for chunk in chunks:
@@ -173,9 +176,15 @@ class Checkpoint:
                     continue
                 counts[outcome.event.type if outcome.event is not None else "access"] += 1
                 for alert in outcome.alerts:
-                    alert_counts[alert["article"], alert["severity"]] += 1
+                    if alert.get("status") == "retracted":
+                        counts["retracted"] += 1
+                    else:
+                        alert_counts[alert["article"], alert["severity"]] += 1
                     key = alert["recipient"] or alert["source"]
                     add(alerts_topic, key.encode(), orjson.dumps(alert))
+                for record in outcome.records:
+                    counts["record"] += 1
+                    add(records_topic, record["recipient"].encode(), orjson.dumps(record))
                 if outcome.incidents:
                     touched.update(outcome.incidents)
             self.positions[partition] = chunk.records[-1].offset
@@ -188,6 +197,10 @@ class Checkpoint:
             metrics.dead_letters.inc(counts["dead_letter"])
         if counts["duplicate"]:
             metrics.duplicates.inc(counts["duplicate"])
+        if counts["retracted"]:
+            metrics.retracted.inc(counts["retracted"])
+        if counts["record"]:
+            metrics.records.inc(counts["record"])
         for (article, severity), n in alert_counts.items():
             metrics.alerts.labels(article, severity).inc(n)
         metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -363,9 +376,23 @@ class Checkpoint:
                 dedup_window=self._dedup_window,
                 cached_subjects=self._cached_subjects,
             )
-            engine = Engine(self.policy, state.as_state(), redactor=self.redactor)
+            engine = Engine(
+                self.policy,
+                state.as_state(),
+                redactor=self.redactor,
+                consent_lateness=self._lateness,
+            )
             found = self._engines[partition] = (state, engine)
         return found
+
+    def subject(self, partition: int, spellings: list[str]) -> tuple[str, Any]:
+        """(the spelling found, the subject's state or None) in a partition held here."""
+        state, _ = self._partition(partition)
+        for spelling in spellings:
+            found = state.subjects.get(spelling)
+            if found is not None:
+                return spelling, found
+        return spellings[0], None
 
     def held_partitions(self) -> list[int]:
         """The events partitions with an engine on this worker."""

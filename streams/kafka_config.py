@@ -9,6 +9,7 @@ thing for every connection a deployment opens.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import faust
@@ -43,6 +44,8 @@ class KafkaConfig:
             "web_enabled": s.web_port > 0,
             "web_port": s.web_port or 6066,
             "web_bind": s.web_host,
+            # How other workers reach this one (to forward /subjects requests).
+            "web_host": s.web_host if s.web_host not in ("0.0.0.0", "::") else socket.getfqdn(),
             "web_in_thread": False,
             "stream_wait_empty": False,
             "broker_max_poll_records": s.batch_size,

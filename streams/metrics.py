@@ -31,6 +31,14 @@ class Metrics:
         self.duplicates = Counter(
             "lineage_duplicates", "Events dropped as duplicate event ids", registry=r
         )
+        self.retracted = Counter(
+            "lineage_alerts_retracted",
+            "Alerts retracted because a consent in force at the event's time came late",
+            registry=r,
+        )
+        self.records = Counter(
+            "lineage_provision_records", "Provision records written (APPI Art. 29)", registry=r
+        )
         self.incidents = Counter(
             "lineage_incident_publications", "Incident publications", registry=r
         )

@@ -9,16 +9,32 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "is_loopback"]
+__all__ = ["Settings", "is_loopback", "parse_duration"]
 
 #: Settings that are secrets, each also readable from ``<name>_file``.
 _SECRETS = ("web_token", "sasl_password", "redaction_key")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90``, ``90s``, ``30m``, ``24h`` or ``2d`` as a duration."""
+    value = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    scale = units.get(value[-1:], 0)
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (try 24h, 90m, 3600s)") from None
+    if seconds < 0:
+        raise ValueError(f"{text!r} is negative")
+    return timedelta(seconds=seconds)
 
 
 def is_loopback(host: str) -> bool:
@@ -88,6 +104,11 @@ class Settings(BaseSettings):
         default=20.0,
         gt=0,
         description="seconds without changelog records before recovery reads a partition again",
+    )
+    consent_lateness: timedelta = Field(
+        default=timedelta(hours=24),
+        description="how long a consent that arrives late may still retract alerts "
+        "(seconds, or 90m, 24h, 2d)",
     )
     incident_flush_seconds: float = Field(
         default=30.0, gt=0, description="how often changed incidents are republished"
@@ -182,6 +203,11 @@ class Settings(BaseSettings):
                 why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
                 raise ValueError(f"TLS files ({files or 'none'}) do not load: {why}") from None
         return self
+
+    @field_validator("consent_lateness", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("broker")
     @classmethod

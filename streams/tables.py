@@ -21,11 +21,11 @@ import orjson
 
 from lineage.incidents import BoardEntry
 from lineage.state import (
-    ConsentLedger,
     EdgeAggregate,
     EdgeKey,
     IncidentPartial,
     State,
+    SubjectState,
     edge_key_from_str,
     edge_key_to_str,
 )
@@ -160,9 +160,21 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         return written
 
 
-class SeenIndex(MutableMapping[str, int]):
+Seen = tuple[int, str]  # (offset first applied at, digest of the content)
+
+
+def _seen(value: Any) -> Seen:
+    """A stored seen entry: ``[offset, digest]`` (or a bare offset, from before digests)."""
+    if isinstance(value, int):
+        return value, ""
+    return int(value[0]), str(value[1])
+
+
+class SeenIndex(MutableMapping[str, Seen]):
     """Event ids applied in one partition (dedup), within a window of recent offsets.
 
+    Each id maps to the offset it was first applied at and a digest of its content,
+    so that the same id with other content is told apart (a conflicting duplicate).
     One changelog record per event would cost more than judging it; so the ids a
     batch adds go into one record keyed by the batch's first offset, and the index
     is rebuilt from those records when the partition is (re)assigned.
@@ -179,25 +191,26 @@ class SeenIndex(MutableMapping[str, int]):
         self._partition = partition
         self._window = window
         prefix = f"{partition}|"
-        self._ids: dict[str, int] = {}
+        self._ids: dict[str, Seen] = {}
         # (first offset, last offset, table key) of each record, oldest first.
         self._records: list[tuple[int, int, str]] = []
         for key, raw in sorted(table.items()):
             if isinstance(key, str) and key.startswith(prefix) and raw:
-                ids: dict[str, int] = load_json(raw)
+                ids = {eid: _seen(v) for eid, v in load_json(raw).items()}
                 if ids:
                     self._ids.update(ids)
-                    self._records.append((min(ids.values()), max(ids.values()), key))
-        self._pending: dict[str, int] = {}
+                    offsets = [o for o, _ in ids.values()]
+                    self._records.append((min(offsets), max(offsets), key))
+        self._pending: dict[str, Seen] = {}
         self._forget()
 
-    def __getitem__(self, key: str) -> int:
+    def __getitem__(self, key: str) -> Seen:
         return self._ids[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._ids.get(key, default)
 
-    def __setitem__(self, key: str, value: int) -> None:
+    def __setitem__(self, key: str, value: Seen) -> None:
         self._ids[key] = value
         self._pending[key] = value
 
@@ -213,9 +226,10 @@ class SeenIndex(MutableMapping[str, int]):
     def flush(self) -> int:
         if not self._pending:
             return 0
-        first, last = min(self._pending.values()), max(self._pending.values())
+        offsets = [o for o, _ in self._pending.values()]
+        first, last = min(offsets), max(offsets)
         key = f"{self._partition}|{first:020d}"
-        self._table[key] = orjson.dumps(self._pending)
+        self._table[key] = orjson.dumps({eid: list(v) for eid, v in self._pending.items()})
         self._records.append((first, last, key))
         written = len(self._pending)
         self._pending = {}
@@ -232,8 +246,9 @@ class SeenIndex(MutableMapping[str, int]):
             key = self._records[keep][2]
             raw = self._table.get(key)
             if raw:
-                for event_id, offset in load_json(raw).items():
-                    if self._ids.get(event_id) == offset:
+                for event_id, value in load_json(raw).items():
+                    held = self._ids.get(event_id)
+                    if held is not None and held[0] == _seen(value)[0]:
                         del self._ids[event_id]
             del self._table[key]
             keep += 1
@@ -258,8 +273,8 @@ class PartitionState:
     ) -> None:
         self.partition = partition
         self.seen = SeenIndex(tables["seen"], partition, dedup_window)
-        self.consents: CachedView[str, ConsentLedger] = CachedView(
-            tables["consents"], partition, str, ConsentLedger.from_json, _json, cached_subjects
+        self.subjects: CachedView[str, SubjectState] = CachedView(
+            tables["subjects"], partition, str, SubjectState.from_json, _json, cached_subjects
         )
         self.edges: CachedView[EdgeKey, EdgeAggregate] = CachedView(
             tables["edges"], partition, edge_key_to_str, EdgeAggregate.from_json, _json
@@ -270,12 +285,12 @@ class PartitionState:
 
     def as_state(self) -> State:
         return State(
-            seen=self.seen, consents=self.consents, edges=self.edges, incidents=self.incidents
+            seen=self.seen, subjects=self.subjects, edges=self.edges, incidents=self.incidents
         )
 
     def flush(self) -> int:
         return (
-            self.seen.flush() + self.consents.flush() + self.edges.flush() + self.incidents.flush()
+            self.seen.flush() + self.subjects.flush() + self.edges.flush() + self.incidents.flush()
         )
 
 

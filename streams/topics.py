@@ -4,6 +4,7 @@
     alerts            alerts (key: recipient, else source)
     incidents         incidents (key: incident id)
     dead-letter       bad input: original bytes, reason in headers
+    provision-records records of provision to third parties (key: recipient; APPI Art. 29)
     incident-partials each partition's share of an incident, for the incident board
 
 Tables keep their state in faust's changelog topics,
@@ -33,6 +34,7 @@ class Topics:
     alerts: str
     incidents: str
     dead_letter: str
+    records: str
     partials: str
 
     @classmethod
@@ -42,11 +44,19 @@ class Topics:
             alerts=settings.topic("alerts"),
             incidents=settings.topic("incidents"),
             dead_letter=settings.topic("dead-letter"),
+            records=settings.topic("provision-records"),
             partials=settings.topic("incident-partials"),
         )
 
     def all(self) -> list[str]:
-        return [self.events, self.alerts, self.incidents, self.dead_letter, self.partials]
+        return [
+            self.events,
+            self.alerts,
+            self.incidents,
+            self.dead_letter,
+            self.records,
+            self.partials,
+        ]
 
 
 def table_name(settings: Settings, name: str) -> str:
@@ -59,11 +69,15 @@ def changelog_topic(settings: Settings, name: str) -> str:
     return f"{settings.app_id}-{table_name(settings, name)}-changelog"
 
 
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    settings: Settings, timeout: float = 30.0, records_retention_days: int | None = None
+) -> list[str]:
     """Create the worker's topics that do not exist yet; return those it created.
 
     faust creates only its own internal topics; a worker that starts before any
     producer would otherwise subscribe to nothing until its next metadata refresh.
+    The provision records topic keeps records ``records_retention_days`` (APPI Art. 29
+    (2)); Kafka deletes older ones.
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -76,12 +90,16 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         raise KafkaUnavailable(
             f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
         ) from exc
+    topics = Topics.of(settings)
     try:
         existing = set(admin.list_topics())
         created = []
-        for name in Topics.of(settings).all():
+        for name in topics.all():
             if name in existing:
                 continue
+            config = {}
+            if name == topics.records and records_retention_days:
+                config["retention.ms"] = str(records_retention_days * 86_400_000)
             try:
                 admin.create_topics(
                     [
@@ -89,6 +107,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                             name,
                             num_partitions=settings.partitions,
                             replication_factor=settings.replication_factor,
+                            topic_configs=config,
                         )
                     ]
                 )

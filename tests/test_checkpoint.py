@@ -31,6 +31,7 @@ TOPICS = Topics(
     alerts="t.alerts",
     incidents="t.incidents",
     dead_letter="t.dead-letter",
+    records="t.provision-records",
     partials="t.incident-partials",
 )
 
@@ -49,7 +50,7 @@ class Harness:
         self.tables = (
             tables
             if tables is not None
-            else {name: {} for name in ("seen", "consents", "edges", "incidents", "board")}
+            else {name: {} for name in ("seen", "subjects", "edges", "incidents", "board")}
         )
         self.producer = FakeProducer()
         self.sender = Sender(self.producer, max_bytes=1_000_000)

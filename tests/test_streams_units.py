@@ -25,7 +25,7 @@ from tests.helpers import consent as consent_event
 
 def tables() -> dict[str, dict[str, bytes]]:
     # A dict stands in for a faust table here: the views use get, items and item assignment.
-    return {name: {} for name in ("seen", "consents", "edges", "incidents", "board")}
+    return {name: {} for name in ("seen", "subjects", "edges", "incidents", "board")}
 
 
 def test_settings_read_the_environment_and_hide_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,7 +82,7 @@ def test_seen_index_only_loads_its_partition() -> None:
         "1|00000000000000000001": orjson.dumps({"b": 1}),
     }
     index = SeenIndex(backing, 0)
-    assert index.get("a") == 1 and index.get("b") is None
+    assert index.get("a") == (1, "") and index.get("b") is None  # an entry from before digests
 
 
 def test_the_dedup_index_forgets_ids_beyond_its_window_in_memory_and_table() -> None:
@@ -90,10 +90,10 @@ def test_the_dedup_index_forgets_ids_beyond_its_window_in_memory_and_table() -> 
     index = SeenIndex(backing, 0, window=100)
     for batch in range(5):  # batches of 50 offsets: 0-49, 50-99, ..., 200-249
         for offset in range(batch * 50, batch * 50 + 50):
-            index[f"e-{offset}"] = offset
+            index[f"e-{offset}"] = (offset, "d")
         index.flush()
     # The newest offset is 249: records wholly before 149 are gone, the rest kept.
-    assert index.get("e-99") is None and index.get("e-100") == 100
+    assert index.get("e-99") is None and index.get("e-100") == (100, "d")
     assert sorted(backing) == [f"0|{n:020d}" for n in (100, 150, 200)]
     rebuilt = SeenIndex(backing, 0, window=100)  # after a rebalance: the same ids
     assert set(rebuilt) == set(index) and len(rebuilt) == 150
@@ -128,9 +128,9 @@ def test_the_consent_view_stays_bounded_and_still_answers_from_the_table(
         consent = consent_event(subject=f"u-{n}", recipient="payco", event_id=f"c-{n}")
         engine.process(orjson.dumps(consent), offset=n, origin="t")
         state.flush()
-    assert len(state.consents) <= 10
-    assert len(backing["consents"]) == 30
-    assert state.consents["u-0"].decisions[0].event_id == "c-0"  # read back from the table
+    assert len(state.subjects) <= 10
+    assert len(backing["subjects"]) == 30
+    assert state.subjects["u-0"].decisions[0].event_id == "c-0"  # read back from the table
 
 
 def test_worker_help_shows_environment_variables() -> None:
@@ -169,7 +169,7 @@ def test_state_restored_by_faust_as_decoded_json_reads_the_same(policy: Policy) 
     restored = {name: {k: orjson.loads(v) for k, v in t.items()} for name, t in backing.items()}
     again = PartitionState(restored, 1)
     assert again.edges[("flow", "shop", "payco")].count == 1
-    assert again.seen.get("e-1") == 0
+    assert again.seen.get("e-1")[0] == 0
 
 
 def test_a_view_asks_its_table_once_per_missing_key_and_sees_its_own_writes() -> None:
