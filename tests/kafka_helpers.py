@@ -76,15 +76,27 @@ class Reference:
         run_embedded(load_policy(), lines, out, redactor=Redactor(REDACTION_KEY.encode()))
         self.alerts = [orjson.loads(x) for x in (out / "alerts.jsonl").read_bytes().splitlines()]
         self.dead = [orjson.loads(x) for x in (out / "dead-letter.jsonl").read_bytes().splitlines()]
+        # The last count of each incident; one whose every alert a late consent retracted
+        # (count 0) is the same as one never published.
         self.incidents: dict[str, int] = {}
         for line in (out / "incidents.jsonl").read_bytes().splitlines():
             incident = orjson.loads(line)
             self.incidents[incident["incident_id"]] = incident["count"]
+        self.incidents = {k: n for k, n in self.incidents.items() if n}
         self.graph = json.loads((out / "lineage.json").read_text())
+        self.records = [
+            orjson.loads(x) for x in (out / "provision-records.jsonl").read_bytes().splitlines()
+        ]
+        self.out = out
 
     @property
     def alert_ids(self) -> set[str]:
         return {a["alert_id"] for a in self.alerts}
+
+    @property
+    def statuses(self) -> dict[str, str]:
+        """The last word on each alert id: open, or retracted by a late consent."""
+        return {a["alert_id"]: a["status"] for a in self.alerts}
 
 
 def graph_facts(graph: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -265,6 +277,32 @@ class Deployment:
         self.read("alerts", complete, timeout, alive)
         return seen
 
+    def alert_statuses(
+        self, expected: dict[str, str], timeout: float, alive: Sequence[Worker] = ()
+    ) -> dict[str, str]:
+        """The last status of each alert id on the alerts topic (in each partition's
+        order), read until it equals ``expected``."""
+        got: dict[str, tuple[int, str]] = {}
+        done = 0
+
+        def settled(messages: list[Any]) -> bool:
+            nonlocal done
+            for m in messages[done:]:
+                alert = orjson.loads(m.value)
+                aid = alert["alert_id"]
+                if aid not in got or got[aid][0] < m.offset:
+                    got[aid] = (m.offset, alert.get("status", "open"))
+            done = len(messages)
+            return {k: v for k, (_, v) in got.items()} == expected
+
+        try:
+            self.read("alerts", settled, timeout, alive)
+        except AssertionError:
+            now = {k: v for k, (_, v) in got.items()}
+            wrong = {k: (now.get(k), v) for k, v in expected.items() if now.get(k) != v}
+            raise AssertionError(f"{len(wrong)} alerts end differently: {wrong}") from None
+        return {k: v for k, (_, v) in got.items()}
+
     def final_incidents(
         self, expected: dict[str, int], timeout: float, alive: Sequence[Worker] = ()
     ) -> dict[str, int]:
@@ -277,7 +315,7 @@ class Deployment:
                 iid = incident["incident_id"]
                 if iid not in counts or counts[iid][0] < m.offset:
                     counts[iid] = (m.offset, incident["count"])
-            return {iid: count for iid, (_, count) in counts.items()}
+            return {iid: count for iid, (_, count) in counts.items() if count}
 
         got: dict[str, int] = {}
 

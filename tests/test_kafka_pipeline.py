@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -59,11 +60,15 @@ def test_emitter_events_give_the_embedded_alerts_and_graph(
 
         incidents = deployment.final_incidents(reference.incidents, 120, alive=[worker])
         assert incidents == reference.incidents
+        statuses = deployment.alert_statuses(reference.statuses, 60, alive=[worker])
+        assert "retracted" in statuses.values()  # the demo's consent platform syncs late
 
         # The worker's web server: health, Prometheus metrics and the same global graph.
         health = worker.health()
         assert health["status"] == "ok" and health["policy_version"]
-        assert worker.metric("lineage_alerts_total") >= len(reference.alerts)
+        raised = [a for a in reference.alerts if a["status"] == "open"]
+        assert worker.metric("lineage_alerts_total") >= len(raised)
+        assert worker.metric("lineage_alerts_retracted_total") >= 1
         metrics = worker.get("/metrics")
         assert "lineage_consumer_lag{" in metrics and "lineage_dead_letters_total" in metrics
         assert worker.metric("lineage_outputs_total") > 0
@@ -73,8 +78,75 @@ def test_emitter_events_give_the_embedded_alerts_and_graph(
         assert page.lstrip().lower().startswith("<!doctype html")
     finally:
         worker.stop()
-    # With no worker running, the graph comes back from Kafka alone.
+    # With no worker running, the graph comes back from Kafka alone, and so do the
+    # provision records and each subject's lineage.
     assert graph_facts(deployment.exported_graph()) == graph_facts(reference.graph)
+    done = cli(deployment, "records", "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    records = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(records, key=lambda r: r["record_id"]) == sorted(
+        reference.records, key=lambda r: r["record_id"]
+    )
+    for subject in {r["subject"] for r in reference.records[:5]}:
+        done = cli(deployment, "subject", subject)
+        assert done.returncode == 0, done.stderr
+        assert without_time(orjson.loads(done.stdout)) == without_time(
+            embedded_subject(reference, subject)
+        )
+
+
+def cli(deployment: Deployment, *args: str) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "lineage.cli", *args],
+        env=deployment.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def embedded_subject(reference: Reference, subject: str) -> dict[str, Any]:
+    from lineage.subjects import SUBJECTS_FILE, SubjectStore, answer
+
+    found, state, version = SubjectStore(reference.out / SUBJECTS_FILE).get([subject])
+    return answer(found, state, version)
+
+
+def without_time(answer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in answer.items() if k != "as_of"}
+
+
+def test_any_worker_answers_for_any_subject(kafka_bootstrap: str, tmp_path: Path) -> None:
+    day = list(generate_day(events=1500, seed=6))
+    reference = Reference(day, tmp_path / "embedded")
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    workers = [Worker(deployment, name, LINEAGE_WEB_TOKEN="t0ken") for name in ("a", "b")]
+    try:
+        for worker in workers:
+            worker.start().wait_ready()
+        wait_until(
+            lambda: all(w.health()["partitions"] for w in workers),
+            60,
+            "both workers to hold partitions",
+            alive=workers,
+        )
+        deployment.produce(day)
+        deployment.alert_statuses(reference.statuses, 180, alive=workers)
+        subjects = sorted({r["subject"] for r in reference.records if r["subject"]})[:6]
+        for subject in subjects:
+            want = without_time(embedded_subject(reference, subject))
+            # Each worker answers for every subject: its own, or forwarded to the other.
+            for worker in workers:
+                got = json.loads(worker.get(f"/subjects/{subject}"))
+                assert without_time(got) == want, (worker.name, subject)
+        page = workers[0].get(f"/subjects/{subjects[0]}?format=html")
+        assert page.startswith("<!doctype html>")
+    finally:
+        for worker in workers:
+            worker.stop()
 
 
 def test_hostile_messages_leak_nothing_on_kafka(kafka_bootstrap: str, tmp_path: Path) -> None:
