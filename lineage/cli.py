@@ -16,10 +16,11 @@ import click
 import orjson
 
 from lineage.cli_options import policy_option, policy_or_exit
+from lineage.durations import parse_duration
 from lineage.errors import LineageError
 from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
 from lineage.redact import Redactor
-from lineage.rules.base import article_key
+from lineage.rules.base import art_label, article_key
 from lineage.run import RunSummary, run_embedded
 from schemas import Severity
 
@@ -43,19 +44,24 @@ def _print_summary(summary: RunSummary, out: Path) -> None:
         f"{s.dead_letters} dead letters"
     )
     if s.alerts:
-        articles = ", ".join(
-            f"Art. {a}: {n}"
-            for a, n in sorted(s.by_article.items(), key=lambda kv: article_key(kv[0]))
-        )
+        ordered = sorted(s.by_article.items(), key=lambda kv: article_key(kv[0]))
+        articles = ", ".join(f"{art_label(a)}: {n}" for a, n in ordered)
         severities = ", ".join(
             f"{sev.value} {s.by_severity[sev.value]}"
             for sev in Severity
             if s.by_severity[sev.value]
         )
         click.echo(f"{s.alerts} alerts ({articles}) - {severities}; {summary.incidents} incidents")
+        if s.retracted:
+            click.echo(f"{s.retracted} alerts retracted by consents that arrived late")
     else:
         click.echo("no alerts")
-    click.echo(f"outputs in {out}/ (alerts.jsonl, incidents.jsonl, dead-letter.jsonl, lineage.*)")
+    if s.records:
+        click.echo(f"{s.records} provision records (APPI Art. 29)")
+    click.echo(
+        f"outputs in {out}/ (alerts.jsonl, incidents.jsonl, dead-letter.jsonl, "
+        "provision-records.jsonl, subjects.sqlite, lineage.*)"
+    )
 
 
 def _redactor() -> Redactor:
@@ -73,17 +79,30 @@ def _redactor() -> Redactor:
 
 
 def _run_source(
-    policy: Policy, stream: IO[bytes], name: str, out: Path, size: int | None
+    policy: Policy, stream: IO[bytes], name: str, out: Path, size: int | None, lateness: Any
 ) -> RunSummary:
     show_bar = size is not None and size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty()
     if not show_bar:
-        return run_embedded(policy, stream, out, source_name=name, redactor=_redactor())
+        return run_embedded(
+            policy,
+            stream,
+            out,
+            source_name=name,
+            redactor=_redactor(),
+            consent_lateness=lateness,
+        )
     bar: Any
     with click.progressbar(
         length=size, label="judging events", file=sys.stderr, show_eta=True
     ) as bar:
         return run_embedded(
-            policy, stream, out, source_name=name, redactor=_redactor(), on_progress=bar.update
+            policy,
+            stream,
+            out,
+            source_name=name,
+            redactor=_redactor(),
+            on_progress=bar.update,
+            consent_lateness=lateness,
         )
 
 
@@ -112,7 +131,20 @@ def main() -> None:
     type=click.Choice(SEVERITIES),
     help="Exit 3 when an alert at or above this severity was raised.",
 )
-def run(policy_path: Path | None, source: IO[bytes], out: Path, fail_on: str | None) -> None:
+@click.option(
+    "--consent-lateness",
+    default="24h",
+    show_default=True,
+    envvar="LINEAGE_CONSENT_LATENESS",
+    help="How long a late consent may still retract alerts (90m, 24h, 2d).",
+)
+def run(
+    policy_path: Path | None,
+    source: IO[bytes],
+    out: Path,
+    fail_on: str | None,
+    consent_lateness: str,
+) -> None:
     """Judge a file of events with no broker and write alerts and the lineage graph."""
     policy = policy_or_exit(policy_path)
     name = getattr(source, "name", "-")
@@ -124,7 +156,11 @@ def run(policy_path: Path | None, source: IO[bytes], out: Path, fail_on: str | N
         except OSError:
             size = None
     try:
-        summary = _run_source(policy, source, name, out, size)
+        lateness = parse_duration(consent_lateness)
+    except ValueError as exc:
+        _fail(f"--consent-lateness: {exc}", 2)
+    try:
+        summary = _run_source(policy, source, name, out, size, lateness)
     except LineageError as exc:
         _fail(str(exc), 1)
     _print_summary(summary, out)

@@ -16,25 +16,12 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "is_loopback", "parse_duration"]
+from lineage.durations import parse_duration
+
+__all__ = ["Settings", "is_loopback"]
 
 #: Settings that are secrets, each also readable from ``<name>_file``.
 _SECRETS = ("web_token", "sasl_password", "redaction_key")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90``, ``90s``, ``30m``, ``24h`` or ``2d`` as a duration."""
-    value = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    scale = units.get(value[-1:], 0)
-    number = value[:-1] if scale else value
-    try:
-        seconds = float(number) * (scale or 1)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a duration (try 24h, 90m, 3600s)") from None
-    if seconds < 0:
-        raise ValueError(f"{text!r} is negative")
-    return timedelta(seconds=seconds)
 
 
 def is_loopback(host: str) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 import networkx as nx
 
-from lineage.rules.base import article_key
+from lineage.rules.base import art_label, article_key
 from schemas.types import RecipientKind
 
 #: Recipient kinds in the order the pictures list them (the policy's kinds, then "unknown").
@@ -72,14 +72,6 @@ def palette(attrs: Mapping[str, Any]) -> Palette:
     if kind == "recipient":
         return KIND_PALETTES[recipient_kind(attrs)]
     return CATEGORY
-
-
-def art_label(article: str) -> str:
-    """How an article is named on a page: ``Art. 9`` (the policy's), ``APPI Art. 28``."""
-    if article.isdigit():
-        return f"Art. {article}"
-    law, _, number = article.partition("-")
-    return f"{law} Art. {number}" if number else article
 
 
 def arts_label(arts: Iterable[str]) -> str:

@@ -31,7 +31,6 @@ from lineage.export._shared import (
     KIND_PALETTES,
     RECIPIENT_KINDS,
     abbreviate,
-    art_label,
     articles,
     arts_label,
     breaching,
@@ -42,7 +41,7 @@ from lineage.export._shared import (
     recipient_kind,
 )
 from lineage.export.layout import NODE_H, WIDTHS, Layout, layout
-from lineage.rules.base import article_key
+from lineage.rules.base import art_label, article_key
 
 __all__ = ["Summary", "summarize", "to_html"]
 

@@ -31,6 +31,7 @@ __all__ = [
     "RuleFn",
     "RuleSpec",
     "Scope",
+    "art_label",
     "article_key",
     "is_personal",
     "rule",
@@ -173,6 +174,14 @@ def rule(
 def article_key(article: str) -> tuple[int, str]:
     """Sort key of an article: the policy's numbered ones in order, then others (APPI-28)."""
     return (int(article), "") if article.isdigit() else (1 << 30, article)
+
+
+def art_label(article: str) -> str:
+    """How an article is named for people: ``Art. 9`` (the policy's), ``APPI Art. 28``."""
+    if article.isdigit():
+        return f"Art. {article}"
+    law, _, number = article.partition("-")
+    return f"{law} Art. {number}" if number else article
 
 
 def scopes_for(kind: str | None, via_kind: str | None, foreign: bool = False) -> tuple[Scope, ...]:
