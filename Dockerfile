@@ -4,10 +4,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY schemas ./schemas
 COPY lineage ./lineage
-COPY streams ./streams
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[worker]" \
  && useradd --system --create-home --home-dir /var/lib/lineage lineage
 USER lineage
 ENV LINEAGE_STATE_DIR=/var/lib/lineage/state

@@ -35,6 +35,16 @@ from lineage.redact import KIND_CATEGORY, Redactor, raw_facts
 from lineage.rules import CATALOGUE, Breach, Context, RuleSpec, Scope, is_personal
 from lineage.rules.art9 import consent_decision
 from lineage.rules.base import scopes_for
+from lineage.schemas import (
+    MAX_EVENT_BYTES,
+    AccessEvent,
+    Action,
+    ConsentEvent,
+    ConsentStatus,
+    EventRejected,
+    LegalBasis,
+    decode_event,
+)
 from lineage.state import (
     ConsentDecision,
     EdgeAggregate,
@@ -45,16 +55,6 @@ from lineage.state import (
     Shape,
     State,
     SubjectState,
-)
-from schemas import (
-    MAX_EVENT_BYTES,
-    AccessEvent,
-    Action,
-    ConsentEvent,
-    ConsentStatus,
-    EventRejected,
-    LegalBasis,
-    decode_event,
 )
 
 log = logging.getLogger("lineage.engine")

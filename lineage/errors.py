@@ -5,7 +5,7 @@
     └── RunError             an embedded run cannot go on (unreadable input, unwritable output)
 
 Bad *events* are not errors here: they are data, sent to the dead letters
-(:class:`schemas.EventRejected` carries the reason).
+(:class:`lineage.schemas.EventRejected` carries the reason).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ import re
 import unicodedata
 from typing import Any
 
-from schemas import AccessEvent, ConsentEvent
+from lineage.schemas import AccessEvent, ConsentEvent
 
 __all__ = [
     "KIND_CATEGORY",

@@ -36,8 +36,8 @@ from lineage.policy.model import Policy
 from lineage.records import RECORDS_FILE
 from lineage.redact import Redactor
 from lineage.rules.base import article_key
+from lineage.schemas import MAX_EVENT_BYTES, Severity
 from lineage.subjects import SUBJECTS_FILE, SubjectStore
-from schemas import MAX_EVENT_BYTES, Severity
 
 __all__ = ["Line", "RunSummary", "read_lines", "run_embedded"]
 

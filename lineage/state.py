@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import ConsentStatus
+from lineage.schemas import ConsentStatus
 
 __all__ = [
     "ConsentDecision",

@@ -11,7 +11,7 @@ from lineage.engine import Engine
 from lineage.graph import build_graph
 from lineage.policy import load_policy
 from lineage.rules import CATALOGUE
-from schemas import EventRejected, decode_event
+from lineage.schemas import EventRejected, decode_event
 
 EMAIL = re.compile(rb"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+\.[A-Za-z]{2,}")
 

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from schemas import EventRejected
-from streams.emitter import Emitter
+from lineage.emitter import Emitter
+from lineage.schemas import EventRejected
 from tests.helpers import access
 
 UNREACHABLE = {"max_block_ms": 500, "request_timeout_ms": 500, "bootstrap_timeout_ms": 500}

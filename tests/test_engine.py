@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.redact import Redactor
-from schemas import Alert, DeadLetter
+from lineage.schemas import Alert, DeadLetter
 from tests.helpers import access, consent
 
 ALERT_FIELDS = {

@@ -1,4 +1,4 @@
-"""What streams.faust_internals relies on in faust-streaming 0.15.3 and aiokafka 0.14, pinned.
+"""What lineage.worker.faust_internals relies on in faust-streaming 0.15.3 and aiokafka 0.14.
 
 No broker: each test builds faust's own objects and checks the private behaviour the
 worker leans on, so an upgrade that changes one fails here, not in production.
@@ -16,7 +16,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
-from streams.faust_internals import (
+from lineage.worker.faust_internals import (
     LineageApp,
     LineageConsumer,
     RecoveryWatch,
@@ -24,7 +24,7 @@ from streams.faust_internals import (
     quiet_runner,
     recovery_stalls,
 )
-from streams.intake import Chunk, Intake
+from lineage.worker.intake import Chunk, Intake
 
 TOPIC = "t.events"
 
@@ -105,7 +105,7 @@ def test_a_revocation_forgets_a_partitions_bookkeeping(app: LineageApp) -> None:
 
 
 def test_the_consumer_thread_sets_the_fetch_wait(app: LineageApp) -> None:
-    from streams.faust_internals import _ConsumerThread
+    from lineage.worker.faust_internals import _ConsumerThread
 
     app.fetch_wait_ms = 100
     thread = app.consumer._new_consumer_thread()
@@ -211,7 +211,7 @@ def test_a_graceful_stop_runs_the_hooks_first(app: LineageApp) -> None:
 
 def test_a_fetch_reads_the_partitions_active_when_it_was_asked_for(app: LineageApp) -> None:
     """The fetch must not see the active set change under it (the table-recovery hang)."""
-    from streams.faust_internals import _ConsumerThread
+    from lineage.worker.faust_internals import _ConsumerThread
 
     seen: list[Any] = []
 
@@ -266,7 +266,7 @@ class PositionedConsumer:
 
 
 def test_records_not_delivered_are_given_back_but_never_skipped(app: LineageApp) -> None:
-    from streams.faust_internals import _ConsumerThread
+    from lineage.worker.faust_internals import _ConsumerThread
 
     thread = app.consumer._new_consumer_thread()
     assert isinstance(thread, _ConsumerThread)

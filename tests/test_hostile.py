@@ -20,7 +20,7 @@ from lineage.policy import Policy, load_policy
 from lineage.policy.loader import MAX_POLICY_BYTES
 from lineage.redact import Redactor, may_hold_raw_values
 from lineage.run import read_lines
-from schemas import AccessEvent, EventRejected, decode_event
+from lineage.schemas import AccessEvent, EventRejected, decode_event
 from tests.conftest import DATA
 from tests.helpers import access
 
@@ -73,7 +73,7 @@ def test_parsing_takes_the_same_time_per_byte_at_1_kb_and_1_mb(
 
     # Past the size limit a message is refused unparsed; lift the limit to time the
     # parser and the rejection on a megabyte.
-    monkeypatch.setattr("schemas.events.MAX_EVENT_BYTES", 1 << 30)
+    monkeypatch.setattr("lineage.schemas.events.MAX_EVENT_BYTES", 1 << 30)
 
     def decode(text: str) -> None:
         with contextlib.suppress(EventRejected):

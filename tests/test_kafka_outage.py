@@ -20,8 +20,8 @@ import orjson
 import pytest
 
 from lineage.demo import generate_day
-from schemas import EventRejected, decode_event
-from streams.emitter import Emitter
+from lineage.emitter import Emitter
+from lineage.schemas import EventRejected, decode_event
 from tests.broker import KAFKA_LOCAL
 from tests.kafka_helpers import (
     Deployment,

@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from lineage.demo import generate_day
-from schemas import EventRejected
-from streams.emitter import Emitter
+from lineage.emitter import Emitter
+from lineage.schemas import EventRejected
 from tests.kafka_helpers import Deployment, Reference, Worker, graph_facts, wait_until
 
 pytestmark = pytest.mark.kafka

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from lineage.demo import generate_day
-from streams.emitter import Emitter
+from lineage.emitter import Emitter
 from tests.broker import KAFKA_LOCAL
 from tests.kafka_helpers import Deployment, Reference, Worker, graph_facts, wait_until
 

@@ -27,7 +27,7 @@ from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.redact import Redactor
 from lineage.run import run_embedded
-from schemas import EventRejected, decode_event
+from lineage.schemas import EventRejected, decode_event
 from tests.helpers import access, consent
 
 # -- what is planted -------------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from schemas import MAX_EVENT_BYTES, AccessEvent, ConsentEvent, EventRejected, decode_event
-from schemas.generate import main as generate
+from lineage.schemas import MAX_EVENT_BYTES, AccessEvent, ConsentEvent, EventRejected, decode_event
+from lineage.schemas.generate import main as generate
 from tests.helpers import access as transfer
 from tests.helpers import consent
 

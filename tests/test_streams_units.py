@@ -16,9 +16,9 @@ from lineage.cli import main
 from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
-from streams.runner import RepeatFilter, awaiting, install_repeat_filter
-from streams.settings import Settings
-from streams.tables import CachedView, PartitionState, SeenIndex, partition_of
+from lineage.worker.runner import RepeatFilter, awaiting, install_repeat_filter
+from lineage.worker.settings import Settings
+from lineage.worker.tables import CachedView, PartitionState, SeenIndex, partition_of
 from tests.helpers import access
 from tests.helpers import consent as consent_event
 

@@ -18,8 +18,8 @@ from lineage.policy import Policy
 from lineage.records import FIELDS, csv_text, select
 from lineage.redact import Redactor
 from lineage.run import run_embedded
+from lineage.schemas import ProvisionRecord, SubjectLineage
 from lineage.subjects import answer, render_html
-from schemas import ProvisionRecord, SubjectLineage
 from tests.conftest import DATA
 from tests.helpers import access, consent
 

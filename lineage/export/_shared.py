@@ -13,7 +13,7 @@ from typing import Any
 import networkx as nx
 
 from lineage.rules.base import art_label, article_key
-from schemas.types import RecipientKind
+from lineage.schemas.types import RecipientKind
 
 #: Recipient kinds in the order the pictures list them (the policy's kinds, then "unknown").
 RECIPIENT_KINDS = (*(kind.value for kind in RecipientKind), "unknown")

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from lineage.errors import PolicyError, PolicyProblem
 from lineage.policy.model import Policy
-from schemas.types import RecipientKind
+from lineage.schemas.types import RecipientKind
 
 __all__ = ["DEFAULT_POLICY", "MAX_POLICY_BYTES", "lint_policy", "load_policy", "load_policy_text"]
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.types import ID_PATTERN, ExceptionKind, RecipientKind
+from lineage.schemas.types import ID_PATTERN, ExceptionKind, RecipientKind
 
 __all__ = [
     "Agreement",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lineage.rules.art9 import consent_decision, decision_facts
 from lineage.rules.base import Breach, Context, Scope, rule
-from schemas import Severity
+from lineage.schemas import Severity
 
 __all__: list[str] = []
 

@@ -12,7 +12,7 @@ from datetime import date, datetime
 
 from lineage.policy.model import CategorySet
 from lineage.rules.base import Breach, Context, Scope, rule
-from schemas import Action, Form, Severity
+from lineage.schemas import Action, Form, Severity
 
 __all__ = ["ALLOWED_FOR_ADS", "collected_on"]
 

@@ -7,7 +7,7 @@ company would hold what it never told its users it collects.
 from __future__ import annotations
 
 from lineage.rules.base import Breach, Context, Scope, rule
-from schemas import Severity
+from lineage.schemas import Severity
 
 __all__: list[str] = []
 

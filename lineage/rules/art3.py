@@ -7,7 +7,7 @@ of the categories that purpose lists (a listed prefix covers its categories).
 from __future__ import annotations
 
 from lineage.rules.base import Breach, Context, Scope, rule
-from schemas import Action, Severity
+from lineage.schemas import Action, Severity
 
 __all__: list[str] = []
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lineage.redact import KIND_CATEGORY, raw_facts
 from lineage.rules.base import Breach, Context, Scope, rule
-from schemas import Severity
+from lineage.schemas import Severity
 
 __all__: list[str] = []
 

@@ -8,7 +8,7 @@ only the announced categories for the announced purposes.
 from __future__ import annotations
 
 from lineage.rules.base import Breach, Context, Scope, rule
-from schemas import Severity
+from lineage.schemas import Severity
 
 __all__: list[str] = []
 

@@ -7,7 +7,7 @@ that identifies the user: no directly identifying category, no identified data.
 from __future__ import annotations
 
 from lineage.rules.base import Breach, Context, Scope, rule
-from schemas import Form, Severity
+from lineage.schemas import Form, Severity
 
 __all__: list[str] = []
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from lineage.rules.base import Breach, Context, Scope, rule
+from lineage.schemas import ConsentStatus, LegalBasis, Severity
 from lineage.state import ConsentDecision
-from schemas import ConsentStatus, LegalBasis, Severity
 
 __all__ = ["consent_decision", "decision_facts"]
 

@@ -20,9 +20,9 @@ from enum import StrEnum
 from typing import Any
 
 from lineage.policy.model import Policy, Recipient
+from lineage.schemas import AccessEvent, Form, Severity
+from lineage.schemas.types import RecipientKind
 from lineage.state import ConsentDecision, SubjectState
-from schemas import AccessEvent, Form, Severity
-from schemas.types import RecipientKind
 
 __all__ = [
     "CATALOGUE",

@@ -8,7 +8,7 @@ rest of :mod:`streams` uses the libraries' public API and the named helpers belo
 What the worker needs that the libraries do not offer publicly, and why:
 
 - **Whole fetches of our own topics** (:class:`LineageConsumer`): faust delivers
-  each message through two tasks, an Event and an ack (see :mod:`streams.intake`).
+  each message through two tasks, an Event and an ack (see :mod:`lineage.worker.intake`).
   The consumer takes the records of ``lineage.events`` and
   ``lineage.incident-partials`` out of each fetch whole, tagged with the consumer
   generation, and leaves every other topic (the tables' changelogs) to faust.
@@ -38,7 +38,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.intake import Chunk, Intake
+from lineage.worker.intake import Chunk, Intake
 
 __all__ = [
     "LineageApp",

@@ -8,16 +8,16 @@
 
 One task, ``evaluate``, does all the work, so its steps never interleave: it takes
 fetched records of the events and incident-partials topics from the intake
-(:mod:`streams.intake`), hands them to the :class:`~streams.checkpoint.Checkpoint`
+(:mod:`lineage.worker.intake`), hands them to the :class:`~lineage.worker.checkpoint.Checkpoint`
 (which judges events, folds partials and says when state is durable), flushes it
 every ``flush_events`` records or when nothing more waits, and republishes changed
 incidents every ``incident_flush_seconds``. Outputs leave in batches through the
-:class:`~streams.outputs.Sender`.
+:class:`~lineage.worker.outputs.Sender`.
 
-Where each part lives: topics in :mod:`streams.topics`, client settings in
-:mod:`streams.kafka_config`, the commit protocol in :mod:`streams.checkpoint`, web
-pages in :mod:`streams.web`, metrics in :mod:`streams.metrics`, and every private
-name of faust or aiokafka in :mod:`streams.faust_internals`.
+Where each part lives: topics in :mod:`lineage.worker.topics`, client settings in
+:mod:`lineage.worker.kafka_config`, the commit protocol in :mod:`lineage.worker.checkpoint`, web
+pages in :mod:`lineage.worker.web`, metrics in :mod:`lineage.worker.metrics`, and every private
+name of faust or aiokafka in :mod:`lineage.worker.faust_internals`.
 """
 
 from __future__ import annotations
@@ -33,18 +33,18 @@ from aiokafka import AIOKafkaProducer
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.subjects import answer
-from streams.changelog import murmur2_partition
-from streams.checkpoint import Checkpoint
-from streams.faust_internals import LineageApp, RecoveryWatch, ack_offsets, recovery_stalls
-from streams.intake import Intake
-from streams.kafka_config import KafkaConfig
-from streams.metrics import Metrics
-from streams.outputs import Sender
-from streams.runner import install_repeat_filter
-from streams.settings import Settings
-from streams.tables import PartitionedTable
-from streams.topics import Topics, ensure_topics, table_name
-from streams.web import register_pages
+from lineage.worker.changelog import murmur2_partition
+from lineage.worker.checkpoint import Checkpoint
+from lineage.worker.faust_internals import LineageApp, RecoveryWatch, ack_offsets, recovery_stalls
+from lineage.worker.intake import Intake
+from lineage.worker.kafka_config import KafkaConfig
+from lineage.worker.metrics import Metrics
+from lineage.worker.outputs import Sender
+from lineage.worker.runner import install_repeat_filter
+from lineage.worker.settings import Settings
+from lineage.worker.tables import PartitionedTable
+from lineage.worker.topics import Topics, ensure_topics, table_name
+from lineage.worker.web import register_pages
 
 __all__ = ["LineageWorker"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 
-from streams.faust_internals import quiet_runner
+from lineage.worker.faust_internals import quiet_runner
 
 __all__ = ["RepeatFilter", "awaiting", "install_repeat_filter", "lineage_runner"]
 

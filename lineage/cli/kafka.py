@@ -1,29 +1,55 @@
 """``lineage worker`` and ``lineage export``: the Kafka side of the command line.
 
 Each option is also a ``LINEAGE_*`` environment variable (shown in ``--help``);
-options given on the command line win. faust is imported only when a command runs,
-so ``lineage --help`` and the embedded commands stay quick.
+options given on the command line win. :mod:`lineage.worker` (faust, aiokafka) is
+imported only when a command runs: the base package has neither, and says what to
+install (``privacy-lineage[worker]``) rather than failing on an import.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lineage.cli_options import policy_option, policy_or_exit
+from lineage.cli.options import policy_option, policy_or_exit
 from lineage.errors import LineageError
 
-__all__ = ["export", "worker"]
+__all__ = ["export", "need_worker", "settings_or_exit", "worker"]
+
+#: The modules the ``worker`` extra brings, by the name they are imported under.
+WORKER_MODULES = ("faust", "aiokafka", "pydantic_settings", "prometheus_client")
 
 
-def _settings(**options: Any) -> Any:
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # faust replaces its module object, which then has no spec
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def need_worker(doing: str) -> None:
+    """Exit 2 with what to install when the ``worker`` extra is missing."""
+    missing = [name for name in WORKER_MODULES if not _installed(name)]
+    if missing:
+        click.echo(
+            f"lineage: error: {doing} needs the stream processors, which are not installed "
+            f"(missing: {', '.join(missing)}): pip install 'privacy-lineage[worker]'",
+            err=True,
+        )
+        sys.exit(2)
+
+
+def settings_or_exit(**options: Any) -> Any:
     from pydantic import ValidationError
 
-    from streams.settings import Settings
+    from lineage.worker.settings import Settings
 
     given = {k: v for k, v in options.items() if v is not None}
     try:
@@ -53,7 +79,9 @@ _app_id = click.option(
 
 def _environment_only(shown: set[str]) -> str:
     """The help's list of the settings that are environment variables only."""
-    from streams.settings import Settings
+    if not _installed("pydantic_settings"):
+        return "Needs the stream processors: pip install 'privacy-lineage[worker]'."
+    from lineage.worker.settings import Settings
 
     lines = ["\b", "More settings, as environment variables only:"]
     for name, field in Settings.model_fields.items():
@@ -65,7 +93,18 @@ def _environment_only(shown: set[str]) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+class _WorkerCommand(click.Command):
+    """``lineage worker``, whose help lists the settings that are environment variables only
+    (read from the settings model when the help is shown, not when the CLI loads)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The settings given as options are the command's own parameters (--policy is policy).
+        shown = {"policy" if p.name == "policy_path" else str(p.name) for p in self.params}
+        self.epilog = _environment_only(shown)
+        super().format_epilog(ctx, formatter)
+
+
+@click.command(cls=_WorkerCommand)
 @_broker
 @policy_option
 @_prefix
@@ -139,8 +178,9 @@ def _environment_only(shown: set[str]) -> str:
 )
 def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
     """Run the stream processors on Kafka: judge lineage.events, raise alerts and incidents."""
-    settings = _settings(policy=policy_path, **options)
-    from streams.settings import is_loopback
+    need_worker("lineage worker")
+    settings = settings_or_exit(policy=policy_path, **options)
+    from lineage.worker.settings import is_loopback
 
     if settings.web_port and not is_loopback(settings.web_host) and settings.web_token is None:
         click.echo(
@@ -152,8 +192,8 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
         )
         sys.exit(2)
     policy = policy_or_exit(settings.policy)
-    from streams.app import LineageWorker
-    from streams.preflight import check_connection
+    from lineage.worker.app import LineageWorker
+    from lineage.worker.preflight import check_connection
 
     try:
         check_connection(settings)
@@ -169,15 +209,9 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
         f"policy {policy.policy.name} ({policy.version})",
         err=True,
     )
-    from streams.runner import lineage_runner
+    from lineage.worker.runner import lineage_runner
 
     lineage_runner(lineage_worker.app, loglevel).execute_from_commandline()
-
-
-# The settings given as options are the command's own parameters (--policy is policy).
-worker.epilog = _environment_only(
-    {"policy" if param.name == "policy_path" else str(param.name) for param in worker.params}
-)
 
 
 @click.command()
@@ -203,12 +237,13 @@ worker.epilog = _environment_only(
 )
 def export(policy_path: Path | None, fmt: str, out: Path, timeout: float, **options: Any) -> None:
     """Write the global lineage graph kept in Kafka (all partitions), with no worker running."""
-    settings = _settings(policy=policy_path, **options)
+    need_worker("lineage export")
+    settings = settings_or_exit(policy=policy_path, **options)
     policy = policy_or_exit(settings.policy)
     from lineage.export import export_graph
     from lineage.graph import build_graph
-    from streams.changelog import read_edges
-    from streams.preflight import check_connection
+    from lineage.worker.changelog import read_edges
+    from lineage.worker.preflight import check_connection
 
     try:
         check_connection(settings, timeout)

@@ -2,7 +2,7 @@
 
 A :class:`Checkpoint` holds what was judged since the state was last written, and
 the steps that make it durable. It knows nothing of faust: its tables are
-mappings, its outputs go to a :class:`~streams.outputs.Sender`, its acks to an
+mappings, its outputs go to a :class:`~lineage.worker.outputs.Sender`, its acks to an
 ``ack(tp, offsets)`` callable, so it is tested on dicts with no broker.
 
     judge(chunk)    events: each record is decoded and judged by its partition's
@@ -24,7 +24,7 @@ its state written. State may run ahead of the commits (a crash between steps 3
 and 4): every state record carries the offset it applied up to, so an event
 judged again re-derives its alerts, with the same ids, and counts nothing twice.
 
-When Kafka does not take the outputs in time (:class:`~streams.outputs.OutputsLost`),
+When Kafka does not take the outputs in time (:class:`~lineage.worker.outputs.OutputsLost`),
 :meth:`flush` drops everything pending and returns False; the caller then reads
 the partitions again from their committed offsets (:meth:`rewind_done` after).
 """
@@ -45,11 +45,11 @@ from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.state import IncidentPartial
-from streams.intake import Chunk
-from streams.metrics import Metrics
-from streams.outputs import OutputsLost, Sender
-from streams.tables import BoardView, PartitionState
-from streams.topics import Topics
+from lineage.worker.intake import Chunk
+from lineage.worker.metrics import Metrics
+from lineage.worker.outputs import OutputsLost, Sender
+from lineage.worker.tables import BoardView, PartitionState
+from lineage.worker.topics import Topics
 
 __all__ = ["Checkpoint", "dead_letter_headers"]
 

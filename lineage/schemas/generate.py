@@ -1,6 +1,8 @@
-"""Write the JSON Schema files for producers in other languages: ``python -m schemas.generate``.
+"""Write the JSON Schema files for producers in other languages.
 
-``--check`` exits 1 when a committed file differs from what the models generate.
+``python -m lineage.schemas.generate [--check] [--dir DIR]`` writes them into ``DIR``
+(default: the ``schemas/`` folder of the source checkout); ``--check`` exits 1 when a
+committed file differs from what the models generate.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.events import AccessEvent, ConsentEvent
-from schemas.outputs import Alert, DeadLetter, Incident, ProvisionRecord, SubjectLineage
+from lineage.schemas.events import AccessEvent, ConsentEvent
+from lineage.schemas.outputs import Alert, DeadLetter, Incident, ProvisionRecord, SubjectLineage
 
 __all__ = ["SCHEMA_FILES", "render"]
 
-HERE = Path(__file__).parent
+#: The language-neutral schemas live at the top of the source checkout, not in the package.
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "access-event.schema.json": AccessEvent,
@@ -41,9 +44,10 @@ def render(model: type[BaseModel], name: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    folder = Path(argv[argv.index("--dir") + 1]) if "--dir" in argv else DEFAULT_DIR
     stale = []
     for name, model in SCHEMA_FILES.items():
-        path = HERE / name
+        path = folder / name
         text = render(model, name)
         if "--check" in argv:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -51,7 +55,9 @@ def main(argv: list[str]) -> int:
         else:
             path.write_text(text, encoding="utf-8")
     if stale:
-        print(f"stale JSON Schema files: {', '.join(stale)}; run python -m schemas.generate")
+        print(
+            f"stale JSON Schema files: {', '.join(stale)}; run python -m lineage.schemas.generate"
+        )
         return 1
     return 0
 

@@ -1,11 +1,11 @@
 """Event, consent, alert, incident and dead-letter models of the privacy-lineage contract.
 
 Depends on nothing of ours. JSON Schema files generated from these models stand
-beside this module for producers in other languages (``python -m schemas.generate``).
+beside this module for producers in other languages (``python -m lineage.schemas.generate``).
 """
 
-from schemas.errors import EventRejected, SchemaError
-from schemas.events import (
+from lineage.schemas.errors import EventRejected, SchemaError
+from lineage.schemas.events import (
     MAX_EVENT_BYTES,
     AccessEvent,
     ConsentEvent,
@@ -14,8 +14,8 @@ from schemas.events import (
     Pseudonymization,
     decode_event,
 )
-from schemas.outputs import Alert, DeadLetter, Incident, ProvisionRecord, SubjectLineage
-from schemas.types import (
+from lineage.schemas.outputs import Alert, DeadLetter, Incident, ProvisionRecord, SubjectLineage
+from lineage.schemas.types import (
     Action,
     ConsentStatus,
     ExceptionKind,

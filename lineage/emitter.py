@@ -1,6 +1,6 @@
 """The producer SDK services embed: validate, hand off, never block, never lose an event.
 
-    from streams.emitter import Emitter
+    from lineage.emitter import Emitter
 
     emitter = Emitter("kafka:9092")                  # one per process; thread-safe
     emitter.emit({"event_id": str(uuid4()), "occurred_at": now_rfc3339(), "source": "checkout",
@@ -9,7 +9,7 @@
     emitter.close()                                  # at shutdown: flushes what is buffered
 
 ``emit`` validates the event against the contract (``schemas``) and raises
-:class:`schemas.EventRejected` at once for a bad one, so a developer sees their bug
+:class:`lineage.schemas.EventRejected` at once for a bad one, so a developer sees their bug
 where they made it. A valid event goes into a bounded in-memory buffer and is sent by
 one background thread (kafka-python, idempotent, ``acks=all``), keyed by subject,
 else source (CONTRACT.md s.5). ``emit`` never waits for Kafka: it takes a lock and
@@ -46,7 +46,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from lineage.errors import LineageError
-from schemas import AccessEvent, ConsentEvent, decode_event
+from lineage.schemas import AccessEvent, ConsentEvent, decode_event
 
 __all__ = ["Emitter", "EmitterError", "EmitterStats", "connect", "emit_lines"]
 

@@ -28,8 +28,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from schemas.errors import EventRejected
-from schemas.types import (
+from lineage.schemas.errors import EventRejected
+from lineage.schemas.types import (
     Action,
     AttributeKey,
     AttributeValue,

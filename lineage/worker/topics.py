@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lineage.errors import LineageError
-from streams.kafka_config import KafkaConfig
-from streams.settings import Settings
+from lineage.worker.kafka_config import KafkaConfig
+from lineage.worker.settings import Settings
 
 __all__ = ["KafkaUnavailable", "Topics", "changelog_topic", "ensure_topics", "table_name"]
 

@@ -5,7 +5,7 @@ message at a time: :meth:`Sender.add` queues a message and returns at once,
 :meth:`Sender.send` hands whole batches (aiokafka's public ``create_batch`` /
 ``send_batch``) to the producer, and :meth:`Sender.flush` waits until Kafka has
 acknowledged every message added so far. The commit protocol
-(:class:`~streams.checkpoint.Checkpoint`) acks an event's offset only after that.
+(:class:`~lineage.worker.checkpoint.Checkpoint`) acks an event's offset only after that.
 
 No single message can stop the worker:
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.types import Severity
+from lineage.schemas.types import Severity
 
 __all__ = [
     "Alert",

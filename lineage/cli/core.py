@@ -1,4 +1,6 @@
-"""The ``lineage`` command line (CONTRACT.md s.6). Thin: validate, call the core, print, exit.
+"""The core commands of ``lineage``: run, demo, policy check, records, subject.
+
+Thin: validate, call the core, print, exit.
 
 Exit codes: 0 done; 2 usage or policy errors; 3 ``--fail-on`` met; 1 anything else
 that stopped the run (an unreadable input, an unreachable broker).
@@ -15,14 +17,14 @@ from typing import IO, Any, NoReturn
 import click
 import orjson
 
-from lineage.cli_options import policy_option, policy_or_exit
+from lineage.cli.options import policy_option, policy_or_exit
 from lineage.durations import parse_duration
-from lineage.errors import LineageError
+from lineage.errors import LineageError, PolicyError
 from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
 from lineage.redact import Redactor
 from lineage.rules.base import art_label, article_key
 from lineage.run import RunSummary, run_embedded
-from schemas import Severity
+from lineage.schemas import Severity
 
 __all__ = ["main"]
 
@@ -106,7 +108,21 @@ def _run_source(
         )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LineageGroup(click.Group):
+    """Turns every error of ours that reaches the top into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PolicyError as exc:
+            for problem in exc.problems:
+                click.echo(f"lineage: policy error: {problem}", err=True)
+            sys.exit(2)
+        except LineageError as exc:
+            _fail(str(exc), 1)
+
+
+@click.group(cls=LineageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="privacy-lineage")
 def main() -> None:
     """privacy-lineage: watch personal-data flows, build their lineage graph, raise alerts."""
@@ -224,7 +240,7 @@ def demo(
     the_day: date = day.date() if day is not None else DEFAULT_DAY
     lines = generate_day(day=the_day, events=events, seed=seed)
     if broker:
-        from streams.emitter import emit_lines
+        from lineage.emitter import emit_lines
 
         try:
             sent = emit_lines(lines, broker=broker, topic_prefix=topic_prefix)
@@ -253,9 +269,10 @@ def _from(broker: str | None, from_dir: Path | None) -> None:
 
 
 def _kafka_settings(broker: str, topic_prefix: str | None, app_id: str | None) -> Any:
-    from streams.cli import _settings
+    from lineage.cli.kafka import need_worker, settings_or_exit
 
-    return _settings(broker=broker, topic_prefix=topic_prefix, app_id=app_id)
+    need_worker("reading Kafka")
+    return settings_or_exit(broker=broker, topic_prefix=topic_prefix, app_id=app_id)
 
 
 _day = click.DateTime(formats=["%Y-%m-%d"])
@@ -310,8 +327,8 @@ def records(
         else:
             import asyncio
 
-            from streams.changelog import read_records
-            from streams.preflight import check_connection
+            from lineage.worker.changelog import read_records
+            from lineage.worker.preflight import check_connection
 
             settings = _kafka_settings(str(broker), topic_prefix, app_id)
             check_connection(settings)
@@ -383,8 +400,8 @@ def subject(
         else:
             import asyncio
 
-            from streams.changelog import read_subject
-            from streams.preflight import check_connection
+            from lineage.worker.changelog import read_subject
+            from lineage.worker.preflight import check_connection
 
             settings = _kafka_settings(str(broker), topic_prefix, app_id)
             check_connection(settings)
@@ -403,20 +420,3 @@ def subject(
     else:
         out.write_text(text, encoding="utf-8")
         click.echo(f"wrote the lineage of {found} as {fmt} to {out}", err=True)
-
-
-def _register_stream_commands() -> None:
-    # The Kafka commands live with the stream processors; the core works without them.
-    try:
-        from streams.cli import export, worker
-    except ImportError:  # pragma: no cover - streams is part of the same distribution
-        return
-    main.add_command(worker)
-    main.add_command(export)
-
-
-_register_stream_commands()
-
-
-if __name__ == "__main__":
-    main()
