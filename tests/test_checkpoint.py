@@ -19,7 +19,7 @@ from lineage.policy import Policy
 from lineage.redact import Redactor
 from lineage.schemas import MAX_EVENT_BYTES
 from lineage.state import IncidentPartial
-from lineage.worker.checkpoint import Checkpoint
+from lineage.worker.checkpoint import Checkpoint, StateNotWritten
 from lineage.worker.intake import Chunk, TopicPartition
 from lineage.worker.outputs import Sender
 from lineage.worker.topics import Topics
@@ -57,6 +57,13 @@ class Harness:
         self.acked: dict[Any, list[int]] = {}
         self.generation = 1
         self.active = True
+        self.changelog_ok = True  # whether Kafka acknowledges the tables' records
+        self.barriers = 0
+
+        async def state_written() -> bool:
+            self.barriers += 1
+            return self.changelog_ok
+
         self.checkpoint = Checkpoint(
             policy=policy,
             redactor=Redactor(b"k" * 32),
@@ -66,6 +73,7 @@ class Harness:
             topics=TOPICS,
             generation=lambda: self.generation,
             flow_active=lambda: self.active,
+            state_written=state_written,
         )
 
     def chunk(self, partition: int, *events: dict[str, Any] | bytes, start: int = 0) -> Chunk:
@@ -115,6 +123,19 @@ def test_outputs_kafka_did_not_take_leave_their_offsets_unacked(policy: Policy) 
     assert h.flush()
     assert {a["event_id"] for a in h.alerts()} == {"e-0"}
     assert h.acked == {TopicPartition(TOPICS.events, 0): [0]}
+
+
+def test_offsets_wait_for_the_changelog_and_a_refused_record_stops_the_worker(
+    policy: Policy,
+) -> None:
+    h = Harness(policy)
+    h.take(h.chunk(0, breach(0)))
+    assert h.flush() and h.barriers == 1 and h.acked  # state acknowledged, then acks
+    h.take(h.chunk(0, breach(1), start=1))
+    h.changelog_ok = False
+    with pytest.raises(StateNotWritten):
+        h.flush()
+    assert h.acked == {TopicPartition(TOPICS.events, 0): [0]}  # nothing past the refusal
 
 
 def test_a_revoked_partition_keeps_nothing_judged_and_acks_nothing(policy: Policy) -> None:

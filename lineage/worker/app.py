@@ -34,8 +34,14 @@ from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.subjects import answer
 from lineage.worker.changelog import murmur2_partition
-from lineage.worker.checkpoint import Checkpoint
-from lineage.worker.faust_internals import LineageApp, RecoveryWatch, ack_offsets, recovery_stalls
+from lineage.worker.checkpoint import Checkpoint, StateNotWritten
+from lineage.worker.faust_internals import (
+    LineageApp,
+    RecoveryWatch,
+    ack_offsets,
+    changelog_written,
+    recovery_stalls,
+)
 from lineage.worker.intake import Intake
 from lineage.worker.kafka_config import KafkaConfig
 from lineage.worker.metrics import Metrics
@@ -119,6 +125,7 @@ class LineageWorker:
             topics=self.topics,
             generation=lambda: int(self.app.consumer_generation_id),
             flow_active=self.app.flow_control.is_active,
+            state_written=lambda: changelog_written(self.app),
             metrics=self.metrics,
             dedup_window=settings.dedup_window,
             cached_subjects=settings.cached_subjects,
@@ -251,7 +258,13 @@ class LineageWorker:
             self._stopped.set()
 
     async def _flush(self) -> None:
-        if await self.checkpoint.flush():
+        try:
+            flushed = await self.checkpoint.flush()
+        except StateNotWritten as exc:
+            log.critical("%s", exc)
+            await self.app.crash(exc)
+            raise
+        if flushed:
             return
         # Kafka did not take the outputs: read every partition again from its commit.
         self.intake.clear()

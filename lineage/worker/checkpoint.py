@@ -12,10 +12,10 @@ mappings, its outputs go to a :class:`~lineage.worker.outputs.Sender`, its acks 
                     what to publish
     flush()         1. incident partials of the incidents that changed go to the sender
                     2. the sender delivers every output added so far (awaited)
-                    3. each partition's changed state is written to its tables, whose
-                       changelog faust sends
-                    4. the offsets judged are acked: faust commits them only after
-                       flushing its own producer (the changelog records)
+                    3. each partition's changed state is written to its tables, and
+                       Kafka acknowledges their changelog records (``state_written``)
+                    4. the offsets judged are acked: faust commits them at its next
+                       commit
     revoke(tps)     what was judged and not flushed is dropped with the partition:
                     its next owner judges it again from the committed offset
 
@@ -27,6 +27,9 @@ judged again re-derives its alerts, with the same ids, and counts nothing twice.
 When Kafka does not take the outputs in time (:class:`~lineage.worker.outputs.OutputsLost`),
 :meth:`flush` drops everything pending and returns False; the caller then reads
 the partitions again from their committed offsets (:meth:`rewind_done` after).
+When Kafka refuses a changelog record, the tables in memory are ahead of their
+changelog and nothing here can tell which: :meth:`flush` raises
+:class:`StateNotWritten`, and the worker stops rather than commit past it.
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
 import orjson
 
 from lineage.engine import Engine
+from lineage.errors import LineageError
 from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
@@ -51,11 +55,16 @@ from lineage.worker.outputs import OutputsLost, Sender
 from lineage.worker.tables import BoardView, PartitionState
 from lineage.worker.topics import Topics
 
-__all__ = ["Checkpoint", "dead_letter_headers"]
+__all__ = ["Checkpoint", "StateNotWritten", "dead_letter_headers"]
 
 log = logging.getLogger("lineage.worker")
 
 Ack = Callable[[Any, Iterable[int]], object]
+
+
+class StateNotWritten(LineageError):
+    """Kafka refused a record of the tables' changelog: nothing judged since the last
+    commit may be committed, and the state in memory cannot be trusted."""
 
 
 def dead_letter_headers(record: Mapping[str, Any]) -> list[tuple[str, bytes]]:
@@ -88,6 +97,7 @@ class Checkpoint:
         topics: Topics,
         generation: Callable[[], int],
         flow_active: Callable[[], bool],
+        state_written: Callable[[], Awaitable[bool]] | None = None,
         metrics: Metrics | None = None,
         dedup_window: int | None = None,
         cached_subjects: int | None = None,
@@ -101,6 +111,7 @@ class Checkpoint:
         self.topics = topics
         self._generation = generation
         self._flow_active = flow_active
+        self._state_written = state_written
         self.metrics = metrics if metrics is not None else Metrics()
         self._dedup_window = dedup_window
         self._cached_subjects = cached_subjects
@@ -335,6 +346,12 @@ class Checkpoint:
             state.flush()
         for view in self._boards.values():
             view.flush()
+        if self._state_written is not None and not await self._state_written():
+            raise StateNotWritten(
+                "Kafka did not acknowledge a record of the tables' changelog; stopping "
+                "before committing past it (the next start recovers the tables and judges "
+                "again from the last commit)"
+            )
         for tp, chunks in self._pending.items():
             offsets = [r.offset for c in chunks if c.generation == generation for r in c.records]
             if offsets:

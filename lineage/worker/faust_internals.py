@@ -14,7 +14,12 @@ What the worker needs that the libraries do not offer publicly, and why:
   generation, and leaves every other topic (the tables' changelogs) to faust.
 - **Acks by offset** (:func:`ack_offsets`): the worker marks offsets done in faust's
   own bookkeeping once their outputs are delivered and their state written; faust
-  commits them after flushing its producer, as it does for its own acks.
+  commits them at its next commit, as it does for its own acks.
+- **State records acknowledged before the acks** (:func:`changelog_written`): faust
+  flushes its producer before it commits, but that flush gives up when no record left
+  its buffer for 100 ms and does not see the record its sender task holds
+  (``docs/upstream.md``), so on a busy machine a commit could go out before the table
+  records of the offsets it commits, and a crash then lost them.
 - **The fetch wait** (:class:`LineageApp`): faust fixes aiokafka's
   ``fetch_max_wait_ms`` at 1500 ms. aiokafka keeps one fetch in flight per broker;
   while it holds only quiet partitions the broker keeps it that long, and the busy
@@ -30,12 +35,15 @@ What the worker needs that the libraries do not offer publicly, and why:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
 from lineage.worker.intake import Chunk, Intake
@@ -45,6 +53,7 @@ __all__ = [
     "LineageConsumer",
     "RecoveryWatch",
     "ack_offsets",
+    "changelog_written",
     "quiet_runner",
     "recovery_stalls",
 ]
@@ -238,8 +247,72 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         )
 
 
+# -- the producer ---------------------------------------------------------------------------------
+
+
+class _TrackedBuffer(ProducerBuffer):
+    """faust's producer buffer, knowing which records it handed to aiokafka and which of
+    them Kafka has not acknowledged yet (:func:`changelog_written` waits for those)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.in_flight = 0  # records taken from the queue, not yet handed to aiokafka
+        self.unacked: set[Any] = set()  # FutureMessages handed over and not completed
+
+    async def _send_pending(self, fut: Any) -> None:
+        self.in_flight += 1
+        self.unacked.add(fut)
+        fut.add_done_callback(self.unacked.discard)
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.in_flight -= 1
+
+
+class _Producer(faust_aiokafka.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Replaced before the producer starts: the buffer becomes its child then.
+        buffer = _TrackedBuffer(loop=self.loop, beacon=self.beacon)
+        buffer.app = self.app
+        self.buffer = buffer
+
+
+async def changelog_written(app: faust.App, poll: float = 0.5) -> bool:
+    """Wait until Kafka acknowledged every record faust's producer was handed so far
+    (the tables' changelog records among them); False when one of them failed, or the
+    producer stopped first.
+
+    faust's own ``Producer.flush`` is not this barrier: ``ProducerBuffer.flush_atmost``
+    returns as soon as no record left the buffer within 100 ms, and the record its
+    sender task has taken off the queue is in neither the queue nor aiokafka's
+    accumulator while it waits.
+    """
+    producer = cast(_Producer, app.producer)
+    buffer = producer.buffer
+    if not isinstance(buffer, _TrackedBuffer):  # pragma: no cover - LineageApp's producer
+        raise TypeError("changelog_written needs LineageApp's producer")
+    while buffer.size or buffer.in_flight:
+        if buffer.should_stop or app.should_stop:
+            return False
+        buffer.message_sent.clear()
+        if not (buffer.size or buffer.in_flight):
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(buffer.message_sent.wait(), poll)
+    handed = set(buffer.unacked)
+    # aiokafka's flush returns once every batch appended so far was acknowledged or
+    # failed; faust then completes each record's future with its result or its error.
+    if producer._producer is not None:
+        await producer._producer.flush()
+    if handed:
+        await asyncio.wait(handed)
+    return not any(f.cancelled() or f.exception() is not None for f in handed)
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = LineageConsumer
+    Producer = _Producer
 
 
 # -- the app -------------------------------------------------------------------------------------
