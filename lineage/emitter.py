@@ -3,27 +3,36 @@
     from lineage.emitter import Emitter
 
     emitter = Emitter("kafka:9092")                  # one per process; thread-safe
-    emitter.emit({"event_id": str(uuid4()), "occurred_at": now_rfc3339(), "source": "checkout",
-                  "action": "transfer", "subject": user_ref, "categories": ["identity.name"],
-                  "purpose": "service_operation", "recipient": "payment-processor"})
-    emitter.close()                                  # at shutdown: flushes what is buffered
+    emitter.emit({"source": "checkout", "action": "transfer", "subject": user_ref,
+                  "categories": ["identity.name"], "purpose": "service_operation",
+                  "recipient": "payment-processor"})
+    emitter.close()                                  # at shutdown: sends what is waiting
 
-``emit`` validates the event against the contract (``schemas``) and raises
-:class:`lineage.schemas.EventRejected` at once for a bad one, so a developer sees their bug
-where they made it. A valid event goes into a bounded in-memory buffer and is sent by
-one background thread (kafka-python, idempotent, ``acks=all``), keyed by subject,
-else source (CONTRACT.md s.5). ``emit`` never waits for Kafka: it takes a lock and
-either queues the event or appends it to a local spill file.
+``emit`` fills in what the service need not say (``event_id``: a random UUID;
+``occurred_at``: now, in UTC), validates the event against the contract
+(:mod:`lineage.schemas`) and raises :class:`lineage.schemas.EventRejected` at once for a bad
+one, so a developer sees their bug where they made it. Given a policy, the Emitter
+also warns once for each category, purpose, recipient or system the policy does not
+declare (a misspelling found before it becomes an alert). A valid event goes into a
+bounded in-memory buffer and is sent by one background thread (kafka-python,
+idempotent, ``acks=all``), keyed by subject, else source. ``emit`` never waits for
+Kafka: it takes a lock and either queues the event or appends it to a spill file.
 
 Order is kept, because the monitor judges a subject's events in the order they
 arrive (a consent before the transfer it allows). Events wait in three places,
 oldest first: the *head* spill (what the thread held when Kafka failed it), the
 in-memory buffer, and the *tail* spill (what ``emit`` wrote while the buffer was
 full or a spill was being replayed). The thread sends them in that order, and
-``emit`` goes back to the buffer only once both spills are sent. Spill files are
-kept across restarts and sent first. An event whose acknowledgement was lost as
-the broker went away is sent again (at least once): the monitor counts each event
-id once. Logs carry counts and reasons, never event contents.
+``emit`` goes back to the buffer only once both spills are sent.
+
+Spill files are the process's own: by default they live in a private directory
+(mode 0700; ``$LINEAGE_SPILL_DIR``, else ``$XDG_STATE_HOME/privacy-lineage/spill``,
+else ``~/.local/state/privacy-lineage/spill``), named after the topic and the
+process, and locked while it runs. A new Emitter adopts the spill files of
+processes that ended with events still on disk (their lock is free) and sends those
+first. An event whose acknowledgement was lost as the broker went away is sent again
+(at least once): the monitor counts each event id once. Logs carry counts and
+reasons, never event contents.
 """
 
 from __future__ import annotations
@@ -31,15 +40,19 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import os
 import queue
+import stat
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from kafka import KafkaProducer
@@ -48,7 +61,22 @@ from kafka.errors import KafkaError
 from lineage.errors import LineageError
 from lineage.schemas import AccessEvent, ConsentEvent, decode_event
 
-__all__ = ["Emitter", "EmitterError", "EmitterStats", "connect", "emit_lines"]
+if TYPE_CHECKING:
+    from lineage.policy.model import Policy
+
+try:  # POSIX: a spill file's lock says whether the process that wrote it still runs
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no adoption of other processes' spills
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "Emitter",
+    "EmitterError",
+    "EmitterStats",
+    "connect",
+    "default_spill_dir",
+    "emit_lines",
+]
 
 log = logging.getLogger("lineage.emitter")
 
@@ -67,6 +95,7 @@ class EmitterStats:
     spilled: int = 0
     replayed: int = 0
     failed_sends: int = 0
+    adopted: int = 0  # events found in the spill files of processes that had ended
 
 
 def _key(event: AccessEvent | ConsentEvent) -> bytes:
@@ -81,20 +110,44 @@ class Emitter:
         bootstrap_servers: str,
         *,
         topic: str = "lineage.events",
+        spill_dir: str | Path | None = None,
         spill_path: str | Path | None = None,
         buffer_size: int = 10_000,
         producer_config: Mapping[str, Any] | None = None,
         retry_seconds: float = 1.0,
+        policy: Policy | str | Path | None = None,
     ) -> None:
+        """``spill_dir``: where this process's spill files go (default
+        :func:`default_spill_dir`); ``spill_path``: one fixed spill file instead (no
+        adoption; refused while another process holds it). ``policy``: a
+        :class:`~lineage.policy.model.Policy` or a policy file, to warn on ids it does not
+        declare. ``producer_config``: kafka-python settings (TLS, SASL, ...)."""
         self.topic = topic
         self.bootstrap_servers = bootstrap_servers
-        self.spill_path = Path(
-            spill_path
-            if spill_path is not None
-            else Path(tempfile.gettempdir()) / f"lineage-emitter-{topic}.jsonl"
-        )
-        self.head_path = self.spill_path.with_name(self.spill_path.name + ".head")
         self.stats = EmitterStats()
+        self._policy = _load_policy(policy)
+        self._warned: set[tuple[str, str]] = set()
+        if spill_path is not None:
+            self.spill_path = Path(spill_path)
+            self._lock_file = _hold(self.spill_path.with_name(self.spill_path.name + ".lock"))
+            if self._lock_file is None:
+                raise EmitterError(
+                    f"spill file {self.spill_path} is in use by another process; give each "
+                    "process its own (or leave spill_path unset)"
+                )
+        else:
+            folder = _private_dir(Path(spill_dir) if spill_dir is not None else None)
+            name = f"{_safe_name(topic)}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+            self.spill_path = folder / f"{name}.jsonl"
+            self._lock_file = _hold(folder / f"{name}.lock")
+        self.head_path = self.spill_path.with_name(self.spill_path.name + ".head")
+        if spill_path is None:
+            self.stats.adopted = _adopt(self.spill_path.parent, _safe_name(topic), self.head_path)
+            if self.stats.adopted:
+                log.info(
+                    "%d events spilled by processes that have ended are sent first",
+                    self.stats.adopted,
+                )
         self._config = {
             "bootstrap_servers": bootstrap_servers,
             "acks": "all",
@@ -125,14 +178,28 @@ class Emitter:
     # -- the service's side ---------------------------------------------------------------------
 
     def emit(self, event: Mapping[str, Any] | AccessEvent | ConsentEvent | bytes) -> None:
-        """Validate and hand off one event; raises ``EventRejected`` for an invalid one."""
+        """Validate and hand off one event; raises ``EventRejected`` for an invalid one.
+
+        A mapping without ``event_id`` gets a random UUID, without ``occurred_at`` the
+        time now (UTC); bytes and models are sent as they are.
+        """
         if isinstance(event, bytes):
             raw = event
         elif isinstance(event, AccessEvent | ConsentEvent):
             raw = event.model_dump_json(exclude_none=True).encode()
         else:
-            raw = orjson.dumps(dict(event))
+            data = dict(event)
+            if "event_id" not in data:
+                data["event_id"] = str(uuid.uuid4())
+            if "occurred_at" not in data:
+                data["occurred_at"] = _now()
+            raw = orjson.dumps(data)
         parsed = decode_event(raw)
+        if self._policy is not None:
+            for what, value in self.check(parsed):
+                if (what, value) not in self._warned:
+                    self._warned.add((what, value))
+                    log.warning("the policy does not declare the %s %r", what, value)
         item = (_key(parsed), raw)
         with self._lock:
             if not self._spilling:
@@ -151,6 +218,33 @@ class Emitter:
                     return
             _append(self.spill_path, [item])
             self.stats.spilled += 1
+
+    def check(self, event: AccessEvent | ConsentEvent) -> list[tuple[str, str]]:
+        """What the Emitter's policy does not declare in ``event``: (what, id) pairs, such
+        as ``("category", "contact.emial")``; empty without a policy. The event is still
+        sent: the monitor raises the findings (Arts. 2, 3) the policy calls for."""
+        policy = self._policy
+        if policy is None:
+            return []
+        unknown: list[tuple[str, str]] = []
+        if isinstance(event, ConsentEvent):
+            if event.recipient != "*" and event.recipient not in policy.recipients:
+                unknown.append(("recipient", event.recipient))
+            for purpose in event.purposes or ():
+                if purpose not in policy.purposes:
+                    unknown.append(("purpose", purpose))
+            return unknown
+        if policy.systems and event.source not in policy.systems:
+            unknown.append(("system", event.source))
+        for category in event.categories:
+            if category not in policy.categories:
+                unknown.append(("category", category))
+        if event.purpose not in policy.purposes:
+            unknown.append(("purpose", event.purpose))
+        for rid in (event.recipient, event.via):
+            if rid is not None and rid not in policy.recipients and rid not in policy.systems:
+                unknown.append(("recipient", rid))
+        return unknown
 
     def flush(self, timeout: float | None = None) -> int:
         """Wait until no event is held in memory (each acknowledged by Kafka or on disk);
@@ -183,6 +277,9 @@ class Emitter:
         self.drain(timeout)
         self._stop.set()
         self._thread.join(timeout + 15)
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock: the spill files may be adopted
+            self._lock_file = None
 
     def __enter__(self) -> Emitter:
         return self
@@ -373,6 +470,103 @@ class Emitter:
             with contextlib.suppress(Exception):
                 self._producer.close(timeout=1)
             self._producer = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _load_policy(policy: Policy | str | Path | None) -> Policy | None:
+    if policy is None or not isinstance(policy, str | Path):
+        return policy
+    from lineage.policy import load_policy  # only services that ask for the check load it
+
+    return load_policy(Path(policy))
+
+
+# -- spill files --------------------------------------------------------------------------------
+
+
+def default_spill_dir() -> Path:
+    """``$LINEAGE_SPILL_DIR``, else ``$XDG_STATE_HOME/privacy-lineage/spill``, else
+    ``~/.local/state/privacy-lineage/spill``; a per-user folder in the temporary
+    directory when there is no home."""
+    given = os.environ.get("LINEAGE_SPILL_DIR")
+    if given:
+        return Path(given)
+    state = os.environ.get("XDG_STATE_HOME")
+    if state:
+        return Path(state) / "privacy-lineage" / "spill"
+    home = Path.home() if "HOME" in os.environ else None
+    if home is not None and os.access(home, os.W_OK):
+        return home / ".local" / "state" / "privacy-lineage" / "spill"
+    return Path(tempfile.gettempdir()) / f"privacy-lineage-{os.getuid()}" / "spill"
+
+
+def _private_dir(folder: Path | None) -> Path:
+    """The spill folder, made if missing (0700), refused if others may write to it."""
+    folder = folder if folder is not None else default_spill_dir()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.lstat()
+    except OSError as exc:
+        raise EmitterError(f"cannot make the spill folder {folder}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise EmitterError(f"the spill folder {folder} is not a folder (a link?)")
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise EmitterError(
+            f"the spill folder {folder} is not private (owner uid {info.st_uid}, mode "
+            f"{stat.S_IMODE(info.st_mode):o}): spilled events would be readable or "
+            "replaceable by others; give a folder only this user can write"
+        )
+    return folder
+
+
+def _safe_name(topic: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in topic)
+
+
+def _hold(lock_path: Path) -> IO[bytes] | None:
+    """Open and lock ``lock_path``; None when another process holds it."""
+    handle = lock_path.open("ab")
+    if fcntl is None:
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _adopt(folder: Path, topic: str, head: Path) -> int:
+    """Move the spills of ended processes (same topic, lock free) into ``head``, oldest
+    process first, each one's head before its tail; return how many events moved."""
+    if fcntl is None:
+        return 0
+    moved = 0
+    locks = sorted(folder.glob(f"{topic}.*.lock"), key=lambda p: p.stat().st_mtime)
+    for lock_path in locks:
+        stem = lock_path.name[: -len(".lock")]
+        if stem[len(topic) + 1 :].count(".") != 1:
+            continue  # another topic whose name starts like ours
+        held = _hold(lock_path)
+        if held is None:
+            continue  # its process still runs (or it is our own)
+        try:
+            tail = lock_path.with_name(stem + ".jsonl")
+            for path in (tail.with_name(tail.name + ".head"), tail):
+                if path.exists():
+                    data = path.read_bytes()
+                    complete = data[: data.rfind(b"\n") + 1]  # a line cut by a crash is lost
+                    with head.open("ab") as out:
+                        out.write(complete)
+                    moved += complete.count(b"\n")
+                    path.unlink()
+            lock_path.unlink()
+        finally:
+            held.close()
+    return moved
 
 
 def _append(path: Path, items: Iterable[tuple[bytes | None, bytes]]) -> None:

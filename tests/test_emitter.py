@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import base64
+import logging
+import subprocess
+import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from lineage.emitter import Emitter
+from lineage.emitter import Emitter, EmitterError
+from lineage.policy import load_policy
 from lineage.schemas import EventRejected
 from tests.helpers import access
 
@@ -26,7 +32,7 @@ def test_an_invalid_event_is_refused_before_anything_is_queued(tmp_path: Path) -
         "127.0.0.1:1", spill_path=tmp_path / "spill.jsonl", producer_config=UNREACHABLE
     )
     try:
-        with pytest.raises(EventRejected, match="occurred_at"):
+        with pytest.raises(EventRejected, match="action: required field is missing"):
             emitter.emit({"event_id": "x", "source": "shop"})
         assert emitter.stats.queued == 0
     finally:
@@ -87,6 +93,138 @@ def test_spilled_events_are_replayed_when_kafka_is_back(
         f"em-{i}" for i in range(12)
     )
     assert not spill.exists() and not spill.with_name(spill.name + ".head").exists()
+
+
+def spilled(folder: Path) -> list[dict[str, Any]]:
+    """The events waiting in a folder's spill files, head before tail."""
+    found = []
+    for tail in sorted(folder.glob("*.jsonl")):
+        for path in (tail.with_name(tail.name + ".head"), tail):
+            if path.exists():
+                for line in path.read_bytes().splitlines():
+                    found.append(orjson.loads(base64.b64decode(orjson.loads(line)["value"])))
+    for head in folder.glob("*.jsonl.head"):
+        if not head.with_name(head.name[: -len(".head")]).exists():
+            for line in head.read_bytes().splitlines():
+                found.append(orjson.loads(base64.b64decode(orjson.loads(line)["value"])))
+    return found
+
+
+def away(folder: Path, **options: Any) -> Emitter:
+    return Emitter(
+        "127.0.0.1:1", spill_dir=folder, producer_config=UNREACHABLE, retry_seconds=60, **options
+    )
+
+
+def test_event_id_and_occurred_at_default_to_a_uuid_and_now(tmp_path: Path) -> None:
+    emitter = away(tmp_path)
+    event = access(recipient="payco")
+    del event["event_id"], event["occurred_at"]
+    emitter.emit(event)
+    emitter.emit(access(event_id="given", recipient="payco"))
+    emitter.flush(timeout=30)
+    emitter.close(timeout=1)
+    first, second = spilled(tmp_path)
+    assert uuid.UUID(first["event_id"]).version == 4
+    when = datetime.fromisoformat(first["occurred_at"])
+    assert when.utcoffset() is not None
+    assert abs((datetime.now(when.tzinfo) - when).total_seconds()) < 60
+    assert second["event_id"] == "given"  # what the service says is kept
+
+
+def test_each_process_spills_to_its_own_private_files(tmp_path: Path) -> None:
+    one, two = away(tmp_path), away(tmp_path)
+    try:
+        assert one.spill_path != two.spill_path
+        assert one.spill_path.parent == tmp_path
+        private = tmp_path / "made"
+        made = away(private)
+        made.close(timeout=1)
+        assert private.stat().st_mode & 0o777 == 0o700
+    finally:
+        one.close(timeout=1)
+        two.close(timeout=1)
+
+
+def test_a_spill_folder_others_may_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(EmitterError, match="not private"):
+        away(shared)
+
+
+def test_a_fixed_spill_file_in_use_is_refused(tmp_path: Path) -> None:
+    spill = tmp_path / "spill.jsonl"
+    first = Emitter("127.0.0.1:1", spill_path=spill, producer_config=UNREACHABLE)
+    try:
+        with pytest.raises(EmitterError, match="in use by another process"):
+            Emitter("127.0.0.1:1", spill_path=spill, producer_config=UNREACHABLE)
+    finally:
+        first.close(timeout=1)
+
+
+def test_the_spills_of_a_killed_process_are_adopted_and_sent_first(tmp_path: Path) -> None:
+    living = away(tmp_path)  # a process still running: its spill stays its own
+    living.emit(access(event_id="alive-0", recipient="payco"))
+    living.flush(timeout=30)
+    # A process that spilled three events dies without closing its Emitter.
+    script = (
+        "import os\n"
+        "from lineage.emitter import Emitter\n"
+        "from tests.helpers import access\n"
+        f"e = Emitter('127.0.0.1:1', spill_dir={str(tmp_path)!r}, retry_seconds=60,\n"
+        f"            producer_config={UNREACHABLE!r})\n"
+        "for i in range(3):\n"
+        "    e.emit(access(event_id=f'dead-{i}', recipient='payco'))\n"
+        "e.flush(timeout=30)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[1])
+    try:
+        heir = away(tmp_path)
+        try:
+            assert heir.stats.adopted == 3
+            heir.emit(access(event_id="new-0", recipient="payco"))
+            heir.flush(timeout=30)
+            mine = [
+                orjson.loads(base64.b64decode(orjson.loads(line)["value"]))["event_id"]
+                for path in (heir.head_path, heir.spill_path)
+                if path.exists()
+                for line in path.read_bytes().splitlines()
+            ]
+            assert mine == ["dead-0", "dead-1", "dead-2", "new-0"]
+            assert living.spill_path.exists() or living.head_path.exists()
+        finally:
+            heir.close(timeout=1)
+    finally:
+        living.close(timeout=1)
+    # The dead process's files are gone; each Emitter of this one keeps its own.
+    ours = {e.spill_path.name.removesuffix(".jsonl") + ".lock" for e in (living, heir)}
+    assert {p.name for p in tmp_path.glob("*.lock")} == ours
+
+
+def test_the_policy_check_warns_once_per_undeclared_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    emitter = away(tmp_path, policy=load_policy())
+    try:
+        typo = access(categories=["contact.emial"], recipient="payco")
+        assert ("category", "contact.emial") in emitter.check(decode(typo))
+        with caplog.at_level(logging.WARNING, logger="lineage.emitter"):
+            for i in range(3):
+                emitter.emit({**typo, "event_id": f"t-{i}"})
+        warned = [r.getMessage() for r in caplog.records if "does not declare" in r.getMessage()]
+        assert warned.count("the policy does not declare the category 'contact.emial'") == 1
+        assert emitter.stats.spilled + emitter.stats.queued == 3  # warned, and still sent
+    finally:
+        emitter.close(timeout=1)
+
+
+def decode(event: dict[str, Any]) -> Any:
+    from lineage.schemas import decode_event
+
+    return decode_event(orjson.dumps(event))
 
 
 def read(bootstrap: str, topic: str, n: int) -> list[object]:

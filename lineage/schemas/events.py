@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     model_validator,
 )
@@ -44,6 +44,7 @@ from lineage.schemas.types import (
     ShortText,
     SubjectRef,
     SystemId,
+    Timestamp,
 )
 
 __all__ = [
@@ -84,15 +85,37 @@ class ExceptionClaim(BaseModel):
     )
 
 
+#: What the model's own checks (``_required_together``) say, for the JSON Schema.
+_REQUIRED_TOGETHER: list[JsonValue] = [
+    {
+        "if": {"properties": {"action": {"const": "transfer"}}, "required": ["action"]},
+        "then": {"required": ["recipient"], "properties": {"recipient": {"type": "string"}}},
+    },
+    {
+        "if": {"properties": {"form": {"const": "pseudonymized"}}, "required": ["form"]},
+        "then": {
+            "required": ["pseudonymization"],
+            "properties": {"pseudonymization": {"type": "object"}},
+        },
+    },
+]
+_LIMITS = (
+    f"Beyond this schema: a message over {64 * 1024} bytes is refused before it is "
+    "parsed, and validators must assert format date-time (RFC 3339), as the monitor does."
+)
+
+
 class AccessEvent(BaseModel):
     """A system collected, used, transferred or deleted personal data."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        **_STRICT, json_schema_extra={"allOf": _REQUIRED_TOGETHER, "$comment": _LIMITS}
+    )
 
     type: Literal["access"] = Field(default="access", description="event type; absent = access")
     schema_version: Literal["1"] = Field(default="1", description="contract version")
     event_id: EventId = Field(description="producer-assigned unique id; the idempotency key")
-    occurred_at: AwareDatetime = Field(description="event time, RFC 3339 with offset")
+    occurred_at: Timestamp = Field(description="event time, RFC 3339 with offset")
     source: SystemId = Field(description="the internal system that acted")
     action: Action = Field(description="what the source did")
     subject: SubjectRef | None = Field(
@@ -137,12 +160,12 @@ class AccessEvent(BaseModel):
 class ConsentEvent(BaseModel):
     """A data subject granted or withdrew consent to disclosure (policy Art. 9)."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"$comment": _LIMITS})
 
     type: Literal["consent"] = Field(description="event type")
     schema_version: Literal["1"] = Field(default="1", description="contract version")
     event_id: EventId = Field(description="producer-assigned unique id; the idempotency key")
-    occurred_at: AwareDatetime = Field(description="when the decision was made, RFC 3339")
+    occurred_at: Timestamp = Field(description="when the decision was made, RFC 3339")
     subject: SubjectRef = Field(description="pseudonymous data-subject reference")
     recipient: RecipientId | Literal["*"] = Field(description="recipient covered, or '*' for all")
     purposes: list[PurposeId] | None = Field(
@@ -258,7 +281,11 @@ def _describe(err: ErrorDetails) -> tuple[str | None, str, str]:
     if loc[:1] == ["attributes"] and etype in _SCALAR_ERRORS:
         return field, kind, f"attribute values must be scalars (got {_safe(value)})"
     if kind == "bad_timestamp":
-        return field, kind, f"{_safe(value)} is not an RFC 3339 timestamp with an offset"
+        return (
+            field,
+            kind,
+            f"{_safe(value)} is not an RFC 3339 timestamp with an offset (years 1000-9998)",
+        )
     if kind == "oversized":
         size = len(value) if isinstance(value, str | list | dict) else "?"
         return field, kind, f"too long ({size}); {err['msg'].lower()}"
