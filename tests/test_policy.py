@@ -119,3 +119,18 @@ def test_policy_check_command(tmp_path: Path) -> None:
     assert f"{bad}:{line_of(bad.read_text(), 'kind: stranger')}: recipients.researchers.kind" in (
         refused.output
     )
+
+
+def test_an_unknown_time_zone_is_refused_at_load(tmp_path: Path) -> None:
+    # Accepted, it turned every event into an internal_error dead letter.
+    path = tmp_path / "tz.yaml"
+    path.write_text(
+        "policy: {name: x, version: '1', effective_on: 2020-01-01, timezone: Mars/Olympus}\n"
+        "categories: {contact.email: {label: e, identifying: direct}}\n"
+        "purposes: {support: {label: s, categories: [contact]}}\n"
+    )
+    with pytest.raises(PolicyError) as refused:
+        load_policy(path)
+    problem = refused.value.problems[0]
+    assert (problem.line, problem.key) == (1, "policy.timezone")
+    assert "unknown time zone 'Mars/Olympus'" in problem.message

@@ -235,7 +235,10 @@ def _shape_problems(
         else:
             got = err.get("input")
             shown = repr(got) if isinstance(got, str | int | float | bool) else type(got).__name__
-            message = f"{err['msg']} (got {shown[:60]})"
+            if etype == "value_error":  # our own checks say what they got
+                message = str(err["msg"]).removeprefix("Value error, ")
+            else:
+                message = f"{err['msg']} (got {shown[:60]})"
         problems.append(PolicyProblem(file, _line(lines, path), _dotted(path), message))
     problems.sort(key=lambda p: p.line or 0)
     return problems

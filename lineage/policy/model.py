@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 from datetime import date, datetime
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from lineage.schemas.types import ID_PATTERN, ExceptionKind, RecipientKind
 
@@ -96,6 +96,18 @@ class PolicyMeta(BaseModel):
     records_retention_days: int = Field(
         default=1095, gt=0, description="how long provision records are kept (APPI Art. 29 (2))"
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # Refused here, not at the first event: every date of the policy is read in it.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name like 'Asia/Tokyo')"
+            ) from None
+        return value
 
 
 class Category(BaseModel):
