@@ -13,6 +13,10 @@ thin layers over :func:`run_embedded`. Output files (CONTRACT.md s.6):
 
 ``alerts.jsonl`` holds, besides every alert, the retraction of each alert a consent
 that arrived late prevented (the same ``alert_id``, ``status: "retracted"``).
+
+``forward(kind, record)`` is told of every alert (``"alert"``) and incident publication
+(``"incident"``) as its line is written: ``lineage run --routes`` hands them to alert
+routing (:class:`lineage.notify.Router`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import orjson
 
@@ -39,7 +43,10 @@ from lineage.rules.base import article_key
 from lineage.schemas import MAX_EVENT_BYTES, Severity
 from lineage.subjects import SUBJECTS_FILE, SubjectStore
 
-__all__ = ["Line", "RunSummary", "read_lines", "run_embedded"]
+__all__ = ["Forward", "Line", "RunSummary", "read_lines", "run_embedded"]
+
+#: ``forward(kind, record)``: told of each alert and incident publication written.
+Forward = Callable[[Literal["alert", "incident"], dict[str, Any]], object]
 
 ALERTS, INCIDENTS, DEAD_LETTERS, SUMMARY = (
     "alerts.jsonl",
@@ -174,11 +181,13 @@ def run_embedded(
     on_progress: Callable[[int], None] | None = None,
     exports: bool = True,
     consent_lateness: timedelta = timedelta(hours=24),
+    forward: Forward | None = None,
 ) -> RunSummary:
     """Judge every line of ``source`` and write the outputs into ``out_dir``.
 
     Blank lines are passed over; every other line is either judged or sent to the
-    dead letters, and the run goes on.
+    dead letters, and the run goes on. ``forward`` is told of every alert and incident
+    publication written (module docstring).
     """
     started = time.perf_counter()
     try:
@@ -217,6 +226,8 @@ def run_embedded(
                     continue
                 for alert in outcome.alerts:
                     alerts.write(orjson.dumps(alert) + b"\n")
+                    if forward is not None:
+                        forward("alert", alert)
                 for record in outcome.records:
                     records.write(orjson.dumps(record) + b"\n")
                 for iid in outcome.incidents:
@@ -226,8 +237,12 @@ def run_embedded(
                     publication = board.update(iid, 0, snapshot)
                     if publication is not None:
                         incidents.write(orjson.dumps(publication) + b"\n")
+                        if forward is not None:
+                            forward("incident", publication)
             for publication in board.flush():
                 incidents.write(orjson.dumps(publication) + b"\n")
+                if forward is not None:
+                    forward("incident", publication)
     except OSError as exc:
         raise RunError(f"cannot write to {out_dir}: {exc.strerror}") from exc
     outputs[SUBJECTS_FILE] = out_dir / SUBJECTS_FILE

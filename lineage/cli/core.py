@@ -12,7 +12,7 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
@@ -23,8 +23,11 @@ from lineage.errors import LineageError, PolicyError
 from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
 from lineage.redact import Redactor
 from lineage.rules.base import art_label, article_key
-from lineage.run import RunSummary, run_embedded
+from lineage.run import Forward, RunSummary, run_embedded
 from lineage.schemas import Severity
+
+if TYPE_CHECKING:
+    from lineage.notify import Routes
 
 __all__ = ["main"]
 
@@ -80,8 +83,26 @@ def _redactor() -> Redactor:
     return Redactor(key.encode() if key else None)
 
 
+def _routes_or_exit(path: Path) -> Routes:
+    """Load a routes file, or print each problem (file:line: key: message) and exit 2."""
+    from lineage.notify import RoutesError, load_routes
+
+    try:
+        return load_routes(path)
+    except RoutesError as exc:
+        for problem in exc.problems:
+            click.echo(f"lineage: routes error: {problem}", err=True)
+        sys.exit(2)
+
+
 def _run_source(
-    policy: Policy, stream: IO[bytes], name: str, out: Path, size: int | None, lateness: Any
+    policy: Policy,
+    stream: IO[bytes],
+    name: str,
+    out: Path,
+    size: int | None,
+    lateness: Any,
+    forward: Forward | None = None,
 ) -> RunSummary:
     show_bar = size is not None and size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty()
     if not show_bar:
@@ -92,6 +113,7 @@ def _run_source(
             source_name=name,
             redactor=_redactor(),
             consent_lateness=lateness,
+            forward=forward,
         )
     bar: Any
     with click.progressbar(
@@ -105,6 +127,7 @@ def _run_source(
             redactor=_redactor(),
             on_progress=bar.update,
             consent_lateness=lateness,
+            forward=forward,
         )
 
 
@@ -154,15 +177,36 @@ def main() -> None:
     envvar="LINEAGE_CONSENT_LATENESS",
     help="How long a late consent may still retract alerts (90m, 24h, 2d).",
 )
+@click.option(
+    "--routes",
+    "routes_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="LINEAGE_ROUTES",
+    show_envvar=True,
+    help="Alert routing (YAML): forward alerts and incidents to webhooks, Slack, Teams, "
+    "e-mail and syslog (CEF).",
+)
+@click.option(
+    "--routes-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    envvar="LINEAGE_ROUTES_TIMEOUT",
+    show_envvar=True,
+    help="Seconds to wait at the end for notifications still going out.",
+)
 def run(
     policy_path: Path | None,
     source: IO[bytes],
     out: Path,
     fail_on: str | None,
     consent_lateness: str,
+    routes_path: Path | None,
+    routes_timeout: float,
 ) -> None:
     """Judge a file of events with no broker and write alerts and the lineage graph."""
     policy = policy_or_exit(policy_path)
+    routes = _routes_or_exit(routes_path) if routes_path is not None else None
     name = getattr(source, "name", "-")
     name = "-" if name == "<stdin>" else str(name)
     size: int | None = None
@@ -175,11 +219,26 @@ def run(
         lateness = parse_duration(consent_lateness)
     except ValueError as exc:
         _fail(f"--consent-lateness: {exc}", 2)
+    router = None
+    if routes is not None:
+        from lineage.notify import Router
+
+        router = Router(routes)
+        router.start()
     try:
-        summary = _run_source(policy, source, name, out, size, lateness)
+        summary = _run_source(
+            policy, source, name, out, size, lateness, router.submit if router else None
+        )
     except LineageError as exc:
         _fail(str(exc), 1)
+    finally:
+        # Notifications already queued go out (or are counted) even when the run stopped.
+        delivered = router.close(routes_timeout) if router is not None else None
     _print_summary(summary, out)
+    if delivered is not None:
+        from lineage.notify import summary_line
+
+        click.echo(summary_line(delivered))
     worst = summary.worst()
     if fail_on is not None and worst is not None and worst.rank >= Severity(fail_on).rank:
         sys.exit(3)

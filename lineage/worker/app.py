@@ -14,6 +14,11 @@ every ``flush_events`` records or when nothing more waits, and republishes chang
 incidents every ``incident_flush_seconds``. Outputs leave in batches through the
 :class:`~lineage.worker.outputs.Sender`.
 
+With a routes file (``LINEAGE_ROUTES``), the alerts and incidents Kafka acknowledged
+are also handed to a :class:`~lineage.notify.Router` (alert routing), which forwards
+them in its own threads, at least once: an event judged again after a crash or a
+rebalance forwards its alerts again, with the same ``alert_id``.
+
 Where each part lives: topics in :mod:`lineage.worker.topics`, client settings in
 :mod:`lineage.worker.kafka_config`, the commit protocol in :mod:`lineage.worker.checkpoint`, web
 pages in :mod:`lineage.worker.web`, metrics in :mod:`lineage.worker.metrics`, and every private
@@ -30,6 +35,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 
+from lineage.notify import Kind, Router, load_routes, summary_line
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.subjects import answer
@@ -60,6 +66,8 @@ log = logging.getLogger("lineage.worker")
 _MAX_UNSENT = 20_000
 #: How long a graceful stop waits for the last flush.
 _STOP_TIMEOUT = 15.0
+#: How long, within that, notifications still waiting may take to go out.
+_NOTIFY_TIMEOUT = 5.0
 TABLES = ("seen", "subjects", "edges", "incidents", "board")
 
 
@@ -116,6 +124,7 @@ class LineageWorker:
             on_refused=lambda topic, _: self.metrics.refused.labels(roles.get(topic, "")).inc(),
             on_sent=lambda topic, n: self.metrics.outputs.labels(roles.get(topic, "")).inc(n),
         )
+        self.router = self._router(settings)
         self.checkpoint = Checkpoint(
             policy=policy,
             redactor=self.redactor,
@@ -130,6 +139,7 @@ class LineageWorker:
             dedup_window=settings.dedup_window,
             cached_subjects=settings.cached_subjects,
             consent_lateness=settings.consent_lateness,
+            on_delivered=self._forward if self.router is not None else None,
         )
         #: The partitions this worker holds, as faust last said.
         self.assignment: set[Any] = set()
@@ -137,6 +147,28 @@ class LineageWorker:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._register()
+
+    # -- alert routing -------------------------------------------------------------------------
+
+    def _router(self, settings: Settings) -> Router | None:
+        if settings.routes is None:
+            return None
+        routes = load_routes(settings.routes)
+        counter = self.metrics.notifications
+        for route in routes.routes:
+            for outcome in ("sent", "failed", "dropped"):
+                counter.labels(route.name, outcome)  # every series shows, from 0
+        return Router(
+            routes, on_outcome=lambda route, outcome, n: counter.labels(route, outcome).inc(n)
+        )
+
+    def _forward(self, alerts: list[dict[str, Any]], incidents: list[dict[str, Any]]) -> None:
+        """What Kafka acknowledged, to alert routing (never blocks; at least once)."""
+        assert self.router is not None
+        for alert in alerts:
+            self.router.submit(Kind.ALERT, alert)
+        for incident in incidents:
+            self.router.submit(Kind.INCIDENT, incident)
 
     # -- topics --------------------------------------------------------------------------------
 
@@ -215,6 +247,8 @@ class LineageWorker:
         """The one loop that judges, folds, flushes and publishes (module docstring)."""
         install_repeat_filter()
         await self.sender.start()
+        if self.router is not None:
+            self.router.start()
         settings, checkpoint, intake = self.settings, self.checkpoint, self.intake
         publish_every = settings.incident_flush_seconds
         next_publish = time.monotonic() + publish_every
@@ -255,6 +289,9 @@ class LineageWorker:
                 await self._flush()
         finally:
             await self.sender.stop()
+            if self.router is not None:
+                stats = await asyncio.to_thread(self.router.close, _NOTIFY_TIMEOUT)
+                log.info("%s", summary_line(stats))
             self._stopped.set()
 
     async def _flush(self) -> None:

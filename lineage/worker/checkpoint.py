@@ -11,7 +11,9 @@ mappings, its outputs go to a :class:`~lineage.worker.outputs.Sender`, its acks 
     fold(chunk)     incident partials: merged into the incident board, which says
                     what to publish
     flush()         1. incident partials of the incidents that changed go to the sender
-                    2. the sender delivers every output added so far (awaited)
+                    2. the sender delivers every output added so far (awaited); then
+                       ``on_delivered(alerts, incidents)`` is told the alerts and incident
+                       publications Kafka just acknowledged (alert routing)
                     3. each partition's changed state is written to its tables, and
                        Kafka acknowledges their changelog records (``state_written``)
                     4. the offsets judged are acked: faust commits them at its next
@@ -23,6 +25,10 @@ So an offset is committed only after its event's outputs were acknowledged and
 its state written. State may run ahead of the commits (a crash between steps 3
 and 4): every state record carries the offset it applied up to, so an event
 judged again re-derives its alerts, with the same ids, and counts nothing twice.
+
+An alert or incident is forwarded (``on_delivered``) only after Kafka acknowledged
+the outputs it went out with, and at least once: an event judged again raises its
+alerts again, with the same ids, and they are forwarded again.
 
 When Kafka does not take the outputs in time (:class:`~lineage.worker.outputs.OutputsLost`),
 :meth:`flush` drops everything pending and returns False; the caller then reads
@@ -60,6 +66,8 @@ __all__ = ["Checkpoint", "StateNotWritten", "dead_letter_headers"]
 log = logging.getLogger("lineage.worker")
 
 Ack = Callable[[Any, Iterable[int]], object]
+#: ``on_delivered(alerts, incidents)``: records Kafka has just acknowledged.
+OnDelivered = Callable[[list[dict[str, Any]], list[dict[str, Any]]], object]
 
 
 class StateNotWritten(LineageError):
@@ -102,6 +110,7 @@ class Checkpoint:
         dedup_window: int | None = None,
         cached_subjects: int | None = None,
         consent_lateness: timedelta = timedelta(hours=24),
+        on_delivered: OnDelivered | None = None,
     ) -> None:
         self.policy = policy
         self.redactor = redactor
@@ -123,6 +132,11 @@ class Checkpoint:
         self._touched: dict[int, set[str]] = {}
         #: The last offset judged in each events partition (for the lag metric).
         self.positions: dict[int, int] = {}
+        #: Told, after step 2 of :meth:`flush`, of the alerts and incident publications
+        #: Kafka acknowledged; kept only while it is set.
+        self.on_delivered = on_delivered
+        self._sent_alerts: list[dict[str, Any]] = []
+        self._sent_incidents: list[dict[str, Any]] = []
 
     # -- 1. judge ----------------------------------------------------------------------------------
 
@@ -160,6 +174,7 @@ class Checkpoint:
         records_topic = self.topics.records
         counts: Tally[str] = Tally()
         alert_counts: Tally[tuple[str, str]] = Tally()
+        forwarded = self._sent_alerts if self.on_delivered is not None else None
         for chunk in chunks:
             partition = chunk.partition
             _, engine = self._partition(partition)
@@ -192,7 +207,9 @@ class Checkpoint:
                     else:
                         alert_counts[alert["article"], alert["severity"]] += 1
                     key = alert["recipient"] or alert["source"]
-                    add(alerts_topic, key.encode(), orjson.dumps(alert))
+                    queued = add(alerts_topic, key.encode(), orjson.dumps(alert))
+                    if queued and forwarded is not None:
+                        forwarded.append(alert)
                 for record in outcome.records:
                     counts["record"] += 1
                     add(records_topic, record["recipient"].encode(), orjson.dumps(record))
@@ -282,11 +299,13 @@ class Checkpoint:
 
     def _publish(self, publication: dict[str, Any]) -> None:
         self.metrics.incidents.inc()
-        self.sender.add(
+        added = self.sender.add(
             self.topics.incidents,
             str(publication["incident_id"]).encode(),
             orjson.dumps(publication),
         )
+        if added and self.on_delivered is not None:
+            self._sent_incidents.append(publication)
 
     def _board(self, partition: int) -> BoardView:
         view = self._boards.get(partition)
@@ -338,6 +357,7 @@ class Checkpoint:
             self.metrics.rewinds.inc()
             self.drop_all()
             return False
+        self._tell_delivered()
         if not self._flow_active():
             return True  # revoked while waiting: nothing of it is ours to write
         # 3. state written (each changed key once), 4. offsets acked
@@ -380,7 +400,27 @@ class Checkpoint:
         self._boards.clear()
         self._pending.clear()
         self._touched.clear()
+        self._sent_alerts.clear()
+        self._sent_incidents.clear()
         self.sender.discard()
+
+    def _tell_delivered(self) -> None:
+        """Step 2, end: hand ``on_delivered`` what Kafka acknowledged. What it does is
+        not part of the commit: a failure there is logged (without the records) and
+        the commit goes on."""
+        alerts, self._sent_alerts = self._sent_alerts, []
+        incidents, self._sent_incidents = self._sent_incidents, []
+        if self.on_delivered is None or not (alerts or incidents):
+            return
+        try:
+            self.on_delivered(alerts, incidents)
+        except Exception as exc:
+            log.error(
+                "forwarding %d alerts and %d incidents failed: %s",
+                len(alerts),
+                len(incidents),
+                type(exc).__name__,
+            )
 
     # -- engines -----------------------------------------------------------------------------------
 

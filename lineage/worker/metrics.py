@@ -1,8 +1,9 @@
 """The worker's Prometheus metrics, in a registry of its own.
 
 Labels carry only closed vocabularies (event type, article, severity, topic role,
-a reason word, a partition number): never an id, a subject or a value from an
-event, so a scrape shows nothing of what the monitor watches.
+a reason word, a partition number, a route name from the routes file): never an id,
+a subject or a value from an event, so a scrape shows nothing of what the monitor
+watches.
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ class Metrics:
         self.recovery_nudges = Counter(
             "lineage_recovery_nudges",
             "Changelog partitions read again because table recovery heard nothing of them",
+            registry=r,
+        )
+        self.notifications = Counter(
+            "lineage_notifications",
+            "Alerts and incidents forwarded by alert routing, per destination, by route and "
+            "outcome (sent, failed, dropped)",
+            ["route", "outcome"],
             registry=r,
         )
         self.lag = Gauge(

@@ -26,7 +26,7 @@ __all__ = ["RepeatFilter", "awaiting", "install_repeat_filter", "lineage_runner"
 log = logging.getLogger("lineage.worker")
 
 #: Loggers whose repeated warnings and errors are held back (our own never are).
-LIBRARIES = ("aiokafka", "kafka", "faust", "mode")
+LIBRARIES = ("aiokafka", "kafka", "faust", "mode", "apprise")
 
 
 def awaiting(coro: Any) -> list[str]:

@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     redaction_key_file: Path | None = Field(
         default=None, description="file holding the redaction key"
     )
+    routes: Path | None = Field(
+        default=None,
+        description="alert routing: a routes file (YAML) forwarding alerts and incidents to "
+        "webhooks, Slack, Teams, e-mail and syslog; default none",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -171,6 +176,7 @@ class Settings(BaseSettings):
         "web_token_file",
         "sasl_password_file",
         "redaction_key_file",
+        "routes",
         mode="before",
     )
     @classmethod
@@ -189,6 +195,20 @@ class Settings(BaseSettings):
                 )
                 why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
                 raise ValueError(f"TLS files ({files or 'none'}) do not load: {why}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _routes_load(self) -> Settings:
+        """The routes file must load now (and its ${VARIABLES} be set): said once, with
+        file, line and key, before any worker starts."""
+        if self.routes is not None:
+            from lineage.notify.errors import RoutesError
+            from lineage.notify.routes import load_routes
+
+            try:
+                load_routes(self.routes)
+            except RoutesError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     @field_validator("consent_lateness", mode="before")
