@@ -188,12 +188,19 @@ def test_every_format_has_an_extension() -> None:
     assert set(EXTENSIONS) == set(FORMATS)
 
 
-def test_write_exports_writes_all_five_files(graph: nx.DiGraph, tmp_path: Path) -> None:
+def test_write_exports_writes_every_file(graph: nx.DiGraph, tmp_path: Path) -> None:
     written = write_exports(graph, tmp_path / "out")
     assert set(written) == set(FORMATS)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == sorted(
-        ["lineage.graphml", "lineage.json", "lineage.dot", "lineage.mmd", "lineage.html"]
+        [
+            "lineage.graphml",
+            "lineage.json",
+            "lineage.dot",
+            "lineage.mmd",
+            "lineage.html",
+            "lineage.openlineage.jsonl",
+        ]
     )
     for fmt, path in written.items():
         assert path.read_text(encoding="utf-8") == export_graph(graph, fmt)

@@ -76,6 +76,12 @@ def test_emitter_events_give_the_embedded_alerts_and_graph(
         assert graph_facts(served) == graph_facts(reference.graph)
         page = worker.get("/graph?format=html")
         assert page.lstrip().lower().startswith("<!doctype html")
+        # OpenLineage from Kafka's tables, with no worker involved: the embedded run's events.
+        exported = tmp_path / "kafka.openlineage.jsonl"
+        result = deployment.export("openlineage", exported)
+        assert result.returncode == 0, result.stderr
+        embedded = (reference.out / "lineage.openlineage.jsonl").read_text(encoding="utf-8")
+        assert exported.read_text(encoding="utf-8") == embedded
     finally:
         worker.stop()
     # With no worker running, the graph comes back from Kafka alone, and so do the

@@ -18,6 +18,7 @@ import click
 
 from lineage.cli.options import policy_option, policy_or_exit
 from lineage.errors import LineageError
+from lineage.export import FORMATS
 
 __all__ = ["export", "need_worker", "settings_or_exit", "worker"]
 
@@ -222,7 +223,7 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["graphml", "json", "dot", "mermaid", "html"]),
+    type=click.Choice(list(FORMATS)),
     default="json",
     show_default=True,
 )
