@@ -474,7 +474,7 @@ BREACHES: list[tuple[str, Scenario]] = [
     ),
 ]
 
-#: One of each kind of bad input (CONTRACT.md s.1): they must all reach the dead letters.
+#: One of each kind of bad input (docs/contract.md): they must all reach the dead letters.
 MALFORMED: list[bytes] = [
     b'{"event_id": "bad-json", "occurred_at": ',  # not JSON
     b'{"event_id": "bad-missing", "occurred_at": "2026-11-20T10:00:00+09:00", "source": "crm"}',

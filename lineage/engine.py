@@ -2,7 +2,7 @@
 
     engine = Engine(load_policy(), State())
     outcome = engine.process(b'{"event_id": ...}', offset=0, origin="events.jsonl:1")
-    outcome.alerts        # alert dicts (CONTRACT.md s.4), in catalogue order
+    outcome.alerts        # alert dicts (docs/contract.md), in catalogue order
     outcome.dead_letter   # a dead-letter dict when the message was not a valid event
 
 Order of work for one message: decode and validate (bad input becomes a dead
@@ -105,7 +105,7 @@ class Outcome:
     """What one message led to.
 
     ``status`` is "judged", "duplicate" or "rejected"; ``alerts`` the alert dicts raised,
-    and the retraction records of alerts a late consent prevented (CONTRACT.md s.4, s.7);
+    and the retraction records of alerts a late consent prevented (docs/contract.md);
     ``records`` the provision records written (s.8); ``incidents`` the ids of incidents
     whose partial changed.
     """

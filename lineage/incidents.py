@@ -1,4 +1,4 @@
-"""Incidents: alerts grouped by (rule, source, recipient) for people and pagers (CONTRACT.md s.4).
+"""Incidents: alerts grouped by (rule, source, recipient) for people and pagers (docs/contract.md).
 
 Every breaching event is still an alert; an incident counts them (less the alerts
 a late consent retracted). The board merges per-partition partials: a partial

@@ -30,7 +30,7 @@ __all__ = ["FIELDS", "RECORDS_FILE", "read_jsonl", "select", "write_csv", "write
 
 RECORDS_FILE = "provision-records.jsonl"
 
-#: A provision record's fields, in the contract's order (CONTRACT.md s.8).
+#: A provision record's fields, in the contract's order (docs/contract.md).
 FIELDS = [
     "record_id",
     "provided_at",

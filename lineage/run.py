@@ -1,7 +1,7 @@
 """The embedded run: a file of events in, alerts, incidents, dead letters and the graph out.
 
 This is the core alone, with no broker: ``lineage run`` and ``lineage demo`` are
-thin layers over :func:`run_embedded`. Output files (CONTRACT.md s.6):
+thin layers over :func:`run_embedded`. Output files (docs/contract.md):
 
 - ``alerts.jsonl``        one alert per line, the complete audit trail
 - ``incidents.jsonl``     incident publications; the last line per incident id is final

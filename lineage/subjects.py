@@ -5,7 +5,7 @@ The engine keeps, for each subject, what each recipient received (categories,
 purposes, bases, first and last time, how many transfers, which rules they
 broke), the consent decisions on record and the provision records written
 (:class:`~lineage.state.SubjectState`). :func:`answer` turns that into the answer
-to a disclosure request (CONTRACT.md s.8), :func:`render_html` into a page a
+to a disclosure request (docs/contract.md), :func:`render_html` into a page a
 privacy officer can print and send. ``lineage run`` keeps every subject in
 ``subjects.sqlite`` in its output folder (:class:`SubjectStore`), so one subject is
 found later without reading the run again.

@@ -1,5 +1,5 @@
 """The data subject's and the regulator's view, embedded: retraction by a late consent,
-conflicting duplicates, provision records, and per-subject lineage (CONTRACT.md s.7, s.8)."""
+conflicting duplicates, provision records, and per-subject lineage (docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Policy-as-code: the YAML of CONTRACT.md s.2 loaded into frozen, checked models."""
+"""Policy-as-code: the YAML of docs/contract.md loaded into frozen, checked models."""
 
 from lineage.policy.loader import DEFAULT_POLICY, lint_policy, load_policy, load_policy_text
 from lineage.policy.model import (

@@ -1,4 +1,4 @@
-"""The policy as frozen models (CONTRACT.md s.2), with the lookups the rules need.
+"""The policy as frozen models (docs/contract.md), with the lookups the rules need.
 
 A policy is loaded once (:func:`lineage.policy.load_policy`) and then only read,
 by every rule for every event, so the answers the rules ask for ("is this

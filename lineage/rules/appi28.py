@@ -23,6 +23,15 @@ __all__: list[str] = []
     title="Personal data abroad without a basis",
 )
 def foreign_no_basis(ctx: Context) -> Breach | None:
+    """Personal data goes to a recipient whose ``country`` is neither
+    ``policy.home_country`` nor in ``policy.adequate_countries``, that has no
+    ``equivalent_system: true``, and the subject has no consent in force at the event's
+    time for that recipient (or ``*``) and purpose. Any kind of recipient: outsourcing
+    and joint use abroad are not exempt.
+
+    Lawful near-miss: a recipient in an adequate country or with an equivalent system;
+    a consent for that recipient or ``*``; a keyed pseudonym.
+    """
     if not ctx.personal or ctx.recipient is None:
         return None
     state, decision = consent_decision(ctx.consents, ctx)

@@ -35,6 +35,12 @@ def _to_ad_provider_in_person_form(ctx: Context) -> bool:
     title="Ad provider received a category beyond activity and device data",
 )
 def category(ctx: Context) -> Breach | None:
+    """An ad provider receives data about individual users (any form but ``anonymized`` or
+    ``aggregated``) of a category other than activity history (``activity.*``) and device
+    information (``device.*``).
+
+    Lawful near-miss: aggregated or anonymized statistics, which Art. 10 does not govern.
+    """
     if not _to_ad_provider_in_person_form(ctx):
         return None
     beyond = ALLOWED_FOR_ADS.missing(ctx.event.categories)
@@ -56,6 +62,12 @@ def category(ctx: Context) -> Breach | None:
     title="Ad provider received identifiable data",
 )
 def identifiable(ctx: Context) -> Breach | None:
+    """An ad provider receives personal data: ``identified``, or pseudonymized without a
+    key.
+
+    Lawful near-miss: a keyed pseudonym (``hmac-sha256``, ``keyed: true``) of activity
+    and device data.
+    """
     if not ctx.personal:
         return None
     event = ctx.event
@@ -81,6 +93,11 @@ def identifiable(ctx: Context) -> Breach | None:
     title="Ad provider without conditions in force",
 )
 def no_conditions(ctx: Context) -> Breach | None:
+    """An ad provider receives data about individual users but has accepted no
+    ``conditions``, or its ``conditions.since`` is after the event's day.
+
+    Lawful near-miss: a flow on the ``since`` day itself.
+    """
     if not _to_ad_provider_in_person_form(ctx):
         return None
     assert ctx.recipient is not None
@@ -111,6 +128,9 @@ def no_conditions(ctx: Context) -> Breach | None:
     title="Ad provider data for a purpose beyond its conditions",
 )
 def purpose(ctx: Context) -> Breach | None:
+    """An ad provider with conditions receives data about individual users for a purpose
+    not in its ``conditions.use_limited_to``.
+    """
     if not _to_ad_provider_in_person_form(ctx):
         return None
     assert ctx.recipient is not None
@@ -133,6 +153,13 @@ def purpose(ctx: Context) -> Breach | None:
     title="Ad provider passed data on without the same conditions",
 )
 def onward(ctx: Context) -> Breach | None:
+    """An ad provider (the event's ``via``) passes data about individual users on to a
+    recipient not in its ``onward`` list, or its conditions do not bind onward
+    recipients (no ``conditions``, or ``binds_onward: false``).
+
+    Lawful near-miss: a listed onward recipient of a provider whose conditions say
+    ``binds_onward: true``.
+    """
     if ctx.via is None or ctx.event.form in _NOT_PERSONAL_FORMS:
         return None
     event = ctx.event
@@ -182,6 +209,14 @@ def collected_on(ctx: Context) -> date | None:
     title="Activity history kept beyond its retention period",
 )
 def retention(ctx: Context) -> Breach | None:
+    """Personal data is used or transferred more days after its collection than
+    ``retention_days`` allows for its category (the longest matching entry wins). Judged
+    only when the event says when the data was collected: ``attributes.collected_at``
+    (RFC 3339) or ``attributes.collected_on`` (a date), as days on the policy's calendar.
+
+    Lawful near-miss: data exactly ``retention_days`` old; an event that does not say
+    when its data was collected.
+    """
     event = ctx.event
     attributes = event.attributes
     if "collected_at" not in attributes and "collected_on" not in attributes:

@@ -20,6 +20,11 @@ __all__: list[str] = []
     title="A category the policy does not declare",
 )
 def undeclared_category(ctx: Context) -> Breach | None:
+    """An access event (any action, any form) names a category the policy does not
+    declare under ``categories``: data handled outside Art. 2.
+
+    Lawful near-miss: a declared category. A prefix (``activity``) is not a category.
+    """
     undeclared = [c for c in ctx.event.categories if c not in ctx.policy.categories]
     if not undeclared:
         return None

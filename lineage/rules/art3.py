@@ -22,6 +22,11 @@ _USED = (Action.USE, Action.TRANSFER)
     title="Used for a purpose the policy does not declare",
 )
 def undeclared_purpose(ctx: Context) -> Breach | None:
+    """A ``use`` or ``transfer`` of personal data names a purpose the policy does not
+    declare under ``purposes``.
+
+    Lawful near-miss: a ``collect`` for that purpose, or data that is not personal.
+    """
     event = ctx.event
     if not ctx.personal or event.action not in _USED or event.purpose in ctx.policy.purposes:
         return None
@@ -41,6 +46,13 @@ def undeclared_purpose(ctx: Context) -> Breach | None:
     title="A category the purpose does not list",
 )
 def category_not_for_purpose(ctx: Context) -> Breach | None:
+    """A ``use`` or ``transfer`` of personal data for a declared purpose includes a
+    declared category that the purpose's ``categories`` do not list (a listed prefix
+    covers its categories). Undeclared categories are left to
+    ``art2.undeclared-category``, undeclared purposes to ``art3.undeclared-purpose``.
+
+    Lawful near-miss: a category the purpose lists by prefix.
+    """
     event = ctx.event
     if not ctx.personal or event.action not in _USED:
         return None

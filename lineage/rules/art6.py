@@ -35,6 +35,14 @@ def _agreement_facts(ctx: Context) -> list[dict[str, object]]:
     title="Outsourced without a confidentiality agreement in force",
 )
 def no_agreement(ctx: Context) -> Breach | None:
+    """Personal data goes to an outsourcer with no confidentiality agreement that conforms
+    to the policy in force on the event's day (``signed_on`` <= day <= ``expires_on``):
+    it has none, its agreement is not yet signed or has expired, or the one in force
+    says ``conforms_to_policy: false``.
+
+    Lawful near-miss: a transfer on the agreement's ``expires_on`` day (the last day in
+    force), or of data that is not personal (a keyed pseudonym, anonymized, aggregated).
+    """
     if not ctx.personal or ctx.recipient is None:
         return None
     if ctx.recipient.agreements_in_force(ctx.day):
@@ -64,6 +72,14 @@ def no_agreement(ctx: Context) -> Breach | None:
     title="Outsourced data outside the agreement's scope",
 )
 def out_of_scope(ctx: Context) -> Breach | None:
+    """An outsourcer with an agreement in force receives personal data that no agreement in
+    force covers: none of them lists the flow's purpose, or those that do leave a category
+    of the flow uncovered (a listed prefix covers its categories). Without any agreement
+    in force, ``art6.no-agreement`` speaks instead.
+
+    Lawful near-miss: categories covered by prefix (``financial`` covers
+    ``financial.credit_card``) for a purpose the agreement lists.
+    """
     if not ctx.personal or ctx.recipient is None:
         return None
     in_force = ctx.recipient.agreements_in_force(ctx.day)
@@ -103,6 +119,13 @@ def out_of_scope(ctx: Context) -> Breach | None:
     title="Outsourcer not supervised",
 )
 def unsupervised(ctx: Context) -> Breach | None:
+    """Personal data goes to an outsourcer that was never audited
+    (no ``supervision.last_audit_on``), whose only audit on record is dated after the
+    event, or whose last audit is more than ``supervision.interval_days`` days before
+    the event's day.
+
+    Lawful near-miss: an audit exactly ``interval_days`` days old is still in time.
+    """
     if not ctx.personal or ctx.recipient is None:
         return None
     supervision = ctx.recipient.supervision
@@ -136,6 +159,13 @@ def unsupervised(ctx: Context) -> Breach | None:
     title="Outsourcer passed data on without leave",
 )
 def sub_outsourcing(ctx: Context) -> Breach | None:
+    """An outsourcer (the event's ``via``) passes personal data on to a recipient that is
+    not in its ``onward`` list, or that has no conforming confidentiality agreement of
+    its own in force on the event's day.
+
+    Lawful near-miss: an onward recipient in the outsourcer's ``onward`` list with its
+    own agreement in force.
+    """
     if not ctx.personal or ctx.via is None:
         return None
     event = ctx.event
@@ -161,6 +191,12 @@ def sub_outsourcing(ctx: Context) -> Breach | None:
     title="Personal data transferred unencrypted",
 )
 def unencrypted(ctx: Context) -> Breach | None:
+    """A transfer of personal data says ``encrypted_in_transit: false``, whoever the
+    recipient is (an internal system too: Art. 6 (1) protects data on every path).
+
+    Lawful near-miss: ``encrypted_in_transit`` left out (nothing is claimed), or a keyed
+    pseudonym; an unkeyed hash of an e-mail address is personal data and is judged.
+    """
     if ctx.event.encrypted_in_transit is not False or not ctx.personal:
         return None
     return Breach(
@@ -179,6 +215,15 @@ def unencrypted(ctx: Context) -> Breach | None:
     title="Raw personal data in the monitoring stream",
 )
 def raw_personal_data(ctx: Context) -> Breach | None:
+    """The event itself carries a raw e-mail address, phone number or card number, in any
+    text it holds (ids such as ``source`` and ``recipient``, ``subject``, references,
+    attribute keys and values), in ASCII, full-width or international form. The value
+    is replaced by a keyed token before anything is kept or written. Consent events are
+    judged for this too (the alert's ``source`` is then ``consent-platform``).
+
+    Lawful near-miss: order numbers, dates and timestamps, large counts and digit runs
+    that fail the card checksum are not raw personal data.
+    """
     if not ctx.raw_findings:
         return None
     kinds, fields = raw_facts(dict(ctx.raw_findings))

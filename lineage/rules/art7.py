@@ -21,6 +21,12 @@ __all__: list[str] = []
     title="Shared with an affiliate before any announcement",
 )
 def not_announced(ctx: Context) -> Breach | None:
+    """Personal data is shared with an affiliate that has no ``announcement``, or before
+    the announcement's ``announced_on`` day.
+
+    Lawful near-miss: sharing on the ``announced_on`` day itself; data that is not
+    personal.
+    """
     if not ctx.personal or ctx.recipient is None:
         return None
     announcement = ctx.recipient.announcement
@@ -50,6 +56,12 @@ def not_announced(ctx: Context) -> Breach | None:
     title="Category not in the affiliate announcement",
 )
 def category_not_announced(ctx: Context) -> Breach | None:
+    """An affiliate receives personal data of a category its announcement does not list
+    (a listed prefix covers its categories).
+
+    Lawful near-miss: ``activity.viewing_history`` when the announcement lists
+    ``activity``.
+    """
     if not ctx.personal or ctx.recipient is None or ctx.recipient.announcement is None:
         return None
     announcement = ctx.recipient.announcement
@@ -72,6 +84,9 @@ def category_not_announced(ctx: Context) -> Breach | None:
     title="Purpose not in the affiliate announcement",
 )
 def purpose_not_announced(ctx: Context) -> Breach | None:
+    """An affiliate receives personal data for a purpose that is not among the
+    announcement's ``purposes``.
+    """
     if not ctx.personal or ctx.recipient is None or ctx.recipient.announcement is None:
         return None
     announcement = ctx.recipient.announcement

@@ -22,6 +22,12 @@ _NOT_PERSONAL_FORMS = (Form.ANONYMIZED, Form.AGGREGATED)
     title="An information module received identifying data",
 )
 def identifying(ctx: Context) -> Breach | None:
+    """An information gathering module (``info_module``) receives a category the policy
+    marks ``identifying: direct``, or any data in ``identified`` form.
+
+    Lawful near-miss: a keyed pseudonym of activity and device data; aggregated or
+    anonymized data, even of a directly identifying category.
+    """
     event = ctx.event
     if event.form in _NOT_PERSONAL_FORMS:
         return None  # statistics identify nobody

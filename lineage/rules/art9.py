@@ -113,6 +113,15 @@ def _consent_breach(ctx: Context, wanted: str) -> Breach | None:
     title="Disclosed without consent",
 )
 def no_consent(ctx: Context) -> Breach | None:
+    """Personal data is disclosed to a third party, an authority or a recipient the policy
+    does not know; at or before the event the subject made no consent decision covering
+    this recipient (or ``*``) and purpose, and granted nothing else either; and no valid
+    exception is claimed (``legal_basis: exception`` with a kind the policy lists and a
+    non-empty reference).
+
+    Lawful near-miss: a grant for this recipient or ``*`` and the purpose made at or before
+    the event; a valid exception. A grant made after the event does not count.
+    """
     return _consent_breach(ctx, "none")
 
 
@@ -124,6 +133,12 @@ def no_consent(ctx: Context) -> Breach | None:
     title="Disclosed after consent was withdrawn",
 )
 def consent_withdrawn(ctx: Context) -> Breach | None:
+    """Personal data is disclosed (as for ``art9.no-consent``) when the latest decision
+    covering this recipient and purpose, at or before the event, is a withdrawal (a
+    withdrawal wins a tie with a grant at the same instant).
+
+    Lawful near-miss: a withdrawal for one purpose leaves a grant for the others in force.
+    """
     return _consent_breach(ctx, "withdrawn")
 
 
@@ -135,6 +150,10 @@ def consent_withdrawn(ctx: Context) -> Breach | None:
     title="Disclosed beyond the consent given",
 )
 def consent_scope(ctx: Context) -> Breach | None:
+    """Personal data is disclosed (as for ``art9.no-consent``) when the subject granted
+    consent, but only to other recipients or other purposes: no decision covers this
+    recipient and purpose.
+    """
     return _consent_breach(ctx, "out_of_scope")
 
 
@@ -146,6 +165,10 @@ def consent_scope(ctx: Context) -> Breach | None:
     title="Disclosed to an unknown recipient",
 )
 def unknown_recipient(ctx: Context) -> Breach | None:
+    """Personal data goes to a recipient id that is neither a recipient nor an internal
+    system of the policy. Critical, even with consent or an exception: consent cannot
+    cover a recipient the policy never disclosed.
+    """
     if not ctx.personal or ctx.recipient_kind != "unknown":
         return None
     return Breach(
@@ -164,6 +187,11 @@ def unknown_recipient(ctx: Context) -> Breach | None:
     title="Exception claimed without support",
 )
 def exception_unsupported(ctx: Context) -> Breach | None:
+    """A disclosure claims ``legal_basis: exception`` with no ``exception`` object, with a
+    kind the policy's ``exceptions`` does not list, or with an empty ``reference``.
+
+    Lawful near-miss: a listed kind with a reference (a case or order number).
+    """
     event = ctx.event
     if not ctx.personal or event.legal_basis is not LegalBasis.EXCEPTION:
         return None

@@ -64,7 +64,7 @@ class Breach:
 
 
 def is_personal(event: AccessEvent) -> bool:
-    """Personal data (RULES.md): identified, or pseudonymized without a key."""
+    """Personal data (docs/rules.md): identified, or pseudonymized without a key."""
     if event.form is Form.IDENTIFIED:
         return True
     if event.form is Form.PSEUDONYMIZED:

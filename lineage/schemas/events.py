@@ -1,4 +1,4 @@
-"""Input events (CONTRACT.md s.1): access events and consent events, strictly validated.
+"""Input events (docs/contract.md): access events and consent events, strictly validated.
 
 Strict means: unknown fields, unknown ``schema_version``, unknown enum values,
 timestamps without an offset, wrong JSON types and oversized fields are all

@@ -1,5 +1,5 @@
 """What the monitor writes: alerts, incidents, dead letters, provision records and subject
-answers (CONTRACT.md s.1, s.4, s.7, s.8).
+answers (docs/contract.md).
 
 These models are the shapes consumers rely on; the monitor builds them, so they
 validate leniently in type but forbid unknown fields.

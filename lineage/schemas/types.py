@@ -1,4 +1,4 @@
-"""Reusable constrained types and closed vocabularies of the contract (CONTRACT.md s.1, s.4).
+"""Reusable constrained types and closed vocabularies of the contract (docs/contract.md).
 
 Each validator is a plain function, tested on its own; the ``Annotated`` aliases
 bind them to pydantic so every model spells a field the same way.
