@@ -235,11 +235,14 @@ class Engine:
         self.lateness = consent_lateness.total_seconds()
         self._rules = list(rules) if rules is not None else list(CATALOGUE.values())
         self._order = {spec.id: i for i, spec in enumerate(self._rules)}
+        # Enum values read once: a member's .value is a descriptor call.
+        self._severity = {spec.id: spec.severity.value for spec in CATALOGUE.values()}
         self._by_shape: dict[
             tuple[bool, str | None, str | None, bool], tuple[list[RuleSpec], list[RuleSpec]]
         ] = {}
         self._judgments: dict[tuple[Any, ...], list[tuple[RuleSpec, Breach]]] = {}
         self._resolved: dict[str, tuple[Recipient | None, str | None]] = {}
+        self._incident_ids: dict[tuple[str, str, str | None], str] = {}
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -569,14 +572,16 @@ class Engine:
         outcome = Outcome("judged", event=event)
         fired: list[tuple[str, str]] = []
         alert_recipient = event.recipient if transfer else None
+        at_text: str | None = None
         if found:
+            at_text = event.occurred_at.isoformat()
             for spec, breach in found:
                 fired.append((spec.id, spec.article))
                 outcome.alerts.append(
                     self._alert(
                         spec,
                         event_id=event.event_id,
-                        occurred_at=event.occurred_at,
+                        occurred_at=at_text,
                         source=event.source,
                         recipient=alert_recipient,
                         recipient_kind=kind,
@@ -587,7 +592,7 @@ class Engine:
                     )
                 )
                 outcome.incidents.append(
-                    self._fold_incident(spec, event.source, alert_recipient, event, offset)
+                    self._fold_incident(spec, event.source, alert_recipient, event, offset, posix)
                 )
         # Enum members are str: they key the shape as their values would.
         shape = (
@@ -610,7 +615,7 @@ class Engine:
             key = ("flow", event.source, event.recipient or "")
         self._fold_edge(key, event.occurred_at, posix, shape, offset, personal, fired, day)
         if transfer and kind != "internal":
-            record = self._provision(ctx, recipient, kind, outcome) if personal else None
+            record = self._provision(ctx, recipient, kind, outcome, at_text) if personal else None
             if event.subject is not None:
                 subject = self._remember(
                     ctx, subject, recipient, kind, outcome, fired, key, record, offset
@@ -628,8 +633,10 @@ class Engine:
         recipient: Recipient | None,
         kind: str | None,
         outcome: Outcome,
+        at_text: str | None = None,
     ) -> dict[str, Any] | None:
-        """The provision record of a transfer (APPI Art. 29), or None when it needs none.
+        """The provision record of a transfer (APPI Art. 29), or None when it needs none;
+        ``at_text``: the event time as text, when the caller has made it already.
 
         To a third party in APPI's sense (third party, ad provider, information module,
         unknown) or abroad: recorded, lawful or not. Outsourcing and joint use at home,
@@ -650,7 +657,7 @@ class Engine:
         state, decision = consent_decision(ctx.consents, ctx) if event.subject else ("none", None)
         record = {
             "record_id": record_id(event.event_id),
-            "provided_at": event.occurred_at.isoformat(),
+            "provided_at": at_text or event.occurred_at.isoformat(),
             "recipient": event.recipient,
             "recipient_name": recipient.name if recipient is not None else event.recipient,
             "recipient_country": recipient.country_code if recipient is not None else None,
@@ -698,11 +705,7 @@ class Engine:
         facts.categories.update(event.categories)
         facts.purposes.add(event.purpose)
         facts.bases.add(event.legal_basis.value if event.legal_basis else "unstated")
-        at = event.occurred_at
-        if facts.first_at is None or ctx.posix < facts.first_at.timestamp():
-            facts.first_at = at
-        if facts.last_at is None or ctx.posix > facts.last_at.timestamp():
-            facts.last_at = at
+        facts.seen_at(event.occurred_at, ctx.posix)
         facts.events += 1
         facts.personal += ctx.personal
         for rule_id, _ in fired:
@@ -764,7 +767,7 @@ class Engine:
         spec: RuleSpec,
         *,
         event_id: str,
-        occurred_at: datetime,
+        occurred_at: datetime | str,
         source: str,
         recipient: str | None,
         recipient_kind: str | None,
@@ -773,17 +776,20 @@ class Engine:
         message: str,
         evidence: dict[str, Any],
     ) -> dict[str, Any]:
-        self.stats.alerts += 1
-        self.stats.by_article[spec.article] += 1
-        self.stats.by_severity[spec.severity.value] += 1
-        self.stats.by_rule[spec.id] += 1
+        """An alert record; ``occurred_at`` as text when the caller has made it already."""
+        stats = self.stats
+        severity = self._severity[spec.id]
+        stats.alerts += 1
+        stats.by_article[spec.article] += 1
+        stats.by_severity[severity] += 1
+        stats.by_rule[spec.id] += 1
         return {
             "alert_id": alert_id(spec.id, event_id),
             "rule": spec.id,
             "article": spec.article,
-            "severity": spec.severity.value,
+            "severity": severity,
             "event_id": event_id,
-            "occurred_at": occurred_at.isoformat(),
+            "occurred_at": occurred_at if isinstance(occurred_at, str) else occurred_at.isoformat(),
             "source": source,
             "recipient": recipient,
             "recipient_kind": recipient_kind,
@@ -802,13 +808,20 @@ class Engine:
         recipient: str | None,
         event: AccessEvent | ConsentEvent,
         offset: int,
+        posix: float | None = None,
     ) -> str:
-        iid = incident_id(spec.id, source, recipient)
+        key = (spec.id, source, recipient)
+        iid = self._incident_ids.get(key)
+        if iid is None:
+            iid = incident_id(spec.id, source, recipient)
+            if len(self._incident_ids) >= _JUDGMENT_CACHE_SIZE:
+                self._incident_ids.clear()
+            self._incident_ids[key] = iid
         partial = self.state.incidents.get(iid)
         if partial is None:
             partial = IncidentPartial(rule=spec.id, source=source, recipient=recipient)
         if partial.applied < offset:
-            partial.add(event.occurred_at, event.event_id)
+            partial.add(event.occurred_at, event.event_id, posix)
             partial.applied = offset
             self.state.incidents[iid] = partial
         return iid

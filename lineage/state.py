@@ -126,6 +126,16 @@ class RecipientFacts:
     personal: int = 0  # of them, events carrying personal data
     breaches: dict[str, int] = field(default_factory=dict)  # rule id -> events
     records: list[str] = field(default_factory=list)  # provision record ids, in order
+    # first_at and last_at as POSIX seconds, to compare without aware-datetime arithmetic.
+    _first: float = float("inf")
+    _last: float = float("-inf")
+
+    def seen_at(self, at: datetime, posix: float) -> None:
+        """Widen first_at and last_at to take in ``at`` (``posix``: the same instant)."""
+        if posix < self._first:
+            self._first, self.first_at = posix, at
+        if posix > self._last:
+            self._last, self.last_at = posix, at
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -145,6 +155,8 @@ class RecipientFacts:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RecipientFacts:
+        first = datetime.fromisoformat(data["first"]) if data["first"] else None
+        last = datetime.fromisoformat(data["last"]) if data["last"] else None
         return cls(
             name=data["n"],
             kind=data["k"],
@@ -152,12 +164,14 @@ class RecipientFacts:
             categories=set(data["cat"]),
             purposes=set(data["pur"]),
             bases=set(data["bas"]),
-            first_at=datetime.fromisoformat(data["first"]) if data["first"] else None,
-            last_at=datetime.fromisoformat(data["last"]) if data["last"] else None,
+            first_at=first,
+            last_at=last,
             events=data["ev"],
             personal=data["pd"],
             breaches=dict(data["br"]),
             records=list(data["rec"]),
+            _first=first.timestamp() if first else float("inf"),
+            _last=last.timestamp() if last else float("-inf"),
         )
 
 
@@ -429,26 +443,35 @@ class IncidentPartial:
     last_seen: datetime | None = None
     samples: list[tuple[str, str]] = field(default_factory=list)  # (UTC time, event id)
     applied: int = -1
+    # first_seen, last_seen and the latest sample's time as POSIX seconds (comparing
+    # aware datetimes costs more than the rest of ``add``).
+    _first: float = float("inf")
+    _last: float = float("-inf")
+    _latest_sample: float = float("inf")
 
     SAMPLES = 5
 
-    def add(self, at: datetime, event_id: str) -> None:
+    def add(self, at: datetime, event_id: str, posix: float | None = None) -> None:
+        """Count one breach at ``at`` (``posix``: the same instant as POSIX seconds)."""
         self.count += 1
-        if self.first_seen is None or at < self.first_seen:
-            self.first_seen = at
-        if self.last_seen is None or at > self.last_seen:
-            self.last_seen = at
-        # Keep the earliest few by event time; UTC text sorts as the times do.
-        stamp = at.astimezone(UTC).isoformat()
-        if len(self.samples) < self.SAMPLES or stamp < self.samples[-1][0]:
-            self.samples.append((stamp, event_id))
+        ts = at.timestamp() if posix is None else posix
+        if ts < self._first:
+            self._first, self.first_seen = ts, at
+        if ts > self._last:
+            self._last, self.last_seen = ts, at
+        # Keep the earliest few by event time; UTC text sorts as the times do. In a stream
+        # in time order a breach is seldom among them: the text is made only when it is.
+        if len(self.samples) < self.SAMPLES or ts < self._latest_sample:
+            self.samples.append((at.astimezone(UTC).isoformat(), event_id))
             self.samples.sort()
             del self.samples[self.SAMPLES :]
+            self._latest_sample = datetime.fromisoformat(self.samples[-1][0]).timestamp()
 
     def retract(self, event_id: str) -> None:
         """Take one breach back (a late consent retracted its alert)."""
         self.count -= 1
         self.samples = [s for s in self.samples if s[1] != event_id]
+        self._latest_sample = _latest(self.samples)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -464,16 +487,27 @@ class IncidentPartial:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IncidentPartial:
+        first = datetime.fromisoformat(data["first_seen"]) if data["first_seen"] else None
+        last = datetime.fromisoformat(data["last_seen"]) if data["last_seen"] else None
+        samples = [(at, eid) for at, eid in data["samples"]]
         return cls(
             rule=data["rule"],
             source=data["source"],
             recipient=data["recipient"],
             count=data["count"],
-            first_seen=datetime.fromisoformat(data["first_seen"]) if data["first_seen"] else None,
-            last_seen=datetime.fromisoformat(data["last_seen"]) if data["last_seen"] else None,
-            samples=[(at, eid) for at, eid in data["samples"]],
+            first_seen=first,
+            last_seen=last,
+            samples=samples,
             applied=data["applied"],
+            _first=first.timestamp() if first else float("inf"),
+            _last=last.timestamp() if last else float("-inf"),
+            _latest_sample=_latest(samples),
         )
+
+
+def _latest(samples: list[tuple[str, str]]) -> float:
+    """The time of the latest of the samples kept, as POSIX seconds (+inf when none)."""
+    return datetime.fromisoformat(samples[-1][0]).timestamp() if samples else float("inf")
 
 
 @dataclass(slots=True)
