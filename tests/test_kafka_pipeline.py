@@ -9,6 +9,7 @@ restarts) are in tests/test_faults.py; broker outages in tests/test_kafka_outage
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +236,65 @@ def test_the_graph_needs_the_web_token_when_one_is_set(
         assert "s3cret-token" not in worker.text()
     finally:
         worker.stop()
+
+
+def test_a_worker_forwards_its_alerts_to_a_webhook_and_a_syslog_listener(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from tests.test_notify import HookServer, parse_cef, syslog_parts
+
+    day = list(generate_day(events=600, seed=17))
+    reference = Reference(day, tmp_path / "embedded")
+    opened = {a["alert_id"] for a in reference.alerts if a["status"] == "open"}
+    assert opened
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    collector.settimeout(1)
+    with HookServer() as hook:
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(
+            "routes:\n"
+            "  - name: hooks\n"
+            "    match: {kinds: [alert], statuses: [open]}\n"
+            f"    urls: ['json://127.0.0.1:{hook.port}/alerts']\n"
+            "  - name: siem\n"
+            "    match: {kinds: [alert], statuses: [open]}\n"
+            f"    syslog: [{{host: 127.0.0.1, port: {collector.getsockname()[1]}}}]\n"
+            "delivery: {queue_size: 100000}\n"
+        )
+        deployment = Deployment(kafka_bootstrap, tmp_path, env={"LINEAGE_ROUTES": str(routes)})
+        worker = Worker(deployment, "routed").start()
+        try:
+            worker.wait_ready()
+            deployment.produce(day)
+            posted: set[str] = set()
+            logged: set[str] = set()
+
+            def all_arrived() -> bool:
+                posted.update(json.loads(e["message"])["alert_id"] for e in hook.envelopes())
+                while True:
+                    try:
+                        message = collector.recv(65536)
+                    except TimeoutError:
+                        break
+                    _, extension = parse_cef(syslog_parts(message)["msg"])
+                    logged.add(extension["externalId"])
+                return opened <= posted and opened <= logged
+
+            wait_until(
+                all_arrived,
+                180,
+                "every open alert at the webhook and the collector",
+                alive=[worker],
+            )
+            sent = [
+                float(line.rsplit(" ", 1)[1])
+                for line in worker.get("/metrics").splitlines()
+                if line.startswith("lineage_notifications_total{")
+                and 'route="hooks"' in line
+                and 'outcome="sent"' in line
+            ]
+            assert sent and sent[0] >= len(opened)
+        finally:
+            worker.stop()
+            collector.close()
