@@ -720,18 +720,23 @@ def test_a_failing_forward_does_not_stop_the_commit(policy: Policy) -> None:
     assert h.flush() and h.acked  # logged, and the offsets still acked
 
 
-def test_the_worker_setting_refuses_a_bad_routes_file(tmp_path: Path) -> None:
-    from pydantic import ValidationError
+def test_the_worker_refuses_a_bad_routes_file_and_export_ignores_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
 
-    from lineage.worker.settings import Settings
+    from lineage.cli import main
 
     routes = tmp_path / "routes.yaml"
     routes.write_text("routes:\n  - name: x\n    sylog: []\n")
-    with pytest.raises(ValidationError) as caught:
-        Settings(routes=routes)
-    assert f"{routes}:3: routes[0].sylog: unknown key" in str(caught.value)
-    routes.write_text("routes:\n  - name: x\n    syslog: [{host: siem}]\n")
-    assert Settings(routes=routes).routes == routes
+    env = {"LINEAGE_ROUTES": str(routes), "LINEAGE_WEB_PORT": "0"}
+    result = CliRunner().invoke(main, ["worker", "--broker", "127.0.0.1:1"], env=env)
+    assert result.exit_code == 2
+    assert f"{routes}:3: routes[0].sylog: unknown key" in result.output
+    # The Kafka commands that only read share the settings, not the routes: this one
+    # gets as far as the broker.
+    result = CliRunner().invoke(
+        main, ["export", "--broker", "127.0.0.1:1", "--out", "-", "--timeout", "2"], env=env
+    )
+    assert result.exit_code == 1 and "cannot reach Kafka" in result.output
 
 
 def test_the_worker_forwards_to_its_router_and_counts_in_its_metric(

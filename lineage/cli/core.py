@@ -250,7 +250,9 @@ def policy() -> None:
 
 
 @policy.command("check")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.argument(
+    "file", type=click.Path(dir_okay=False, path_type=Path), required=False, envvar="LINEAGE_POLICY"
+)
 def policy_check(file: Path | None) -> None:
     """Lint a policy file: exit 2 with file, line and key for each problem."""
     loaded = policy_or_exit(file)

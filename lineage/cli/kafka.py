@@ -193,6 +193,17 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
         )
         sys.exit(2)
     policy = policy_or_exit(settings.policy)
+    if settings.routes is not None:
+        # Said once, with file, line and key, before the worker starts; other commands
+        # that read the same settings (export, records) do not need the routes.
+        from lineage.notify import RoutesError, load_routes
+
+        try:
+            load_routes(settings.routes)
+        except RoutesError as exc:
+            for problem in exc.problems:
+                click.echo(f"lineage: routes error: {problem}", err=True)
+            sys.exit(2)
     from lineage.worker.app import LineageWorker
     from lineage.worker.preflight import check_connection
 

@@ -10,7 +10,7 @@ __all__ = ["EventRejected", "SchemaError"]
 
 
 class SchemaError(Exception):
-    """Root of the errors raised by :mod:`schemas`."""
+    """Root of the errors raised by :mod:`lineage.schemas`."""
 
 
 class EventRejected(SchemaError):
@@ -18,7 +18,9 @@ class EventRejected(SchemaError):
 
     ``kind`` is a stable machine word (``not_json``, ``missing_field``, ``wrong_type``,
     ``unknown_value``, ``unknown_schema_version``, ``bad_timestamp``, ``oversized``,
-    ``unknown_field``, ``bad_value``) and ``field`` the dotted path of the field at fault.
+    ``unknown_field``, ``bad_value``; and, raised by the engine rather than the schemas,
+    ``duplicate-conflict`` and ``internal_error``) and ``field`` the dotted path of the
+    field at fault.
     The reason never repeats a value that looks like personal data.
     """
 

@@ -197,20 +197,6 @@ class Settings(BaseSettings):
                 raise ValueError(f"TLS files ({files or 'none'}) do not load: {why}") from None
         return self
 
-    @model_validator(mode="after")
-    def _routes_load(self) -> Settings:
-        """The routes file must load now (and its ${VARIABLES} be set): said once, with
-        file, line and key, before any worker starts."""
-        if self.routes is not None:
-            from lineage.notify.errors import RoutesError
-            from lineage.notify.routes import load_routes
-
-            try:
-                load_routes(self.routes)
-            except RoutesError as exc:
-                raise ValueError(str(exc)) from None
-        return self
-
     @field_validator("consent_lateness", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
