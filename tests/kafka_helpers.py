@@ -415,8 +415,9 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
-    def stop(self) -> None:
-        """A graceful stop (SIGTERM); on a failing test, first a task dump into the log."""
+    def stop(self) -> int | None:
+        """A graceful stop (SIGTERM); on a failing test, first a task dump into the log.
+        Returns the exit code (None when it never started)."""
         if self.process is not None and self.process.poll() is None:
             if sys.exc_info()[0] is not None:
                 os.kill(self.process.pid, signal.SIGUSR1)
@@ -426,3 +427,9 @@ class Worker:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        return None if self.process is None else self.process.returncode
+
+    def stop_cleanly(self) -> None:
+        """A graceful stop that must end with exit code 0 (its last flush succeeded)."""
+        code = self.stop()
+        assert code == 0, f"worker {self.name} exited with {code} on SIGTERM:\n{self.tail()}"

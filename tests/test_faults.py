@@ -109,8 +109,19 @@ def test_a_worker_joins_and_another_leaves_mid_stream(
             "both workers to hold partitions",
             alive=[first, second],
         )
-        deployment.produce(day[third : 2 * third], rate=3_000)
-        first.stop()  # leaves: the other recovers its partitions' state from the changelogs
+        judged = first.metric("lineage_events_total")
+        producer = deployment.produce_in_background(day[third : 2 * third], rate=3_000)
+        wait_until(
+            lambda: first.metric("lineage_events_total") >= judged + 500,
+            60,
+            "worker a to judge events of the second third",
+            alive=[first, second],
+        )
+        # Leaves mid-stream, with judged events not yet flushed: its last flush must
+        # succeed (exit 0), and the other recovers its partitions' state from the changelogs.
+        first.stop_cleanly()
+        producer.join(120)
+        assert not producer.is_alive()
         deployment.produce(day[2 * third :], rate=3_000)
         assert_agrees(deployment, reference, [second])
         assert second.health()["partitions"] == [0, 1, 2, 3]
@@ -229,7 +240,7 @@ def test_a_restarted_worker_recovers_the_state_of_100000_events(
         first.wait_ready()
         deployment.produce(before)
         assert_agrees(deployment, first_part, [first])
-        first.stop()
+        first.stop_cleanly()
         started = time.monotonic()
         second.start().wait_ready(timeout=180)  # its tables recovered from the changelogs
         recovered_in = time.monotonic() - started

@@ -389,3 +389,36 @@ def test_changelog_written_waits_for_every_record_and_its_ack(app: LineageApp, r
     assert handed == 4  # every record reached aiokafka before the barrier let go
     assert written is (refuse == 0)
     assert acked == 4 - refuse
+
+
+@pytest.mark.parametrize("how", ["stopping", "crashed"])
+def test_changelog_written_waits_through_a_graceful_stop_not_a_crash(
+    app: LineageApp, how: str
+) -> None:
+    # The last flush of a graceful stop runs while the app is stopping: giving up then
+    # failed every SIGTERM with "Kafka did not acknowledge a record", exit 1.
+    async def scenario() -> tuple[bool, int]:
+        producer: Any = app.producer
+        channel = SlowChannel(delay=0.05)
+        producer._producer = FakeAIOKafka(channel)
+        buffer = producer.buffer
+        await buffer.start()
+        futures = [pending(channel) for _ in range(3)]
+        for fut in futures:
+            buffer.put(fut)
+        if how == "stopping":
+            app._stopped.set()  # what mode's Service.stop does before on_stop
+        else:
+            app._crashed.set()
+        written = await changelog_written(app)
+        acked = sum(1 for f in futures if f.done() and f.exception() is None)
+        while buffer.size:  # let it drain before stopping it
+            await asyncio.sleep(0.05)
+        await buffer.stop()
+        return written, acked
+
+    written, acked = asyncio.run(scenario())
+    if how == "stopping":
+        assert written and acked == 3
+    else:
+        assert not written

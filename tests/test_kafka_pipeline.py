@@ -85,6 +85,7 @@ def test_emitter_events_give_the_embedded_alerts_and_graph(
         assert exported.read_text(encoding="utf-8") == embedded
     finally:
         worker.stop()
+    assert worker.stop() == 0, worker.tail()  # SIGTERM: its last flush succeeded
     # With no worker running, the graph comes back from Kafka alone, and so do the
     # provision records and each subject's lineage.
     assert graph_facts(deployment.exported_graph()) == graph_facts(reference.graph)

@@ -281,7 +281,10 @@ class _Producer(faust_aiokafka.Producer):
 async def changelog_written(app: faust.App, poll: float = 0.5) -> bool:
     """Wait until Kafka acknowledged every record faust's producer was handed so far
     (the tables' changelog records among them); False when one of them failed, or the
-    producer stopped first.
+    producer stopped, or the app crashed, first.
+
+    A graceful stop is not a reason to give up: the last flush runs while the app is
+    stopping (its ``should_stop`` is already true) and the producer still sends.
 
     faust's own ``Producer.flush`` is not this barrier: ``ProducerBuffer.flush_atmost``
     returns as soon as no record left the buffer within 100 ms, and the record its
@@ -293,7 +296,7 @@ async def changelog_written(app: faust.App, poll: float = 0.5) -> bool:
     if not isinstance(buffer, _TrackedBuffer):  # pragma: no cover - LineageApp's producer
         raise TypeError("changelog_written needs LineageApp's producer")
     while buffer.size or buffer.in_flight:
-        if buffer.should_stop or app.should_stop:
+        if buffer.should_stop or app.crashed:
             return False
         buffer.message_sent.clear()
         if not (buffer.size or buffer.in_flight):
