@@ -1,91 +1,112 @@
-"""Embedded throughput: `lineage run`'s core on a generated file, against a bare json.loads loop.
+"""Embedded throughput: the whole ``lineage run`` process, as a user runs it, beside a bare
+``json.loads`` loop over the same file.
 
-    .venv/bin/python bench/embedded.py [--events 200000] [--rounds 3]
+    .venv/bin/python bench/embedded.py [--events 200000] [--rounds 3] [--against REV]
 
-Generates a day of the demo fleet's traffic (lawful and breaching flows, consents,
-a few malformed lines) into a temporary JSONL file, then, in the same process and
-alternating so both see the same machine state:
+Two days of another company's policy (``bench/policies/sakura-retail.yaml``), drawn by
+``bench/traffic.py``: a typical day (about 5% of access events breach) and a breach
+storm (about 90%). For each, alternating so that all see the same machine state:
 
-- bare:   read the file line by line and ``json.loads`` each line;
-- engine: read the same file and judge every line with :func:`lineage.run.run_embedded`
-          (decode, validate, redact, dedup, rules, edges, incidents, writing
-          alerts/incidents/dead letters), without the one-off graph exports.
+- bare:   a Python process that reads the file line by line and ``json.loads`` each;
+- lineage run: ``lineage run --policy ... --source day.jsonl --out DIR`` (start-up,
+  decoding, judging, every output and export written);
+- with ``--against REV``: the same command from a git worktree of ``REV`` (an earlier
+  engine), to show what changed.
 
-Prints events/s of each (best of ``--rounds``) and their ratio. Targets (issue 2):
-at least 100,000 events/s and at least 0.3 of the bare loop.
+Each figure is the best of ``--rounds`` runs (wall clock). Prints events/s and the
+ratio to the bare loop. Targets (issue 11): at least 0.30 on a typical day, 0.15 in
+a breach storm.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
-import json
+import os
 import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from lineage.demo import DEFAULT_DAY, generate_day
-from lineage.policy import load_policy
-from lineage.run import run_embedded
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "bench" / "policies" / "sakura-retail.yaml"
+BARE = """
+import json, sys
+with open(sys.argv[1], "rb") as lines:
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            pass
+"""
+MIXES = {"typical": 0.05, "storm": 0.9}
 
 
-def bare(path: Path) -> tuple[float, int]:
+def timed(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
-    n = 0
-    with path.open("rb") as lines:
-        for line in lines:
-            with contextlib.suppress(ValueError):
-                json.loads(line)
-            n += 1
-    return time.perf_counter() - started, n
-
-
-def engine(path: Path, out: Path) -> tuple[float, int]:
-    policy = load_policy()
-    started = time.perf_counter()
-    with path.open("rb") as lines:
-        summary = run_embedded(policy, lines, out, source_name=path.name, exports=False)
-    return time.perf_counter() - started, summary.stats.messages
+    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", help="a git revision whose lineage run to time too")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="lineage-bench-") as tmp:
-        path = Path(tmp) / "events.jsonl"
-        started = time.perf_counter()
-        with path.open("wb") as f:
-            for line in generate_day(day=DEFAULT_DAY, events=args.events, seed=11):
-                f.write(line + b"\n")
-        size = path.stat().st_size
-        print(
-            f"generated {args.events:,} events ({size / 1e6:.1f} MB) in "
-            f"{time.perf_counter() - started:.1f}s; python {platform.python_version()}, "
-            f"{platform.machine()}"
-        )
-        best_bare = best_engine = float("inf")
-        lines = judged = 0
-        for round_ in range(1, args.rounds + 1):
-            gc.collect()
-            seconds, lines = bare(path)
-            best_bare = min(best_bare, seconds)
-            gc.collect()
-            seconds_e, judged = engine(path, Path(tmp) / f"out-{round_}")
-            best_engine = min(best_engine, seconds_e)
-            print(
-                f"round {round_}: bare json.loads {lines / seconds:,.0f}/s, "
-                f"engine {judged / seconds_e:,.0f}/s"
+    python = sys.executable
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus; "
+        f"{args.events:,} events a day, best of {args.rounds}"
+    )
+    with tempfile.TemporaryDirectory(prefix="lineage-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        other: Path | None = None
+        if args.against:
+            other = tmp / "against"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(other), args.against],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
             )
-        bare_rate, engine_rate = lines / best_bare, judged / best_engine
-        print(f"bare json.loads loop: {bare_rate:,.0f} events/s")
-        print(f"embedded engine:      {engine_rate:,.0f} events/s")
-        print(f"ratio engine/bare:    {engine_rate / bare_rate:.2f}")
-        print("targets: >= 100,000 events/s and >= 0.30 of the bare loop")
+        try:
+            for mix, share in MIXES.items():
+                day = tmp / f"{mix}.jsonl"
+                subprocess.run(
+                    [python, "bench/traffic.py", "--policy", str(POLICY), "--events",
+                     str(args.events), "--breach-share", str(share), "--out", str(day)],
+                    cwd=ROOT, check=True,
+                )  # fmt: skip
+                runs: dict[str, list[float]] = {"bare": [], "lineage run": []}
+                if other is not None:
+                    runs[f"lineage run @{args.against}"] = []
+                for round_ in range(args.rounds):
+                    runs["bare"].append(timed([python, "-c", BARE, str(day)], ROOT))
+                    out = tmp / f"out-{mix}-{round_}"
+                    command = [python, "-m", "lineage.cli", "run", "--policy", str(POLICY),
+                               "--source", str(day), "--out", str(out)]  # fmt: skip
+                    runs["lineage run"].append(timed(command, ROOT))
+                    shutil.rmtree(out)
+                    if other is not None:
+                        runs[f"lineage run @{args.against}"].append(timed(command, other))
+                        shutil.rmtree(out)
+                bare = args.events / min(runs["bare"])
+                print(f"{mix} day ({share:.0%} of flows drawn from breaching shapes):")
+                for name, seconds in runs.items():
+                    rate = args.events / min(seconds)
+                    print(
+                        f"  {name:<28} {rate:>10,.0f} events/s  {rate / bare:5.2f} of bare  "
+                        f"(best {min(seconds):.2f}s, worst {max(seconds):.2f}s)"
+                    )
+        finally:
+            if other is not None:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, check=False
+                )
+    print("targets: lineage run >= 0.30 of bare on the typical day, >= 0.15 in the storm")
     return 0
 
 

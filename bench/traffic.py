@@ -93,7 +93,8 @@ def _shapes(policy: Policy) -> list[dict[str, Any]]:
 
 def _judge(policy: Policy, shapes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], ...]:
     """(lawful, breaching): each shape judged alone, for a subject with no consent."""
-    lawful, breaching = [], []
+    lawful: list[dict[str, Any]] = []
+    breaching: list[dict[str, Any]] = []
     when = datetime.combine(DAY, datetime.min.time(), JST).replace(hour=12).isoformat()
     for i, shape in enumerate(shapes):
         engine = Engine(policy)
@@ -106,13 +107,20 @@ def _judge(policy: Policy, shapes: list[dict[str, Any]]) -> tuple[list[dict[str,
 
 
 def generate(
-    policy: Policy, events: int, breach_share: float, *, subjects: int = 50_000, seed: int = 7
+    policy: Policy,
+    events: int,
+    breach_share: float,
+    *,
+    subjects: int = 50_000,
+    seed: int = 7,
+    day: date = DAY,
 ) -> Iterator[bytes]:
+    """``events`` lines spread evenly over ``day`` (Japan time)."""
     rng = random.Random(seed)
     lawful, breaching = _judge(policy, _shapes(policy))
     if not lawful or not breaching:
         raise SystemExit("the policy gives no lawful or no breaching flow shapes")
-    start = datetime.combine(DAY, datetime.min.time(), JST)
+    start = datetime.combine(day, datetime.min.time(), JST)
     step = 86_400 / max(events, 1)
     third_parties = [r for r, v in policy.recipients.items() if v.kind.value == "third_party"]
     recent: list[bytes] = []
