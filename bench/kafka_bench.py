@@ -18,6 +18,7 @@ repository root with the project's virtualenv; this module is not run on its own
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -77,6 +78,13 @@ def header(title: str, script: str, options: dict[str, Any]) -> None:
 
 
 # -- the broker and its topics -------------------------------------------------------------------
+
+
+def broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every Kafka benchmark takes: --broker, --partitions, --keep-topics."""
+    parser.add_argument("--broker", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--keep-topics", action="store_true", help="do not delete them after")
 
 
 @contextlib.contextmanager

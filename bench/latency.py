@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import sys
 import tempfile
 import time
@@ -37,7 +36,17 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from kafka_bench import POLICY, Worker, broker, create_topic, delete_topics, header, keyed, new_tag
+from kafka_bench import (
+    POLICY,
+    Worker,
+    broker,
+    broker_arguments,
+    create_topic,
+    delete_topics,
+    header,
+    keyed,
+    new_tag,
+)
 from kafka_bench import produce as produce_records
 from traffic import generate
 
@@ -171,12 +180,10 @@ def percentile(ordered: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--broker", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    broker_arguments(parser)
     parser.add_argument("--rate", type=int, default=5_000, help="events/s")
     parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--grace", type=float, default=10.0, help="s to wait after the last send")
-    parser.add_argument("--keep-topics", action="store_true", help="do not delete them after")
     args = parser.parse_args()
     header(
         "bench/latency.py: alert latency of one lineage worker at a steady rate",

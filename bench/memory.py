@@ -28,14 +28,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from kafka_bench import POLICY, Worker, broker, create_topic, delete_topics, header, keyed, new_tag
+from kafka_bench import (
+    POLICY,
+    Worker,
+    broker,
+    broker_arguments,
+    create_topic,
+    delete_topics,
+    header,
+    keyed,
+    new_tag,
+)
 from kafka_bench import produce as produce_records
 from traffic import DAY, generate
 
@@ -87,10 +96,9 @@ def run_phase(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--broker", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    broker_arguments(parser)
     parser.add_argument("--events", type=int, default=1_000_000, help="per phase")
     parser.add_argument("--subjects", type=int, default=100_000)
-    parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--settle", type=float, default=5.0, help="s before reading the RSS")
     parser.add_argument(
         "--dedup-window",
@@ -101,7 +109,6 @@ def main() -> int:
     parser.add_argument(
         "--same-day", action="store_true", help="phase 2 on the same day as phase 1 (worst case)"
     )
-    parser.add_argument("--keep-topics", action="store_true", help="do not delete them after")
     args = parser.parse_args()
     header(
         "bench/memory.py: a worker's RSS after one and two rounds over the same subjects",

@@ -27,14 +27,23 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from kafka_bench import POLICY, Worker, broker, create_topic, delete_topics, header, keyed, new_tag
+from kafka_bench import (
+    POLICY,
+    Worker,
+    broker,
+    broker_arguments,
+    create_topic,
+    delete_topics,
+    header,
+    keyed,
+    new_tag,
+)
 from kafka_bench import produce as produce_records
 from traffic import generate
 
@@ -131,10 +140,8 @@ def run_mix(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--broker", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    broker_arguments(parser)
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--keep-topics", action="store_true", help="do not delete them after")
     args = parser.parse_args()
     header(
         "bench/streaming.py: one lineage worker against a bare aiokafka consumer",
