@@ -49,6 +49,7 @@ from lineage.state import (
     ConsentDecision,
     EdgeAggregate,
     EdgeKey,
+    EdgeRetraction,
     IncidentPartial,
     PendingEvent,
     RecipientFacts,
@@ -370,11 +371,7 @@ class Engine:
         subject = self.state.subjects.get(event.subject) or SubjectState()
         if subject.applied >= offset:
             # Delivered again: its decision is in the ledger; say again what it retracted.
-            again = [record for o, record in subject.retracted if o == offset]
-            outcome.alerts.extend(again)
-            outcome.incidents.extend(
-                incident_id(r["rule"], r["source"], r["recipient"]) for r in again
-            )
+            self._retract_again(subject, offset, outcome)
             return outcome
         decision = ConsentDecision(
             occurred_at=event.occurred_at,
@@ -392,8 +389,49 @@ class Engine:
             # A grant that was in force at an earlier event's time may prevent its alerts:
             # a late withdrawal, by contrast, raises nothing after the fact.
             self._retract(subject, decision, offset, outcome)
+            self._settle(subject, offset)
         self.state.subjects[event.subject] = subject
         return outcome
+
+    def _retract_again(self, subject: SubjectState, offset: int, outcome: Outcome) -> None:
+        """A consent delivered again whose subject record was written: say its
+        retractions again, and settle them on any record written without them."""
+        again = [record for o, record in subject.retracted if o == offset]
+        outcome.alerts.extend(again)
+        outcome.incidents.extend(incident_id(r["rule"], r["source"], r["recipient"]) for r in again)
+        self._settle(subject, offset)
+
+    def _settle(self, subject: SubjectState, offset: int) -> None:
+        """Take the retractions of the consent at ``offset`` off the incident partials and
+        edges, each record at most once: a record whose ``applied`` has reached the
+        consent has them already. So a consent that retracts two breaches of one
+        incident or edge takes both off, and one delivered again after a crash that
+        wrote some records of a flush and not others completes the rest."""
+        incidents = self.state.incidents
+        by_incident: dict[str, list[str]] = {}
+        for o, record in subject.retracted:
+            if o == offset:
+                iid = incident_id(record["rule"], record["source"], record["recipient"])
+                by_incident.setdefault(iid, []).append(record["event_id"])
+        for iid, event_ids in by_incident.items():
+            partial = incidents.get(iid)
+            if partial is not None and partial.applied < offset:
+                for event_id in event_ids:
+                    partial.retract(event_id)
+                partial.applied = offset
+                incidents[iid] = partial
+        edges = self.state.edges
+        by_edge: dict[EdgeKey, list[EdgeRetraction]] = {}
+        for entry in subject.unbreached:
+            if entry[0] == offset:
+                by_edge.setdefault(entry[1], []).append(entry)
+        for key, entries in by_edge.items():
+            edge = edges.get(key)
+            if edge is not None and edge.applied < offset:
+                for _, _, gone, kept, day in entries:
+                    edge.retract(gone, kept, day)
+                edge.applied = offset
+                edges[key] = edge
 
     def _advance(self, subject: SubjectState, posix: float) -> None:
         """The subject's newest event time moves on: alerts older than the consent
@@ -407,7 +445,11 @@ class Engine:
     def _retract(
         self, subject: SubjectState, decision: ConsentDecision, offset: int, outcome: Outcome
     ) -> None:
-        """Retract every pending alert the new decision would have prevented in time."""
+        """Retract every pending alert the new decision would have prevented in time
+        (:meth:`_settle` then takes them off the incidents and edges)."""
+        # The ledgers keep the last retractions, and every one of this consent.
+        del subject.retracted[:-_RETRACTIONS_KEPT]
+        del subject.unbreached[:-_RETRACTIONS_KEPT]
         granted_at = decision.occurred_at.timestamp()
         keep: list[PendingEvent] = []
         for pending in subject.pending:
@@ -455,11 +497,6 @@ class Engine:
             subject.retracted.append((offset, record))
             self.stats.retracted += 1
             iid = incident_id(alert["rule"], alert["source"], alert["recipient"])
-            partial = self.state.incidents.get(iid)
-            if partial is not None and partial.applied < offset:
-                partial.retract(alert["event_id"])
-                partial.applied = offset
-                self.state.incidents[iid] = partial
             outcome.incidents.append(iid)
             facts = subject.recipients.get(alert["recipient"] or "")
             if facts is not None:
@@ -468,12 +505,7 @@ class Engine:
                     facts.breaches[alert["rule"]] = n
                 else:
                     facts.breaches.pop(alert["rule"], None)
-        del subject.retracted[:-_RETRACTIONS_KEPT]
-        edge = self.state.edges.get(pending.edge)
-        if edge is not None and edge.applied < offset:
-            edge.retract(retracted, remaining, day)
-            edge.applied = offset
-            self.state.edges[pending.edge] = edge
+        subject.unbreached.append((offset, pending.edge, retracted, remaining, day))
 
     def _judge_consent_leak(
         self,

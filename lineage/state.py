@@ -38,6 +38,9 @@ __all__ = [
 #: ("system", source, "") for what a system used without passing it on; ("flow", source,
 #: recipient) for a transfer; ("onward", via, recipient) for a recipient passing data on.
 EdgeKey = tuple[str, str, str]
+#: What a retraction took off an edge: (consent offset, edge, (rule, article) retracted,
+#: (rule, article) the event still breaches, the event's day).
+EdgeRetraction = tuple[int, EdgeKey, list[tuple[str, str]], list[tuple[str, str]], str]
 
 
 def edge_key_to_str(key: EdgeKey) -> str:
@@ -219,14 +222,18 @@ class SubjectState:
     late consent may still retract.
 
     ``decisions`` in arrival order; ``retracted`` (consent offset, retraction record)
-    so that a consent event delivered again says its retractions again; ``newest`` the
-    newest event time seen for the subject while alerts are pending (POSIX seconds).
+    so that a consent event delivered again says its retractions again; ``unbreached``
+    (consent offset, edge, rules retracted, rules remaining, day): what each retraction
+    took off an edge, so that a consent delivered again can take it off an edge record
+    that was not written with this one; ``newest`` the newest event time seen for the
+    subject while alerts are pending (POSIX seconds).
     """
 
     decisions: list[ConsentDecision] = field(default_factory=list)
     recipients: dict[str, RecipientFacts] = field(default_factory=dict)
     pending: list[PendingEvent] = field(default_factory=list)
     retracted: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    unbreached: list[EdgeRetraction] = field(default_factory=list)
     newest: float = float("-inf")
     applied: int = -1
 
@@ -239,6 +246,10 @@ class SubjectState:
             "r": {rid: f.to_json() for rid, f in self.recipients.items()},
             "p": [p.to_json() for p in self.pending],
             "x": [[o, record] for o, record in self.retracted],
+            "xe": [
+                [o, list(edge), [list(f) for f in gone], [list(f) for f in kept], day]
+                for o, edge, gone, kept, day in self.unbreached
+            ],
             "n": self.newest if self.newest != float("-inf") else None,
             "applied": self.applied,
         }
@@ -251,6 +262,16 @@ class SubjectState:
             recipients={rid: RecipientFacts.from_json(f) for rid, f in data.get("r", {}).items()},
             pending=[PendingEvent.from_json(p) for p in data.get("p", [])],
             retracted=[(o, record) for o, record in data.get("x", [])],
+            unbreached=[
+                (
+                    o,
+                    (edge[0], edge[1], edge[2]),
+                    [(r, a) for r, a in gone],
+                    [(r, a) for r, a in kept],
+                    day,
+                )
+                for o, edge, gone, kept, day in data.get("xe", [])
+            ],
             newest=float("-inf") if newest is None else newest,
             applied=data["applied"],
         )

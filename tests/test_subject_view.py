@@ -3,6 +3,7 @@ conflicting duplicates, provision records, and per-subject lineage (docs/contrac
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 from datetime import timedelta
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from lineage.cli import main
@@ -116,6 +118,49 @@ def test_a_consent_delivered_again_says_its_retractions_again_and_changes_nothin
     (partial,) = engine.state.incidents.values()
     assert partial.count == 0  # not retracted twice
     assert engine.stats.retracted == 1
+
+
+def test_a_consent_that_retracts_two_breaches_of_one_incident_takes_both_off(
+    policy: Policy,
+) -> None:
+    late = consent(event_id="c-late", recipient="researchers",
+                   occurred_at="2025-06-01T11:00:00+09:00")  # fmt: skip
+    engine, outcomes = run(policy, disclose("d-1"), disclose("d-2"), late)
+    assert sorted(a["event_id"] for a in outcomes[-1].alerts) == ["d-1", "d-2"]
+    (partial,) = engine.state.incidents.values()
+    assert partial.count == 0 and partial.samples == []
+    (edge,) = [e for k, e in engine.state.edges.items() if k[0] == "flow"]
+    assert edge.breaching == 0 and edge.rules == {} and edge.breaches == {}
+
+
+@pytest.mark.parametrize("lost", ["incidents", "edges", "both"])
+def test_a_consent_delivered_again_completes_the_records_a_crash_did_not_write(
+    policy: Policy, lost: str
+) -> None:
+    # A crash can write some records of a flush and not others: here the subject's
+    # record (with the consent applied) was written, and the incident partial or the
+    # edge was not. The consent, delivered again, must still take the breaches off them.
+    late = orjson.dumps(consent(event_id="c-late", recipient="researchers",
+                                occurred_at="2025-06-01T11:00:00+09:00"))  # fmt: skip
+    engine, _ = run(policy, disclose("d-1"), disclose("d-2"))
+    before = {"incidents": copy.deepcopy(dict(engine.state.incidents)),
+              "edges": copy.deepcopy(dict(engine.state.edges))}  # fmt: skip
+    engine.process(late, offset=2, origin="t:2")
+    expected = (
+        copy.deepcopy(dict(engine.state.incidents)),
+        copy.deepcopy(dict(engine.state.edges)),
+    )
+    for table in ("incidents", "edges") if lost == "both" else (lost,):
+        getattr(engine.state, table).clear()
+        getattr(engine.state, table).update(copy.deepcopy(before[table]))
+    again = engine.process(late, offset=2, origin="t:2")
+    assert sorted(a["event_id"] for a in again.alerts) == ["d-1", "d-2"]
+    assert (dict(engine.state.incidents), dict(engine.state.edges)) == expected
+    (partial,) = engine.state.incidents.values()
+    assert partial.count == 0
+    # And a third delivery changes nothing more.
+    engine.process(late, offset=2, origin="t:2")
+    assert (dict(engine.state.incidents), dict(engine.state.edges)) == expected
 
 
 # -- conflicting duplicates ----------------------------------------------------------------------
