@@ -59,6 +59,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from lineage.errors import LineageError
+from lineage.jsonbytes import dumps_kept
 from lineage.schemas import AccessEvent, ConsentEvent, decode_event
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ class Emitter:
                 data["event_id"] = str(uuid.uuid4())
             if "occurred_at" not in data:
                 data["occurred_at"] = _now()
-            raw = orjson.dumps(data)
+            raw = dumps_kept(data)  # it may wait in the buffer while Kafka is away
         parsed = decode_event(raw)
         if self._policy is not None:
             for what, value in self.check(parsed):

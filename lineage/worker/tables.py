@@ -20,6 +20,7 @@ import faust
 import orjson
 
 from lineage.incidents import BoardEntry
+from lineage.jsonbytes import dumps_kept
 from lineage.state import (
     EdgeAggregate,
     EdgeKey,
@@ -229,7 +230,7 @@ class SeenIndex(MutableMapping[str, Seen]):
         offsets = [o for o, _ in self._pending.values()]
         first, last = min(offsets), max(offsets)
         key = f"{self._partition}|{first:020d}"
-        self._table[key] = orjson.dumps({eid: list(v) for eid, v in self._pending.items()})
+        self._table[key] = dumps_kept({eid: list(v) for eid, v in self._pending.items()})
         self._records.append((first, last, key))
         written = len(self._pending)
         self._pending = {}
@@ -257,7 +258,7 @@ class SeenIndex(MutableMapping[str, Seen]):
 
 
 def _json(obj: Any) -> bytes:
-    return orjson.dumps(obj.to_json())
+    return dumps_kept(obj.to_json())
 
 
 class PartitionState:
