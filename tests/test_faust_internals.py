@@ -7,6 +7,7 @@ worker leans on, so an upgrade that changes one fails here, not in production.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from lineage.worker.faust_internals import (
     LineageApp,
     LineageConsumer,
     RecoveryWatch,
+    TrackingProducer,
     ack_offsets,
     changelog_written,
     quiet_runner,
@@ -422,3 +424,62 @@ def test_changelog_written_waits_through_a_graceful_stop_not_a_crash(
         assert written and acked == 3
     else:
         assert not written
+
+
+# -- aiokafka's producer forgets the metadata of topics it did not track (upstream 10) ---------
+
+
+async def _flush_after_a_new_topic(bootstrap: str, producer_type: type[Any]) -> tuple[bool, bool]:
+    """(flushed within 5 s, the first topic still in the producer's metadata).
+
+    A batch lingers for topic ``known`` (in the metadata fetched at start); meanwhile a
+    topic created after the start gets its first record.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    tag = uuid.uuid4().hex[:8]
+    known, new = f"track-known-{tag}", f"track-new-{tag}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(known, 1, 1)])
+        producer = producer_type(
+            bootstrap_servers=bootstrap, linger_ms=2000, request_timeout_ms=8000
+        )
+        deadline = asyncio.get_running_loop().time() + 30
+        await producer.start()
+        while known not in producer.client.cluster.topics():
+            assert asyncio.get_running_loop().time() < deadline, f"{known} never listed"
+            await producer.client.force_metadata_update()
+        try:
+            await producer.send(known, b"lingers")
+            await admin.create_topics([NewTopic(new, 1, 1)])
+            await producer.send(new, b"first record of a new topic")
+            try:
+                await asyncio.wait_for(producer.flush(), 5)
+                flushed = True
+            except TimeoutError:
+                flushed = False
+            still_known = known in producer.client.cluster.topics()
+        finally:
+            await producer.stop()  # a batch without a leader fails when it expires (8 s)
+        await admin.delete_topics([known, new])
+    finally:
+        await admin.close()
+    return flushed, still_known
+
+
+@pytest.mark.kafka
+def test_aiokafka_forgets_an_untracked_topic_and_its_batch_waits(kafka_bootstrap: str) -> None:
+    # The library's behaviour our TrackingProducer works around: when it is fixed
+    # upstream, this fails, and the workaround can go.
+    from aiokafka import AIOKafkaProducer
+
+    flushed, still_known = asyncio.run(_flush_after_a_new_topic(kafka_bootstrap, AIOKafkaProducer))
+    assert (flushed, still_known) == (False, False)
+
+
+@pytest.mark.kafka
+def test_the_tracking_producer_keeps_every_topic_it_sent_to(kafka_bootstrap: str) -> None:
+    flushed, still_known = asyncio.run(_flush_after_a_new_topic(kafka_bootstrap, TrackingProducer))
+    assert (flushed, still_known) == (True, True)

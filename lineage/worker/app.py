@@ -33,7 +33,6 @@ import time
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
 
 from lineage.notify import Kind, Router, load_routes, summary_line
 from lineage.policy.model import Policy
@@ -44,6 +43,7 @@ from lineage.worker.checkpoint import Checkpoint, StateNotWritten
 from lineage.worker.faust_internals import (
     LineageApp,
     RecoveryWatch,
+    TrackingProducer,
     ack_offsets,
     changelog_written,
     recovery_stalls,
@@ -119,7 +119,7 @@ class LineageWorker:
             self.topics.partials: "incident-partials",
         }
         self.sender = Sender(
-            lambda: AIOKafkaProducer(**self.config.aiokafka_producer()),
+            lambda: TrackingProducer(**self.config.aiokafka_producer()),
             max_bytes=settings.max_output_bytes,
             on_refused=lambda topic, _: self.metrics.refused.labels(roles.get(topic, "")).inc(),
             on_sent=lambda topic, n: self.metrics.outputs.labels(roles.get(topic, "")).inc(n),

@@ -26,6 +26,11 @@ What the worker needs that the libraries do not offer publicly, and why:
   events partitions wait behind it.
 - **A last flush on a graceful stop** (:class:`LineageApp`): the worker's final
   checkpoint runs before faust stops its consumer and commits.
+- **Metadata for every topic a producer sends to** (:class:`TrackingProducer`): aiokafka
+  asks for the metadata of a topic only if it was unknown at its first send, and once
+  it tracks one topic it asks for those alone and forgets the rest; a batch queued for
+  a forgotten topic then has no leader and waits, silently, until it expires
+  (``docs/upstream.md``, section 10).
 - **Where table recovery stands** (:func:`recovery_stalls`), read by the
   second-line :class:`RecoveryWatch`.
 - **The runner** (:func:`quiet_runner`): faust's terminal spinner turns the root
@@ -42,6 +47,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
@@ -52,6 +58,7 @@ __all__ = [
     "LineageApp",
     "LineageConsumer",
     "RecoveryWatch",
+    "TrackingProducer",
     "ack_offsets",
     "changelog_written",
     "quiet_runner",
@@ -269,6 +276,36 @@ class _TrackedBuffer(ProducerBuffer):
             self.in_flight -= 1
 
 
+class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """aiokafka's producer, asking for the metadata of every topic it sends to.
+
+    aiokafka 0.14's client adds a topic to the topics whose metadata it asks for only
+    when the topic was unknown at its first send (``_wait_on_metadata``); topics it
+    learned at bootstrap, when it asked for all of them, are used and never tracked.
+    The first send to a topic missing from the cached metadata (one created a moment
+    ago, that the broker did not list yet) makes that topic the only one tracked; the
+    next refresh returns it alone, and ``update_metadata`` forgets every other topic.
+    A batch queued for one of them has no leader from then on: the sender asks for
+    metadata again and again, logs nothing, and the batch fails only when it expires
+    (``request_timeout_ms``), while every flush waits for it. Tracking each topic
+    before its first record, as Kafka's Java client does, keeps every topic with a
+    queued batch in every refresh.
+    """
+
+    def _track(self, topic: str) -> None:
+        client = self.client
+        if topic not in client._topics:
+            client.add_topic(topic)  # refreshes in the background; the send waits for it
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        self._track(topic)
+        return await super().send(topic, *args, **kwargs)
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
+        self._track(topic)
+        return await super().send_batch(batch, topic, partition=partition)
+
+
 class _Producer(faust_aiokafka.Producer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -276,6 +313,10 @@ class _Producer(faust_aiokafka.Producer):
         buffer = _TrackedBuffer(loop=self.loop, beacon=self.beacon)
         buffer.app = self.app
         self.buffer = buffer
+
+    @property
+    def _producer_type(self) -> type[AIOKafkaProducer]:
+        return TrackingProducer
 
 
 async def changelog_written(app: faust.App, poll: float = 0.5) -> bool:
