@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import tracemalloc
 from datetime import UTC, datetime
@@ -103,6 +104,34 @@ def test_table_values_take_the_memory_of_their_length(policy: Policy) -> None:
     assert len(tables["subjects"]) == 2_000 and len(tables["seen"]) == 4
     length = sum(len(v) for v in values)
     assert held < 2 * length + 64 * len(values), (held, length)
+
+
+def test_the_dedup_index_keeps_each_id_in_one_int_and_gives_back_what_it_was_given() -> None:
+    table: dict[str, bytes] = {}
+    index = SeenIndex(table, 0)
+    entries = {"a": (0, "00000000000000ff"), "b": (7, "ffffffffffffffff"), "c": (9, ""),
+               "d": (3, "not-hex-digest!!"), "e": (2**40, "0123456789abcdef")}  # fmt: skip
+    for event_id, seen in entries.items():
+        index[event_id] = seen
+    assert {k: index[k] for k in entries} == entries == {k: index.get(k) for k in entries}
+    index.flush()
+    assert {k: SeenIndex(table, 0).get(k) for k in entries} == entries  # rebuilt from the table
+    ids = [f"p1-e-{i}" for i in range(20_000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        index = SeenIndex({}, 1)
+        for offset, event_id in enumerate(ids):
+            index[event_id] = (
+                offset,
+                hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest(),
+            )
+            if offset % 500 == 499:
+                index.flush()
+        held = (tracemalloc.get_traced_memory()[0] - before) / len(ids)
+    finally:
+        tracemalloc.stop()
+    assert held < 160, f"{held:.0f} B per id beyond its key (a tuple of int and str: about 230)"
 
 
 def test_seen_index_only_loads_its_partition() -> None:

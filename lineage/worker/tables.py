@@ -171,6 +171,33 @@ def _seen(value: Any) -> Seen:
     return int(value[0]), str(value[1])
 
 
+_DIGEST_BITS = 64
+_HAS_DIGEST = 1 << _DIGEST_BITS
+_DIGEST_MASK = _HAS_DIGEST - 1
+
+
+def _pack(seen: Seen) -> int | Seen:
+    """A seen entry in one int: offset, a flag, and the 64-bit digest (16 hex digits).
+
+    An id in the window costs its key and this int, about half of a tuple of an int
+    and a str. An entry whose digest is not 16 hex digits (none written today) is
+    kept as it is.
+    """
+    offset, digest = seen
+    if len(digest) != 16 or offset < 0:
+        return seen
+    try:
+        return (offset << (_DIGEST_BITS + 1)) | _HAS_DIGEST | int(digest, 16)
+    except ValueError:
+        return seen
+
+
+def _unpack(packed: int | Seen) -> Seen:
+    if isinstance(packed, int):
+        return packed >> (_DIGEST_BITS + 1), f"{packed & _DIGEST_MASK:016x}"
+    return packed
+
+
 class SeenIndex(MutableMapping[str, Seen]):
     """Event ids applied in one partition (dedup), within a window of recent offsets.
 
@@ -192,27 +219,28 @@ class SeenIndex(MutableMapping[str, Seen]):
         self._partition = partition
         self._window = window
         prefix = f"{partition}|"
-        self._ids: dict[str, Seen] = {}
+        self._ids: dict[str, int | Seen] = {}  # packed (see _pack)
         # (first offset, last offset, table key) of each record, oldest first.
         self._records: list[tuple[int, int, str]] = []
         for key, raw in sorted(table.items()):
             if isinstance(key, str) and key.startswith(prefix) and raw:
                 ids = {eid: _seen(v) for eid, v in load_json(raw).items()}
                 if ids:
-                    self._ids.update(ids)
+                    self._ids.update((eid, _pack(v)) for eid, v in ids.items())
                     offsets = [o for o, _ in ids.values()]
                     self._records.append((min(offsets), max(offsets), key))
         self._pending: dict[str, Seen] = {}
         self._forget()
 
     def __getitem__(self, key: str) -> Seen:
-        return self._ids[key]
+        return _unpack(self._ids[key])
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._ids.get(key, default)
+        found = self._ids.get(key)
+        return default if found is None else _unpack(found)
 
     def __setitem__(self, key: str, value: Seen) -> None:
-        self._ids[key] = value
+        self._ids[key] = _pack(value)
         self._pending[key] = value
 
     def __delitem__(self, key: str) -> None:
@@ -248,7 +276,7 @@ class SeenIndex(MutableMapping[str, Seen]):
             raw = self._table.get(key)
             if raw:
                 for event_id, value in load_json(raw).items():
-                    held = self._ids.get(event_id)
+                    held = self.get(event_id)
                     if held is not None and held[0] == _seen(value)[0]:
                         del self._ids[event_id]
             del self._table[key]
