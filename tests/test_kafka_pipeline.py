@@ -299,3 +299,46 @@ def test_a_worker_forwards_its_alerts_to_a_webhook_and_a_syslog_listener(
         finally:
             worker.stop()
             collector.close()
+
+
+def test_the_worker_creates_every_topic_faust_subscribes_to_before_it_starts(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    from lineage.worker.settings import Settings
+    from lineage.worker.topics import TABLES, changelog_topic, ensure_topics
+
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    settings = Settings(
+        broker=kafka_bootstrap,
+        topic_prefix=deployment.prefix,
+        app_id=deployment.app_id,
+        partitions=4,
+    )
+    created = ensure_topics(settings)
+    assert sorted(created) == sorted(deployment.topic(n) for n in (
+        "events", "alerts", "incidents", "dead-letter", "provision-records", "incident-partials"
+    ))  # fmt: skip
+    changelogs = [changelog_topic(settings, table) for table in TABLES]
+    assignor = f"{deployment.app_id}-__assignor-__leader"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        # Listed with a leader for every partition as soon as ensure_topics returns.
+        described = {t["name"]: t for t in admin.describe_topics([*changelogs, assignor])}
+        assert {name: len(t["partitions"]) for name, t in described.items()} == {
+            **{name: 4 for name in changelogs},
+            assignor: 1,
+        }
+        assert all(p["leader_id"] >= 0 for t in described.values() for p in t["partitions"])
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, changelogs[0])])
+        assert configs["topic"][changelogs[0]]["cleanup.policy"]["value"] == "compact"
+    finally:
+        admin.close()
+    assert ensure_topics(settings) == []  # the second time, nothing to create
+    worker = Worker(deployment, "a").start()
+    try:
+        worker.wait_ready()  # which also checks that faust skipped no subscribed topic
+        assert "created." not in worker.text()  # faust found every topic it declares
+    finally:
+        worker.stop()

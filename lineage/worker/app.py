@@ -55,7 +55,7 @@ from lineage.worker.outputs import Sender
 from lineage.worker.runner import install_repeat_filter
 from lineage.worker.settings import Settings
 from lineage.worker.tables import PartitionedTable
-from lineage.worker.topics import Topics, ensure_topics, table_name
+from lineage.worker.topics import TABLES, Topics, ensure_topics, table_name
 from lineage.worker.web import register_pages
 
 __all__ = ["LineageWorker"]
@@ -68,7 +68,6 @@ _MAX_UNSENT = 20_000
 _STOP_TIMEOUT = 15.0
 #: How long, within that, notifications still waiting may take to go out.
 _NOTIFY_TIMEOUT = 5.0
-TABLES = ("seen", "subjects", "edges", "incidents", "board")
 
 
 class LineageWorker:

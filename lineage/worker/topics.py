@@ -8,18 +8,32 @@
     incident-partials each partition's share of an incident, for the incident board
 
 Tables keep their state in faust's changelog topics,
-``<app id>-<prefix><table>-changelog``.
+``<app id>-<prefix><table>-changelog``, and faust's leader assignor uses
+``<app id>-__assignor-__leader``. The worker creates these too, before faust starts:
+see :func:`ensure_topics`.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from lineage.errors import LineageError
 from lineage.worker.kafka_config import KafkaConfig
 from lineage.worker.settings import Settings
 
-__all__ = ["KafkaUnavailable", "Topics", "changelog_topic", "ensure_topics", "table_name"]
+__all__ = [
+    "TABLES",
+    "KafkaUnavailable",
+    "Topics",
+    "changelog_topic",
+    "ensure_topics",
+    "table_name",
+]
+
+#: The worker's tables, each with a changelog topic partitioned like the events topic.
+TABLES = ("seen", "subjects", "edges", "incidents", "board")
 
 
 class KafkaUnavailable(LineageError):
@@ -72,12 +86,23 @@ def changelog_topic(settings: Settings, name: str) -> str:
 def ensure_topics(
     settings: Settings, timeout: float = 30.0, records_retention_days: int | None = None
 ) -> list[str]:
-    """Create the worker's topics that do not exist yet; return those it created.
+    """Create the worker's topics that do not exist yet, and wait until Kafka lists
+    every one with a leader for each partition; return those it created.
 
-    faust creates only its own internal topics; a worker that starts before any
-    producer would otherwise subscribe to nothing until its next metadata refresh.
+    The contract's topics: faust creates only its own, and a worker that starts before
+    any producer would otherwise subscribe to nothing until its next metadata refresh.
     The provision records topic keeps records ``records_retention_days`` (APPI Art. 29
     (2)); Kafka deletes older ones.
+
+    faust's own topics (the tables' changelogs, compacted; the leader assignor's) as
+    faust would create them, so that they exist before any consumer of the group asks
+    for metadata. faust creates them at start and its group leader assigns partitions a
+    moment later; KRaft answers CreateTopics before the broker lists a new topic, and
+    faust's assignor skips a subscribed topic missing from the leader's metadata
+    (``Ignoring missing topic``) until its next refresh, minutes later. A changelog
+    left out of an assignment is not recovered: its table starts empty on the new
+    owner, and the records it then writes replace the old state (docs/upstream.md,
+    section 11).
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -90,22 +115,19 @@ def ensure_topics(
         raise KafkaUnavailable(
             f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
         ) from exc
-    topics = Topics.of(settings)
     try:
+        wanted = _wanted_topics(settings, records_retention_days)
         existing = set(admin.list_topics())
         created = []
-        for name in topics.all():
+        for name, partitions, config in wanted:
             if name in existing:
                 continue
-            config = {}
-            if name == topics.records and records_retention_days:
-                config["retention.ms"] = str(records_retention_days * 86_400_000)
             try:
                 admin.create_topics(
                     [
                         NewTopic(
                             name,
-                            num_partitions=settings.partitions,
+                            num_partitions=partitions,
                             replication_factor=settings.replication_factor,
                             topic_configs=config,
                         )
@@ -114,6 +136,58 @@ def ensure_topics(
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass  # another worker was quicker
-        return created
+        _wait_listed(admin, [name for name, _, _ in wanted], timeout)
+        return [name for name in created if not _is_fausts(settings, name)]
     finally:
         admin.close()
+
+
+def _wanted_topics(
+    settings: Settings, records_retention_days: int | None
+) -> list[tuple[str, int, dict[str, str]]]:
+    """(name, partitions, config) of every topic the worker reads or writes."""
+    topics = Topics.of(settings)
+    wanted: list[tuple[str, int, dict[str, str]]] = []
+    for name in topics.all():
+        config = {}
+        if name == topics.records and records_retention_days:
+            config["retention.ms"] = str(records_retention_days * 86_400_000)
+        wanted.append((name, settings.partitions, config))
+    for table in TABLES:
+        wanted.append(
+            (changelog_topic(settings, table), settings.partitions, {"cleanup.policy": "compact"})
+        )
+    wanted.append((_assignor_topic(settings), 1, {}))
+    return wanted
+
+
+def _assignor_topic(settings: Settings) -> str:
+    """faust's leader assignor topic (faust.assignor.LeaderAssignor)."""
+    return f"{settings.app_id}-__assignor-__leader"
+
+
+def _is_fausts(settings: Settings, name: str) -> bool:
+    return name.startswith(f"{settings.app_id}-")
+
+
+def _wait_listed(admin: Any, names: list[str], timeout: float) -> None:
+    """Until the broker lists every topic of ``names`` with a leader for each partition."""
+    deadline = time.monotonic() + timeout
+    missing = names
+    while True:
+        described = admin.describe_topics(missing)
+        missing = [
+            t["name"]
+            for t in described
+            if t["error_code"] != 0
+            or not t["partitions"]
+            or any(p["error_code"] != 0 or p["leader_id"] < 0 for p in t["partitions"])
+        ] + sorted(set(missing) - {t["name"] for t in described})
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaUnavailable(
+                f"Kafka does not list these topics {timeout:.0f} s after they were created: "
+                f"{', '.join(sorted(missing))}"
+            )
+        time.sleep(0.1)
