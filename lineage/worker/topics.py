@@ -87,7 +87,7 @@ def ensure_topics(
     settings: Settings, timeout: float = 30.0, records_retention_days: int | None = None
 ) -> list[str]:
     """Create the worker's topics that do not exist yet, and wait until Kafka lists
-    every one with a leader for each partition; return those it created.
+    every one with a leader for each partition; return the contract's topics it created.
 
     The contract's topics: faust creates only its own, and a worker that starts before
     any producer would otherwise subscribe to nothing until its next metadata refresh.
@@ -137,7 +137,8 @@ def ensure_topics(
             except TopicAlreadyExistsError:
                 pass  # another worker was quicker
         _wait_listed(admin, [name for name, _, _ in wanted], timeout)
-        return [name for name in created if not _is_fausts(settings, name)]
+        contract = set(Topics.of(settings).all())
+        return [name for name in created if name in contract]
     finally:
         admin.close()
 
@@ -164,10 +165,6 @@ def _wanted_topics(
 def _assignor_topic(settings: Settings) -> str:
     """faust's leader assignor topic (faust.assignor.LeaderAssignor)."""
     return f"{settings.app_id}-__assignor-__leader"
-
-
-def _is_fausts(settings: Settings, name: str) -> bool:
-    return name.startswith(f"{settings.app_id}-")
 
 
 def _wait_listed(admin: Any, names: list[str], timeout: float) -> None:
