@@ -5,6 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY lineage ./lineage
+COPY streams ./streams
 RUN pip install --no-cache-dir ".[worker]" \
  && useradd --system --create-home --home-dir /var/lib/lineage lineage
 USER lineage

@@ -49,7 +49,7 @@ from kafka_bench import produce as produce_records
 from traffic import DAY, generate
 
 from lineage.policy import load_policy
-from lineage.worker.settings import Settings
+from streams.settings import Settings
 
 SEEDS = (41, 42)
 MIB = 1024

@@ -4,7 +4,7 @@ The core is pure: policy-as-code (:mod:`lineage.policy`), the rule catalogue
 (:mod:`lineage.rules`), the engine that turns one event plus state into alerts and graph
 updates (:mod:`lineage.engine`), the lineage graph and its exports. The event and output
 models are :mod:`lineage.schemas`; services send events with :mod:`lineage.emitter`. The
-stream processors on Kafka are :mod:`lineage.worker` (the ``worker`` extra) and the
+stream processors on Kafka are :mod:`streams` (the ``worker`` extra) and the
 command line :mod:`lineage.cli`; the core imports neither.
 
 The names below are loaded on first use, so ``from lineage.emitter import Emitter`` in a

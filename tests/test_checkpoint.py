@@ -1,6 +1,6 @@
 """The commit protocol without a broker: dict tables, a stand-in producer, recorded acks.
 
-Each test says one rule of lineage.worker.checkpoint: an offset is acked only after its
+Each test says one rule of streams.checkpoint: an offset is acked only after its
 outputs were delivered and its state written; what is revoked or lost is judged
 again, and judging again counts nothing twice.
 """
@@ -19,10 +19,10 @@ from lineage.policy import Policy
 from lineage.redact import Redactor
 from lineage.schemas import MAX_EVENT_BYTES
 from lineage.state import IncidentPartial
-from lineage.worker.checkpoint import Checkpoint, StateNotWritten
-from lineage.worker.intake import Chunk, TopicPartition
-from lineage.worker.outputs import Sender
-from lineage.worker.topics import Topics
+from streams.checkpoint import Checkpoint, StateNotWritten
+from streams.intake import Chunk, TopicPartition
+from streams.outputs import Sender
+from streams.topics import Topics
 from tests.fake_kafka import FakeProducer
 from tests.helpers import access
 

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
-from lineage.worker.metrics import Metrics
+from streams.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

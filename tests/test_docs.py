@@ -248,7 +248,7 @@ def test_every_rule_id_is_documented_and_every_documented_id_exists() -> None:
 
 def test_every_setting_is_in_the_operations_table() -> None:
     pytest.importorskip("pydantic_settings")
-    from lineage.worker.settings import Settings
+    from streams.settings import Settings
 
     text = (DOCS / "operations.md").read_text(encoding="utf-8")
     rows = {line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| `")}
@@ -334,8 +334,8 @@ def test_every_event_and_output_field_is_in_the_contract() -> None:
 
 def test_every_topic_is_in_the_contract() -> None:
     pytest.importorskip("pydantic_settings")
-    from lineage.worker.settings import Settings
-    from lineage.worker.topics import Topics
+    from streams.settings import Settings
+    from streams.topics import Topics
 
     text = (DOCS / "contract.md").read_text(encoding="utf-8")
     # The contract's names, whatever this machine's LINEAGE_* variables say.

@@ -1,4 +1,4 @@
-"""What lineage.worker.faust_internals relies on in faust-streaming 0.15.3 and aiokafka 0.14.
+"""What streams.faust_internals relies on in faust-streaming 0.15.3 and aiokafka 0.14.
 
 No broker: each test builds faust's own objects and checks the private behaviour the
 worker leans on, so an upgrade that changes one fails here, not in production.
@@ -20,7 +20,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import FutureMessage, PendingMessage
 
-from lineage.worker.faust_internals import (
+from streams.faust_internals import (
     LineageApp,
     LineageConsumer,
     RecoveryWatch,
@@ -30,7 +30,7 @@ from lineage.worker.faust_internals import (
     quiet_runner,
     recovery_stalls,
 )
-from lineage.worker.intake import Chunk, Intake
+from streams.intake import Chunk, Intake
 
 TOPIC = "t.events"
 
@@ -111,7 +111,7 @@ def test_a_revocation_forgets_a_partitions_bookkeeping(app: LineageApp) -> None:
 
 
 def test_the_consumer_thread_sets_the_fetch_wait(app: LineageApp) -> None:
-    from lineage.worker.faust_internals import _ConsumerThread
+    from streams.faust_internals import _ConsumerThread
 
     app.fetch_wait_ms = 100
     thread = app.consumer._new_consumer_thread()
@@ -217,7 +217,7 @@ def test_a_graceful_stop_runs_the_hooks_first(app: LineageApp) -> None:
 
 def test_a_fetch_reads_the_partitions_active_when_it_was_asked_for(app: LineageApp) -> None:
     """The fetch must not see the active set change under it (the table-recovery hang)."""
-    from lineage.worker.faust_internals import _ConsumerThread
+    from streams.faust_internals import _ConsumerThread
 
     seen: list[Any] = []
 
@@ -272,7 +272,7 @@ class PositionedConsumer:
 
 
 def test_records_not_delivered_are_given_back_but_never_skipped(app: LineageApp) -> None:
-    from lineage.worker.faust_internals import _ConsumerThread
+    from streams.faust_internals import _ConsumerThread
 
     thread = app.consumer._new_consumer_thread()
     assert isinstance(thread, _ConsumerThread)

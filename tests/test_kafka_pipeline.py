@@ -306,8 +306,8 @@ def test_the_worker_creates_every_topic_faust_subscribes_to_before_it_starts(
 ) -> None:
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-    from lineage.worker.settings import Settings
-    from lineage.worker.topics import TABLES, changelog_topic, ensure_topics
+    from streams.settings import Settings
+    from streams.topics import TABLES, changelog_topic, ensure_topics
 
     deployment = Deployment(kafka_bootstrap, tmp_path)
     settings = Settings(

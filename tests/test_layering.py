@@ -3,7 +3,8 @@
     lineage.schemas   the contract's models; imports nothing else of ours
     lineage (core)    policy, rules, engine, graph, exports, embedded run
     lineage.emitter   the producer SDK: the core's errors and schemas, kafka-python
-    lineage.worker    the stream processors (faust, aiokafka): the ``worker`` extra
+    streams           the stream processors (faust, aiokafka): the ``worker`` extra,
+                      a top-level package beside ``lineage``
     lineage.cli       the command line, above all of them
 
 Checked on the source (every ``import`` and ``from ... import``, lazy ones too), and
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "lineage"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = (ROOT / "lineage", ROOT / "streams")
 WORKER_ONLY = ("faust", "mode", "aiokafka", "pydantic_settings", "prometheus_client")
 
 
@@ -34,14 +36,14 @@ def _imports(path: Path) -> set[str]:
 
 
 def _module(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _layer(module: str) -> str:
     if module == "lineage.__main__":
         return "lineage.cli"
-    for layer in ("lineage.schemas", "lineage.emitter", "lineage.worker", "lineage.cli"):
+    for layer in ("lineage.schemas", "lineage.emitter", "streams", "lineage.cli"):
         if module == layer or module.startswith(layer + "."):
             return layer
     return "lineage"
@@ -52,11 +54,11 @@ ALLOWED = {
     "lineage.schemas": set(),
     "lineage": {"lineage.schemas"},
     "lineage.emitter": {"lineage", "lineage.schemas"},
-    "lineage.worker": {"lineage", "lineage.schemas"},
-    "lineage.cli": {"lineage", "lineage.schemas", "lineage.emitter", "lineage.worker"},
+    "streams": {"lineage", "lineage.schemas"},
+    "lineage.cli": {"lineage", "lineage.schemas", "lineage.emitter", "streams"},
 }
 
-MODULES = sorted(PACKAGE.rglob("*.py"))
+MODULES = sorted(p for package in PACKAGES for p in package.rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: _module(p))
@@ -65,11 +67,11 @@ def test_each_module_imports_only_the_layers_below_it(path: Path) -> None:
     wrong = []
     for name in sorted(_imports(path)):
         top = name.split(".")[0]
-        if top == "lineage":
+        if top in ("lineage", "streams"):
             there = _layer(name)
             if there != here and there not in ALLOWED[here]:
                 wrong.append(name)
-        elif top in WORKER_ONLY and here not in ("lineage.worker",):
+        elif top in WORKER_ONLY and here not in ("streams",):
             wrong.append(name)
     assert not wrong, f"{_module(path)} ({here}) imports {wrong}"
 
@@ -79,7 +81,7 @@ def test_the_emitter_loads_neither_the_worker_nor_the_engine() -> None:
         "import sys\n"
         "from lineage.emitter import Emitter\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        f"{WORKER_ONLY!r} or m.startswith(('lineage.worker', 'lineage.cli', "
+        f"{WORKER_ONLY!r} or m.startswith(('streams', 'lineage.cli', "
         "'lineage.engine', 'networkx')))\n"
         "print(','.join(bad))\n"
     )
@@ -95,7 +97,7 @@ def test_the_embedded_commands_load_no_worker() -> None:
         "r = CliRunner().invoke(main, ['policy', 'check'])\n"
         "assert r.exit_code == 0, r.output\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        f"{WORKER_ONLY!r} or m.startswith('lineage.worker'))\n"
+        f"{WORKER_ONLY!r} or m.startswith('streams'))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -611,7 +611,7 @@ def test_a_destination_that_never_answers_does_not_block_submit() -> None:
 
 
 def test_router_outcomes_feed_the_worker_metric() -> None:
-    from lineage.worker.metrics import Metrics
+    from streams.metrics import Metrics
 
     metrics = Metrics()
     routes = load_routes_text("routes:\n  - name: m\n    syslog: [{host: siem}]\n", "r.yaml", {})
@@ -702,7 +702,7 @@ def test_the_checkpoint_forwards_only_what_kafka_acknowledged(policy: Policy) ->
     assert not acked  # and before the offsets were acked (step 4)
     assert incidents == []
     # Incident publications are forwarded too, once delivered.
-    from lineage.worker.intake import Chunk, TopicPartition
+    from streams.intake import Chunk, TopicPartition
 
     h.take(Chunk(TopicPartition(TOPICS.partials, 0), [partial_record(0, "inc-7", 0, 1)], 1))
     assert h.flush()
@@ -742,8 +742,8 @@ def test_the_worker_refuses_a_bad_routes_file_and_export_ignores_it(tmp_path: Pa
 def test_the_worker_forwards_to_its_router_and_counts_in_its_metric(
     tmp_path: Path, udp: socket.socket, policy: Policy
 ) -> None:
-    from lineage.worker.app import LineageWorker
-    from lineage.worker.settings import Settings
+    from streams.app import LineageWorker
+    from streams.settings import Settings
 
     routes = tmp_path / "routes.yaml"
     port = udp.getsockname()[1]

@@ -18,9 +18,9 @@ from lineage.cli import main
 from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
-from lineage.worker.runner import RepeatFilter, awaiting, install_repeat_filter
-from lineage.worker.settings import Settings
-from lineage.worker.tables import CachedView, PartitionState, SeenIndex, partition_of
+from streams.runner import RepeatFilter, awaiting, install_repeat_filter
+from streams.settings import Settings
+from streams.tables import CachedView, PartitionState, SeenIndex, partition_of
 from tests.helpers import access
 from tests.helpers import consent as consent_event
 
@@ -289,7 +289,7 @@ def test_repeated_library_errors_are_let_through_once_per_interval_per_kind() ->
     # Each kind (logger and format string) has its own interval.
     assert gate.filter(record("Heartbeat failed: %r", 100.1, "aiokafka.consumer.group_coordinator"))
     # Our own records, and anything below WARNING, always pass.
-    assert all(gate.filter(record(unable, 100.2 + i, "lineage.worker")) for i in range(3))
+    assert all(gate.filter(record(unable, 100.2 + i, "streams")) for i in range(3))
     info = record(unable, 100.3)
     info.levelno = logging.INFO
     assert gate.filter(info)

@@ -1,6 +1,6 @@
 """The ``lineage`` command line, assembled above the core and the stream processors.
 
-The core (:mod:`lineage`) and the worker (:mod:`lineage.worker`) know nothing of the
+The core (:mod:`lineage`) and the worker (:mod:`streams`) know nothing of the
 command line; it imports them, the worker only when a Kafka command runs. Every error
 of ours that reaches the top is one line on standard error and an exit code:
 0 done; 2 usage, settings or policy errors; 3 ``lineage run --fail-on`` met; 1 anything

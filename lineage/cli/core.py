@@ -388,8 +388,8 @@ def records(
         else:
             import asyncio
 
-            from lineage.worker.changelog import read_records
-            from lineage.worker.preflight import check_connection
+            from streams.changelog import read_records
+            from streams.preflight import check_connection
 
             settings = _kafka_settings(str(broker), topic_prefix, app_id)
             check_connection(settings)
@@ -461,8 +461,8 @@ def subject(
         else:
             import asyncio
 
-            from lineage.worker.changelog import read_subject
-            from lineage.worker.preflight import check_connection
+            from streams.changelog import read_subject
+            from streams.preflight import check_connection
 
             settings = _kafka_settings(str(broker), topic_prefix, app_id)
             check_connection(settings)

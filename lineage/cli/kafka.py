@@ -1,7 +1,7 @@
 """``lineage worker`` and ``lineage export``: the Kafka side of the command line.
 
 Each option is also a ``LINEAGE_*`` environment variable (shown in ``--help``);
-options given on the command line win. :mod:`lineage.worker` (faust, aiokafka) is
+options given on the command line win. :mod:`streams` (faust, aiokafka) is
 imported only when a command runs: the base package has neither, and says what to
 install (``privacy-lineage[worker]``) rather than failing on an import.
 """
@@ -50,7 +50,7 @@ def need_worker(doing: str) -> None:
 def settings_or_exit(**options: Any) -> Any:
     from pydantic import ValidationError
 
-    from lineage.worker.settings import Settings
+    from streams.settings import Settings
 
     given = {k: v for k, v in options.items() if v is not None}
     try:
@@ -82,7 +82,7 @@ def _environment_only(shown: set[str]) -> str:
     """The help's list of the settings that are environment variables only."""
     if not _installed("pydantic_settings"):
         return "Needs the stream processors: pip install 'privacy-lineage[worker]'."
-    from lineage.worker.settings import Settings
+    from streams.settings import Settings
 
     lines = ["\b", "More settings, as environment variables only:"]
     for name, field in Settings.model_fields.items():
@@ -181,7 +181,7 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
     """Run the stream processors on Kafka: judge lineage.events, raise alerts and incidents."""
     need_worker("lineage worker")
     settings = settings_or_exit(policy=policy_path, **options)
-    from lineage.worker.settings import is_loopback
+    from streams.settings import is_loopback
 
     if settings.web_port and not is_loopback(settings.web_host) and settings.web_token is None:
         click.echo(
@@ -204,8 +204,8 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
             for problem in exc.problems:
                 click.echo(f"lineage: routes error: {problem}", err=True)
             sys.exit(2)
-    from lineage.worker.app import LineageWorker
-    from lineage.worker.preflight import check_connection
+    from streams.app import LineageWorker
+    from streams.preflight import check_connection
 
     try:
         check_connection(settings)
@@ -221,7 +221,7 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
         f"policy {policy.policy.name} ({policy.version})",
         err=True,
     )
-    from lineage.worker.runner import lineage_runner
+    from streams.runner import lineage_runner
 
     lineage_runner(lineage_worker.app, loglevel).execute_from_commandline()
 
@@ -254,8 +254,8 @@ def export(policy_path: Path | None, fmt: str, out: Path, timeout: float, **opti
     policy = policy_or_exit(settings.policy)
     from lineage.export import export_graph
     from lineage.graph import build_graph
-    from lineage.worker.changelog import read_edges
-    from lineage.worker.preflight import check_connection
+    from streams.changelog import read_edges
+    from streams.preflight import check_connection
 
     try:
         check_connection(settings, timeout)

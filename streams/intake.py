@@ -2,11 +2,11 @@
 
 faust hands every message to an agent's stream one at a time, through two tasks
 per message, an Event, the stream's processors and an ack: that costs more than
-judging the event. The worker's consumer (:mod:`lineage.worker.faust_internals`) instead
+judging the event. The worker's consumer (:mod:`streams.faust_internals`) instead
 puts the records of ``lineage.events`` and ``lineage.incident-partials`` into this
 queue as they come out of each fetch, each chunk tagged with the consumer
 generation it was fetched in; the evaluate loop takes them from here and hands
-them to the :class:`~lineage.worker.checkpoint.Checkpoint`.
+them to the :class:`~streams.checkpoint.Checkpoint`.
 
 A chunk of an older generation was fetched before a rebalance: it is dropped
 unjudged and read again from the new assignment's committed offsets.

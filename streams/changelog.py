@@ -19,10 +19,10 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from lineage.graph import merge_partials
 from lineage.state import EdgeAggregate, EdgeKey, SubjectState
-from lineage.worker.kafka_config import KafkaConfig
-from lineage.worker.settings import Settings
-from lineage.worker.tables import edge_records, load_json
-from lineage.worker.topics import KafkaUnavailable, Topics, changelog_topic
+from streams.kafka_config import KafkaConfig
+from streams.settings import Settings
+from streams.tables import edge_records, load_json
+from streams.topics import KafkaUnavailable, Topics, changelog_topic
 
 __all__ = [
     "murmur2_partition",

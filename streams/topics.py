@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lineage.errors import LineageError
-from lineage.worker.kafka_config import KafkaConfig
-from lineage.worker.settings import Settings
+from streams.kafka_config import KafkaConfig
+from streams.settings import Settings
 
 __all__ = [
     "TABLES",

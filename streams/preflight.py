@@ -15,9 +15,9 @@ import ssl
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 
-from lineage.worker.kafka_config import KafkaConfig
-from lineage.worker.settings import Settings
-from lineage.worker.topics import KafkaUnavailable
+from streams.kafka_config import KafkaConfig
+from streams.settings import Settings
+from streams.topics import KafkaUnavailable
 
 __all__ = ["KafkaRefused", "check_connection"]
 

@@ -8,7 +8,7 @@ rest of :mod:`streams` uses the libraries' public API and the named helpers belo
 What the worker needs that the libraries do not offer publicly, and why:
 
 - **Whole fetches of our own topics** (:class:`LineageConsumer`): faust delivers
-  each message through two tasks, an Event and an ack (see :mod:`lineage.worker.intake`).
+  each message through two tasks, an Event and an ack (see :mod:`streams.intake`).
   The consumer takes the records of ``lineage.events`` and
   ``lineage.incident-partials`` out of each fetch whole, tagged with the consumer
   generation, and leaves every other topic (the tables' changelogs) to faust.
@@ -52,7 +52,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from lineage.worker.intake import Chunk, Intake
+from streams.intake import Chunk, Intake
 
 __all__ = [
     "LineageApp",
@@ -65,7 +65,7 @@ __all__ = [
     "recovery_stalls",
 ]
 
-log = logging.getLogger("lineage.worker")
+log = logging.getLogger("streams")
 
 
 # -- acks ------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ from typing import Any
 
 import faust
 
-from lineage.worker.faust_internals import quiet_runner
+from streams.faust_internals import quiet_runner
 
 __all__ = ["RepeatFilter", "awaiting", "install_repeat_filter", "lineage_runner"]
 
-log = logging.getLogger("lineage.worker")
+log = logging.getLogger("streams")
 
 #: Loggers whose repeated warnings and errors are held back (our own never are).
 LIBRARIES = ("aiokafka", "kafka", "faust", "mode", "apprise")

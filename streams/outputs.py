@@ -5,7 +5,7 @@ message at a time: :meth:`Sender.add` queues a message and returns at once,
 :meth:`Sender.send` hands whole batches (aiokafka's public ``create_batch`` /
 ``send_batch``) to the producer, and :meth:`Sender.flush` waits until Kafka has
 acknowledged every message added so far. The commit protocol
-(:class:`~lineage.worker.checkpoint.Checkpoint`) acks an event's offset only after that.
+(:class:`~streams.checkpoint.Checkpoint`) acks an event's offset only after that.
 
 No single message can stop the worker:
 
@@ -35,7 +35,7 @@ from lineage.errors import LineageError
 
 __all__ = ["Message", "OutputsLost", "Sender"]
 
-log = logging.getLogger("lineage.worker")
+log = logging.getLogger("streams")
 
 Headers = Sequence[tuple[str, bytes]]
 

@@ -1,6 +1,6 @@
 """One connection config, rendered for each client the worker and its commands use.
 
-:class:`KafkaConfig` reads the one :class:`~lineage.worker.settings.Settings` model and
+:class:`KafkaConfig` reads the one :class:`~streams.settings.Settings` model and
 says it in each client's words: faust's ``App`` keyword arguments, aiokafka's
 producer, consumer and admin client, and kafka-python's (the Emitter, topic
 creation). Every security setting lives here once, so TLS and SASL mean the same
@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from lineage.worker.settings import Settings
+from streams.settings import Settings
 
 __all__ = ["KafkaConfig"]
 

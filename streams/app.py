@@ -8,21 +8,21 @@
 
 One task, ``evaluate``, does all the work, so its steps never interleave: it takes
 fetched records of the events and incident-partials topics from the intake
-(:mod:`lineage.worker.intake`), hands them to the :class:`~lineage.worker.checkpoint.Checkpoint`
+(:mod:`streams.intake`), hands them to the :class:`~streams.checkpoint.Checkpoint`
 (which judges events, folds partials and says when state is durable), flushes it
 every ``flush_events`` records or when nothing more waits, and republishes changed
 incidents every ``incident_flush_seconds``. Outputs leave in batches through the
-:class:`~lineage.worker.outputs.Sender`.
+:class:`~streams.outputs.Sender`.
 
 With a routes file (``LINEAGE_ROUTES``), the alerts and incidents Kafka acknowledged
 are also handed to a :class:`~lineage.notify.Router` (alert routing), which forwards
 them in its own threads, at least once: an event judged again after a crash or a
 rebalance forwards its alerts again, with the same ``alert_id``.
 
-Where each part lives: topics in :mod:`lineage.worker.topics`, client settings in
-:mod:`lineage.worker.kafka_config`, the commit protocol in :mod:`lineage.worker.checkpoint`, web
-pages in :mod:`lineage.worker.web`, metrics in :mod:`lineage.worker.metrics`, and every private
-name of faust or aiokafka in :mod:`lineage.worker.faust_internals`.
+Where each part lives: topics in :mod:`streams.topics`, client settings in
+:mod:`streams.kafka_config`, the commit protocol in :mod:`streams.checkpoint`, web
+pages in :mod:`streams.web`, metrics in :mod:`streams.metrics`, and every private
+name of faust or aiokafka in :mod:`streams.faust_internals`.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from lineage.notify import Kind, Router, load_routes, summary_line
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.subjects import answer
-from lineage.worker.changelog import murmur2_partition
-from lineage.worker.checkpoint import Checkpoint, StateNotWritten
-from lineage.worker.faust_internals import (
+from streams.changelog import murmur2_partition
+from streams.checkpoint import Checkpoint, StateNotWritten
+from streams.faust_internals import (
     LineageApp,
     RecoveryWatch,
     TrackingProducer,
@@ -48,19 +48,19 @@ from lineage.worker.faust_internals import (
     changelog_written,
     recovery_stalls,
 )
-from lineage.worker.intake import Intake
-from lineage.worker.kafka_config import KafkaConfig
-from lineage.worker.metrics import Metrics
-from lineage.worker.outputs import Sender
-from lineage.worker.runner import install_repeat_filter
-from lineage.worker.settings import Settings
-from lineage.worker.tables import PartitionedTable
-from lineage.worker.topics import TABLES, Topics, ensure_topics, table_name
-from lineage.worker.web import register_pages
+from streams.intake import Intake
+from streams.kafka_config import KafkaConfig
+from streams.metrics import Metrics
+from streams.outputs import Sender
+from streams.runner import install_repeat_filter
+from streams.settings import Settings
+from streams.tables import PartitionedTable
+from streams.topics import TABLES, Topics, ensure_topics, table_name
+from streams.web import register_pages
 
 __all__ = ["LineageWorker"]
 
-log = logging.getLogger("lineage.worker")
+log = logging.getLogger("streams")
 
 #: faust's producer buffer (table changelog records) may hold this many before evaluate waits.
 _MAX_UNSENT = 20_000

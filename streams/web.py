@@ -23,9 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lineage.graph import build_graph
 from lineage.policy.model import Policy
-from lineage.worker.changelog import read_edges
-from lineage.worker.metrics import Metrics
-from lineage.worker.settings import Settings
+from streams.changelog import read_edges
+from streams.metrics import Metrics
+from streams.settings import Settings
 
 __all__ = ["register_pages"]
 

@@ -2,7 +2,7 @@
 
 A :class:`Checkpoint` holds what was judged since the state was last written, and
 the steps that make it durable. It knows nothing of faust: its tables are
-mappings, its outputs go to a :class:`~lineage.worker.outputs.Sender`, its acks to an
+mappings, its outputs go to a :class:`~streams.outputs.Sender`, its acks to an
 ``ack(tp, offsets)`` callable, so it is tested on dicts with no broker.
 
     judge(chunk)    events: each record is decoded and judged by its partition's
@@ -30,7 +30,7 @@ An alert or incident is forwarded (``on_delivered``) only after Kafka acknowledg
 the outputs it went out with, and at least once: an event judged again raises its
 alerts again, with the same ids, and they are forwarded again.
 
-When Kafka does not take the outputs in time (:class:`~lineage.worker.outputs.OutputsLost`),
+When Kafka does not take the outputs in time (:class:`~streams.outputs.OutputsLost`),
 :meth:`flush` drops everything pending and returns False; the caller then reads
 the partitions again from their committed offsets (:meth:`rewind_done` after).
 When Kafka refuses a changelog record, the tables in memory are ahead of their
@@ -55,15 +55,15 @@ from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.state import IncidentPartial
-from lineage.worker.intake import Chunk
-from lineage.worker.metrics import Metrics
-from lineage.worker.outputs import OutputsLost, Sender
-from lineage.worker.tables import BoardView, PartitionState
-from lineage.worker.topics import Topics
+from streams.intake import Chunk
+from streams.metrics import Metrics
+from streams.outputs import OutputsLost, Sender
+from streams.tables import BoardView, PartitionState
+from streams.topics import Topics
 
 __all__ = ["Checkpoint", "StateNotWritten", "dead_letter_headers"]
 
-log = logging.getLogger("lineage.worker")
+log = logging.getLogger("streams")
 
 Ack = Callable[[Any, Iterable[int]], object]
 #: ``on_delivered(alerts, incidents)``: records Kafka has just acknowledged.
