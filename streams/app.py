@@ -60,7 +60,7 @@ from streams.web import register_pages
 
 __all__ = ["LineageWorker"]
 
-log = logging.getLogger("streams")
+log = logging.getLogger("lineage.worker")
 
 #: faust's producer buffer (table changelog records) may hold this many before evaluate waits.
 _MAX_UNSENT = 20_000

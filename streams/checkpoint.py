@@ -63,7 +63,7 @@ from streams.topics import Topics
 
 __all__ = ["Checkpoint", "StateNotWritten", "dead_letter_headers"]
 
-log = logging.getLogger("streams")
+log = logging.getLogger("lineage.worker")
 
 Ack = Callable[[Any, Iterable[int]], object]
 #: ``on_delivered(alerts, incidents)``: records Kafka has just acknowledged.

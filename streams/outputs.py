@@ -35,7 +35,7 @@ from lineage.errors import LineageError
 
 __all__ = ["Message", "OutputsLost", "Sender"]
 
-log = logging.getLogger("streams")
+log = logging.getLogger("lineage.worker")
 
 Headers = Sequence[tuple[str, bytes]]
 

@@ -23,7 +23,7 @@ from streams.faust_internals import quiet_runner
 
 __all__ = ["RepeatFilter", "awaiting", "install_repeat_filter", "lineage_runner"]
 
-log = logging.getLogger("streams")
+log = logging.getLogger("lineage.worker")
 
 #: Loggers whose repeated warnings and errors are held back (our own never are).
 LIBRARIES = ("aiokafka", "kafka", "faust", "mode", "apprise")

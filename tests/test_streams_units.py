@@ -289,7 +289,7 @@ def test_repeated_library_errors_are_let_through_once_per_interval_per_kind() ->
     # Each kind (logger and format string) has its own interval.
     assert gate.filter(record("Heartbeat failed: %r", 100.1, "aiokafka.consumer.group_coordinator"))
     # Our own records, and anything below WARNING, always pass.
-    assert all(gate.filter(record(unable, 100.2 + i, "streams")) for i in range(3))
+    assert all(gate.filter(record(unable, 100.2 + i, "lineage.worker")) for i in range(3))
     info = record(unable, 100.3)
     info.levelno = logging.INFO
     assert gate.filter(info)
