@@ -33,6 +33,10 @@ What the worker needs that the libraries do not offer publicly, and why:
   (``docs/upstream.md``, section 10).
 - **Where table recovery stands** (:func:`recovery_stalls`), read by the
   second-line :class:`RecoveryWatch`.
+- **One door to the web server** (:func:`guard_web`, :func:`web_routes`): faust's
+  aiohttp driver keeps the ``aiohttp.web.Application`` it serves in ``web_app``; a
+  middleware there asks for the token on every route but the open ones, including
+  any route faust itself registers.
 - **The runner** (:func:`quiet_runner`): faust's terminal spinner turns the root
   logger to DEBUG, and mode's SIGUSR1 handler prints frame locals (which can hold
   the raw events the monitor watches).
@@ -61,11 +65,13 @@ __all__ = [
     "TrackingProducer",
     "ack_offsets",
     "changelog_written",
+    "guard_web",
     "quiet_runner",
     "recovery_stalls",
+    "web_routes",
 ]
 
-log = logging.getLogger("streams")
+log = logging.getLogger("lineage.worker")
 
 
 # -- acks ------------------------------------------------------------------------------------
@@ -388,6 +394,11 @@ class LineageApp(faust.App):
         """:meth:`LineageConsumer.give_back` on this app's consumer."""
         return await cast(LineageConsumer, self.consumer).give_back(offsets)
 
+    def on_webserver_init(self, web: Any) -> None:
+        # Every route served, faust's and ours: what an operator (and the route test)
+        # can hold against the door's list of open routes.
+        log.info("web server routes: %s", ", ".join(web_routes(self)))
+
     async def on_stop(self) -> None:
         for hook in self.before_stop:
             try:
@@ -443,6 +454,46 @@ class RecoveryWatch:
         for tp in found:
             self._nudged[tp] = now
         return found
+
+
+# -- the web server ------------------------------------------------------------------------------
+
+
+def guard_web(app: faust.App, open_routes: Iterable[str], allowed: Callable[[str], bool]) -> None:
+    """One door for every route of the app's web server, faust's and ours.
+
+    A request passes when the route it matched is one of ``open_routes`` (as
+    registered, e.g. ``/health``), or when ``allowed(authorization_header)`` says so;
+    anything else, a path that matches no route included, answers 401 before any
+    handler runs. faust's aiohttp driver keeps its ``aiohttp.web.Application`` in
+    ``web_app``; the middleware is added before the server starts, which freezes it.
+    """
+    from aiohttp import web as aiohttp_web
+
+    open_set = frozenset(open_routes)
+
+    @aiohttp_web.middleware
+    async def door(request: Any, handler: Any) -> Any:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else None
+        if route in open_set or allowed(request.headers.get("Authorization", "")):
+            return await handler(request)
+        return aiohttp_web.json_response(
+            {"error": "a bearer token is required"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="privacy-lineage"'},
+        )
+
+    _aiohttp_app(app).middlewares.append(door)
+
+
+def web_routes(app: faust.App) -> list[str]:
+    """Every route the app's web server has registered, as registered (sorted)."""
+    return sorted({resource.canonical for resource in _aiohttp_app(app).router.resources()})
+
+
+def _aiohttp_app(app: faust.App) -> Any:
+    return cast(Any, app.web).web_app
 
 
 # -- the runner ----------------------------------------------------------------------------------

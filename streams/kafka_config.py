@@ -47,6 +47,13 @@ class KafkaConfig:
             # How other workers reach this one (to forward /subjects requests).
             "web_host": s.web_host if s.web_host not in ("0.0.0.0", "::") else socket.getfqdn(),
             "web_in_thread": False,
+            # faust's own pages (/table/ serves table values, /router/ the cluster, / and
+            # /graph/ statistics) are off: the worker serves only its own routes.
+            "web_tables_enabled": False,
+            "web_router_enabled": False,
+            "web_stats_enabled": False,
+            "web_graph_enabled": False,
+            "web_metrics_enabled": False,
             "stream_wait_empty": False,
             "broker_max_poll_records": s.batch_size,
             "consumer_max_fetch_size": s.fetch_bytes,

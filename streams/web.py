@@ -7,10 +7,14 @@ from every partition's edge partials in Kafka, so any worker answers for all.
 subject (policy Art. 11): the worker that holds the subject's partition answers,
 and any other forwards the request to it.
 
-``/graph`` and ``/subjects`` are the map of where personal data went: with a web
-token set they answer only ``Authorization: Bearer <token>`` (401 otherwise). The
-worker binds 127.0.0.1 unless told otherwise, and refuses to listen wider without
-a token. ``/health`` and ``/metrics`` carry nothing personal and need no token.
+The web server has one door (:func:`~streams.faust_internals.guard_web`): with a
+web token set, every route answers only ``Authorization: Bearer <token>`` (401
+otherwise, before any handler runs, for a path that matches no route too), except
+:data:`OPEN_ROUTES`. ``/health`` and ``/metrics`` carry nothing personal (counts,
+closed label vocabularies) and are what probes and Prometheus read without a
+secret. faust's own pages (tables, router, statistics) are not served at all
+(:meth:`streams.kafka_config.KafkaConfig.faust_app`). The worker binds 127.0.0.1
+unless told otherwise, and refuses to listen wider without a token.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from lineage.graph import build_graph
 from lineage.policy.model import Policy
 from streams.changelog import read_edges
+from streams.faust_internals import guard_web
 from streams.metrics import Metrics
 from streams.settings import Settings
 
-__all__ = ["register_pages"]
+__all__ = ["OPEN_ROUTES", "register_pages"]
+
+#: The routes that answer without the web token: probes and Prometheus.
+OPEN_ROUTES = ("/health", "/metrics")
 
 _CONTENT_TYPES = {
     "json": "application/json",
@@ -56,17 +64,14 @@ def register_pages(
     """
     token = settings.web_token.get_secret_value().encode() if settings.web_token else None
 
-    def refused(web: Any, request: Any) -> Any | None:
-        """A 401 response unless the request carries the bearer token (when one is set)."""
+    def allowed(authorization: str) -> bool:
+        """True when no token is set, or the header carries it as a bearer token."""
         if token is None:
-            return None
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token):
-            return None
-        response = web.json({"error": "a bearer token is required"}, status=401)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="privacy-lineage"'
-        return response
+            return True
+        scheme, _, value = authorization.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
+
+    guard_web(app, OPEN_ROUTES, allowed)
 
     @app.page("/health")  # type: ignore[untyped-decorator]
     async def health(web: Any, request: Any) -> Any:
@@ -89,9 +94,6 @@ def register_pages(
     async def graph(web: Any, request: Any) -> Any:
         from lineage.export import FORMATS, export_graph
 
-        denied = refused(web, request)
-        if denied is not None:
-            return denied
         fmt = request.query.get("format", "json")
         if fmt not in FORMATS:
             return web.json({"error": f"unknown format {fmt!r}; one of {FORMATS}"}, status=400)
@@ -104,9 +106,6 @@ def register_pages(
 
     @app.page("/subjects/{subject}")  # type: ignore[untyped-decorator]
     async def subject_view(web: Any, request: Any, subject_ref: str = "", **kw: Any) -> Any:
-        denied = refused(web, request)
-        if denied is not None:
-            return denied
         wanted = request.match_info.get("subject", subject_ref)
         fmt = request.query.get("format", "json")
         if fmt not in ("json", "html"):

@@ -218,21 +218,43 @@ def test_hostile_messages_leak_nothing_on_kafka(kafka_bootstrap: str, tmp_path: 
             assert not leaks(text, canonical), f"{written!r} leaks into {name}"
 
 
-def test_the_graph_needs_the_web_token_when_one_is_set(
+def test_every_route_but_health_and_metrics_needs_the_web_token(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    """One door: every route the running worker registered, faust's included, answers
+    401 without the token, but the open ones; faust's table and router pages are off."""
+    import re
     import urllib.error
 
     deployment = Deployment(kafka_bootstrap, tmp_path)
     worker = Worker(deployment, "a", LINEAGE_WEB_TOKEN="s3cret-token")
+
+    def status(path: str, token: str) -> int:
+        try:
+            worker.get(path, token=token)
+        except urllib.error.HTTPError as error:
+            return error.code
+        return 200
+
     try:
         worker.start().wait_ready()
-        assert worker.health()["status"] == "ok"  # health and metrics need no token
-        assert "lineage_events_total" in worker.get("/metrics") or worker.get("/metrics")
-        for token in ("", "wrong"):
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                worker.get("/graph?format=json", token=token or "-")
-            assert refused.value.code == 401
+        logged = re.search(r"web server routes: (.+)", worker.text())
+        assert logged, worker.tail()
+        routes = logged.group(1).strip().split(", ")
+        assert {"/health", "/metrics", "/graph", "/subjects/{subject}"} <= set(routes), routes
+        assert not [r for r in routes if r.startswith(("/table", "/router", "/stats"))], routes
+        for route in routes:
+            path = route.replace("{subject}", "u-1")
+            if route in ("/health", "/metrics"):
+                assert status(path, "-") == 200, route
+                continue
+            for token in ("-", "wrong", "s3cret-token-but-longer"):
+                assert status(path, token) == 401, (route, token)
+            assert status(path, "s3cret-token") != 401, route
+        # faust's pages, and paths that match no route, give nothing away without the token.
+        for path in ("/table/", "/table/lineage.subjects/0%7Cu-1/", "/router/", "/stats/", "/x"):
+            assert status(path, "-") == 401, path
+            assert status(path, "s3cret-token") == 404, path
         assert json.loads(worker.get("/graph?format=json"))["nodes"] is not None
         assert "s3cret-token" not in worker.text()
     finally:
