@@ -65,6 +65,7 @@ _JUDGMENT_CACHE_SIZE = 65_536
 
 __all__ = [
     "DEAD_LETTER_KEEP",
+    "DEAD_LETTER_MARGIN",
     "RETRACTABLE",
     "Engine",
     "Outcome",
@@ -157,9 +158,14 @@ class Stats:
 
 #: The most of a bad message's bytes a dead letter keeps; beyond it, its start, size and digest.
 DEAD_LETTER_KEEP = 64 * 1024
+#: How much more than that is read and masked, so that a value the cut falls in is masked
+#: whole before the cut, never cut first and then missed.
+DEAD_LETTER_MARGIN = 1024
 
-# A cut can halve a value; what follows the last separator is dropped with it.
+# A cut can halve a value; what follows the last separator is dropped with it, and so is a
+# run of digits and the separators written between them.
 _CUT_TAIL = re.compile(r"[^\s\"',;:{}\[\]<>]{0,320}$")
+_CUT_DIGITS = re.compile(r"[\d\s\-/_.()+]{0,320}$")
 
 
 def dead_letter_record(
@@ -180,7 +186,9 @@ def dead_letter_record(
     """
     total = len(raw) if size is None else size
     truncated = total > len(raw) or len(raw) > DEAD_LETTER_KEEP
-    kept = raw[:DEAD_LETTER_KEEP] if truncated else raw
+    # Masked first, over a little more than is kept, then cut: a value the cut falls in
+    # is masked whole.
+    kept = raw[: DEAD_LETTER_KEEP + DEAD_LETTER_MARGIN] if truncated else raw
     try:
         original, encoding = kept.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
@@ -192,13 +200,15 @@ def dead_letter_record(
     if encoding == "utf-8":
         masked = redactor.mask(original)
         redacted = masked != original
-        original = masked
-        if truncated:
-            original = _CUT_TAIL.sub("", original)
+        original = _cut(masked) if truncated else masked
     else:
         text = kept.decode("utf-8", errors="replace")
         if redactor.spans(text):
             original, encoding, redacted = redactor.mask(text), "utf-8", True
+            if truncated:
+                original = _cut(original)
+        elif truncated:
+            original = base64.b64encode(kept[:DEAD_LETTER_KEEP]).decode("ascii")
     record: dict[str, Any] = {
         "reason": redactor.mask(rejection.reason),
         "kind": rejection.kind,
@@ -215,6 +225,13 @@ def dead_letter_record(
         record["size"] = total
         record["sha256"] = digest or hashlib.sha256(raw).hexdigest()
     return record
+
+
+def _cut(text: str) -> str:
+    """The start of a masked text that fits :data:`DEAD_LETTER_KEEP` bytes, without the
+    value the cut falls in."""
+    cut = text.encode("utf-8")[:DEAD_LETTER_KEEP].decode("utf-8", errors="ignore")
+    return _CUT_DIGITS.sub("", _CUT_TAIL.sub("", cut))
 
 
 class Engine:
@@ -780,6 +797,8 @@ class Engine:
             event.purpose,
             event.form,
             pseudo.keyed if pseudo is not None else None,
+            # art10.identifiable names the method in its evidence.
+            pseudo.method if pseudo is not None else None,
             event.encrypted_in_transit,
             event.action,
             ctx.day,

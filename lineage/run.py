@@ -32,7 +32,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from lineage.engine import DEAD_LETTER_KEEP, Engine, Stats
+from lineage.engine import DEAD_LETTER_KEEP, DEAD_LETTER_MARGIN, Engine, Stats
 from lineage.errors import RunError
 from lineage.graph import build_graph
 from lineage.incidents import IncidentBoard
@@ -108,7 +108,7 @@ class Line:
 def read_lines(
     source: IO[bytes],
     limit: int = MAX_EVENT_BYTES,
-    keep: int = DEAD_LETTER_KEEP,
+    keep: int = DEAD_LETTER_KEEP + DEAD_LETTER_MARGIN,
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[Line]:
     """The lines of a binary stream, none read whole when longer than ``limit`` bytes.

@@ -117,7 +117,8 @@ class Settings(BaseSettings):
     )
     web_token: SecretStr | None = Field(
         default=None,
-        description="bearer token every route but /health and /metrics requires (or web_token_file)",
+        description="bearer token that every route but /health and /metrics requires (or "
+        "web_token_file)",
     )
     web_token_file: Path | None = Field(default=None, description="file holding the web token")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

@@ -39,12 +39,11 @@ def foreign_no_basis(ctx: Context) -> Breach | None:
         return None
     event = ctx.event
     country = ctx.recipient.country_code
-    subject = "the subject" if event.subject is None else f"subject {event.subject}"
     return Breach(
         tuple(event.categories),
         f"Personal data went to {event.recipient} in {country}, which is neither "
         f"{ctx.policy.policy.home_country} nor a country the PPC recognises, keeps no "
-        f"equivalent system, and {subject} has not consented (APPI Art. 28).",
+        f"equivalent system, and the data subject has not consented (APPI Art. 28).",
         {
             "country": country,
             "home_country": ctx.policy.policy.home_country,

@@ -83,14 +83,15 @@ def _consent_breach(ctx: Context, wanted: str) -> Breach | None:
     if state != wanted:
         return None
     event = ctx.event
-    subject = "the subject" if event.subject is None else f"subject {event.subject}"
+    # The subject stays out of the sentence: messages reach chat, e-mail and SIEMs, and
+    # the alert's own ``subject`` field leads from the audit trail to the person.
     messages = {
         "none": f"Personal data was disclosed to {event.recipient} without the consent of "
-        f"{subject} and without a permitted exception (Art. 9).",
-        "withdrawn": f"Personal data was disclosed to {event.recipient} after {subject} "
-        "withdrew consent (Art. 9).",
+        "the data subject and without a permitted exception (Art. 9).",
+        "withdrawn": f"Personal data was disclosed to {event.recipient} after the data "
+        "subject withdrew consent (Art. 9).",
         "out_of_scope": f"Personal data was disclosed to {event.recipient} for {event.purpose}, "
-        f"but {subject} consented only to other recipients or purposes (Art. 9).",
+        "but the data subject consented only to other recipients or purposes (Art. 9).",
     }
     return Breach(
         tuple(event.categories),
