@@ -215,14 +215,16 @@ def unencrypted(ctx: Context) -> Breach | None:
     title="Raw personal data in the monitoring stream",
 )
 def raw_personal_data(ctx: Context) -> Breach | None:
-    """The event itself carries a raw e-mail address, phone number or card number, in any
-    text it holds (ids such as ``source`` and ``recipient``, ``subject``, references,
-    attribute keys and values), in ASCII, full-width or international form. The value
-    is replaced by a keyed token before anything is kept or written. Consent events are
-    judged for this too (the alert's ``source`` is then ``consent-platform``).
+    """The event itself carries a raw e-mail address, phone or card number, My Number,
+    corporate number, IBAN, passport number or postal code, in any text it holds (ids
+    such as ``source`` and ``recipient``, ``subject``, references, attribute keys and
+    values), however disguised (full-width or kanji digits, invisible characters,
+    escapes, ``[at]``, base64; see docs/redaction.md). The value is replaced by a
+    keyed token before anything is kept or written. Consent events are judged for this
+    too (the alert's ``source`` is then ``consent-platform``).
 
-    Lawful near-miss: order numbers, dates and timestamps, large counts and digit runs
-    that fail the card checksum are not raw personal data.
+    Lawful near-miss: order numbers, dates and timestamps, UUIDs, large counts and digit
+    runs that fail their check digit are not raw personal data.
     """
     if not ctx.raw_findings:
         return None

@@ -1,0 +1,397 @@
+"""The detectors: raw personal data in a folded text (:mod:`lineage.redact.fold`).
+
+Each detector finds candidates with a regular expression anchored on something a
+value cannot do without (an ``@``, a run of digits, two capital letters and seven
+digits...), so the work is linear in the text, and confirms each candidate with a
+well-kept library where one exists:
+
+==================  ======================================  =================================
+kind                found as                                confirmed by
+==================  ======================================  =================================
+``email``           an ``@`` (or ``[at]``, ``(at)``...),     a domain with a top-level domain
+                    a local part (quoted, with comments),   of letters or punycode, or an IP
+                    a domain (``[dot]`` for a dot);         literal
+                    base64 of an address
+``phone``           10-15 digits written as a phone is      phonenumbers (libphonenumber):
+                    (``0`` trunk prefix, ``+``, ``00``,     possible in Japan (the default
+                    ``010`` or ``81`` country code)         region), valid abroad
+``card``            13-19 digits, issuer prefix 2-6         python-stdnum's Luhn check
+``my_number``       12 digits (個人番号, spaced or not)      python-stdnum ``jp.in_``
+``corporate_number``  13 digits (法人番号)                    python-stdnum ``jp.cn``
+``iban``            two letters, two digits, 11-30 more     python-stdnum ``iban``
+``passport``        two capital letters and seven digits    its shape (Japan's passports)
+``postal_code``     ``〒`` or a postal word, then ddd-dddd   its shape and its context
+==================  ======================================  =================================
+
+Digits may be grouped by spaces, hyphens, ``/``, ``_``, full stops or brackets,
+and a phone or card number may be glued to letters (``tel09056565656``), unless
+the letters make a hexadecimal blob or a UUID, whose digits are no number.
+
+Every detector returns :data:`Found` tuples: the folded span, the kind, and the
+value's canonical form (the lower-cased address, the phone number in E.164, the
+digits), from which the token is made, so one value written many ways gets one
+token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+__all__ = ["KINDS", "Found", "find_all"]
+
+#: (start, end, kind, canonical value) in the folded text.
+Found = tuple[int, int, str, str]
+
+KINDS = (
+    "email",
+    "phone",
+    "card",
+    "my_number",
+    "corporate_number",
+    "iban",
+    "passport",
+    "postal_code",
+)
+
+# -- e-mail addresses ------------------------------------------------------------------------
+
+_AT = re.compile(r"@|\s?[\[({<] ?(?:[Aa][Tt]) ?[\])}>]\s?")
+_LOCAL_CHAR = re.compile(r"[\w.%+\-'!#$&*=?^`{|}~]")
+_DOT_WORD = r"(?:\.|\s?[\[({<] ?(?:[Dd][Oo][Tt]) ?[\])}>]\s?)"
+_DOMAIN = re.compile(rf"[\w\-]+(?:{_DOT_WORD}[\w\-]+)*")
+_DOT_SPLIT = re.compile(_DOT_WORD)
+_IP_LITERAL = re.compile(r"\[(?:IPv6:[0-9A-Fa-f:.]{2,45}|\d{1,3}(?:\.\d{1,3}){3})\]")
+_TLD = re.compile(r"[^\W\d_]{2,}|xn--[a-z0-9\-]{2,59}", re.IGNORECASE)
+_MAX_LOCAL = 64
+_MAX_DOMAIN = 253
+_MAX_COMMENT = 64
+
+
+def _comment_before(text: str, end: int) -> int:
+    """The start of an RFC 5322 comment ``(...)`` ending just before ``end``, or -1."""
+    if end == 0 or text[end - 1] != ")":
+        return -1
+    lo = text.rfind("(", max(0, end - _MAX_COMMENT), end - 1)
+    return lo
+
+
+def _comment_after(text: str, start: int) -> int:
+    """The end of a comment ``(...)`` starting at ``start``, or -1."""
+    if start >= len(text) or text[start] != "(":
+        return -1
+    hi = text.find(")", start + 1, start + _MAX_COMMENT)
+    return hi + 1 if hi >= 0 else -1
+
+
+def _local_part(text: str, at: int) -> tuple[int, str] | None:
+    """(start, canonical local part) of the local part ending at ``at``."""
+    end = at
+    skipped = _comment_before(text, end)  # taro(comment)@example.jp
+    if skipped >= 0:
+        end = skipped
+    if end > 0 and text[end - 1] == '"':  # "taro yamada"@example.jp
+        lo = text.rfind('"', max(0, end - 1 - _MAX_LOCAL), end - 1)
+        if lo < 0 or lo == end - 2:
+            return None
+        return lo, text[lo + 1 : end - 1]
+    lo = end
+    while lo > 0 and end - lo < _MAX_LOCAL and _LOCAL_CHAR.match(text, lo - 1):
+        lo -= 1
+    while lo < end and text[lo] == ".":
+        lo += 1  # a local part does not start with a dot
+    if lo == end:
+        return None
+    local = text[lo:end]
+    before = _comment_before(text, lo)  # (comment)taro@example.jp
+    return (before if before >= 0 else lo), local
+
+
+def _domain(text: str, start: int) -> tuple[int, str] | None:
+    """(end, canonical domain) of the domain starting at ``start``."""
+    after = _comment_after(text, start)
+    if after >= 0:
+        start = after
+    literal = _IP_LITERAL.match(text, start)
+    if literal is not None:
+        return literal.end(), literal.group()
+    match = _DOMAIN.match(text, start, min(len(text), start + _MAX_DOMAIN + 16))
+    if match is None:
+        return None
+    labels = _DOT_SPLIT.split(match.group())
+    if len(labels) < 2 or not labels[0] or not _TLD.fullmatch(labels[-1]):
+        return None
+    return match.end(), ".".join(labels)
+
+
+def emails(text: str) -> list[Found]:
+    """Every e-mail address, anchored on each ``@`` or spelt-out at sign."""
+    found: list[Found] = []
+    for at in _AT.finditer(text):
+        local = _local_part(text, at.start())
+        if local is None:
+            continue
+        domain = _domain(text, at.end())
+        if domain is None:
+            continue
+        lo, name = local
+        hi, host = domain
+        found.append((lo, hi, "email", f"{name}@{host}".lower()))
+    return found
+
+
+# -- base64 of an address ------------------------------------------------------------------------
+
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{16,}={0,2}")
+
+
+def base64_emails(text: str) -> list[Found]:
+    """Runs of base64 that decode to text holding an e-mail address (masked whole)."""
+    found: list[Found] = []
+    for run in _BASE64.finditer(text):
+        coded = run.group()
+        try:
+            decoded = base64.b64decode(coded + "=" * (-len(coded) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if b"@" not in decoded:
+            continue
+        try:
+            plain = decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        inner = emails(plain)
+        if inner:
+            found.append((run.start(), run.end(), "email", inner[0][3]))
+    return found
+
+
+# -- numbers -------------------------------------------------------------------------------------
+
+_DIGIT_RUN = re.compile(r"\+?\(?\d[\d \-/_.()]*\d")
+_GROUP = re.compile(r"\d+")
+_DIGITS_MIN, _DIGITS_MAX = 10, 19
+_HEX_WORD = re.compile(r"[0-9A-Fa-f]+")
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+@lru_cache(maxsize=4096)
+def _phone(digits: str, plus: bool) -> str | None:
+    """The phone number in E.164 that ``digits`` spell (``plus``: written after '+').
+
+    Written the way a phone number is: in Japan (the default region) with its trunk
+    prefix 0, or after '+', when libphonenumber finds it possible (a length the
+    country's numbers have); after the international prefixes 00 and 010, or Japan's
+    country code 81 without '+', which an order number may also start with, only
+    when libphonenumber finds it valid (a range the country has allocated).
+    """
+    import phonenumbers
+
+    n = len(digits)
+    strict = not plus
+    if not plus:
+        if digits.startswith("010") and n >= 12:
+            digits, plus = digits[3:], True
+        elif digits.startswith("00") and n >= 12:
+            digits, plus = digits[2:], True
+        elif digits.startswith("81") and 11 <= n <= 12:
+            digits, plus = digits, True
+        elif digits.startswith("0") and 10 <= n <= 11:
+            strict = False
+        else:
+            return None
+    if plus and not 8 <= len(digits) <= 15:
+        return None
+    try:
+        number = phonenumbers.parse(("+" if plus else "") + digits, None if plus else "JP")
+    except phonenumbers.NumberParseException:
+        return None
+    confirmed = phonenumbers.is_valid_number if strict else phonenumbers.is_possible_number
+    if not confirmed(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _card(digits: str) -> bool:
+    from stdnum import luhn
+
+    return 13 <= len(digits) <= 19 and "2" <= digits[0] <= "6" and luhn.is_valid(digits)
+
+
+def _my_number(digits: str) -> bool:
+    from stdnum.jp import in_
+
+    return len(digits) == 12 and bool(in_.is_valid(digits))
+
+
+def _corporate_number(digits: str) -> bool:
+    from stdnum.jp import cn
+
+    return len(digits) == 13 and bool(cn.is_valid(digits))
+
+
+def _classify(
+    digits: str, plus: bool, separators: set[str], glued: bool, integer: bool, whole: bool = True
+) -> tuple[str, str] | None:
+    """(kind, canonical) of a number written as one, or None (``whole``: the digits are a
+    whole run, not a stretch of a longer one, which an identity number never is)."""
+    if plus or digits.startswith(("0", "81")):
+        phone = _phone(digits, plus)
+        if phone is not None:
+            return "phone", phone
+    if plus:
+        return None
+    if _card(digits):
+        return "card", digits
+    # Identity numbers are written bare, spaced or hyphenated, never glued to a word.
+    if glued or not whole or not separators <= {" ", "-"}:
+        return None
+    if _my_number(digits):
+        return "my_number", digits
+    if not integer and _corporate_number(digits):
+        return "corporate_number", digits
+    return None
+
+
+def _in_blob(text: str, start: int, end: int) -> bool:
+    """True when the digits at ``[start, end)`` are part of a hexadecimal blob or a UUID."""
+    lo = start
+    while lo > 0 and (text[lo - 1].isalnum() or text[lo - 1] == "-"):
+        lo -= 1
+    hi = end
+    while hi < len(text) and (text[hi].isalnum() or text[hi] == "-"):
+        hi += 1
+    around = text[lo:hi]
+    if _UUID.search(around):
+        return True
+    for word in _WORD.finditer(around):
+        if word.start() + lo <= start < word.end() + lo and word.end() - word.start() > len(
+            text[start:end]
+        ):
+            return _HEX_WORD.fullmatch(word.group()) is not None
+    return False
+
+
+def numbers(text: str, integer: bool = False) -> list[Found]:
+    """Phone, card and identity numbers in runs of digits (``integer``: the text is a
+    number's digits, which a corporate number is never written as)."""
+    found: list[Found] = []
+    for run in _DIGIT_RUN.finditer(text):
+        start, end = run.span()
+        prev = text[start - 1] if start else ""
+        nxt = text[end] if end < len(text) else ""
+        if prev == "." and start > 1 and text[start - 2].isdigit():
+            continue  # the decimals of a number
+        glued = prev.isalnum() or prev == "_" or nxt.isalnum() or nxt == "_"
+        if glued and _in_blob(text, start, end):
+            continue
+        written = run.group()
+        digits = "".join(_GROUP.findall(written))
+        if len(digits) < _DIGITS_MIN:
+            continue
+        if len(digits) <= _DIGITS_MAX:
+            separators = set(written) - set("0123456789+")
+            hit = _classify(digits, written.startswith("+"), separators, glued, integer)
+            if hit is not None:
+                found.append((start, end, *hit))
+                continue
+        found.extend(_search_run(text, start, end, glued, integer))
+    return found
+
+
+def _search_run(text: str, start: int, end: int, glued: bool, integer: bool) -> Iterator[Found]:
+    """The numbers inside a run of digit groups that is not one number itself.
+
+    From each group on, the longest stretch of consecutive groups that reads as a
+    number is taken, and the search goes on after it. A stretch holds at most 19
+    digits, so each group starts a bounded number of tries: linear in the run.
+    """
+    run = text[start:end]
+    groups = [(m.start(), m.end()) for m in _GROUP.finditer(run)]
+    i = 0
+    while i < len(groups):
+        lo = groups[i][0]
+        while lo > 0 and run[lo - 1] in "+(":
+            lo -= 1
+        plus = run[lo] == "+"
+        hit: tuple[int, str, str] | None = None
+        digits = ""
+        for j in range(i, len(groups)):
+            digits += run[groups[j][0] : groups[j][1]]
+            if len(digits) > _DIGITS_MAX:
+                break
+            if len(digits) < _DIGITS_MIN:
+                continue
+            written = run[lo : groups[j][1]]
+            separators = set(written) - set("0123456789+")
+            found = _classify(digits, plus, separators, glued, integer, whole=False)
+            if found is not None:
+                hit = (j, *found)
+        if hit is None:
+            i += 1
+            continue
+        j, kind, canonical = hit
+        yield start + lo, start + groups[j][1], kind, canonical
+        i = j + 1
+
+
+# -- identifiers with letters ------------------------------------------------------------------
+
+_LETTERS_DIGITS = re.compile(r"[A-Z]{2}\d")
+_IBAN = re.compile(
+    r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"
+)
+_PASSPORT = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{7}(?![A-Za-z0-9])")
+_POSTAL_MARK = re.compile(r"〒 ?(\d{3}-?\d{4})(?![\d])")
+_POSTAL_WORD = re.compile(
+    r"(?:postal|zip|post ?code|郵便番号|郵便)[^\d\n]{0,16}?(?<!\d)(\d{3}-?\d{4})(?![\d\-])",
+    re.IGNORECASE,
+)
+_POSTAL_VALUE = re.compile(r" *(\d{3}-?\d{4}) *")
+_POSTAL_CONTEXT = re.compile(r"postal|zip|post ?code|郵便", re.IGNORECASE)
+
+
+def identifiers(text: str, context: str = "") -> list[Found]:
+    """IBANs, passport numbers and postal codes (``context``: the attribute key a value
+    is given under, which may say that a bare ddd-dddd is a postal code)."""
+    found: list[Found] = []
+    if _LETTERS_DIGITS.search(text):
+        from stdnum import iban
+
+        for match in _IBAN.finditer(text):
+            if iban.is_valid(match.group()):
+                found.append((*match.span(), "iban", iban.compact(match.group())))
+        for match in _PASSPORT.finditer(text):
+            found.append((*match.span(), "passport", match.group()))
+    for match in _POSTAL_MARK.finditer(text):
+        found.append((match.start(), match.end(), "postal_code", match.group(1).replace("-", "")))
+    for match in _POSTAL_WORD.finditer(text):
+        found.append((*match.span(1), "postal_code", match.group(1).replace("-", "")))
+    if context and _POSTAL_CONTEXT.search(context):
+        whole = _POSTAL_VALUE.fullmatch(text)
+        if whole is not None:
+            found.append((*whole.span(1), "postal_code", whole.group(1).replace("-", "")))
+    return found
+
+
+def find_all(text: str, *, context: str = "", integer: bool = False) -> list[Found]:
+    """Every raw value in a folded text, in order, none overlapping (the earlier, then the
+    longer, wins)."""
+    found = emails(text)
+    found += numbers(text, integer)
+    if not integer:
+        found += identifiers(text, context)
+        if len(text) >= 16:
+            found += base64_emails(text)
+    if len(found) < 2:
+        return found
+    found.sort(key=lambda f: (f[0], -f[1]))
+    out = [found[0]]
+    for item in found[1:]:
+        if item[0] >= out[-1][1]:
+            out.append(item)
+    return out

@@ -1,0 +1,236 @@
+"""The detector sees through disguise, confirms with the libraries, and keeps its tokens.
+
+Each disguise of issue 16 is planted alone and must be found and masked whole; each
+near-miss (ids, timestamps, UUIDs, decimals, IP addresses) must be left alone. The
+Japanese identifiers (My Number, corporate number, passport, postal code) are
+found too, and raise ``art6.raw-personal-data`` like an e-mail address does.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import pytest
+
+from lineage.engine import Engine, dead_letter_record
+from lineage.policy import Policy
+from lineage.redact import Redactor
+from lineage.redact.fold import fold
+from lineage.schemas import EventRejected
+from tests.helpers import access, consent, rules_of
+
+R = Redactor(b"k" * 32)
+
+FOUND = {
+    # e-mail addresses
+    "taro@example.jp": "email",
+    "ta\u200bro@exa\u00admple.jp": "email",  # zero-width space, soft hyphen
+    "taro\u2060yamada@example.jp": "email",  # word joiner
+    '"taro yamada"@example.jp': "email",  # quoted local part
+    "taro%40example.jp": "email",
+    "taro[at]example[dot]jp": "email",
+    "taro (at) example (dot) jp": "email",
+    "taro(comment)@example.jp": "email",
+    "taro@(comment)example.jp": "email",
+    "taro@xn--eckwd4c7c.xn--zckzah": "email",  # punycode TLD
+    "taro@[192.168.0.1]": "email",  # IP literal
+    "taro@[IPv6:2001:db8::1]": "email",
+    "dGFyb0BleGFtcGxlLmpw": "email",  # base64 of taro@example.jp
+    "ＴＡＲＯ＠ＥＸＡＭＰＬＥ．ＪＰ": "email",
+    "hanako\\u0040example.jp": "email",  # a JSON escape, as a dead letter keeps it
+    # phone numbers
+    "090-1234-5678": "phone",
+    "〇九〇－一二三四－九八七六": "phone",  # kanji digits
+    "０９０\u00a0１２３４\u2009５６７８": "phone",  # no-break and thin spaces
+    "090\u200b1234\u00ad5678": "phone",
+    "090/1234/5678": "phone",
+    "090_1234_5678": "phone",
+    "090・1234・5678": "phone",
+    "tel09056565656": "phone",  # glued to letters
+    "sms_09012345678": "phone",
+    "81-90-1234-5678": "phone",  # country code without +
+    "+81 90 8765 4321": "phone",
+    "+1 415 555 2671": "phone",
+    "0120-123-456": "phone",
+    "090%2D1234%2D5678": "phone",
+    # cards and bank accounts
+    "4111 1111 1111 1111": "card",
+    "4111_1111_1111_1111": "card",
+    "card4111111111111111": "card",
+    "DE89 3704 0044 0532 0130 00": "iban",
+    "GB82WEST12345698765432": "iban",
+    # Japanese identifiers
+    "1234 5678 9018": "my_number",
+    "123456789018": "my_number",
+    "１２３４－５６７８－９０１８": "my_number",
+    "5835678256246": "corporate_number",
+    "TK1234567": "passport",
+    "〒123-4567": "postal_code",
+    "〒１２３－４５６７": "postal_code",
+    "postal code: 123-4567": "postal_code",
+    "郵便番号 123-4567": "postal_code",
+}
+
+LEFT_ALONE = [
+    "550e8400-e29b-41d4-a716-446655440000",
+    "2026-11-20T10:15:00+09:00",
+    "2026/11/20 10:15",
+    "order-12345678901",
+    "3.14159265358979",
+    "192.168.100.200",
+    "ab0312345678cd",
+    "deadbeef0312345678cafe",
+    "s-021222",
+    "payment-processor",
+    "1234567",
+    "meet (at) noon",
+    "service_operation",
+    "activity.purchase_history",
+    "123-4567",  # a bare ddd-dddd is no postal code without its context
+    "1764633600",  # epoch seconds
+]
+
+
+@pytest.mark.parametrize("written", sorted(FOUND))
+def test_each_disguise_is_found_and_masked_whole(written: str) -> None:
+    text = f"note: {written} thanks"
+    found = R.scan_text(text)
+    assert [kind for kind, _ in found] == [FOUND[written]], found
+    masked = R.mask(text)
+    assert masked.startswith("note: ") and masked.endswith(" thanks"), masked
+    assert f"[redacted:{FOUND[written]}:" in masked
+    # Nothing of the value is left: no digit, and no part of an address.
+    rest = re.sub(r"\[redacted:[a-z_]+:[0-9a-f]{12}\]", "", masked)
+    assert not re.search(r"\d|example|[@＠]|%40|\[at\]|dGFy", rest), masked
+
+
+@pytest.mark.parametrize("text", LEFT_ALONE)
+def test_near_misses_are_left_alone(text: str) -> None:
+    assert R.scan_text(text) == []
+    assert R.mask(text) == text
+
+
+def test_one_value_written_many_ways_gets_one_token() -> None:
+    assert R.mask("TARO@EXAMPLE.JP") == R.mask("taro@example.jp") == R.mask("taro%40example.jp")
+    assert R.mask("dGFyb0BleGFtcGxlLmpw") == R.mask("taro@example.jp")
+    phone = R.mask("090-1234-5678")
+    assert phone == R.mask("+81 90 1234 5678") == R.mask("〇九〇一二三四五六七八")
+    assert R.mask("1234 5678 9018") == R.mask("123456789018")
+    assert R.mask("taro@example.jp") != R.mask("hanako@example.jp")
+
+
+def test_a_postal_code_is_found_beside_its_key() -> None:
+    assert R.mask("123-4567") == "123-4567"
+    assert R.mask("123-4567", context="postal_code").startswith("[redacted:postal_code:")
+    assert R.mask("123-4567", context="郵便番号").startswith("[redacted:postal_code:")
+    assert R.mask("123-4567", context="order") == "123-4567"
+
+
+def test_a_corporate_number_is_not_read_into_an_integer() -> None:
+    # 13-digit integers are mostly epoch milliseconds; a corporate number is text.
+    assert R.mask("5835678256246", integer=True) == "5835678256246"
+    assert R.mask("123456789018", integer=True).startswith("[redacted:my_number:")
+
+
+def test_folding_keeps_where_each_character_came_from() -> None:
+    folded = fold("a\u200bb%40c〇")
+    assert folded.text == "ab@c0"
+    assert folded.span(0, 5) == (0, 8)
+    assert folded.span(2, 3) == (3, 6)
+
+
+def test_japanese_identifiers_raise_raw_personal_data(policy: Policy) -> None:
+    engine = Engine(policy, redactor=R)
+    for n, value in enumerate(["1234 5678 9018", "TK1234567", "〒123-4567", "5835678256246"]):
+        event = access(event_id=f"jp-{n}", action="use", attributes={"note": f"is {value}"})
+        outcome = engine.process(orjson.dumps(event), offset=n, origin="t")
+        alert = next(a for a in outcome.alerts if a["rule"] == "art6.raw-personal-data")
+        assert alert["evidence"]["fields"] == ["attributes.note"]
+        assert value not in orjson.dumps(outcome.alerts).decode()
+    assert engine.stats.by_rule["art6.raw-personal-data"] == 4
+
+
+def test_an_attribute_key_is_shown_in_a_path_only_when_it_is_a_plain_name(
+    policy: Policy,
+) -> None:
+    engine = Engine(policy, redactor=R)
+    event = access(
+        event_id="k-1",
+        action="use",
+        attributes={"Taro Yamada": "taro@example.jp", "contact": "hanako@example.jp"},
+    )
+    outcome = engine.process(orjson.dumps(event), offset=0, origin="t")
+    alert = next(a for a in outcome.alerts if a["rule"] == "art6.raw-personal-data")
+    text = orjson.dumps(alert).decode()
+    assert "Taro Yamada" not in text and "Taro" not in text
+    fields = alert["evidence"]["fields"]
+    assert "attributes.contact" in fields
+    assert any(f.startswith("attributes.[redacted:key:") for f in fields), fields
+
+
+def test_no_alert_message_names_the_subject(policy: Policy) -> None:
+    engine = Engine(policy, redactor=R)
+    alerts = []
+    for n, fields in enumerate(
+        [
+            {"recipient": "researchers", "purpose": "research"},  # art9.no-consent
+            {"recipient": "adz", "purpose": "ads", "categories": ["activity.viewing_history"]},
+            {"recipient": "nobody-knows", "purpose": "research"},
+        ]
+    ):
+        event = access(event_id=f"s-{n}", subject="u-secret-77", **fields)
+        alerts += engine.process(orjson.dumps(event), offset=2 * n, origin="t").alerts
+        withdrawal = consent(
+            event_id=f"w-{n}", subject="u-secret-77", status="withdrawn", recipient="*"
+        )
+        engine.process(orjson.dumps(withdrawal), offset=2 * n + 1, origin="t")
+    alerts += engine.process(
+        orjson.dumps(
+            access(
+                event_id="s-9",
+                subject="u-secret-77",
+                recipient="researchers",
+                purpose="research",
+                occurred_at="2025-07-01T00:00:00+09:00",
+            )
+        ),
+        offset=99,
+        origin="t",
+    ).alerts
+    assert {"art9.no-consent", "art9.consent-withdrawn"} <= rules_of(alerts)
+    assert all(a["subject"] == "u-secret-77" for a in alerts)  # the record keeps it
+    assert not [a["message"] for a in alerts if "u-secret-77" in a["message"]]
+
+
+def test_the_findings_cache_keeps_each_events_pseudonymisation_method(policy: Policy) -> None:
+    engine = Engine(policy, redactor=R)
+    methods = []
+    for n, method in enumerate(["sha256", "md5"]):
+        event = access(
+            event_id=f"p-{n}",
+            recipient="adco",
+            purpose="ads",
+            categories=["activity.viewing_history"],
+            form="pseudonymized",
+            pseudonymization={"method": method, "keyed": False},
+        )
+        outcome = engine.process(orjson.dumps(event), offset=n, origin="t")
+        alert = next(a for a in outcome.alerts if a["rule"] == "art10.identifiable")
+        methods.append(alert["evidence"]["pseudonymization"]["method"])
+    assert methods == ["sha256", "md5"]
+
+
+def test_a_cut_dead_letter_keeps_no_digit_of_a_card_on_the_cut() -> None:
+    from lineage.engine import DEAD_LETTER_KEEP
+
+    card = "4111 1111 1111 1111"
+    for shift in range(0, len(card) + 1):
+        head = b'{"note": "' + b"x" * (DEAD_LETTER_KEEP - 10 - len(card) + shift) + b" "
+        raw = head + card.encode() + b' tail"' + b"y" * 2000
+        record = dead_letter_record(
+            raw, EventRejected("oversized", field=None, kind="oversized"), "t", R
+        )
+        assert record["truncated"]
+        assert "1111" not in record["original"], shift
+        assert "4111" not in record["original"], shift
