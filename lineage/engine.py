@@ -76,10 +76,9 @@ __all__ = [
     "record_id",
 ]
 
-#: The rules a consent that arrives late can still prevent, and so retract (CONTRACT s.7).
-RETRACTABLE = frozenset(
-    {"art9.no-consent", "art9.consent-withdrawn", "art9.consent-scope", "appi28.foreign-no-basis"}
-)
+#: The rules a consent that arrives late can still prevent, and so retract (CONTRACT s.7),
+#: as each rule says at its registration.
+RETRACTABLE = frozenset(spec.id for spec in CATALOGUE.values() if spec.retractable)
 #: Recipients that are third parties in APPI's sense (Art. 29): every provision to them
 #: is recorded, at home or abroad.
 THIRD_PARTY_KINDS = frozenset({"third_party", "ad_provider", "info_module", "unknown"})
@@ -872,7 +871,10 @@ class Engine:
         if partial is None:
             partial = IncidentPartial(rule=spec.id, source=source, recipient=recipient)
         if partial.applied < offset:
-            partial.add(event.occurred_at, event.event_id, posix)
+            keep = IncidentPartial.SAMPLES
+            if spec.retractable:
+                keep += IncidentPartial.RESERVE
+            partial.add(event.occurred_at, event.event_id, posix, keep)
             partial.applied = offset
             self.state.incidents[iid] = partial
         return iid

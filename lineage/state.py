@@ -470,10 +470,17 @@ class IncidentPartial:
     _last: float = float("-inf")
     _latest_sample: float = float("inf")
 
+    #: Event ids an incident shows: the earliest standing alerts' (docs/contract.md).
     SAMPLES = 5
+    #: Kept beyond those for a rule whose alerts a late consent may retract: a sample
+    #: retracted is replaced by the next earliest standing one.
+    RESERVE = 15
 
-    def add(self, at: datetime, event_id: str, posix: float | None = None) -> None:
-        """Count one breach at ``at`` (``posix``: the same instant as POSIX seconds)."""
+    def add(
+        self, at: datetime, event_id: str, posix: float | None = None, keep: int = SAMPLES
+    ) -> None:
+        """Count one breach at ``at`` (``posix``: the same instant as POSIX seconds);
+        ``keep`` the earliest breaches' samples to hold."""
         self.count += 1
         ts = at.timestamp() if posix is None else posix
         if ts < self._first:
@@ -482,10 +489,10 @@ class IncidentPartial:
             self._last, self.last_seen = ts, at
         # Keep the earliest few by event time; UTC text sorts as the times do. In a stream
         # in time order a breach is seldom among them: the text is made only when it is.
-        if len(self.samples) < self.SAMPLES or ts < self._latest_sample:
+        if len(self.samples) < keep or ts < self._latest_sample:
             self.samples.append((at.astimezone(UTC).isoformat(), event_id))
             self.samples.sort()
-            del self.samples[self.SAMPLES :]
+            del self.samples[keep:]
             self._latest_sample = datetime.fromisoformat(self.samples[-1][0]).timestamp()
 
     def retract(self, event_id: str) -> None:

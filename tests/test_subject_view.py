@@ -306,3 +306,39 @@ def test_run_keeps_records_and_subjects_for_the_commands(tmp_path: Path, policy:
     result = runner.invoke(main, ["subject", "u-1", "--from-dir", str(out), "--format", "html"])
     assert result.output.startswith("<!doctype html>")
     assert runner.invoke(main, ["subject", "u-1"]).exit_code == 2  # from where?
+
+
+def test_incident_samples_are_the_earliest_standing_alerts_after_retractions(
+    policy: Policy, tmp_path: Path
+) -> None:
+    """CONTRACT section 10: up to five standing alerts' event ids, earliest first, however
+    many of the earliest a late consent retracted."""
+    events: list[dict[str, Any]] = []
+    for n in range(9):  # nine disclosures without consent, by two subjects
+        events.append(
+            access(
+                event_id=f"d-{n}",
+                subject="u-late" if n in (0, 2, 3) else f"u-{n}",
+                recipient="researchers",
+                purpose="research",
+                occurred_at=f"2025-06-01T1{n}:00:00+09:00",
+            )
+        )
+    # u-late's consent, in force since before its disclosures, comes after all of them.
+    events.append(
+        consent(
+            event_id="c-late",
+            subject="u-late",
+            occurred_at="2025-05-01T00:00:00+09:00",
+            recipient="researchers",
+        )
+    )
+    out = tmp_path / "run"
+    run_embedded(policy, [orjson.dumps(e) for e in events], out, redactor=Redactor(b"k" * 32))
+    last: dict[str, dict[str, Any]] = {}
+    for line in (out / "incidents.jsonl").read_bytes().splitlines():
+        incident = orjson.loads(line)
+        last[incident["incident_id"]] = incident
+    final = next(i for i in last.values() if i["rule"] == "art9.no-consent")
+    assert final["count"] == 6
+    assert final["sample_event_ids"] == ["d-1", "d-4", "d-5", "d-6", "d-7"]

@@ -21,6 +21,7 @@ __all__: list[str] = []
     severity=Severity.HIGH,
     scope=Scope.ABROAD,
     title="Personal data abroad without a basis",
+    retractable=True,
 )
 def foreign_no_basis(ctx: Context) -> Breach | None:
     """Personal data goes to a recipient whose ``country`` is neither

@@ -112,6 +112,7 @@ def _consent_breach(ctx: Context, wanted: str) -> Breach | None:
     severity=Severity.HIGH,
     scope=Scope.DISCLOSURE,
     title="Disclosed without consent",
+    retractable=True,
 )
 def no_consent(ctx: Context) -> Breach | None:
     """Personal data is disclosed to a third party, an authority or a recipient the policy
@@ -132,6 +133,7 @@ def no_consent(ctx: Context) -> Breach | None:
     severity=Severity.HIGH,
     scope=Scope.DISCLOSURE,
     title="Disclosed after consent was withdrawn",
+    retractable=True,
 )
 def consent_withdrawn(ctx: Context) -> Breach | None:
     """Personal data is disclosed (as for ``art9.no-consent``) when the latest decision
@@ -149,6 +151,7 @@ def consent_withdrawn(ctx: Context) -> Breach | None:
     severity=Severity.MEDIUM,
     scope=Scope.DISCLOSURE,
     title="Disclosed beyond the consent given",
+    retractable=True,
 )
 def consent_scope(ctx: Context) -> Breach | None:
     """Personal data is disclosed (as for ``art9.no-consent``) when the subject granted

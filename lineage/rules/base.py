@@ -142,6 +142,9 @@ class RuleSpec:
     scope: Scope
     title: str
     fn: RuleFn
+    #: A consent that arrives late, in force at the event's time, would have prevented
+    #: this rule's alert: it retracts it (docs/contract.md, consent in event time).
+    retractable: bool = False
 
     @property
     def cacheable(self) -> bool:
@@ -158,14 +161,26 @@ CATALOGUE: dict[str, RuleSpec] = {}
 
 
 def rule(
-    rule_id: str, *, article: str, severity: Severity, scope: Scope, title: str
+    rule_id: str,
+    *,
+    article: str,
+    severity: Severity,
+    scope: Scope,
+    title: str,
+    retractable: bool = False,
 ) -> Callable[[RuleFn], RuleFn]:
-    """Register a rule under a stable id; ids are never reused for another meaning."""
+    """Register a rule under a stable id; ids are never reused for another meaning.
+
+    ``retractable``: a consent in force at the event's time that arrives late would have
+    prevented the alert, and retracts it (only rules that read the subject's consents).
+    """
 
     def register(fn: RuleFn) -> RuleFn:
         if rule_id in CATALOGUE:
             raise ValueError(f"rule id {rule_id!r} is registered twice")
-        CATALOGUE[rule_id] = RuleSpec(rule_id, article, severity, scope, title, fn)
+        CATALOGUE[rule_id] = RuleSpec(
+            rule_id, article, severity, scope, title, fn, retractable=retractable
+        )
         return fn
 
     return register

@@ -8,7 +8,7 @@ Everything in the page comes from the code: each rule's id, article, severity,
 scope and title from its registration (:func:`lineage.rules.rule`), what it checks
 and its lawful near-miss from its docstring (a paragraph that starts with
 ``Lawful near-miss:``), each article's heading and introduction from its module's
-docstring, and which rules a late consent retracts from the engine.
+docstring, and which rules a late consent retracts from their registration.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from lineage.engine import RETRACTABLE
 from lineage.rules import CATALOGUE, RuleSpec, Scope
 from lineage.rules.base import art_label, article_key
 
@@ -154,7 +153,7 @@ def _rule(spec: RuleSpec) -> list[str]:
             f'- article: `"{spec.article}"` ({art_label(spec.article)})',
             f"- severity: {spec.severity.value}",
             f"- scope: `{spec.scope.value}`: {SCOPE_TEXT[spec.scope]}",
-            f"- retracted by a late consent: {'yes' if spec.id in RETRACTABLE else 'no'}",
+            f"- retracted by a late consent: {'yes' if spec.retractable else 'no'}",
         ]
     )
     blocks = [f"### `{spec.id}`", f"**{spec.title}.**", facts]
