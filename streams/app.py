@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import faust
@@ -46,6 +47,7 @@ from streams.faust_internals import (
     TrackingProducer,
     ack_offsets,
     changelog_written,
+    partition_offsets,
     recovery_stalls,
 )
 from streams.intake import Intake
@@ -68,6 +70,8 @@ _MAX_UNSENT = 20_000
 _STOP_TIMEOUT = 15.0
 #: How long, within that, notifications still waiting may take to go out.
 _NOTIFY_TIMEOUT = 5.0
+#: How often the judging loop brings the gauges up to date (a scrape reads them as set).
+_GAUGE_SECONDS = 1.0
 
 
 class LineageWorker:
@@ -141,7 +145,9 @@ class LineageWorker:
             on_delivered=self._forward if self.router is not None else None,
         )
         #: The partitions this worker holds, as faust last said.
-        self.assignment: set[Any] = set()
+        self.assignment: frozenset[Any] = frozenset()
+        self._lagging: set[int] = set()  # partitions with a lag gauge
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._recovered = False  # set when faust finished a rebalance's table recovery
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -223,19 +229,22 @@ class LineageWorker:
             policy=self.policy,
             metrics=self.metrics,
             partitions=self.assigned_partitions,
-            before_scrape=self._update_lag,
             subject=self.find_subject,
+            on_worker=self._on_worker,
         )
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked = set(args[0] if args else kwargs.get("revoked", ()))
         self.intake.clear()  # fetched before the rebalance: read again after it
         self.checkpoint.revoke(revoked)
-        self.assignment -= revoked
+        # Replaced, never changed in place: the web server's thread reads it.
+        self.assignment = frozenset(self.assignment - revoked)
         self._recovered = False
+        self._update_lag()
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        self.assignment = set(args[0] if args else kwargs.get("assigned", ()))
+        self.assignment = frozenset(args[0] if args else kwargs.get("assigned", ()))
+        self._update_lag()
 
     async def _on_rebalance_complete(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         self._recovered = True
@@ -245,12 +254,14 @@ class LineageWorker:
     async def evaluate(self) -> None:
         """The one loop that judges, folds, flushes and publishes (module docstring)."""
         install_repeat_filter()
+        self._loop = asyncio.get_running_loop()
         await self.sender.start()
         if self.router is not None:
             self.router.start()
         settings, checkpoint, intake = self.settings, self.checkpoint, self.intake
         publish_every = settings.incident_flush_seconds
         next_publish = time.monotonic() + publish_every
+        next_gauges = 0.0
         adopted = False
         try:
             while not (self.app.should_stop or self._stopping):
@@ -279,6 +290,9 @@ class LineageWorker:
                     if checkpoint.publish_incidents():
                         await self._flush()
                     next_publish = time.monotonic() + publish_every
+                if time.monotonic() >= next_gauges:
+                    self._update_lag()
+                    next_gauges = time.monotonic() + _GAUGE_SECONDS
                 await self._wait_for_changelog()
             # A graceful stop: make durable what was judged, and publish every incident
             # that changed, before faust stops the consumer and commits.
@@ -349,18 +363,34 @@ class LineageWorker:
         return "unknown", None
 
     def _update_lag(self) -> None:
-        consumer = self.app.consumer
-        for tp in self.assignment:
-            if tp.topic != self.topics.events:
+        """Set ``lineage_consumer_lag`` for each events partition held: its end offset
+        less its committed offset (what a crash or a move would judge again), or, before
+        anything was committed, less the next offset to judge; never the raw end offset.
+        A partition not held any more loses its series."""
+        held = {tp.partition: tp for tp in self.assignment if tp.topic == self.topics.events}
+        for partition in self._lagging - held.keys():
+            self.metrics.lag.remove(str(partition))
+        self._lagging &= held.keys()
+        for partition, tp in held.items():
+            end, committed = partition_offsets(self.app.consumer, tp)
+            judged = self.checkpoint.positions.get(partition)
+            done = committed if committed is not None else None
+            if done is None and judged is not None:
+                done = judged + 1
+            if end is None or done is None:
+                if partition in self._lagging:
+                    self.metrics.lag.remove(str(partition))
+                    self._lagging.discard(partition)
                 continue
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception:  # metrics must not fail a scrape
-                continue
-            if highwater is None:
-                continue
-            done = self.checkpoint.positions.get(tp.partition, -1) + 1
-            self.metrics.lag.labels(str(tp.partition)).set(max(highwater - done, 0))
+            self.metrics.lag.labels(str(partition)).set(max(end - done, 0))
+            self._lagging.add(partition)
+
+    async def _on_worker(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coroutine`` on the worker's loop (from the web server's thread)."""
+        loop = self._loop
+        if loop is None or loop is asyncio.get_running_loop():
+            return await coroutine
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, loop))
 
 
 async def _subscription_only(stream: Any) -> None:

@@ -66,6 +66,7 @@ __all__ = [
     "ack_offsets",
     "changelog_written",
     "guard_web",
+    "partition_offsets",
     "quiet_runner",
     "recovery_stalls",
     "web_routes",
@@ -95,6 +96,18 @@ def ack_offsets(consumer: Any, tp: TP, offsets: Iterable[int]) -> int:
             n += 1
     consumer._n_acked += n
     return n
+
+
+def partition_offsets(consumer: Any, tp: TP) -> tuple[int | None, int | None]:
+    """(end offset, committed offset) of an assigned partition, as the worker's consumer
+    knows them: the high-water mark of its last fetch, and the offset faust committed
+    (or read from Kafka at the assignment). None for what it does not know yet."""
+    try:
+        end = consumer.highwater(tp)
+    except Exception:  # not fetched from yet: aiokafka asserts the partition's state
+        end = None
+    committed = consumer._committed_offset.get(tp)
+    return end, committed
 
 
 # -- the consumer ------------------------------------------------------------------------------

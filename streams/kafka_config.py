@@ -46,7 +46,9 @@ class KafkaConfig:
             "web_bind": s.web_host,
             # How other workers reach this one (to forward /subjects requests).
             "web_host": s.web_host if s.web_host not in ("0.0.0.0", "::") else socket.getfqdn(),
-            "web_in_thread": False,
+            # The web server has a thread and a loop of its own: probes and scrapes are
+            # answered while the worker's loop judges a batch (streams/web.py).
+            "web_in_thread": True,
             # faust's own pages (/table/ serves table values, /router/ the cluster, / and
             # /graph/ statistics) are off: the worker serves only its own routes.
             "web_tables_enabled": False,

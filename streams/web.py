@@ -19,10 +19,12 @@ unless told otherwise, and refuses to listen wider without a token.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lineage.graph import build_graph
@@ -32,7 +34,10 @@ from streams.faust_internals import guard_web
 from streams.metrics import Metrics
 from streams.settings import Settings
 
-__all__ = ["OPEN_ROUTES", "register_pages"]
+__all__ = ["OPEN_ROUTES", "OnWorker", "register_pages"]
+
+#: ``on_worker(coroutine)``: run it on the worker's loop, from the web server's thread.
+OnWorker = Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]
 
 #: The routes that answer without the web token: probes and Prometheus.
 OPEN_ROUTES = ("/health", "/metrics")
@@ -53,14 +58,19 @@ def register_pages(
     policy: Policy,
     metrics: Metrics,
     partitions: Callable[[], list[int]],
-    before_scrape: Callable[[], None],
-    subject: Callable[[str], Awaitable[tuple[str, Any]]] | None = None,
+    subject: Callable[[str], Coroutine[Any, Any, tuple[str, Any]]] | None = None,
+    on_worker: OnWorker | None = None,
 ) -> None:
     """Add the worker's pages to a faust app.
 
-    ``partitions()`` gives the events partitions the worker holds; ``before_scrape()``
-    brings gauges up to date; ``subject(s)`` finds a subject's answer: ("here", the
-    answer), ("there", the URL of the worker that holds it) or ("unknown", None).
+    The pages are served in a thread of their own, apart from the loop that judges
+    (faust's ``web_in_thread``): ``/health`` and ``/metrics`` answer however long a
+    batch takes. So they read only what is safe from another thread:
+    ``partitions()`` gives the events partitions the worker holds (a snapshot), and
+    the metrics are brought up to date by the judging loop itself. ``subject(s)``
+    finds a subject's answer: ("here", the answer), ("there", the URL of the worker
+    that holds it) or ("unknown", None); it reads the worker's state, so it runs on
+    the worker's loop through ``on_worker(coroutine)``.
     """
     token = settings.web_token.get_secret_value().encode() if settings.web_token else None
 
@@ -86,7 +96,6 @@ def register_pages(
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def scrape(web: Any, request: Any) -> Any:
-        before_scrape()
         body = generate_latest(metrics.registry).decode()
         return web.text(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
@@ -98,7 +107,10 @@ def register_pages(
         if fmt not in FORMATS:
             return web.json({"error": f"unknown format {fmt!r}; one of {FORMATS}"}, status=400)
         edges = await read_edges(settings)
-        text = export_graph(build_graph(policy, edges, generated_from="kafka"), fmt)
+        # Drawn off the web server's loop: a probe meanwhile is answered at once.
+        text = await asyncio.to_thread(
+            lambda: export_graph(build_graph(policy, edges, generated_from="kafka"), fmt)
+        )
         return web.text(text, content_type=_CONTENT_TYPES[fmt])
 
     if subject is None:
@@ -110,9 +122,10 @@ def register_pages(
         fmt = request.query.get("format", "json")
         if fmt not in ("json", "html"):
             return web.json({"error": f"unknown format {fmt!r}; json or html"}, status=400)
-        where, found = await subject(wanted)
+        finding = subject(wanted)
+        where, found = await (on_worker(finding) if on_worker is not None else finding)
         if where == "there":
-            return await _forward(app, web, request, found)
+            return await _forward(web, request, found)
         if where == "unknown":
             return web.json({"error": "no worker holds that subject's partition now"}, status=503)
         if fmt == "html":
@@ -122,7 +135,7 @@ def register_pages(
         return web.json(found)
 
 
-async def _forward(app: Any, web: Any, request: Any, url: str) -> Any:
+async def _forward(web: Any, request: Any, url: str) -> Any:
     """Ask the worker at ``url`` the same question (with the same bearer token)."""
     target = f"{url.rstrip('/')}{request.url.path}"
     if request.query_string:
@@ -132,6 +145,7 @@ async def _forward(app: Any, web: Any, request: Any, url: str) -> Any:
         if "Authorization" in request.headers
         else {}
     )
-    async with app.http_client.get(target, headers=headers) as response:
+    # A session of the web server's own loop (faust's http_client belongs to the worker's).
+    async with aiohttp.ClientSession() as session, session.get(target, headers=headers) as response:
         body = await response.text()
         return web.text(body, content_type=response.content_type, status=response.status)
