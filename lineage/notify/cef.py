@@ -11,7 +11,7 @@ sign and line breaks are (``\\\\``, ``\\=``, ``\\n``, ``\\r``), while a pipe is 
 Header fields cannot hold a line break at all: it becomes a space. So a CEF line
 never holds a raw line break, and one line is one message on a TCP stream. Every
 other control or format character (NUL, ESC, NEL, U+2028, bidi overrides...) is
-written as visible text such as ``\\u2028`` (:func:`lineage.notify.sanitize.visible`)
+written as visible text such as ``\\u2028`` (:func:`lineage.characters.visible`)
 before escaping: CEF has no escape for them, and collectors split lines or cut
 strings on some of them.
 
@@ -38,8 +38,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from lineage.characters import visible
 from lineage.notify.routes import Facility, Kind
-from lineage.notify.sanitize import visible, without_subject
+from lineage.notify.sanitize import without_subject
 from lineage.rules.base import art_label
 from lineage.schemas.types import Severity
 

@@ -13,12 +13,12 @@ chat channels, mailboxes and SIEMs, so three rules hold for every one of them
    as they are, so that receivers can still deduplicate on ``alert_id``. A subject
    shorter than :data:`MIN_SUBJECT` characters is not searched for: it would mask
    unrelated text, and says little about anyone.
-2. **No forged lines, no hidden text.** :func:`visible` writes every control or
-   format character (Unicode categories Cc, Cf, Zl, Zp and lone surrogates: line
-   feeds, carriage returns, NEL, U+2028/2029, escape sequences, bidi overrides,
-   zero-width characters) as a backslash escape such as ``\\n`` or ``\\u202e``. A
-   newline in ``event_id`` cannot start a line of its own in a body; the only line
-   breaks are those the templates put between facts.
+2. **No forged lines, no hidden text.** :func:`~lineage.characters.visible` writes
+   every control or format character (:mod:`lineage.characters`: line feeds,
+   carriage returns, NEL, U+2028/2029, escape sequences, bidi overrides, zero-width
+   characters) as a backslash escape such as ``\\n`` or ``\\u202e``. A newline in
+   ``event_id`` cannot start a line of its own in a body; the only line breaks are
+   those the templates put between facts.
 3. **No mentions.** :func:`no_mentions` puts a ZERO WIDTH SPACE (U+200B) after every
    ``@`` and ``<``: ``@everyone``, ``@here``, ``@channel``, ``<@U123>``, ``<@&role>``,
    ``<!channel>``, ``<!here>``, ``<#C1>`` and Teams' ``<at>`` then read the same but
@@ -33,9 +33,10 @@ breaks (:mod:`lineage.notify.cef`).
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
+
+from lineage.characters import visible
 
 __all__ = [
     "MIN_SUBJECT",
@@ -43,7 +44,6 @@ __all__ = [
     "SUBJECT_MASK",
     "for_people",
     "no_mentions",
-    "visible",
     "without_subject",
 ]
 
@@ -70,34 +70,7 @@ OWN_FIELDS = frozenset(
     }
 )
 
-#: Unicode categories written as escapes: control, format, line and paragraph
-#: separators, surrogates.
-_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _ZWSP = "\u200b"
-
-
-def _escape(char: str) -> str:
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def visible(text: str) -> str:
-    r"""``text`` with every control or format character written as an escape.
-
-    >>> visible("e-1\nalert_id: forged\u202e")
-    'e-1\\nalert_id: forged\\u202e'
-    """
-    if text.isprintable():  # the common case, checked in C
-        return text
-    return "".join(_escape(c) if unicodedata.category(c) in _HIDDEN else c for c in text)
 
 
 def no_mentions(text: str) -> str:
