@@ -10,7 +10,14 @@ their line.
 Three passes, each reporting every problem it finds:
 
 1. YAML syntax, plain YAML only, and duplicate keys (PyYAML alone would keep the
-   last duplicate silently);
+   last duplicate silently); a scalar its tag cannot read (``!!int abc``, the date
+   ``2024-13-45``) is named by line and kind, never repeated; and no string, key or
+   value, holds a control or format character (:mod:`lineage.characters`: tabs and
+   line breaks, C1 controls such as NEL, U+2028/2029, bidi overrides U+202A-202E
+   and U+2066-2069, zero-width characters): labels and names end up in GraphML,
+   DOT, Mermaid and HTML pictures and in alert texts, where such a character
+   breaks the file or forges a line. The problem names the code point, not the
+   text (the line feed that ends a ``|`` or ``>`` block scalar is YAML's, not text);
 2. shape: unknown keys, missing keys, wrong types (the pydantic models);
 3. references: every category, purpose and recipient a list names must exist, and
    an affiliate's announcement must name partner, purpose, categories and manager.
@@ -25,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from lineage.characters import codepoint, first_hidden
 from lineage.errors import PolicyError, PolicyProblem
 from lineage.policy.model import Policy
 from lineage.schemas.types import RecipientKind
@@ -160,47 +168,79 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
     problems: list[PolicyProblem] = []
     constructor = yaml.SafeLoader("")
 
+    def report(node: yaml.Node, path: Path_, message: str) -> None:
+        problems.append(PolicyProblem(file, node.start_mark.line + 1, _dotted(path), message))
+
+    def scalar(node: yaml.Node, path: Path_, what: str) -> Any:
+        """The node's value, or :data:`_BAD` with a problem naming its kind (never the
+        value)."""
+        try:
+            value = constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError):
+            kind = _TAG_KINDS.get(str(node.tag).rsplit(":", 1)[-1], "value")
+            report(node, path, f"not a valid {kind}{what}")
+            return _BAD
+        if isinstance(value, str):
+            # A block scalar (| or >) ends with the line feed YAML's syntax puts there.
+            text = value.rstrip("\n") if getattr(node, "style", None) in ("|", ">") else value
+            hidden = first_hidden(text)
+            if hidden is not None:
+                report(node, path, f"{_HIDDEN_TEXT}{what} ({codepoint(hidden)}): {_HIDDEN_WHY}")
+                return _BAD
+        return value
+
     def build(node: yaml.Node, path: Path_) -> Any:
         lines.setdefault(path, node.start_mark.line + 1)
         if node.tag not in _PLAIN_TAGS:
-            problems.append(
-                PolicyProblem(
-                    file,
-                    node.start_mark.line + 1,
-                    _dotted(path),
-                    f"tag {node.tag!r} would construct an object; policy files are plain YAML",
-                )
+            report(
+                node,
+                path,
+                f"tag {node.tag!r} would construct an object; policy files are plain YAML",
             )
             return None
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = constructor.construct_object(key_node, deep=True)
+                if key_node.tag not in _PLAIN_TAGS:
+                    build(key_node, path)  # refused there
+                    continue
+                key = scalar(key_node, path, " in a key")
+                if key is _BAD:
+                    continue
                 if not isinstance(key, str | int):
                     key = str(key)
                 sub = (*path, key)
                 if key in out:
-                    problems.append(
-                        PolicyProblem(
-                            file, key_node.start_mark.line + 1, _dotted(sub), "duplicate key"
-                        )
-                    )
+                    report(key_node, sub, "duplicate key")
                 lines[sub] = key_node.start_mark.line + 1
                 out[key] = build(value_node, sub)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return constructor.construct_object(node, deep=True)
+        value = scalar(node, path, "")
+        return None if value is _BAD else value
 
-    try:
-        data = build(root, ())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise PolicyError([PolicyProblem(file, line, "(yaml)", f"bad value: {exc}")]) from None
+    data = build(root, ())
     if problems:
         raise PolicyError(problems)
     return data, lines
+
+
+#: What a plain tag reads, for a problem that must not repeat the value it could not read.
+_TAG_KINDS = {
+    "map": "mapping",
+    "seq": "list",
+    "str": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "null": "null",
+    "timestamp": "date or time",
+}
+_HIDDEN_TEXT = "a control or format character"
+#: What :func:`_compose` builds in place of a scalar it refused (and reported).
+_BAD = object()
+_HIDDEN_WHY = "text here must be printable (no tabs, line breaks, bidi or zero-width characters)"
 
 
 def _dotted(path: Path_) -> str:
