@@ -250,9 +250,9 @@ def test_a_bad_key_or_type_is_refused_with_file_line_and_key() -> None:
 """
     assert problems_of(text) == [
         "routes.yaml:4: routes[0].match.min_severity: Input should be 'critical', 'high', "
-        "'medium' or 'low' (got 'urgent')",
+        "'medium' or 'low' (got a string)",
         "routes.yaml:5: routes[0].match.colour: unknown key",
-        "routes.yaml:8: routes[0].syslog[0].port: Input should be a valid integer (got '514')",
+        "routes.yaml:8: routes[0].syslog[0].port: Input should be a valid integer (got a string)",
     ]
 
 
@@ -273,11 +273,11 @@ def test_names_rules_and_articles_are_checked_against_the_catalogue() -> None:
     assert nowhere.endswith("a route needs a destination: urls, syslog or both")
     found = problems_of(text.split("  - name: Bad Name")[0])
     assert found == [
-        "routes.yaml:3: routes[0].match.rules[0]: unknown rule id 'art9.no-consnt' "
+        "routes.yaml:3: routes[0].match.rules[0]: not a rule id of the catalogue "
         "(did you mean 'art9.no-consent'?)",
-        "routes.yaml:3: routes[0].match.articles[1]: unknown article '77' "
-        "(the rules cover 2, 3, 6, 7, 8, 9, 10, APPI-28)",
-        "routes.yaml:5: routes[1].name: route name 'a' is used twice",
+        "routes.yaml:3: routes[0].match.articles[1]: not an article of the rules "
+        "(they cover 2, 3, 6, 7, 8, 9, 10, APPI-28)",
+        "routes.yaml:5: routes[1].name: this route name is used twice (first on line 2)",
     ]
 
 
@@ -319,6 +319,54 @@ def test_a_url_apprise_cannot_use_is_refused_without_showing_it() -> None:
     (only,) = problems_of(text, {"SECRET": "hunter2"})
     assert only.startswith("routes.yaml:3: routes[0].urls[0]: apprise cannot use this nosuch://")
     assert "hunter2" not in only
+
+
+#: Where a password pasted into a routes file could stand, each one a mistake.
+LEAKY_ROUTES = [
+    # urls as one string rather than a list
+    ('    urls: "mailtos://dpo:{pw}@smtp.example.com"\n', "routes[0].urls", "valid list"),
+    ("    urls: [{{token: {pw}}}]\n", "routes[0].urls[0]", "valid string"),
+    ("    urls: ['json://h/${{{pw}}}']\n", "routes[0].urls[0]", "not a variable name"),
+    ("    syslog: [{{host: '{pw}!'}}]\n", "routes[0].syslog[0].host", "should match pattern"),
+    ("    syslog: [{{host: s, port: '{pw}'}}]\n", "routes[0].syslog[0].port", "valid integer"),
+    ("    syslog: {pw}\n", "routes[0].syslog", "valid list"),
+    ("    match: {{rules: ['{pw}']}}\n    syslog: [{{host: s}}]\n", "match.rules[0]", "rule id"),
+    ("    match: {{articles: ['{pw}']}}\n    syslog: [{{host: s}}]\n", "articles[0]", "article"),
+    ("    match: {{min_severity: {pw}}}\n    syslog: [{{host: s}}]\n", "min_severity", "'low'"),
+    ("    match: {{kinds: [{pw}]}}\n    syslog: [{{host: s}}]\n", "kinds[0]", "'incident'"),
+    ("    syslog: [{{host: s}}]\ndelivery: {{backoff: {pw}}}\n", "delivery.backoff", "duration"),
+    ("    syslog: [{{host: s}}]\ndelivery: {{attempts: {pw}}}\n", "delivery.attempts", "integer"),
+]
+
+
+@pytest.mark.parametrize(("body", "key", "says"), LEAKY_ROUTES)
+def test_a_routes_problem_never_repeats_a_value_of_the_file(body: str, key: str, says: str) -> None:
+    password = "Hunter2-s3cret"
+    text = "routes:\n  - name: mail\n" + body.format(pw=password)
+    (problem,) = problems_of(text, {"SET": "x"})
+    assert problem.startswith("routes.yaml:") and f"{key}: " in problem
+    assert says in problem, problem
+    assert password.lower() not in problem.lower()
+
+
+def test_a_routes_file_with_urls_as_a_string_is_refused_without_its_password(
+    tmp_path: Path,
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "routes:\n  - name: mail\n    urls: 'mailtos://dpo:Hunter2-s3cret@smtp.example.com'\n"
+    )
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"")
+    result = CliRunner().invoke(
+        main,
+        ["run", "--source", str(source), "--out", str(tmp_path / "out"), "--routes", str(routes)],
+    )
+    assert result.exit_code == 2
+    assert result.output == (
+        f"lineage: routes error: {routes}:3: routes[0].urls: Input should be a valid list "
+        "(got a string)\n"
+    )
 
 
 def test_substitute_and_route_names_on_their_own() -> None:

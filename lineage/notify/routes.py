@@ -23,8 +23,12 @@ holds when any entry does) to each of its destinations: apprise URLs (Slack, Tea
 e-mail, ``json://`` webhooks, ...) and syslog collectors, which get CEF.
 
 Loaded like a policy file, with the policy loader's safe YAML pass (plain YAML only,
-no anchors or aliases, no duplicate keys, the line of every key kept), then three
-checks, each reporting every problem it finds with file, line and key:
+no anchors or aliases, no duplicate keys, no control characters, the line of every
+key kept), then three checks, each reporting every problem it finds with file, line
+and key. A problem never repeats a value of the file: a token pasted under the wrong
+key, or a ``urls:`` written as one string, must not end up in a terminal or a CI log.
+It names what was expected and the kind of what was given (``Input should be a valid
+list (got a string)``):
 
 1. shape: unknown keys, missing keys, wrong types (the pydantic models below);
 2. references: route names are unique, and every rule id and article a match names
@@ -173,7 +177,10 @@ def _seconds(value: Any) -> Any:
     if isinstance(value, bool):
         return value  # refused by the float validator, not read as 0 or 1
     if isinstance(value, str):
-        return parse_duration(value).total_seconds()
+        try:
+            return parse_duration(value).total_seconds()
+        except ValueError:  # its message repeats the value
+            raise ValueError("not a duration (write 90s, 30m, 24h or 2d)") from None
     return value
 
 
@@ -324,7 +331,11 @@ def substitute(text: str, environ: Mapping[str, str]) -> str:
         if escaped:
             return "${" + name + "}"
         if not _NAME.fullmatch(name):
-            raise ValueError(f"'${{{name}}}' is not a variable name (write $${{ for a '${{')")
+            # Not repeated: what stands between the braces may be a pasted token.
+            raise ValueError(
+                "a '${...}' whose inside is not a variable name (A-Z, a-z, 0-9, _; "
+                "write $${ for a literal '${')"
+            )
         value = environ.get(name)
         if value is None:
             raise ValueError(f"environment variable {name} is not set")
@@ -373,7 +384,7 @@ def load_routes_text(
     try:
         routes = Routes.model_validate(data)
     except ValidationError as exc:
-        raise RoutesError(_shape_problems(exc, lines, file)) from None
+        raise RoutesError(_shape_problems(exc, lines, file, show_values=False)) from None
     problems = _reference_problems(routes, lines, file)
     if problems:
         raise RoutesError(problems)
@@ -401,17 +412,18 @@ def _reference_problems(routes: Routes, lines: dict[Path_, int], file: str) -> l
     seen: dict[str, int] = {}
     for i, route in enumerate(routes.routes):
         if route.name in seen:
-            report(("routes", i, "name"), f"route name {route.name!r} is used twice")
+            first = _line(lines, ("routes", seen[route.name], "name"))
+            report(("routes", i, "name"), f"this route name is used twice (first on line {first})")
         seen.setdefault(route.name, i)
         match = ("routes", i, "match")
         for j, rule_id in enumerate(route.match.rules or []):
             if rule_id not in CATALOGUE:
-                report((*match, "rules", j), f"unknown rule id {rule_id!r}{_hint(rule_id)}")
+                report((*match, "rules", j), f"not a rule id of the catalogue{_hint(rule_id)}")
         for j, article in enumerate(route.match.articles or []):
             if article not in articles:
                 report(
                     (*match, "articles", j),
-                    f"unknown article {article!r} (the rules cover {', '.join(articles)})",
+                    f"not an article of the rules (they cover {', '.join(articles)})",
                 )
     problems.sort(key=lambda p: p.line or 0)
     return problems

@@ -26,6 +26,7 @@ Three passes, each reporting every problem it finds:
 from __future__ import annotations
 
 import importlib.resources
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -262,8 +263,10 @@ def _line(lines: dict[Path_, int], path: Path_) -> int | None:
 
 
 def _shape_problems(
-    exc: ValidationError, lines: dict[Path_, int], file: str
+    exc: ValidationError, lines: dict[Path_, int], file: str, *, show_values: bool = True
 ) -> list[PolicyProblem]:
+    """One problem per validation error. ``show_values=False`` (routes files, whose values
+    may be tokens) names what was given by its kind, ``(got a string)``, never itself."""
     problems = []
     for err in exc.errors(include_url=False):
         path: Path_ = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
@@ -274,7 +277,12 @@ def _shape_problems(
             message = "required key is missing"
         else:
             got = err.get("input")
-            shown = repr(got) if isinstance(got, str | int | float | bool) else type(got).__name__
+            if not show_values:
+                shown = kind_of(got)
+            elif isinstance(got, str | int | float | bool):
+                shown = repr(got)
+            else:
+                shown = type(got).__name__
             if etype == "value_error":  # our own checks say what they got
                 message = str(err["msg"]).removeprefix("Value error, ")
             else:
@@ -282,6 +290,32 @@ def _shape_problems(
         problems.append(PolicyProblem(file, _line(lines, path), _dotted(path), message))
     problems.sort(key=lambda p: p.line or 0)
     return problems
+
+
+def kind_of(value: Any) -> str:
+    """What a YAML value is, in words that do not repeat it: ``a string``, ``a list``...
+
+    >>> kind_of("hunter2"), kind_of([1]), kind_of(None)
+    ('a string', 'a list', 'null')
+    """
+    if value is None:
+        return "null"
+    for kinds, word in _KINDS:
+        if isinstance(value, kinds):
+            return word
+    return f"a {type(value).__name__}"
+
+
+_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (datetime, "a date and time"),
+    (date, "a date"),
+    (list, "a list"),
+    (dict, "a mapping"),
+)
 
 
 # -- pass 3: references -------------------------------------------------------------------------
