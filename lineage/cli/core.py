@@ -377,7 +377,11 @@ def records(
     topic_prefix: str | None,
     app_id: str | None,
 ) -> None:
-    """Records of provision to third parties (APPI Art. 29), as CSV or JSONL."""
+    """Records of provision to third parties (APPI Art. 29), as CSV or JSONL.
+
+    A record that cannot be read stops the command with one line naming its file and
+    line (or topic, partition and offset) and what is wrong, never its contents.
+    """
     from lineage import records as rec
 
     _from(broker, from_dir)
@@ -403,17 +407,20 @@ def records(
         until=until.date() if until else None,
         recipient=recipient,
     )
-    if fmt == "csv":
-        if str(out) == "-":
-            n = rec.write_csv(chosen, sys.stdout)
+    try:
+        if fmt == "csv":
+            if str(out) == "-":
+                n = rec.write_csv(chosen, sys.stdout)
+            else:
+                with out.open("w", encoding="utf-8-sig", newline="") as handle:
+                    n = rec.write_csv(chosen, handle)
+        elif str(out) == "-":
+            n = rec.write_jsonl(chosen, sys.stdout.buffer)
         else:
-            with out.open("w", encoding="utf-8-sig", newline="") as handle:
-                n = rec.write_csv(chosen, handle)
-    elif str(out) == "-":
-        n = rec.write_jsonl(chosen, sys.stdout.buffer)
-    else:
-        with out.open("wb") as handle:
-            n = rec.write_jsonl(chosen, handle)
+            with out.open("wb") as handle:
+                n = rec.write_jsonl(chosen, handle)
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or type(exc).__name__}", 1)
     if str(out) != "-":
         click.echo(f"wrote {n} provision records as {fmt} to {out}", err=True)
 
