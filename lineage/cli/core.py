@@ -20,6 +20,7 @@ import orjson
 from lineage.cli.options import policy_option, policy_or_exit
 from lineage.durations import parse_duration
 from lineage.errors import LineageError, PolicyError
+from lineage.logguard import install_log_guard
 from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
 from lineage.redact import Redactor
 from lineage.rules.base import art_label, article_key
@@ -205,6 +206,8 @@ def run(
     routes_timeout: float,
 ) -> None:
     """Judge a file of events with no broker and write alerts and the lineage graph."""
+    # apprise and urllib3 log URLs with their tokens at DEBUG (lineage/logguard.py).
+    install_log_guard()
     policy = policy_or_exit(policy_path)
     routes = _routes_or_exit(routes_path) if routes_path is not None else None
     name = getattr(source, "name", "-")

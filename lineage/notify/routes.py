@@ -38,6 +38,8 @@ list (got a string)``):
    literal ``${``), and apprise must be able to use the result. Problems name the
    URL's place and scheme, never the URL: once substituted it may hold a token, and
    the loaded URLs are :class:`~pydantic.SecretStr`, so printing a route shows none.
+   The values put in, and a URL's password, are given to the log guard
+   (:func:`lineage.logguard.protect`): no log line of the process shows them.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -66,6 +69,7 @@ from pydantic import (
 
 from lineage.durations import parse_duration
 from lineage.errors import PolicyError
+from lineage.logguard import protect
 from lineage.notify.errors import RoutesError, RoutesProblem
 
 # The policy loader's YAML pass is the one safe reader of our YAML files: reuse it
@@ -316,8 +320,9 @@ _VARIABLE = re.compile(r"\$(\$?)\{([^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def substitute(text: str, environ: Mapping[str, str]) -> str:
+def substitute(text: str, environ: Mapping[str, str], used: list[str] | None = None) -> str:
     """Replace each ``${NAME}`` by the environment variable ``NAME``; ``$${`` stays ``${``.
+    ``used``, when given, receives each value put in.
 
     Raises ValueError naming the variable when it is not set or empty (the value is
     never in the message).
@@ -341,6 +346,8 @@ def substitute(text: str, environ: Mapping[str, str]) -> str:
             raise ValueError(f"environment variable {name} is not set")
         if not value:
             raise ValueError(f"environment variable {name} is empty")
+        if used is not None:
+            used.append(value)
         return value
 
     return _VARIABLE.sub(one, text)
@@ -444,11 +451,16 @@ def _with_urls(
         urls: list[SecretStr] = []
         for j, secret in enumerate(route.urls):
             path: Path_ = ("routes", i, "urls", j)
+            used: list[str] = []
             try:
-                url = substitute(secret.get_secret_value(), environ)
+                url = substitute(secret.get_secret_value(), environ, used)
             except ValueError as exc:
                 problems.append(RoutesProblem(file, _line(lines, path), _dotted(path), str(exc)))
                 continue
+            finally:
+                for value in used:  # a token, whatever becomes of the URL
+                    protect(value)
+            protect(_password(url))
             why = apprise_refusal(url)
             if why is not None:
                 problems.append(RoutesProblem(file, _line(lines, path), _dotted(path), why))
@@ -456,6 +468,14 @@ def _with_urls(
             urls.append(SecretStr(url))
         checked.append(route.model_copy(update={"urls": urls}))
     return routes.model_copy(update={"routes": checked}), problems
+
+
+def _password(url: str) -> str | None:
+    """The password of a URL's ``user:password@``, if it has one."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]{0,31})://", re.IGNORECASE)
