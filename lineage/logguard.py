@@ -222,6 +222,7 @@ class LogGuard(logging.Filter):
         for rule in rules:
             self.rules[rule.logger] = (*self.rules.get(rule.logger, ()), rule)
         self.quiet = quiet
+        self._quiet_children = tuple(name + "." for name in quiet)
         self._secrets: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
@@ -240,7 +241,7 @@ class LogGuard(logging.Filter):
             return True
         name = record.name
         if record.levelno < logging.INFO and (
-            name in self.quiet or name.startswith(tuple(q + "." for q in self.quiet))
+            name in self.quiet or name.startswith(self._quiet_children)
         ):
             return False
         rules = self.rules.get(name)
