@@ -10,6 +10,12 @@ The CSV opens cleanly in a spreadsheet: a header with the contract's field names
 in the contract's order, one row a record, ISO 8601 times, categories joined with
 ``;``, UTF-8 with a byte-order mark, and no cell a spreadsheet would run as a
 formula.
+
+A record that cannot be one (not JSON, not an object, no ``record_id``, a
+``provided_at`` that is not a time with an offset) stops the reading with one
+:class:`~lineage.errors.RunError` naming where it is (``FILE:LINE``, or
+``TOPIC[PARTITION]@OFFSET``) and what is wrong, never the value: a record holds a
+subject and a recipient (:func:`parse_record`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,15 @@ import orjson
 from lineage.errors import RunError
 from lineage.policy.model import Policy
 
-__all__ = ["FIELDS", "RECORDS_FILE", "read_jsonl", "select", "write_csv", "write_jsonl"]
+__all__ = [
+    "FIELDS",
+    "RECORDS_FILE",
+    "parse_record",
+    "read_jsonl",
+    "select",
+    "write_csv",
+    "write_jsonl",
+]
 
 RECORDS_FILE = "provision-records.jsonl"
 
@@ -54,12 +68,64 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         with path.open("rb") as lines:
             for number, line in enumerate(lines, start=1):
                 if line.strip():
-                    try:
-                        yield orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        raise RunError(f"{path}:{number}: not a provision record") from None
+                    yield parse_record(line, f"{path}:{number}")
     except OSError as exc:
         raise RunError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def parse_record(raw: bytes, where: str) -> dict[str, Any]:
+    """One provision record from its JSON text, or a :class:`RunError` that names
+    ``where`` and what is wrong in a line that never repeats the value."""
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise RunError(f"{where}: not JSON: not a provision record") from None
+    if not isinstance(record, dict):
+        raise RunError(f"{where}: {_kind(record)}, not a provision record (a JSON object)")
+    problem = _problem(record)
+    if problem is not None:
+        raise RunError(f"{where}: not a provision record: {problem}")
+    return record
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _problem(record: dict[str, Any]) -> str | None:
+    """What makes ``record`` unusable here (the fields :func:`select` reads), or None."""
+    rid = record.get("record_id")
+    if rid is None:
+        return "record_id is missing"
+    if not isinstance(rid, str):
+        return f"record_id is {_kind(rid)}, not a string"
+    if not rid:
+        return "record_id is empty"
+    recipient = record.get("recipient")
+    if recipient is not None and not isinstance(recipient, str):
+        return f"recipient is {_kind(recipient)}, not a string"
+    provided = record.get("provided_at")
+    if provided is None:
+        return "provided_at is missing"
+    if not isinstance(provided, str):
+        return f"provided_at is {_kind(provided)}, not a string"
+    try:
+        moment = datetime.fromisoformat(provided)
+    except ValueError:  # its message repeats the value
+        return "provided_at is not an ISO 8601 time"
+    if moment.tzinfo is None:
+        return "provided_at has no UTC offset"
+    return None
 
 
 def select(

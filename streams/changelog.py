@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from lineage.graph import merge_partials
+from lineage.records import parse_record
 from lineage.state import EdgeAggregate, EdgeKey, SubjectState
 from streams.kafka_config import KafkaConfig
 from streams.settings import Settings
@@ -169,7 +170,7 @@ async def read_records(settings: Settings, *, timeout: float = 30.0) -> list[dic
         missing=f"no topic {topic!r} on {settings.bootstrap}: has a worker with prefix "
         f"{settings.topic_prefix!r} ever run?",
     )
-    return [orjson.loads(r.value) for r in records if r.value]
+    return [parse_record(r.value, f"{topic}[{r.partition}]@{r.offset}") for r in records if r.value]
 
 
 def murmur2_partition(key: bytes, partitions: int) -> int:

@@ -9,6 +9,12 @@
 - While a broker is away the Kafka clients log an error on every retry, about a
   hundred lines a second. :class:`RepeatFilter` lets each kind of message of a
   library through once per 30 seconds, with a count of those it held back.
+- At ``--loglevel debug`` aiokafka, faust and apprise print the records they send
+  and fetch (changelog values: subjects, consent references) and the URLs they
+  post to, with their tokens: :class:`lineage.logguard.LogGuard` rewrites or drops
+  those records. Both filters go on the root logger's handlers as soon as faust has
+  configured logging (faust's ``on_setup_root_logger`` hook), before any partition
+  is recovered.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 import faust
 
+from lineage.logguard import install_log_guard
 from streams.faust_internals import quiet_runner
 
 __all__ = ["RepeatFilter", "awaiting", "install_repeat_filter", "lineage_runner"]
@@ -94,7 +101,8 @@ def install_repeat_filter(every: float = 30.0) -> RepeatFilter:
 
 
 def lineage_runner(app: faust.App, loglevel: str) -> faust.Worker:
-    """faust's Worker without the spinner, and with a task dump that shows no data."""
+    """faust's Worker without the spinner, with a task dump that shows no data, and with
+    the log filters on the handlers faust configures."""
 
     def dump_tasks() -> None:
         tasks = asyncio.all_tasks(runner.loop)
@@ -104,4 +112,13 @@ def lineage_runner(app: faust.App, loglevel: str) -> faust.Worker:
             log.warning("task %s waits at:\n    %s", task.get_name(), where)
 
     runner = quiet_runner(app, loglevel, dump_tasks)
+    configured = runner.on_setup_root_logger
+
+    def on_setup_root_logger(logger: logging.Logger, level: int) -> None:
+        configured(logger, level)
+        install_log_guard()
+        install_repeat_filter()
+
+    # faust's public hook, called once mode has put the root logger's handlers in place.
+    runner.on_setup_root_logger = on_setup_root_logger  # type: ignore[method-assign]
     return runner

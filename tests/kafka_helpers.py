@@ -339,9 +339,12 @@ class Deployment:
 class Worker:
     """A `lineage worker` subprocess."""
 
-    def __init__(self, deployment: Deployment, name: str, **env: str) -> None:
+    def __init__(
+        self, deployment: Deployment, name: str, loglevel: str = "info", **env: str
+    ) -> None:
         self.deployment = deployment
         self.name = name
+        self.loglevel = loglevel
         self.extra_env = env
         self.web_port = free_port()
         self.log = deployment.tmp / f"worker-{name}.log"
@@ -358,7 +361,7 @@ class Worker:
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "lineage.cli", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "lineage.cli", "worker", "--loglevel", self.loglevel],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -249,6 +249,35 @@ def test_graphml_of_the_hostile_graph_round_trips(hostile: nx.DiGraph) -> None:
     assert set(back.nodes) == set(hostile.nodes)
 
 
+def test_graphml_is_well_formed_xml_whatever_a_label_holds() -> None:
+    # The loader refuses these characters in policy files; a Policy built another way,
+    # and ids from anywhere, must still give a file an XML parser reads.
+    import xml.etree.ElementTree as ET
+
+    import yaml
+
+    from lineage.policy import DEFAULT_POLICY, Policy
+
+    data = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
+    data["policy"]["name"] = "Policy\x00\x1b[2J\ufffe"
+    data["categories"]["identity.name"]["label"] = "Name\x01\x08\x0b\x0c\uffff\u202e"
+    policy = Policy.model_validate(data)
+    agg = aggregate(batch(4, "identity.name", STATS, breaks="art9.unknown-recipient@9"))
+    hostile = build_graph(
+        policy, {**DEMO, ("flow", "crm", "odd\x02\ud800id"): agg}, generated_from="t"
+    )
+    text = export_graph(hostile, "graphml")
+    root = ET.fromstring(text.encode("utf-8"))  # raised "not well-formed (invalid token)"
+    assert root.tag.endswith("graphml")
+    back = nx.read_graphml(io.BytesIO(text.encode("utf-8")))
+    assert back.graph["policy_name"] == "Policy\\x00\\x1b[2J\\ufffe"
+    assert back.nodes["category:identity.name"]["label"] == (
+        "Name\\x01\\x08\\x0b\\x0c\\uffff\u202e"  # U+202E is XML; kept
+    )
+    assert "recipient:odd\\x02\\ud800id" in back.nodes
+    assert back.number_of_nodes() == hostile.number_of_nodes()
+
+
 # -- node-link JSON ----------------------------------------------------------------------------
 
 

@@ -250,9 +250,9 @@ def test_a_bad_key_or_type_is_refused_with_file_line_and_key() -> None:
 """
     assert problems_of(text) == [
         "routes.yaml:4: routes[0].match.min_severity: Input should be 'critical', 'high', "
-        "'medium' or 'low' (got 'urgent')",
+        "'medium' or 'low' (got a string)",
         "routes.yaml:5: routes[0].match.colour: unknown key",
-        "routes.yaml:8: routes[0].syslog[0].port: Input should be a valid integer (got '514')",
+        "routes.yaml:8: routes[0].syslog[0].port: Input should be a valid integer (got a string)",
     ]
 
 
@@ -273,11 +273,11 @@ def test_names_rules_and_articles_are_checked_against_the_catalogue() -> None:
     assert nowhere.endswith("a route needs a destination: urls, syslog or both")
     found = problems_of(text.split("  - name: Bad Name")[0])
     assert found == [
-        "routes.yaml:3: routes[0].match.rules[0]: unknown rule id 'art9.no-consnt' "
+        "routes.yaml:3: routes[0].match.rules[0]: not a rule id of the catalogue "
         "(did you mean 'art9.no-consent'?)",
-        "routes.yaml:3: routes[0].match.articles[1]: unknown article '77' "
-        "(the rules cover 2, 3, 6, 7, 8, 9, 10, APPI-28)",
-        "routes.yaml:5: routes[1].name: route name 'a' is used twice",
+        "routes.yaml:3: routes[0].match.articles[1]: not an article of the rules "
+        "(they cover 2, 3, 6, 7, 8, 9, 10, APPI-28)",
+        "routes.yaml:5: routes[1].name: this route name is used twice (first on line 2)",
     ]
 
 
@@ -319,6 +319,54 @@ def test_a_url_apprise_cannot_use_is_refused_without_showing_it() -> None:
     (only,) = problems_of(text, {"SECRET": "hunter2"})
     assert only.startswith("routes.yaml:3: routes[0].urls[0]: apprise cannot use this nosuch://")
     assert "hunter2" not in only
+
+
+#: Where a password pasted into a routes file could stand, each one a mistake.
+LEAKY_ROUTES = [
+    # urls as one string rather than a list
+    ('    urls: "mailtos://dpo:{pw}@smtp.example.com"\n', "routes[0].urls", "valid list"),
+    ("    urls: [{{token: {pw}}}]\n", "routes[0].urls[0]", "valid string"),
+    ("    urls: ['json://h/${{{pw}}}']\n", "routes[0].urls[0]", "not a variable name"),
+    ("    syslog: [{{host: '{pw}!'}}]\n", "routes[0].syslog[0].host", "should match pattern"),
+    ("    syslog: [{{host: s, port: '{pw}'}}]\n", "routes[0].syslog[0].port", "valid integer"),
+    ("    syslog: {pw}\n", "routes[0].syslog", "valid list"),
+    ("    match: {{rules: ['{pw}']}}\n    syslog: [{{host: s}}]\n", "match.rules[0]", "rule id"),
+    ("    match: {{articles: ['{pw}']}}\n    syslog: [{{host: s}}]\n", "articles[0]", "article"),
+    ("    match: {{min_severity: {pw}}}\n    syslog: [{{host: s}}]\n", "min_severity", "'low'"),
+    ("    match: {{kinds: [{pw}]}}\n    syslog: [{{host: s}}]\n", "kinds[0]", "'incident'"),
+    ("    syslog: [{{host: s}}]\ndelivery: {{backoff: {pw}}}\n", "delivery.backoff", "duration"),
+    ("    syslog: [{{host: s}}]\ndelivery: {{attempts: {pw}}}\n", "delivery.attempts", "integer"),
+]
+
+
+@pytest.mark.parametrize(("body", "key", "says"), LEAKY_ROUTES)
+def test_a_routes_problem_never_repeats_a_value_of_the_file(body: str, key: str, says: str) -> None:
+    password = "Hunter2-s3cret"
+    text = "routes:\n  - name: mail\n" + body.format(pw=password)
+    (problem,) = problems_of(text, {"SET": "x"})
+    assert problem.startswith("routes.yaml:") and f"{key}: " in problem
+    assert says in problem, problem
+    assert password.lower() not in problem.lower()
+
+
+def test_a_routes_file_with_urls_as_a_string_is_refused_without_its_password(
+    tmp_path: Path,
+) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "routes:\n  - name: mail\n    urls: 'mailtos://dpo:Hunter2-s3cret@smtp.example.com'\n"
+    )
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"")
+    result = CliRunner().invoke(
+        main,
+        ["run", "--source", str(source), "--out", str(tmp_path / "out"), "--routes", str(routes)],
+    )
+    assert result.exit_code == 2
+    assert result.output == (
+        f"lineage: routes error: {routes}:3: routes[0].urls: Input should be a valid list "
+        "(got a string)\n"
+    )
 
 
 def test_substitute_and_route_names_on_their_own() -> None:
@@ -425,7 +473,10 @@ def test_a_json_webhook_receives_the_record_itself() -> None:
     (path, headers, _), _ = server.requests
     assert path == "/alerts" and headers["X-Token"] == "s3cret-t0ken"
     first, second = server.envelopes()
-    assert json.loads(first["message"]) == alert()  # the record, exactly as published
+    sent = dict(alert())
+    del sent["subject"]
+    assert json.loads(first["message"]) == sent  # the record as published, less its subject
+    assert "u-secret-42" not in server.requests[0][2].decode()
     assert first["title"] == "[high] Art. 9 art9.no-consent: crm -> market-research"
     assert first["type"] == "failure"
     assert json.loads(second["message"])["incident_id"] == "inc-1"
@@ -459,6 +510,173 @@ def test_titles_say_what_happened() -> None:
         "[high] incident Art. 9 art9.no-consent: crm -> market-research (12 events)"
     )
     assert "incident_id: inc-1" in body(Kind.INCIDENT, incident())
+
+
+# -- what notifications may show: no forged lines, no mentions, no subject ----------------------
+
+#: Characters that break a line or hide text, each inside a field a producer controls.
+HOSTILE = {
+    "event_id": "e-1\nalert_id: forged-1",
+    "source": "crm\r\npolicy_version: forged-2",
+    "recipient": "ads\u2028categories: forged-3",
+    "message": "Data went out.\x85status: forged-4\x1b[2J\x00",
+    "categories": ["health.condition\u2029forged-5", "identity.name\u202egnp.exe"],
+    "policy_version": "2026-04-01\x0bforged-6\x0c",
+}
+#: The only characters a body for people may hold besides printable text.
+ALLOWED_HIDDEN = {"\n", "\u200b"}
+
+
+def hidden_characters(text: str) -> set[str]:
+    import unicodedata
+
+    return {
+        c for c in text if unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp", "Cs"}
+    } - ALLOWED_HIDDEN
+
+
+def test_a_line_break_or_control_character_in_a_field_forges_no_line() -> None:
+    record = alert(**HOSTILE)
+    text = body(Kind.ALERT, record)
+    lines = text.split("\n")
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "alert_id", "event_id", "categories", "policy_version", "occurred_at"
+    ]  # fmt: skip
+    assert len(lines) == 6 and hidden_characters(text) == set()
+    assert lines[2] == "event_id: e-1\\nalert_id: forged-1"  # shown, as an escape
+    assert "\\u202e" in lines[3] and "\\x85" in lines[0] and "\\x1b[2J\\x00" in lines[0]
+    head = title(Kind.ALERT, record)
+    assert "\n" not in head and hidden_characters(head) == set()
+    assert head == (
+        "[high] Art. 9 art9.no-consent: crm\\r\\npolicy_version: forged-2 -> "
+        "ads\\u2028categories: forged-3"
+    )
+    retracted = body(Kind.ALERT, alert(status="retracted", retracted_by="c-1\nforged-7"))
+    assert len(retracted.split("\n")) == 7 and "consent event c-1\\nforged-7 was" in retracted
+    grouped = incident(
+        source="crm\nforged-8", sample_event_ids=["e-1\nincident_id: forged-9", "e-2\r"]
+    )
+    text = body(Kind.INCIDENT, grouped)
+    assert [line.split(":")[0] for line in text.split("\n")[1:]] == [
+        "incident_id", "status", "sample_event_ids"
+    ]  # fmt: skip
+    assert hidden_characters(text + title(Kind.INCIDENT, grouped)) == set()
+
+
+def test_a_body_delivered_by_apprise_has_only_the_templates_lines() -> None:
+    with HookServer() as server:
+        routes = load_routes_text(
+            f"routes:\n  - name: people\n    urls: ['form://127.0.0.1:{server.port}/']\n",
+            "r.yaml",
+            {},
+        )
+        with Router(routes) as router:
+            router.submit("alert", alert(**HOSTILE))
+        assert router.stats()["people"].sent == 1
+    ((_, _, payload),) = server.requests
+    form = {k: v[0] for k, v in parse_qs(payload.decode()).items()}
+    assert len(form["message"].splitlines()) == 6
+    assert hidden_characters(form["message"]) == hidden_characters(form["title"]) == set()
+    for n in range(1, 7):
+        assert not any(line.startswith(f"forged-{n}") for line in form["message"].splitlines())
+
+
+MENTIONS = [
+    "@everyone", "@here", "@channel", "@all", "<@U123ABC>", "<@!123>", "<@&42>", "<!channel>",
+    "<!here>", "<!everyone>", "<!subteam^S1>", "<#C0123>", "<at>Ann</at>",
+    "<http://evil.example|click>",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mention", MENTIONS)
+def test_a_chat_mention_in_a_field_notifies_no_one(mention: str) -> None:
+    record = alert(
+        event_id=f"e-{mention}",
+        source=f"crm{mention}",
+        message=f"Sent to {mention} today.",
+        categories=[f"health.{mention}"],
+        retracted_by=mention,
+        status="retracted",
+    )
+    for text in (title(Kind.ALERT, record), body(Kind.ALERT, record)):
+        assert mention not in text
+        # Every '@' and '<' is followed by a zero-width space: no chat parses a mention.
+        assert re.search("[@<](?!\u200b)", text) is None, text
+        # ... and reads the same: the text is shown, only made inert.
+        assert mention.replace("@", "@\u200b").replace("<", "<\u200b") in text
+    grouped = incident(source=mention, sample_event_ids=[mention])
+    for text in (title(Kind.INCIDENT, grouped), body(Kind.INCIDENT, grouped)):
+        assert mention not in text and re.search("[@<](?!\u200b)", text) is None
+
+
+SUBJECT = "u-secret-42"
+#: The subject, planted in every field a producer or a rule's message fills.
+CARRYING = {
+    "subject": SUBJECT,
+    "event_id": f"e-{SUBJECT}-1",
+    "message": f"Health data of {SUBJECT} went to market-research (Art. 9).",
+    "source": f"crm-{SUBJECT}",
+    "categories": ["health.condition", f"x.{SUBJECT}"],
+    "evidence": {"day": "2026-11-20", "who": SUBJECT, SUBJECT: 1},
+    "retracted_by": f"c-{SUBJECT}",
+    "status": "retracted",
+}
+
+
+def test_no_subject_in_any_title_body_or_cef_field() -> None:
+    for record in (alert(), alert(**CARRYING)):
+        texts = [
+            title(Kind.ALERT, record),
+            body(Kind.ALERT, record),
+            cef_line(Kind.ALERT, record, "1"),
+            syslog_message(Kind.ALERT, record, version="1").decode(),
+        ]
+        for text in texts:
+            assert SUBJECT not in text
+            assert "subject" not in text.replace("[subject]", "")  # no subject field either
+        header, ext = parse_cef(texts[2])
+        assert SUBJECT not in "".join(header) + "".join(ext.values())
+    shown = body(Kind.ALERT, alert(**CARRYING))
+    assert "Health data of [subject] went to market-research" in shown
+    assert "event_id: e-[subject]-1" in shown
+    # The monitor's own fields stay as they are: receivers deduplicate on alert_id.
+    own = alert(alert_id=f"{SUBJECT}-hash", subject=SUBJECT)
+    assert f"alert_id: {SUBJECT}-hash" in body(Kind.ALERT, own)
+    assert parse_cef(cef_line(Kind.ALERT, own, "1"))[1]["externalId"] == f"{SUBJECT}-hash"
+
+
+def test_no_subject_reaches_a_webhook_a_chat_or_a_collector(udp: socket.socket) -> None:
+    port = udp.getsockname()[1]
+    with HookServer() as server:
+        routes = load_routes_text(
+            "routes:\n  - name: all\n    urls:\n"
+            f"      - 'json://127.0.0.1:{server.port}/machine'\n"
+            f"      - 'form://127.0.0.1:{server.port}/people'\n"
+            f"    syslog: [{{host: 127.0.0.1, port: {port}}}]\n",
+            "r.yaml",
+            {},
+        )
+        with Router(routes) as router:
+            router.submit("alert", alert(**CARRYING))
+            datagram = udp.recv(65536)
+        assert router.stats()["all"].sent == 3
+    payloads = {path: payload.decode() for path, _, payload in server.requests}
+    assert set(payloads) == {"/machine", "/people"}
+    for text in [*payloads.values(), datagram.decode()]:
+        assert SUBJECT not in text
+    record = json.loads(json.loads(payloads["/machine"])["message"])
+    assert "subject" not in record and record["alert_id"] == "a-1"
+    assert record["evidence"] == {"day": "2026-11-20", "who": "[subject]", "[subject]": 1}
+
+
+def test_cef_shows_control_characters_as_text() -> None:
+    record = alert(message="a\x00b\x1bc\x85d\u2028e\u202ef", source="crm\x00|\u2029")
+    line = cef_line(Kind.ALERT, record, "1")
+    assert hidden_characters(line) == set() and "\n" not in line
+    header, ext = parse_cef(line)
+    assert ext["msg"] == "a\\x00b\\x1bc\\x85d\\u2028e\\u202ef"
+    assert ext["cs1"] == "crm\\x00|\\u2029"
+    assert header[4] == "Art. 9 art9.no-consent: crm\\x00|\\u2029 -> market-research"
 
 
 def test_a_failing_endpoint_is_retried_with_backoff_and_then_succeeds() -> None:

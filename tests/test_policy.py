@@ -134,3 +134,125 @@ def test_an_unknown_time_zone_is_refused_at_load(tmp_path: Path) -> None:
     problem = refused.value.problems[0]
     assert (problem.line, problem.key) == (1, "policy.timezone")
     assert "unknown time zone 'Mars/Olympus'" in problem.message
+
+
+# -- text a picture or an alert could not show -------------------------------------------------
+
+#: Characters that break a line or hide text, as YAML double-quoted escapes, and their code.
+HIDDEN = [
+    ("\\n", "U+000A"),  # line feed
+    ("\\t", "U+0009"),  # tab
+    ("\\0", "U+0000"),  # NUL: no XML file can hold it
+    ("\\e", "U+001B"),  # ESC: terminal escape sequences
+    ("\\x7f", "U+007F"),  # DEL
+    ("\\N", "U+0085"),  # NEL (C1)
+    ("\\x9b", "U+009B"),  # CSI (C1)
+    ("\\L", "U+2028"),  # line separator
+    ("\\P", "U+2029"),  # paragraph separator
+    ("\\u202e", "U+202E"),  # right-to-left override
+    ("\\u2066", "U+2066"),  # left-to-right isolate
+    ("\\u200b", "U+200B"),  # zero-width space
+    ("\\ufeff", "U+FEFF"),  # byte-order mark inside text
+]
+
+
+@pytest.mark.parametrize(("escape", "code"), HIDDEN)
+def test_a_control_or_format_character_in_policy_text_is_refused(escape: str, code: str) -> None:
+    old = "identity.name: {label: Name, identifying: direct}"
+    text = GOOD.replace(old, old.replace("label: Name", f'label: "Na{escape}me"'), 1)
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(text, "p.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line, problem.key) == (
+        "p.yaml",
+        4,
+        "categories.identity.name.label",
+    )
+    assert problem.message.startswith(f"a control or format character ({code}): ")
+    # One line, naming the code point, never the text itself.
+    shown = str(caught.value)
+    assert shown.startswith("p.yaml:4: categories.identity.name.label: ")
+    assert "Na" not in shown and shown.isprintable()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "needle"),
+    [
+        # a mapping key
+        ("  crm: {label: CRM}", '  "c\\u202erm": {label: CRM}', "systems", "u202erm"),
+        # a list item
+        (
+            "support: {label: Support, categories: [identity.name, contact]}",
+            'support: {label: Support, categories: ["identity.name\\L"]}',
+            "purposes.support.categories[0]",
+            "identity.name\\L",
+        ),
+        # a recipient's name: a block scalar with a line inside it
+        (
+            "    name: PayCo\n",
+            "    name: |\n      PayCo\n      forged line\n",
+            "recipients.payco.name",
+            "name: |",
+        ),
+        # the policy's own name
+        (
+            "policy: {name: Test Policy,",
+            'policy: {name: "Test\\u2029Policy",',
+            "policy.name",
+            "u2029Policy",
+        ),
+    ],
+)
+def test_hidden_characters_are_refused_in_every_string(
+    old: str, new: str, key: str, needle: str
+) -> None:
+    assert old in GOOD
+    text = GOOD.replace(old, new, 1)
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(text, "p.yaml")
+    (problem,) = caught.value.problems
+    assert problem.key == key and "control or format character" in problem.message
+    assert problem.line == line_of(text, needle)
+
+
+def test_a_block_scalar_ends_with_yamls_own_line_feed_and_is_accepted() -> None:
+    text = GOOD.replace("    name: PayCo\n", "    name: >\n      PayCo\n", 1)
+    assert load_policy_text(text, "p.yaml").recipients["payco"].name == "PayCo"
+
+
+def test_policy_check_refuses_a_control_character_with_file_line_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("{label: Name,", '{label: "Name\\e[2J\\u202e",', 1))
+    refused = CliRunner().invoke(main, ["policy", "check", str(bad)])
+    assert refused.exit_code == 2
+    assert refused.output == (
+        f"lineage: policy error: {bad}:4: categories.identity.name.label: a control or format "
+        "character (U+001B): text here must be printable (no tabs, line breaks, bidi or "
+        "zero-width characters)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        ("effective_on: 2024-01-01}", "effective_on: 2024-13-45}", "date or time"),
+        ("interval_days: 180}", "interval_days: !!int one-hundred-eighty}", "integer"),
+        ("conforms_to_policy: true,", "conforms_to_policy: !!bool perhaps,", "boolean"),
+        ("  activity: 365", "  activity: !!float lots", "number"),
+        ("  crm: {label: CRM}", "  crm: !!map not-a-mapping", "mapping"),
+    ],
+)
+def test_a_value_its_tag_cannot_read_is_refused_by_kind_not_repeated(
+    old: str, new: str, kind: str
+) -> None:
+    # These were a ValueError, a KeyError or a PyYAML message quoting the line: a
+    # traceback from `policy check`, or the value echoed.
+    assert old in GOOD
+    text = GOOD.replace(old, new, 1)
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(text, "p.yaml")
+    (problem,) = caught.value.problems
+    assert problem.message == f"not a valid {kind}"
+    assert problem.line == line_of(text, new.split(":")[0].strip() + ":")
+    bad_value = new.split(": ")[-1].rstrip(",}").split()[-1]
+    assert bad_value not in str(caught.value)

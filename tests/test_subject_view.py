@@ -285,6 +285,70 @@ def test_nothing_seen_of_a_subject_is_an_empty_answer(policy: Policy) -> None:
     assert data["recipients"] == [] and data["provision_records"] == []
 
 
+GOOD_RECORD = {
+    "record_id": "r-1", "provided_at": "2025-06-01T12:00:00+09:00", "recipient": "researchers",
+    "recipient_name": "Researchers", "recipient_country": "JP", "subject": "u-1",
+    "categories": ["identity.name"], "purpose": "research", "legal_basis": "consent",
+    "consent_reference": None, "lawful": True, "event_id": "d-1", "policy_version": "t-1",
+}  # fmt: skip
+NOT_ONE = "not a provision record: "
+MALFORMED = [
+    # (line 2 of the file, what the one line says); each carries a value that must not show
+    (b'{"record_id": "r-2", "provided_at": "SECRET-1"}',
+     NOT_ONE + "provided_at is not an ISO 8601 time"),
+    (b"not json SECRET-2", "not JSON: not a provision record"),
+    (b'["SECRET-3"]', "a list, not a provision record (a JSON object)"),
+    (b'{"provided_at": "2025-06-01T12:00:00+09:00", "subject": "SECRET-4"}',
+     NOT_ONE + "record_id is missing"),
+    (b'{"record_id": 7, "subject": "SECRET-5"}', NOT_ONE + "record_id is a number, not a string"),
+    (b'{"record_id": "r", "provided_at": "2025-06-01T12:00:00", "subject": "SECRET-6"}',
+     NOT_ONE + "provided_at has no UTC offset"),
+    (b'{"record_id": "r", "provided_at": "2025-06-01T12:00:00Z", "recipient": ["SECRET-7"]}',
+     NOT_ONE + "recipient is a list, not a string"),
+    (b"\xff\xfe SECRET-8", "not JSON: not a provision record"),
+    (b'{"record_id": "r", "provided_at": {"SECRET-9": 1}}',
+     NOT_ONE + "provided_at is an object, not a string"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("bad", "says"), MALFORMED)
+def test_a_malformed_records_file_is_one_line_naming_file_and_line(
+    tmp_path: Path, bad: bytes, says: str
+) -> None:
+    (tmp_path / "provision-records.jsonl").write_bytes(orjson.dumps(GOOD_RECORD) + b"\n" + bad)
+    # --since reads provided_at: the path that ended in a 29-line traceback quoting it.
+    args = ["records", "--policy", POLICY, "--from-dir", str(tmp_path), "--since", "2025-01-01"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()  # one line, no traceback
+    assert line == f"lineage: error: {tmp_path / 'provision-records.jsonl'}:2: {says}"
+    assert "SECRET" not in result.output
+
+
+def test_lineage_records_errors_are_one_line_in_a_real_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    records = tmp_path / "provision-records.jsonl"
+    records.write_bytes(orjson.dumps(GOOD_RECORD) + b"\n" + MALFORMED[0][0] + b"\n")
+    command = [sys.executable, "-m", "lineage.cli", "records", "--policy", POLICY,
+               "--from-dir", str(tmp_path), "--since", "2025-01-01"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        f"lineage: error: {records}:2: not a provision record: provided_at is not an ISO 8601 "
+        "time\n"
+    )
+    # An output it cannot write is one line too, not a traceback.
+    records.write_bytes(orjson.dumps(GOOD_RECORD) + b"\n")
+    unwritable = tmp_path / "no-such-folder" / "records.csv"
+    done = subprocess.run(
+        [*command[:-2], "--out", str(unwritable)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr == f"lineage: error: cannot write {unwritable}: No such file or directory\n"
+
+
 def test_run_keeps_records_and_subjects_for_the_commands(tmp_path: Path, policy: Policy) -> None:
     email = "hanako@example.jp"
     events = [disclose("d-1"), disclose("d-2", subject=email)]

@@ -20,6 +20,7 @@ import orjson
 from lineage.cli.options import policy_option, policy_or_exit
 from lineage.durations import parse_duration
 from lineage.errors import LineageError, PolicyError
+from lineage.logguard import install_log_guard
 from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
 from lineage.redact import Redactor
 from lineage.rules.base import art_label, article_key
@@ -205,6 +206,8 @@ def run(
     routes_timeout: float,
 ) -> None:
     """Judge a file of events with no broker and write alerts and the lineage graph."""
+    # apprise and urllib3 log URLs with their tokens at DEBUG (lineage/logguard.py).
+    install_log_guard()
     policy = policy_or_exit(policy_path)
     routes = _routes_or_exit(routes_path) if routes_path is not None else None
     name = getattr(source, "name", "-")
@@ -377,7 +380,11 @@ def records(
     topic_prefix: str | None,
     app_id: str | None,
 ) -> None:
-    """Records of provision to third parties (APPI Art. 29), as CSV or JSONL."""
+    """Records of provision to third parties (APPI Art. 29), as CSV or JSONL.
+
+    A record that cannot be read stops the command with one line naming its file and
+    line (or topic, partition and offset) and what is wrong, never its contents.
+    """
     from lineage import records as rec
 
     _from(broker, from_dir)
@@ -403,17 +410,20 @@ def records(
         until=until.date() if until else None,
         recipient=recipient,
     )
-    if fmt == "csv":
-        if str(out) == "-":
-            n = rec.write_csv(chosen, sys.stdout)
+    try:
+        if fmt == "csv":
+            if str(out) == "-":
+                n = rec.write_csv(chosen, sys.stdout)
+            else:
+                with out.open("w", encoding="utf-8-sig", newline="") as handle:
+                    n = rec.write_csv(chosen, handle)
+        elif str(out) == "-":
+            n = rec.write_jsonl(chosen, sys.stdout.buffer)
         else:
-            with out.open("w", encoding="utf-8-sig", newline="") as handle:
-                n = rec.write_csv(chosen, handle)
-    elif str(out) == "-":
-        n = rec.write_jsonl(chosen, sys.stdout.buffer)
-    else:
-        with out.open("wb") as handle:
-            n = rec.write_jsonl(chosen, handle)
+            with out.open("wb") as handle:
+                n = rec.write_jsonl(chosen, handle)
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or type(exc).__name__}", 1)
     if str(out) != "-":
         click.echo(f"wrote {n} provision records as {fmt} to {out}", err=True)
 

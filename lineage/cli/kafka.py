@@ -19,6 +19,7 @@ import click
 from lineage.cli.options import policy_option, policy_or_exit
 from lineage.errors import LineageError
 from lineage.export import FORMATS
+from lineage.logguard import install_log_guard, protect
 
 __all__ = ["export", "need_worker", "settings_or_exit", "worker"]
 
@@ -54,7 +55,7 @@ def settings_or_exit(**options: Any) -> Any:
 
     given = {k: v for k, v in options.items() if v is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
@@ -62,6 +63,11 @@ def settings_or_exit(**options: Any) -> Any:
         where = f"setting {field}: " if field else ""
         click.echo(f"lineage: error: {where}{message}", err=True)
         sys.exit(2)
+    # Masked in every log line of the process from now on (lineage/logguard.py).
+    for secret in (settings.sasl_password, settings.web_token, settings.redaction_key):
+        if secret is not None:
+            protect(secret.get_secret_value())
+    return settings
 
 
 _broker = click.option(
@@ -223,6 +229,7 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
     )
     from streams.runner import lineage_runner
 
+    install_log_guard()  # again when faust has configured logging (lineage_runner)
     lineage_runner(lineage_worker.app, loglevel).execute_from_commandline()
 
 

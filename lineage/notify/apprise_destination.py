@@ -1,8 +1,12 @@
 """Slack, Microsoft Teams, e-mail, webhooks and the rest of apprise's services.
 
 Every apprise URL gets the texts for people (:mod:`lineage.notify.text`): a title
-and a plain-text body. A ``json://`` or ``jsons://`` webhook is for machines: it gets
-the record itself, exactly as published on the alerts or incidents topic.
+and a plain-text body, with control characters shown as escapes and chat mentions
+made inert. A ``json://`` or ``jsons://`` webhook is for machines: it gets the record
+as published on the alerts or incidents topic, less its ``subject`` (dropped, and its
+value masked as ``[subject]`` wherever another field holds it:
+:func:`lineage.notify.sanitize.without_subject`); ``alert_id`` leads to the whole
+record in the audit trail.
 
 apprise cannot post a JSON body of our own: its ``json://`` service always posts its
 envelope ``{"version", "title", "message", "attachments", "type"}`` (the URL's
@@ -32,6 +36,7 @@ from pydantic import SecretStr
 from lineage.notify import text
 from lineage.notify.errors import DeliveryFailed, NotifyError
 from lineage.notify.routes import Kind, scheme_of
+from lineage.notify.sanitize import without_subject
 
 __all__ = ["MACHINE_SCHEMES", "AppriseDestination"]
 
@@ -52,7 +57,10 @@ class AppriseDestination:
             raise NotifyError(f"apprise refused a {self.label}:// URL it accepted when loaded")
 
     def send(self, kind: Kind, record: Mapping[str, Any]) -> None:
-        body = orjson.dumps(record).decode() if self._machine else text.body(kind, record)
+        if self._machine:
+            body = orjson.dumps(without_subject(record)).decode()
+        else:
+            body = text.body(kind, record)
         result = self._apprise.notify(
             body=body,
             title=text.title(kind, record),

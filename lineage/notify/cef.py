@@ -9,7 +9,11 @@ Escaping, as the CEF specification says: in the seven header fields a backslash
 and a pipe are escaped (``\\\\``, ``\\|``); in extension values a backslash, an equals
 sign and line breaks are (``\\\\``, ``\\=``, ``\\n``, ``\\r``), while a pipe is not.
 Header fields cannot hold a line break at all: it becomes a space. So a CEF line
-never holds a raw line break, and one line is one message on a TCP stream.
+never holds a raw line break, and one line is one message on a TCP stream. Every
+other control or format character (NUL, ESC, NEL, U+2028, bidi overrides...) is
+written as visible text such as ``\\u2028`` (:func:`lineage.characters.visible`)
+before escaping: CEF has no escape for them, and collectors split lines or cut
+strings on some of them.
 
 The extension uses the CEF dictionary where a key fits (``rt``, ``start``, ``end``,
 ``externalId``, ``msg``, ``act``, ``cat``, ``reason``, ``cn1``) and labelled custom
@@ -34,7 +38,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from lineage.characters import visible
 from lineage.notify.routes import Facility, Kind
+from lineage.notify.sanitize import without_subject
 from lineage.rules.base import art_label
 from lineage.schemas.types import Severity
 
@@ -60,13 +66,21 @@ _SYSLOG_SEVERITY = {Severity.CRITICAL: 2, Severity.HIGH: 3, Severity.MEDIUM: 4, 
 _RETRACTED_CEF, _RETRACTED_SYSLOG = 1, 6
 
 
+def _visible(value: str) -> str:
+    """Control and format characters as visible escapes, except the line breaks that the
+    two escapes below handle their own way."""
+    if value.isprintable():
+        return value
+    return "\n".join("\r".join(visible(p) for p in line.split("\r")) for line in value.split("\n"))
+
+
 def escape_header(value: str) -> str:
     r"""A CEF header field: ``\`` and ``|`` escaped, line breaks made spaces.
 
     >>> escape_header("a|b\\c")
     'a\\|b\\\\c'
     """
-    value = value.replace("\\", "\\\\").replace("|", "\\|")
+    value = _visible(value).replace("\\", "\\\\").replace("|", "\\|")
     return value.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
@@ -76,7 +90,7 @@ def escape_extension(value: str) -> str:
     >>> escape_extension("a=b|c\nd")
     'a\\=b|c\\nd'
     """
-    value = value.replace("\\", "\\\\").replace("=", "\\=")
+    value = _visible(value).replace("\\", "\\\\").replace("=", "\\=")
     return value.replace("\r\n", "\\n").replace("\r", "\\r").replace("\n", "\\n")
 
 
@@ -132,6 +146,7 @@ def _name(record: Mapping[str, Any]) -> str:
 
 def cef_line(kind: Kind, record: Mapping[str, Any], version: str) -> str:
     """The CEF line of one alert or incident as published (no syslog header)."""
+    record = without_subject(record)
     alert = kind is Kind.ALERT
     fields: list[tuple[str, Any]] = []
     if alert:

@@ -23,8 +23,12 @@ holds when any entry does) to each of its destinations: apprise URLs (Slack, Tea
 e-mail, ``json://`` webhooks, ...) and syslog collectors, which get CEF.
 
 Loaded like a policy file, with the policy loader's safe YAML pass (plain YAML only,
-no anchors or aliases, no duplicate keys, the line of every key kept), then three
-checks, each reporting every problem it finds with file, line and key:
+no anchors or aliases, no duplicate keys, no control characters, the line of every
+key kept), then three checks, each reporting every problem it finds with file, line
+and key. A problem never repeats a value of the file: a token pasted under the wrong
+key, or a ``urls:`` written as one string, must not end up in a terminal or a CI log.
+It names what was expected and the kind of what was given (``Input should be a valid
+list (got a string)``):
 
 1. shape: unknown keys, missing keys, wrong types (the pydantic models below);
 2. references: route names are unique, and every rule id and article a match names
@@ -34,6 +38,8 @@ checks, each reporting every problem it finds with file, line and key:
    literal ``${``), and apprise must be able to use the result. Problems name the
    URL's place and scheme, never the URL: once substituted it may hold a token, and
    the loaded URLs are :class:`~pydantic.SecretStr`, so printing a route shows none.
+   The values put in, and a URL's password, are given to the log guard
+   (:func:`lineage.logguard.protect`): no log line of the process shows them.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -62,6 +69,7 @@ from pydantic import (
 
 from lineage.durations import parse_duration
 from lineage.errors import PolicyError
+from lineage.logguard import protect
 from lineage.notify.errors import RoutesError, RoutesProblem
 
 # The policy loader's YAML pass is the one safe reader of our YAML files: reuse it
@@ -173,7 +181,10 @@ def _seconds(value: Any) -> Any:
     if isinstance(value, bool):
         return value  # refused by the float validator, not read as 0 or 1
     if isinstance(value, str):
-        return parse_duration(value).total_seconds()
+        try:
+            return parse_duration(value).total_seconds()
+        except ValueError:  # its message repeats the value
+            raise ValueError("not a duration (write 90s, 30m, 24h or 2d)") from None
     return value
 
 
@@ -309,8 +320,9 @@ _VARIABLE = re.compile(r"\$(\$?)\{([^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def substitute(text: str, environ: Mapping[str, str]) -> str:
+def substitute(text: str, environ: Mapping[str, str], used: list[str] | None = None) -> str:
     """Replace each ``${NAME}`` by the environment variable ``NAME``; ``$${`` stays ``${``.
+    ``used``, when given, receives each value put in.
 
     Raises ValueError naming the variable when it is not set or empty (the value is
     never in the message).
@@ -324,12 +336,18 @@ def substitute(text: str, environ: Mapping[str, str]) -> str:
         if escaped:
             return "${" + name + "}"
         if not _NAME.fullmatch(name):
-            raise ValueError(f"'${{{name}}}' is not a variable name (write $${{ for a '${{')")
+            # Not repeated: what stands between the braces may be a pasted token.
+            raise ValueError(
+                "a '${...}' whose inside is not a variable name (A-Z, a-z, 0-9, _; "
+                "write $${ for a literal '${')"
+            )
         value = environ.get(name)
         if value is None:
             raise ValueError(f"environment variable {name} is not set")
         if not value:
             raise ValueError(f"environment variable {name} is empty")
+        if used is not None:
+            used.append(value)
         return value
 
     return _VARIABLE.sub(one, text)
@@ -373,7 +391,7 @@ def load_routes_text(
     try:
         routes = Routes.model_validate(data)
     except ValidationError as exc:
-        raise RoutesError(_shape_problems(exc, lines, file)) from None
+        raise RoutesError(_shape_problems(exc, lines, file, show_values=False)) from None
     problems = _reference_problems(routes, lines, file)
     if problems:
         raise RoutesError(problems)
@@ -401,17 +419,18 @@ def _reference_problems(routes: Routes, lines: dict[Path_, int], file: str) -> l
     seen: dict[str, int] = {}
     for i, route in enumerate(routes.routes):
         if route.name in seen:
-            report(("routes", i, "name"), f"route name {route.name!r} is used twice")
+            first = _line(lines, ("routes", seen[route.name], "name"))
+            report(("routes", i, "name"), f"this route name is used twice (first on line {first})")
         seen.setdefault(route.name, i)
         match = ("routes", i, "match")
         for j, rule_id in enumerate(route.match.rules or []):
             if rule_id not in CATALOGUE:
-                report((*match, "rules", j), f"unknown rule id {rule_id!r}{_hint(rule_id)}")
+                report((*match, "rules", j), f"not a rule id of the catalogue{_hint(rule_id)}")
         for j, article in enumerate(route.match.articles or []):
             if article not in articles:
                 report(
                     (*match, "articles", j),
-                    f"unknown article {article!r} (the rules cover {', '.join(articles)})",
+                    f"not an article of the rules (they cover {', '.join(articles)})",
                 )
     problems.sort(key=lambda p: p.line or 0)
     return problems
@@ -432,11 +451,16 @@ def _with_urls(
         urls: list[SecretStr] = []
         for j, secret in enumerate(route.urls):
             path: Path_ = ("routes", i, "urls", j)
+            used: list[str] = []
             try:
-                url = substitute(secret.get_secret_value(), environ)
+                url = substitute(secret.get_secret_value(), environ, used)
             except ValueError as exc:
                 problems.append(RoutesProblem(file, _line(lines, path), _dotted(path), str(exc)))
                 continue
+            finally:
+                for value in used:  # a token, whatever becomes of the URL
+                    protect(value)
+            protect(_password(url))
             why = apprise_refusal(url)
             if why is not None:
                 problems.append(RoutesProblem(file, _line(lines, path), _dotted(path), why))
@@ -444,6 +468,14 @@ def _with_urls(
             urls.append(SecretStr(url))
         checked.append(route.model_copy(update={"urls": urls}))
     return routes.model_copy(update={"routes": checked}), problems
+
+
+def _password(url: str) -> str | None:
+    """The password of a URL's ``user:password@``, if it has one."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]{0,31})://", re.IGNORECASE)

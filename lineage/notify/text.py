@@ -11,7 +11,12 @@
 
 Records are redacted before they are published; even so the subject and the
 evidence stay out of these texts, which land in chat channels and mailboxes: the
-ids lead to the full record in the audit trail.
+ids lead to the full record in the audit trail. Every value shown passes
+:func:`lineage.notify.sanitize.for_people` after the subject is masked
+(:func:`~lineage.notify.sanitize.without_subject`): a line break or a control
+character in a field is shown as an escape (``\\n``), never as a line of its own,
+and ``@here``, ``<!channel>`` or ``<at>`` in a field notify no one. The only line
+breaks in a body are those the template puts between facts.
 """
 
 from __future__ import annotations
@@ -20,53 +25,65 @@ from collections.abc import Mapping
 from typing import Any
 
 from lineage.notify.routes import Kind
+from lineage.notify.sanitize import for_people, without_subject
 from lineage.rules.base import art_label
 
 __all__ = ["body", "level", "title"]
 
 
+def _field(record: Mapping[str, Any], key: str) -> str:
+    return for_people(record.get(key))
+
+
+def _listed(record: Mapping[str, Any], key: str) -> str:
+    return ", ".join(for_people(item) for item in record.get(key) or [])
+
+
 def _flow(record: Mapping[str, Any]) -> str:
-    flow = str(record.get("source", ""))
+    flow = for_people(record.get("source", ""))
     if record.get("recipient"):
-        flow += f" -> {record['recipient']}"
+        flow += f" -> {_field(record, 'recipient')}"
     return flow
 
 
 def title(kind: Kind, record: Mapping[str, Any]) -> str:
     """One line: ``[severity] Art. N rule: source -> recipient``, marked when retracted or
     an incident."""
-    article = art_label(str(record.get("article", "")))
-    head = f"{article} {record.get('rule', '')}: {_flow(record)}"
+    record = without_subject(record)
+    article = for_people(art_label(str(record.get("article", ""))))
+    head = f"{article} {for_people(record.get('rule', ''))}: {_flow(record)}"
     if kind is Kind.INCIDENT:
-        return f"[{record.get('severity')}] incident {head} ({record.get('count')} events)"
+        return f"[{_field(record, 'severity')}] incident {head} ({_field(record, 'count')} events)"
     if record.get("status") == "retracted":
         return f"[retracted] {head}"
-    return f"[{record.get('severity')}] {head}"
+    return f"[{_field(record, 'severity')}] {head}"
 
 
 def body(kind: Kind, record: Mapping[str, Any]) -> str:
     """The message, then the ids that lead to the record (plain text, one fact a line)."""
+    record = without_subject(record)
     if kind is Kind.INCIDENT:
         lines = [
-            f"{record.get('count')} breaching events of {record.get('rule')} "
-            f"({_flow(record)}), from {record.get('first_seen')} to {record.get('last_seen')}.",
-            f"incident_id: {record.get('incident_id')}",
-            f"status: {record.get('status')}",
-            f"sample_event_ids: {', '.join(str(e) for e in record.get('sample_event_ids') or [])}",
+            f"{_field(record, 'count')} breaching events of {_field(record, 'rule')} "
+            f"({_flow(record)}), from {_field(record, 'first_seen')} to "
+            f"{_field(record, 'last_seen')}.",
+            f"incident_id: {_field(record, 'incident_id')}",
+            f"status: {_field(record, 'status')}",
+            f"sample_event_ids: {_listed(record, 'sample_event_ids')}",
         ]
         return "\n".join(lines)
-    lines = [str(record.get("message", ""))]
+    lines = [for_people(record.get("message", ""))]
     if record.get("status") == "retracted":
         lines.append(
-            f"Retracted: consent event {record.get('retracted_by')} was in force at the "
+            f"Retracted: consent event {_field(record, 'retracted_by')} was in force at the "
             "event's time."
         )
     lines += [
-        f"alert_id: {record.get('alert_id')}",
-        f"event_id: {record.get('event_id')}",
-        f"categories: {', '.join(str(c) for c in record.get('categories') or [])}",
-        f"policy_version: {record.get('policy_version')}",
-        f"occurred_at: {record.get('occurred_at')}",
+        f"alert_id: {_field(record, 'alert_id')}",
+        f"event_id: {_field(record, 'event_id')}",
+        f"categories: {_listed(record, 'categories')}",
+        f"policy_version: {_field(record, 'policy_version')}",
+        f"occurred_at: {_field(record, 'occurred_at')}",
     ]
     return "\n".join(lines)
 

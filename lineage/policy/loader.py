@@ -10,7 +10,14 @@ their line.
 Three passes, each reporting every problem it finds:
 
 1. YAML syntax, plain YAML only, and duplicate keys (PyYAML alone would keep the
-   last duplicate silently);
+   last duplicate silently); a scalar its tag cannot read (``!!int abc``, the date
+   ``2024-13-45``) is named by line and kind, never repeated; and no string, key or
+   value, holds a control or format character (:mod:`lineage.characters`: tabs and
+   line breaks, C1 controls such as NEL, U+2028/2029, bidi overrides U+202A-202E
+   and U+2066-2069, zero-width characters): labels and names end up in GraphML,
+   DOT, Mermaid and HTML pictures and in alert texts, where such a character
+   breaks the file or forges a line. The problem names the code point, not the
+   text (the line feed that ends a ``|`` or ``>`` block scalar is YAML's, not text);
 2. shape: unknown keys, missing keys, wrong types (the pydantic models);
 3. references: every category, purpose and recipient a list names must exist, and
    an affiliate's announcement must name partner, purpose, categories and manager.
@@ -19,12 +26,14 @@ Three passes, each reporting every problem it finds:
 from __future__ import annotations
 
 import importlib.resources
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from lineage.characters import codepoint, first_hidden
 from lineage.errors import PolicyError, PolicyProblem
 from lineage.policy.model import Policy
 from lineage.schemas.types import RecipientKind
@@ -160,47 +169,79 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
     problems: list[PolicyProblem] = []
     constructor = yaml.SafeLoader("")
 
+    def report(node: yaml.Node, path: Path_, message: str) -> None:
+        problems.append(PolicyProblem(file, node.start_mark.line + 1, _dotted(path), message))
+
+    def scalar(node: yaml.Node, path: Path_, what: str) -> Any:
+        """The node's value, or :data:`_BAD` with a problem naming its kind (never the
+        value)."""
+        try:
+            value = constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError):
+            kind = _TAG_KINDS.get(str(node.tag).rsplit(":", 1)[-1], "value")
+            report(node, path, f"not a valid {kind}{what}")
+            return _BAD
+        if isinstance(value, str):
+            # A block scalar (| or >) ends with the line feed YAML's syntax puts there.
+            text = value.rstrip("\n") if getattr(node, "style", None) in ("|", ">") else value
+            hidden = first_hidden(text)
+            if hidden is not None:
+                report(node, path, f"{_HIDDEN_TEXT}{what} ({codepoint(hidden)}): {_HIDDEN_WHY}")
+                return _BAD
+        return value
+
     def build(node: yaml.Node, path: Path_) -> Any:
         lines.setdefault(path, node.start_mark.line + 1)
         if node.tag not in _PLAIN_TAGS:
-            problems.append(
-                PolicyProblem(
-                    file,
-                    node.start_mark.line + 1,
-                    _dotted(path),
-                    f"tag {node.tag!r} would construct an object; policy files are plain YAML",
-                )
+            report(
+                node,
+                path,
+                f"tag {node.tag!r} would construct an object; policy files are plain YAML",
             )
             return None
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = constructor.construct_object(key_node, deep=True)
+                if key_node.tag not in _PLAIN_TAGS:
+                    build(key_node, path)  # refused there
+                    continue
+                key = scalar(key_node, path, " in a key")
+                if key is _BAD:
+                    continue
                 if not isinstance(key, str | int):
                     key = str(key)
                 sub = (*path, key)
                 if key in out:
-                    problems.append(
-                        PolicyProblem(
-                            file, key_node.start_mark.line + 1, _dotted(sub), "duplicate key"
-                        )
-                    )
+                    report(key_node, sub, "duplicate key")
                 lines[sub] = key_node.start_mark.line + 1
                 out[key] = build(value_node, sub)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return constructor.construct_object(node, deep=True)
+        value = scalar(node, path, "")
+        return None if value is _BAD else value
 
-    try:
-        data = build(root, ())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise PolicyError([PolicyProblem(file, line, "(yaml)", f"bad value: {exc}")]) from None
+    data = build(root, ())
     if problems:
         raise PolicyError(problems)
     return data, lines
+
+
+#: What a plain tag reads, for a problem that must not repeat the value it could not read.
+_TAG_KINDS = {
+    "map": "mapping",
+    "seq": "list",
+    "str": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "null": "null",
+    "timestamp": "date or time",
+}
+_HIDDEN_TEXT = "a control or format character"
+#: What :func:`_compose` builds in place of a scalar it refused (and reported).
+_BAD = object()
+_HIDDEN_WHY = "text here must be printable (no tabs, line breaks, bidi or zero-width characters)"
 
 
 def _dotted(path: Path_) -> str:
@@ -222,8 +263,10 @@ def _line(lines: dict[Path_, int], path: Path_) -> int | None:
 
 
 def _shape_problems(
-    exc: ValidationError, lines: dict[Path_, int], file: str
+    exc: ValidationError, lines: dict[Path_, int], file: str, *, show_values: bool = True
 ) -> list[PolicyProblem]:
+    """One problem per validation error. ``show_values=False`` (routes files, whose values
+    may be tokens) names what was given by its kind, ``(got a string)``, never itself."""
     problems = []
     for err in exc.errors(include_url=False):
         path: Path_ = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
@@ -234,7 +277,12 @@ def _shape_problems(
             message = "required key is missing"
         else:
             got = err.get("input")
-            shown = repr(got) if isinstance(got, str | int | float | bool) else type(got).__name__
+            if not show_values:
+                shown = kind_of(got)
+            elif isinstance(got, str | int | float | bool):
+                shown = repr(got)
+            else:
+                shown = type(got).__name__
             if etype == "value_error":  # our own checks say what they got
                 message = str(err["msg"]).removeprefix("Value error, ")
             else:
@@ -242,6 +290,32 @@ def _shape_problems(
         problems.append(PolicyProblem(file, _line(lines, path), _dotted(path), message))
     problems.sort(key=lambda p: p.line or 0)
     return problems
+
+
+def kind_of(value: Any) -> str:
+    """What a YAML value is, in words that do not repeat it: ``a string``, ``a list``...
+
+    >>> kind_of("hunter2"), kind_of([1]), kind_of(None)
+    ('a string', 'a list', 'null')
+    """
+    if value is None:
+        return "null"
+    for kinds, word in _KINDS:
+        if isinstance(value, kinds):
+            return word
+    return f"a {type(value).__name__}"
+
+
+_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (datetime, "a date and time"),
+    (date, "a date"),
+    (list, "a list"),
+    (dict, "a mapping"),
+)
 
 
 # -- pass 3: references -------------------------------------------------------------------------
