@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +166,18 @@ def test_hostile_messages_leak_nothing_on_kafka(kafka_bootstrap: str, tmp_path: 
     values = [
         ("hanako.suzuki@example.jp", "hanako.suzuki@example.jp"),
         ("ｈａｎａｋｏ＠ｅｘａｍｐｌｅ．ｊｐ", "hanako@example.jp"),
+        ("ha\u200bna\u00adko@example.jp", "hanako@example.jp"),
+        ("hanako [at] example [dot] jp", "hanako@example.jp"),
+        ("aGFuYWtvQGV4YW1wbGUuanA=", "hanako@example.jp"),
         ("090-8765-4321", "09087654321"),
         ("０９０－８７６５－４３２１", "09087654321"),
+        ("〇九〇－八七六五－四三二一", "09087654321"),
         ("+81 90 8765 4321", "9087654321"),
+        ("tel09087654321", "09087654321"),
         ("4111-1111-1111-1111", "4111111111111111"),
+        ("1234 5678 9018", "123456789018"),  # My Number
+        ("TK1234567", "tk1234567"),  # passport
+        ("〒150-0041", "1500041"),
     ]
     places = ["subject", "event_id", "attribute key", "attribute value", "source", "recipient",
               "category", "consent subject", "unknown field value", "truncated json"]  # fmt: skip
@@ -177,7 +186,7 @@ def test_hostile_messages_leak_nothing_on_kafka(kafka_bootstrap: str, tmp_path: 
         lines.append(plant(place, written, n))
         keys.append(written.encode())  # the key, too, is what a careless producer sent
     deployment = Deployment(kafka_bootstrap, tmp_path)
-    worker = Worker(deployment, "a", LINEAGE_WEB_TOKEN="t0ken")
+    worker = Worker(deployment, "a", loglevel="debug", LINEAGE_WEB_TOKEN="t0ken")
     try:
         worker.start().wait_ready()
         deployment.produce(lines, keys=keys)
@@ -191,7 +200,7 @@ def test_hostile_messages_leak_nothing_on_kafka(kafka_bootstrap: str, tmp_path: 
 
         wait_until(lambda: judged() >= len(lines), 120, "every message judged", alive=[worker])
         texts: dict[str, str] = {}
-        for name in ("alerts", "incidents", "dead-letter"):
+        for name in ("alerts", "incidents", "dead-letter", "provision-records"):
             messages = deployment.read(name, lambda ms: True, 30)
             texts[name] = "\n".join(
                 repr((m.key, m.value, m.headers)) for m in messages
@@ -204,6 +213,11 @@ def test_hostile_messages_leak_nothing_on_kafka(kafka_bootstrap: str, tmp_path: 
         assert dead
         texts["metrics"] = worker.get("/metrics")
         texts["health"] = worker.get("/health")
+        # The subjects, asked for as written: the answer is kept under the token.
+        for n, (written, _) in enumerate(values):
+            quoted = urllib.parse.quote(written, safe="")
+            texts[f"subjects {n}"] = worker.get(f"/subjects/{quoted}")
+            texts[f"subjects {n} html"] = worker.get(f"/subjects/{quoted}?format=html")
         for fmt in ("json", "html", "graphml", "dot", "mermaid"):
             texts[f"graph.{fmt}"] = worker.get(f"/graph?format={fmt}")
         texts["log"] = worker.text()

@@ -1,20 +1,30 @@
 """Nothing raw, anywhere: personal data planted anywhere in an event never reaches an output.
 
-A property-based test plants e-mail addresses, phone and card numbers, written in
-ASCII, full-width, JSON-escaped and international forms, in random places of valid
-and invalid events, runs them through the embedded run with every export, and
-greps every output file and every log line for them, normalised (escapes and
-entities undone, full-width folded, separators ignored). A second fuzz feeds the
-decoder arbitrary bytes and JSON: it only ever refuses, never crashes.
+A property-based test plants e-mail addresses, phone and card numbers, IBANs and the
+Japanese identifiers (My Number, corporate number, passport, postal code), each in
+one of the disguises the redactor must see through (full-width and kanji digits,
+zero-width and soft-hyphen characters, odd spaces and separators, percent escapes,
+``[at]``, quoted local parts, comments, punycode, IP literals, base64, numbers glued
+to letters), in every field of an access and a consent event and in invalid
+messages; runs them through the embedded run with every export, with alert routing's
+notification texts and CEF lines rendered for every alert and incident, at debug
+logging; and greps every output file, every SQLite row, every notification and SIEM
+line and every log line for them, normalised (escapes, entities and disguises
+undone). A second fuzz feeds the decoder arbitrary bytes and JSON: it only ever
+refuses, never crashes.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import logging
 import re
+import sqlite3
 import unicodedata
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +32,12 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stdnum.jp import cn, in_
 
 from lineage.engine import Engine
+from lineage.notify import Kind
+from lineage.notify.cef import cef_line
+from lineage.notify.text import body, title
 from lineage.policy import Policy
 from lineage.redact import Redactor
 from lineage.run import run_embedded
@@ -50,6 +64,13 @@ def fullwidth(text: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
 
 
+KANJI = dict(zip("0123456789", "〇一二三四五六七八九", strict=True))
+
+
+def kanji(text: str) -> str:
+    return "".join(KANJI.get(c, c) for c in text)
+
+
 def group(digits: str, sizes: list[int], sep: str) -> str:
     out, i = [], 0
     for size in sizes:
@@ -60,43 +81,130 @@ def group(digits: str, sizes: list[int], sep: str) -> str:
     return sep.join(part for part in out if part)
 
 
-emails = st.builds(
-    lambda local, domain, tld: f"{local}@{domain}.{tld}",
-    st.from_regex(r"[a-z][a-z0-9._]{0,12}[a-z0-9]", fullmatch=True),
-    st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z]", fullmatch=True),
-    st.sampled_from(["jp", "com", "co.jp", "example"]),
-)
+@dataclass(frozen=True)
+class Planted:
+    """A value as written, and what of it must never be found in an output (normalised:
+    an address, a run of digits, or a text such as a base64 run or a passport number)."""
+
+    written: str
+    needles: tuple[str, ...]
+
+
+locals_ = st.from_regex(r"[a-z][a-z0-9._]{0,12}[a-z0-9]", fullmatch=True)
+domains = st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z]", fullmatch=True)
+tlds = st.sampled_from(["jp", "com", "co.jp", "example"])
 phone_digits = st.builds(
     lambda head, rest: "0" + head + rest,
     st.sampled_from(["90", "80", "70", "3", "6"]),
-    st.from_regex(r"[0-9]{8}", fullmatch=True),
+    st.from_regex(r"[1-9][0-9]{7}", fullmatch=True),
 )
 card_digits = st.builds(
     lambda prefix: luhn_complete(prefix),
     st.from_regex(r"4[0-9]{14}|5[1-5][0-9]{14}|35[0-9]{14}", fullmatch=True),
 )
+#: What people, or someone probing the monitor, put between digit groups.
+SEPARATORS = ["", "-", " ", "/", "_", "・", "\u00a0", "\u2009", "\u200b", "\u00ad", "－"]
+#: Invisible characters slipped into an address.
+INVISIBLE = ["\u200b", "\u00ad", "\u2060", "\ufeff", "\u200c"]
 
 
 @st.composite
-def raw_values(draw: st.DrawFn) -> tuple[str, str]:
-    """(the value as written, its canonical form: the address, or the digits)."""
-    kind = draw(st.sampled_from(["email", "phone", "card"]))
-    if kind == "email":
-        value = draw(emails)
-        canonical = value
-        written = draw(st.sampled_from([value, fullwidth(value), value.upper()]))
-        return written, canonical.lower()
-    digits = draw(phone_digits if kind == "phone" else card_digits)
-    sep = draw(st.sampled_from(["", "-", " "]))
-    sizes = [3, 4, 4] if kind == "phone" else [4, 4, 4, 4]
-    written = group(digits, sizes, sep)
-    if kind == "phone" and draw(st.booleans()):
-        written = "+81 " + group(digits[1:], [2, 4, 4], sep or " ")  # international form
+def emails(draw: st.DrawFn) -> Planted:
+    local, domain, tld = draw(locals_), draw(domains), draw(tlds)
+    address = f"{local}@{domain}.{tld}"
+    form = draw(st.sampled_from(
+        ["plain", "upper", "fullwidth", "invisible", "quoted", "percent", "spelt", "comment",
+         "punycode", "ip-literal", "base64"]
+    ))  # fmt: skip
+    if form == "upper":
+        return Planted(address.upper(), (address,))
+    if form == "fullwidth":
+        return Planted(fullwidth(address), (address,))
+    if form == "invisible":
+        mark = draw(st.sampled_from(INVISIBLE))
+        at = draw(st.integers(1, len(address) - 1))
+        return Planted(address[:at] + mark + address[at:], (address,))
+    if form == "quoted":
+        return Planted(f'"{local} x"@{domain}.{tld}', (f"@{domain}.{tld}",))
+    if form == "percent":
+        return Planted(f"{local}%40{domain}.{tld}", (address,))
+    if form == "spelt":
+        return Planted(f"{local} [at] {domain} [dot] {tld}", (address,))
+    if form == "comment":
+        return Planted(f"{local}(home)@{domain}.{tld}", (f"@{domain}.{tld}", f"{local}(home)"))
+    if form == "punycode":
+        puny = f"{local}@xn--{domain}.xn--zckzah"
+        return Planted(puny, (puny,))
+    if form == "ip-literal":
+        literal = f"{local}@[192.0.2.{draw(st.integers(1, 254))}]"
+        return Planted(literal, (literal,))
+    if form == "base64":
+        coded = base64.b64encode(f"{local}.mail@{domain}.{tld}".encode()).decode()
+        return Planted(coded, (coded.lower(), f"{local}.mail@{domain}.{tld}"))
+    return Planted(address, (address,))
+
+
+@st.composite
+def phones(draw: st.DrawFn) -> Planted:
+    digits = draw(phone_digits)
+    sep = draw(st.sampled_from(SEPARATORS))
+    written = group(digits, [3, 4, 4], sep)
+    needle = digits
+    form = draw(st.sampled_from(["domestic", "plus", "country-code", "glued", "kanji", "wide"]))
+    if form == "plus":
+        written = "+81 " + group(digits[1:], [2, 4, 4], sep or " ")
+        needle = digits[1:]
+    elif form == "country-code":  # 81-90-... without '+'
+        written = "81-" + group(digits[1:], [2, 4, 4], "-")
+        needle = digits[1:]
+    elif form == "glued":
+        written = draw(st.sampled_from(["tel", "sms_", "mobile", "phone:"])) + digits
+    elif form == "kanji":
+        written = kanji(written)
+    elif form == "wide":
+        written = fullwidth(written)
+    return Planted(written, (needle,))
+
+
+@st.composite
+def cards(draw: st.DrawFn) -> Planted:
+    digits = draw(card_digits)
+    written = group(digits, [4, 4, 4, 4], draw(st.sampled_from(["", "-", " ", "_", "/"])))
     if draw(st.booleans()):
         written = fullwidth(written)
-    return written, digits.lstrip("0") if written.lstrip(fullwidth("+")).startswith(
-        ("+", fullwidth("+"))
-    ) else digits
+    elif draw(st.booleans()):
+        written = "card" + digits
+    return Planted(written, (digits,))
+
+
+@st.composite
+def identity_numbers(draw: st.DrawFn) -> Planted:
+    if draw(st.booleans()):  # My Number: 11 digits and a check digit
+        body_ = draw(st.from_regex(r"[1-9][0-9]{10}", fullmatch=True))
+        digits = body_ + in_.calc_check_digit(body_)
+        written = group(digits, [4, 4, 4], draw(st.sampled_from(["", " ", "-"])))
+    else:  # corporate number: a check digit and 12 digits
+        body_ = draw(st.from_regex(r"[0-9]{12}", fullmatch=True))
+        digits = cn.calc_check_digit(body_) + body_
+        written = digits
+    if draw(st.booleans()):
+        written = fullwidth(written)
+    return Planted(written, (digits,))
+
+
+@st.composite
+def other_identifiers(draw: st.DrawFn) -> Planted:
+    kind = draw(st.sampled_from(["passport", "postal", "iban"]))
+    if kind == "passport":
+        number = draw(st.from_regex(r"T[A-Z][0-9]{7}", fullmatch=True))
+        return Planted(number, (number.lower(),))
+    if kind == "postal":
+        digits = draw(st.from_regex(r"[1-9][0-9]{6}", fullmatch=True))
+        return Planted(f"〒{digits[:3]}-{digits[3:]}", (digits,))
+    return Planted("DE89 3704 0044 0532 0130 00", ("de89370400440532013000", "370400440532013000"))
+
+
+raw_values = st.one_of(emails(), phones(), cards(), identity_numbers(), other_identifiers())
 
 
 def fits_an_id(value: str) -> bool:
@@ -116,7 +224,10 @@ PLACES_VALID = [
     "purpose",
     "category",
     "consent subject",
+    "consent event_id",
     "consent reference",
+    "consent recipient",
+    "consent purpose",
 ]
 PLACES_INVALID = ["unknown field value", "unknown field name", "wrong type", "truncated json"]
 
@@ -147,6 +258,12 @@ def plant(place: str, value: str, n: int) -> bytes:
         return orjson.dumps(consent(event_id=f"leak-{n}", subject=value))
     elif place == "consent reference":
         return orjson.dumps(consent(event_id=f"leak-{n}", reference=f"ref {value}"))
+    elif place == "consent event_id":
+        return orjson.dumps(consent(event_id=value))
+    elif place == "consent recipient":
+        return orjson.dumps(consent(event_id=f"leak-{n}", recipient=value))
+    elif place == "consent purpose":
+        return orjson.dumps(consent(event_id=f"leak-{n}", purposes=["research", value]))
     elif place == "unknown field value":
         base["phone"] = value
     elif place == "unknown field name":
@@ -161,20 +278,39 @@ def plant(place: str, value: str, n: int) -> bytes:
 # -- how outputs are searched ----------------------------------------------------------------
 
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
-_RUN = re.compile(r"\d[\d\s().+\-]*\d")
+_SPELT = re.compile(r"\s?[\[(]\s?(at|dot)\s?[\])]\s?", re.IGNORECASE)
+_RUN = re.compile(r"\d[\d\s().+\-/_・]*\d")
 
 
 def normalise(text: str) -> str:
+    """An output as a reader of it could read it: escapes, entities, percent escapes,
+    invisible characters, full-width and kanji digits, spelt-out at signs undone."""
     text = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-    text = html.unescape(text)
-    return unicodedata.normalize("NFKC", text).lower()
+    text = urllib.parse.unquote(html.unescape(text))
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = "".join(KANJI_DIGITS.get(ch, ch) for ch in unicodedata.normalize("NFKC", text))
+    text = _SPELT.sub(lambda m: "@" if m.group(1).lower() == "at" else ".", text)
+    return text.lower()
 
 
-def leaks(text: str, canonical: str) -> bool:
+KANJI_DIGITS = {k: d for d, k in KANJI.items()}
+
+
+def leaks(text: str, needle: str) -> bool:
+    """Whether ``needle`` (a text, or a run of digits) can be read in ``text``."""
     normal = normalise(text)
-    if "@" in canonical:
-        return canonical in normal
-    return any(canonical in re.sub(r"\D", "", run) for run in _RUN.findall(normal))
+    if not needle.isdigit():
+        return needle.lower() in normal
+    return any(needle in re.sub(r"\D", "", run) for run in _RUN.findall(normal))
+
+
+def sqlite_rows(path: Path) -> str:
+    """Every row of every table of an SQLite file, as text."""
+    with sqlite3.connect(path) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return "\n".join(
+            repr(row) for table in tables for row in db.execute(f"SELECT * FROM {table}")
+        )
 
 
 def outputs_of(out: Path) -> dict[str, str]:
@@ -182,13 +318,13 @@ def outputs_of(out: Path) -> dict[str, str]:
 
 
 @settings(
-    max_examples=60,
+    max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     planted=st.lists(
-        st.tuples(raw_values(), st.sampled_from(PLACES_VALID + PLACES_INVALID)),
+        st.tuples(raw_values, st.sampled_from(PLACES_VALID + PLACES_INVALID)),
         min_size=1,
         max_size=4,
     )
@@ -198,21 +334,38 @@ def test_planted_personal_data_reaches_no_output(
 ) -> None:
     out = tmp_path_factory.mktemp("leak")
     lines = [orjson.dumps(access(event_id="ok-1", recipient="payco"))]
-    lines += [plant(place, written, n) for n, ((written, _), place) in enumerate(planted)]
+    lines += [plant(place, value.written, n) for n, (value, place) in enumerate(planted)]
     records: list[logging.LogRecord] = []
-    handler = logging.Handler()
+    handler = logging.Handler(level=logging.DEBUG)
     handler.emit = records.append  # type: ignore[method-assign]
     root = logging.getLogger()
+    level = root.level
     root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    notifications: list[str] = []
+
+    def forward(kind: str, record: dict[str, Any]) -> None:
+        # What alert routing sends: chat and e-mail titles and bodies, and CEF lines.
+        which = Kind.ALERT if kind == "alert" else Kind.INCIDENT
+        notifications.extend(
+            [title(which, record), body(which, record), cef_line(which, record, "0.1.0")]
+        )
+
     try:
-        run_embedded(policy, lines, out, redactor=Redactor(b"k" * 32))
+        run_embedded(policy, lines, out, redactor=Redactor(b"k" * 32), forward=forward)
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
     texts = outputs_of(out)
+    texts["subjects.sqlite rows"] = sqlite_rows(out / "subjects.sqlite")
+    texts["notifications"] = "\n".join(notifications)
     texts["log"] = "\n".join(r.getMessage() for r in records)
-    for (written, canonical), place in planted:
-        for name, text in texts.items():
-            assert not leaks(text, canonical), f"{written!r} planted in {place} leaks into {name}"
+    for value, place in planted:
+        for needle in value.needles:
+            for name, text in texts.items():
+                assert not leaks(text, needle), (
+                    f"{value.written!r} planted in {place} leaks into {name}"
+                )
 
 
 def test_the_search_finds_a_value_in_every_disguise() -> None:
