@@ -60,6 +60,7 @@ from kafka.errors import KafkaError
 
 from lineage.errors import LineageError
 from lineage.jsonbytes import dumps_kept
+from lineage.redact import Redactor
 from lineage.schemas import AccessEvent, ConsentEvent, decode_event
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("lineage.emitter")
+#: Masks raw personal data in what the Emitter logs (a key of its own: logs only).
+_LOG_REDACTOR = Redactor()
 
 
 class EmitterError(LineageError):
@@ -200,7 +203,9 @@ class Emitter:
             for what, value in self.check(parsed):
                 if (what, value) not in self._warned:
                     self._warned.add((what, value))
-                    log.warning("the policy does not declare the %s %r", what, value)
+                    # An id may be raw personal data a careless producer put there.
+                    shown = _LOG_REDACTOR.mask(value)
+                    log.warning("the policy does not declare the %s %r", what, shown)
         item = (_key(parsed), raw)
         with self._lock:
             if not self._spilling:

@@ -217,6 +217,12 @@ def test_the_policy_check_warns_once_per_undeclared_id(
         warned = [r.getMessage() for r in caplog.records if "does not declare" in r.getMessage()]
         assert warned.count("the policy does not declare the category 'contact.emial'") == 1
         assert emitter.stats.spilled + emitter.stats.queued == 3  # warned, and still sent
+        # An undeclared id that is raw personal data is named by its token only.
+        with caplog.at_level(logging.WARNING, logger="lineage.emitter"):
+            emitter.emit({**typo, "event_id": "t-9", "source": "09012345678"})
+        said = " ".join(r.getMessage() for r in caplog.records)
+        assert "09012345678" not in said, said
+        assert "the system '[redacted:phone:" in said
     finally:
         emitter.close(timeout=1)
 
