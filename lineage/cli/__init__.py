@@ -9,7 +9,9 @@ else that stopped the command (an unreadable input, an unreachable broker).
 
 from lineage.cli.core import main
 from lineage.cli.kafka import export, worker
+from lineage.cli.policy import policy
 
+main.add_command(policy)
 main.add_command(worker)
 main.add_command(export)
 

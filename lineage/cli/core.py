@@ -1,4 +1,4 @@
-"""The core commands of ``lineage``: run, demo, policy check, records, subject.
+"""The core commands of ``lineage``: run, demo, records, subject.
 
 Thin: validate, call the core, print, exit.
 
@@ -8,7 +8,6 @@ that stopped the run (an unreadable input, an unreachable broker).
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -17,10 +16,10 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import click
 import orjson
 
-from lineage.cli.options import policy_option, policy_or_exit
+from lineage.cli.options import policy_option, policy_or_exit, redactor_or_exit
 from lineage.durations import parse_duration
 from lineage.errors import LineageError, PolicyError
-from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
+from lineage.policy import Policy, load_policy
 from lineage.redact import Redactor
 from lineage.rules.base import art_label, article_key
 from lineage.run import Forward, RunSummary, run_embedded
@@ -70,17 +69,7 @@ def _print_summary(summary: RunSummary, out: Path) -> None:
 
 
 def _redactor() -> Redactor:
-    # The same key as the workers' (LINEAGE_REDACTION_KEY, or a file named by
-    # LINEAGE_REDACTION_KEY_FILE) gives the same tokens.
-    key = os.environ.get("LINEAGE_REDACTION_KEY")
-    path = os.environ.get("LINEAGE_REDACTION_KEY_FILE")
-    if not key and path:
-        try:
-            key = Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or type(exc).__name__
-            _fail(f"LINEAGE_REDACTION_KEY_FILE: cannot read {path}: {why}", 2)
-    return Redactor(key.encode() if key else None)
+    return redactor_or_exit()
 
 
 def _routes_or_exit(path: Path) -> Routes:
@@ -242,28 +231,6 @@ def run(
     worst = summary.worst()
     if fail_on is not None and worst is not None and worst.rank >= Severity(fail_on).rank:
         sys.exit(3)
-
-
-@main.group()
-def policy() -> None:
-    """Work with policy files."""
-
-
-@policy.command("check")
-@click.argument(
-    "file", type=click.Path(dir_okay=False, path_type=Path), required=False, envvar="LINEAGE_POLICY"
-)
-def policy_check(file: Path | None) -> None:
-    """Lint a policy file: exit 2 with file, line and key for each problem."""
-    loaded = policy_or_exit(file)
-    where = file or DEFAULT_POLICY
-    for warning in lint_policy(loaded):
-        click.echo(f"{where}: warning: {warning}")
-    click.echo(
-        f"{where}: ok: {loaded.policy.name} version {loaded.version}, "
-        f"{len(loaded.categories)} categories, {len(loaded.purposes)} purposes, "
-        f"{len(loaded.recipients)} recipients"
-    )
 
 
 @main.command()
