@@ -43,7 +43,7 @@ from lineage.export._shared import (
 from lineage.export.layout import NODE_H, WIDTHS, Layout, layout
 from lineage.rules.base import art_label, article_key
 
-__all__ = ["Summary", "summarize", "to_html"]
+__all__ = ["Summary", "page_style", "summarize", "to_html"]
 
 LABEL_PX = 13.0
 SUB_PX = 11.0
@@ -441,6 +441,13 @@ def _template() -> str:
 
 
 _SLOT = re.compile(r"\{\{(\w+)\}\}")
+
+
+def page_style() -> str:
+    """The stylesheet of lineage.html (inside its ``<style>``), for the other pages that
+    should look like it (``replay.html``): one look, kept in one place."""
+    template = _template()
+    return template[template.index("<style>") + len("<style>") : template.index("</style>")]
 
 
 def to_html(graph: nx.DiGraph) -> str:
