@@ -119,7 +119,8 @@ def register_pages(
         if fmt == "html":
             from lineage.subjects import render_html
 
-            return web.html(render_html(found))
+            labels = {cid: c.label for cid, c in policy.categories.items()}
+            return web.html(render_html(found, labels))
         return web.json(found)
 
 

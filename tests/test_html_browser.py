@@ -8,7 +8,9 @@ there a missing browser fails the run instead of hiding the check.
 from __future__ import annotations
 
 import html
+import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -151,3 +153,111 @@ def test_screenshot_shows_the_picture(page: Path, tmp_path: Path) -> None:
     assert red > 100, red
     # The recipient kind colours too: the warm fill of the ad providers.
     assert any(r > 240 and 230 < g < 250 and b < 240 for r, g, b in pixels)
+
+
+# -- the officer's other pages: nothing clipped, nothing over the edge ---------------------------
+
+#: Added to a copy of a page: measures every element and writes what sticks out (past the
+#: window, or past the body's content box) into ``data-check`` on <body>.
+_MEASURE = """<script>
+(function () {
+  var view = document.documentElement.clientWidth;
+  var body = document.body.getBoundingClientRect();
+  var pad = parseFloat(getComputedStyle(document.body).paddingRight) || 0;
+  var edge = Math.min(view, body.right - pad) + 0.5;
+  var out = { view: view, scroll: document.documentElement.scrollWidth, over: [], clipped: [] };
+  document.querySelectorAll("body *").forEach(function (el) {
+    if (el.tagName === "SCRIPT") return;
+    var r = el.getBoundingClientRect();
+    var name = el.tagName + "." + el.className;
+    if (r.width > 0 && r.right > edge) out.over.push(name + " " + el.textContent.slice(0, 40));
+    var clips = getComputedStyle(el).overflowX !== "visible";
+    if (clips && el.scrollWidth > el.clientWidth + 1) out.clipped.push(name);
+  });
+  document.body.setAttribute("data-check", JSON.stringify(out));
+}());
+</script>"""
+
+
+def measured(page: str, tmp: Path, width: int, height: int = 1200) -> dict[str, object]:
+    """What sticks out of ``page`` in a window ``width`` CSS pixels wide."""
+    copy = tmp / f"measured-{width}.html"
+    copy.write_text(page.replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
+    dom = _run(tmp, f"--window-size={width},{height}", "--dump-dom", copy.as_uri()).stdout
+    found = re.search(r'data-check="([^"]*)"', dom)
+    assert found, "the measuring script did not run"
+    result: dict[str, object] = json.loads(html.unescape(found.group(1)))
+    return result
+
+
+def a_long_subject_answer() -> dict[str, object]:
+    """An answer at its widest: long names, ids and subject, many categories and breaches."""
+    long_id = "u-" + "7f3c9a" * 20
+    recipients = [
+        {
+            "recipient": f"recipient-with-a-long-identifier-{n}.example-partner.co.jp",
+            "name": "Example Overseas Advertising Measurement and Audience Exchange Pte. Ltd.",
+            "kind": kind,
+            "country": "SG",
+            "categories": [f"activity.category_number_{i}" for i in range(10)],
+            "purposes": ["targeted_advertising", "statistics", "service_operation"],
+            "legal_bases": ["consent", "outsourcing", "unstated"],
+            "first_at": "2026-11-20T00:01:47.890000+09:00",
+            "last_at": "2026-11-27T23:58:12.120000+09:00",
+            "events": 12345,
+            "breaches": [
+                "art10.no-conditions",
+                "art10.onward",
+                "art10.identifiable",
+                "appi28.foreign-no-basis",
+                "art9.unknown-recipient",
+                "art6.raw-personal-data",
+            ],
+            "forms": forms,
+        }
+        for n, (kind, forms) in enumerate(
+            [("ad_provider", ["pseudonymized"]), ("third_party", ["identified", "aggregated"])]
+        )
+    ]
+    return {
+        "subject": long_id,
+        "policy_version": "2020-07-01",
+        "as_of": "2026-11-30T09:00:00+00:00",
+        "recipients": recipients,
+        "consents": [
+            {
+                "recipient": "*",
+                "purposes": ["targeted_advertising", "statistics"],
+                "status": "withdrawn",
+                "occurred_at": "2026-11-21T10:00:00+09:00",
+                "reference": "cmp-" + "0123456789" * 8,
+            }
+        ],
+        "provision_records": ["8912afefbc7a91b818c0399527c8c474"] * 6,
+        "notify_on_correction": [recipients[1]["recipient"]],
+    }
+
+
+@pytest.mark.parametrize("width", [1400, 680], ids=["screen-1400px", "a4-printable-width"])
+def test_the_subject_page_fits_its_width(tmp_path: Path, width: int) -> None:
+    """680 CSS pixels is the printable width of A4 portrait (210 mm less 2 x 15 mm)."""
+    from lineage.subjects import render_html
+
+    check = measured(render_html(a_long_subject_answer()), tmp_path, width)
+    assert check["scroll"] == check["view"], check
+    assert check["over"] == [] and check["clipped"] == [], check
+
+
+def test_the_subject_page_prints_on_a4_portrait(tmp_path: Path) -> None:
+    from lineage.subjects import render_html
+
+    page = tmp_path / "subject.html"
+    page.write_text(render_html(a_long_subject_answer()), encoding="utf-8")
+    pdf = tmp_path / "subject.pdf"
+    _run(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri())
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    boxes = set(re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", data))
+    assert boxes, "no page size in the PDF"
+    for w, h in boxes:  # A4 portrait: 595 x 842 points
+        assert abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2, (w, h)

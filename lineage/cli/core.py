@@ -387,6 +387,7 @@ def records(
 
 @main.command()
 @click.argument("subject_ref", metavar="SUBJECT")
+@policy_option
 @_broker_option
 @click.option(
     "--from-dir",
@@ -403,6 +404,7 @@ def records(
 @_app_option
 def subject(
     subject_ref: str,
+    policy_path: Path | None,
     broker: str | None,
     from_dir: Path | None,
     fmt: str,
@@ -413,7 +415,8 @@ def subject(
     """Who received a data subject's personal data (policy Art. 11): JSON or a printable page.
 
     A subject written as raw personal data (an e-mail, say) was kept under its redaction
-    token; give it as written, with the same LINEAGE_REDACTION_KEY, and it is found.
+    token; give it as written, with the same LINEAGE_REDACTION_KEY, and it is found. The
+    policy names the categories on the page (and, with --broker, gives the version).
     """
     from lineage.subjects import SUBJECTS_FILE, SubjectStore, answer, render_html
 
@@ -434,12 +437,13 @@ def subject(
             settings = _kafka_settings(str(broker), topic_prefix, app_id)
             check_connection(settings)
             found, state = asyncio.run(read_subject(settings, spellings))
-            version = policy_or_exit(settings.policy).version
+            version = policy_or_exit(policy_path or settings.policy).version
     except LineageError as exc:
         _fail(str(exc), 1)
     data = answer(found, state, version)
+    labels = {cid: c.label for cid, c in policy_or_exit(policy_path).categories.items()}
     text = (
-        render_html(data)
+        render_html(data, labels)
         if fmt == "html"
         else orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
     )
