@@ -261,3 +261,75 @@ def test_the_subject_page_prints_on_a4_portrait(tmp_path: Path) -> None:
     assert boxes, "no page size in the PDF"
     for w, h in boxes:  # A4 portrait: 595 x 842 points
         assert abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2, (w, h)
+
+
+@pytest.fixture(scope="module")
+def replay_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """replay.html of the demo day: the seed policy against a revision with breaches that
+    begin and end."""
+    from lineage.demo import generate_day
+    from lineage.policy import DEFAULT_POLICY, load_policy, load_policy_text
+    from lineage.redact import Redactor
+    from lineage.replay import Message, replay
+
+    text = DEFAULT_POLICY.read_text()
+    text = text.replace("expires_on: 2026-04-30", "expires_on: 2027-04-30")
+    text = text.replace(
+        "    kind: third_party\n    country: JP", "    kind: third_party\n    country: CN"
+    )
+    revised = load_policy_text(text.replace('version: "2020-07-01"', 'version: "2026-12-01"'))
+    out = tmp_path_factory.mktemp("replay")
+    lines = generate_day(events=4000, seed=7)
+    messages = (Message(raw, f"demo:{n}") for n, raw in enumerate(lines, 1))
+    report = replay(load_policy(), revised, messages, out, redactor=Redactor(b"k"))
+    return out / "replay.html", report.summary
+
+
+def test_the_replay_page_reads_as_a_brief_and_fits_the_screen(
+    replay_page: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    page, summary = replay_page
+    added, removed = summary["added"], summary["removed"]
+    assert isinstance(added, dict) and isinstance(removed, dict)
+    assert added["alerts"] and removed["alerts"]
+    done = _run(tmp_path, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri())
+    dom = done.stdout
+    assert not [x for x in done.stderr.splitlines() if ":CONSOLE" in x]
+    # In the order an officer reads it: the policy, who gains or loses, the flows, records.
+    order = [
+        dom.index(h)
+        for h in (
+            "1. What changed in the policy",
+            "2. Who gains or loses breaches",
+            "3. Flows that change",
+            "4. Records of provision",
+        )
+    ]
+    assert order == sorted(order)
+    assert f'<div class="stat-value">{added["alerts"]:,}</div>' in dom
+    assert 'data-recipient="market-research"' in dom  # gains an APPI Art. 28 breach
+    assert 'data-recipient="support-outsourcer"' in dom  # its agreement renewed: breaches end
+    assert "appi28.foreign-no-basis" in dom and "art6.no-agreement" in dom
+    assert "recipients.<wbr>market-research.<wbr>country" in dom
+    assert re.search(r'class="samples">demo-\d+', dom)  # example event ids to look up
+    for url in re.findall(r'(?:src|href)="([^"]+)"', page.read_text()):
+        raise AssertionError(f"the page loads {url}: it must work offline")
+    for width in (1400, 1024):
+        check = measured(page.read_text(), tmp_path, width)
+        assert check["scroll"] == check["view"], (width, check)
+        assert check["over"] == [] and check["clipped"] == [], (width, check)
+
+
+def test_the_replay_page_screenshot_shows_gains_and_losses(
+    replay_page: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    page, _ = replay_page
+    shot = tmp_path / "replay.png"
+    _run(tmp_path, f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}", page.as_uri())
+    width, height, rows = _pixels(shot.read_bytes())
+    assert (width, height) == (WIDTH, HEIGHT)
+    pixels = [row[i : i + 3] for row in rows[::3] for i in range(0, len(row), 9)]
+    assert len(set(pixels)) > 100, "the screenshot is (nearly) blank"
+    red = sum(1 for r, g, b in pixels if r > 190 and g < 90 and b < 80)  # alerts added
+    green = sum(1 for r, g, b in pixels if r < 60 and 100 < g < 140 and b < 100)  # removed
+    assert red > 20 and green > 3, (red, green)
