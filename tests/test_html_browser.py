@@ -333,3 +333,80 @@ def test_the_replay_page_screenshot_shows_gains_and_losses(
     red = sum(1 for r, g, b in pixels if r > 190 and g < 90 and b < 80)  # alerts added
     green = sum(1 for r, g, b in pixels if r < 60 and 100 < g < 140 and b < 100)  # removed
     assert red > 20 and green > 3, (red, green)
+
+
+_GRAPH_CHECK = """<script>
+window.addEventListener("load", function () {
+  var out = { overlaps: [], cut: [], overflow: [] };
+  var boxes = Array.prototype.map.call(document.querySelectorAll(".node"), function (g) {
+    var rect = g.querySelector("rect.box");
+    return { id: g.getAttribute("data-node"), r: rect.getBoundingClientRect() };
+  });
+  document.querySelectorAll(".badge rect").forEach(function (rect) {
+    var b = rect.getBoundingClientRect();
+    boxes.forEach(function (box) {
+      var r = box.r;
+      if (b.left < r.right && b.right > r.left && b.top < r.bottom && b.bottom > r.top) {
+        out.overlaps.push(rect.parentNode.getAttribute("data-edge") + " on " + box.id);
+      }
+    });
+  });
+  document.querySelectorAll(".node").forEach(function (g) {
+    var box = g.querySelector("rect.box").getBoundingClientRect();
+    g.querySelectorAll("text.label, text.sub").forEach(function (t) {
+      if (t.textContent.indexOf("\\u2026") >= 0) out.cut.push(t.textContent);
+      if (t.getBoundingClientRect().right > box.right - 4) out.overflow.push(t.textContent);
+    });
+  });
+  document.body.setAttribute("data-check", JSON.stringify(out));
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lineage.demo import generate_day
+    from lineage.policy import load_policy
+    from lineage.redact import Redactor
+    from lineage.run import run_embedded
+
+    out = tmp_path_factory.mktemp("demo")
+    run_embedded(load_policy(), generate_day(), out, redactor=Redactor(b"k"))
+    return out
+
+
+def test_the_demo_graph_keeps_badges_off_boxes_and_names_whole(
+    demo_run: Path, tmp_path: Path
+) -> None:
+    page = (demo_run / "lineage.html").read_text()
+    copy = tmp_path / "checked.html"
+    copy.write_text(page.replace("</body>", _GRAPH_CHECK + "</body>"), encoding="utf-8")
+    dom = _run(tmp_path, f"--window-size={WIDTH},{HEIGHT}", "--dump-dom", copy.as_uri()).stdout
+    found = re.search(r'data-check="([^"]*)"', dom)
+    assert found, "the checking script did not run"
+    check = json.loads(html.unescape(found.group(1)))
+    assert check == {"overlaps": [], "cut": [], "overflow": []}
+
+
+def test_the_demo_page_counts_alerts_as_the_command_line_does(demo_run: Path) -> None:
+    """The header's alerts are the run's alerts less its retractions, article by article."""
+    import orjson
+
+    last: dict[str, dict[str, str]] = {}
+    for line in (demo_run / "alerts.jsonl").read_bytes().splitlines():
+        alert = orjson.loads(line)
+        last[alert["alert_id"]] = alert
+    standing: dict[str, int] = {}
+    for alert in last.values():
+        if alert["status"] == "open":
+            standing[alert["article"]] = standing.get(alert["article"], 0) + 1
+    page = (demo_run / "lineage.html").read_text()
+    block = re.search(
+        r'<script type="application/json" id="lineage-data">(.*?)</script>', page, re.S
+    )
+    assert block is not None
+    summary = json.loads(block.group(1))["summary"]
+    assert summary["alerts"] == sum(standing.values())
+    assert {a: row["alerts"] for a, row in summary["by_article"].items()} == standing
+    assert "2" in summary["by_article"]  # the demo collects an undeclared category
+    assert f'<div class="stat-value">{sum(standing.values()):,}</div>' in page

@@ -57,7 +57,16 @@ def _print_summary(summary: RunSummary, out: Path) -> None:
         )
         click.echo(f"{s.alerts} alerts ({articles}) - {severities}; {summary.incidents} incidents")
         if s.retracted:
-            click.echo(f"{s.retracted} alerts retracted by consents that arrived late")
+            by_article = ", ".join(
+                f"{art_label(a)}: {n}"
+                for a, n in sorted(
+                    summary.retracted_by_article.items(), key=lambda kv: article_key(kv[0])
+                )
+            )
+            click.echo(
+                f"{s.retracted} alerts retracted by consents that arrived late ({by_article}): "
+                f"{s.alerts - s.retracted} alerts stand, as lineage.html counts them"
+            )
     else:
         click.echo("no alerts")
     if s.records:
