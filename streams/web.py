@@ -1,6 +1,6 @@
 """The worker's web pages: ``/health``, ``/metrics`` (Prometheus), ``/graph``, ``/subjects``.
 
-``/graph?format=json|html|graphml|dot|mermaid`` draws the global lineage graph
+``/graph?format=json|html|graphml|dot|mermaid|openlineage`` draws the global lineage graph
 from every partition's edge partials in Kafka, so any worker answers for all.
 
 ``/subjects/{subject}?format=json|html`` answers a disclosure request for one data
@@ -35,6 +35,7 @@ _CONTENT_TYPES = {
     "graphml": "application/xml",
     "dot": "text/vnd.graphviz",
     "mermaid": "text/plain",
+    "openlineage": "application/x-ndjson",  # one OpenLineage RunEvent a line
 }
 
 
@@ -88,15 +89,20 @@ def register_pages(
     @app.page("/graph")  # type: ignore[untyped-decorator]
     async def graph(web: Any, request: Any) -> Any:
         from lineage.export import FORMATS, export_graph
+        from lineage.export.openlineage import OpenLineageMissing
 
         denied = refused(web, request)
         if denied is not None:
             return denied
         fmt = request.query.get("format", "json")
         if fmt not in FORMATS:
-            return web.json({"error": f"unknown format {fmt!r}; one of {FORMATS}"}, status=400)
+            known = ", ".join(FORMATS)
+            return web.json({"error": f"unknown format {fmt!r}; one of {known}"}, status=400)
         edges = await read_edges(settings)
-        text = export_graph(build_graph(policy, edges, generated_from="kafka"), fmt)
+        try:
+            text = export_graph(build_graph(policy, edges, generated_from="kafka"), fmt)
+        except OpenLineageMissing as exc:  # the worker extra brings it; a bare install may not
+            return web.json({"error": str(exc)}, status=501)
         return web.text(text, content_type=_CONTENT_TYPES[fmt])
 
     if subject is None:
