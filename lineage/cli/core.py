@@ -129,8 +129,45 @@ def _run_source(
         )
 
 
+def one_line(exc: click.ClickException) -> str:
+    """A click error (usage, bad parameter, missing file) as one line that names the
+    command, the option and the value: ``lineage: error: lineage run: Invalid value for
+    '--fail-on': 'hgh' is not one of 'critical', 'high', 'medium', 'low'. (see 'lineage run
+    --help')``."""
+    message = " ".join(exc.format_message().split())
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    if ctx is not None:
+        return f"lineage: error: {ctx.command_path}: {message} (see '{ctx.command_path} --help')"
+    return f"lineage: error: {message}"
+
+
 class LineageGroup(click.Group):
     """Turns every error of ours that reaches the top into one line and an exit code."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's own main, with its usage errors said in one line (click prints three:
+        the usage, a hint and the error) and the same exit codes."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            done = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.Abort:
+            click.echo("lineage: stopped", err=True)
+            sys.exit(1)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # a group called alone: its help is what was asked for
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(one_line(exc), err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(done if isinstance(done, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -143,7 +180,7 @@ class LineageGroup(click.Group):
             _fail(str(exc), 1)
 
 
-@click.group(cls=LineageGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("lineage", cls=LineageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="privacy-lineage")
 def main() -> None:
     """privacy-lineage: watch personal-data flows, build their lineage graph, raise alerts."""
