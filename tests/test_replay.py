@@ -248,6 +248,8 @@ def test_each_flow_whose_alerts_differ_is_one_line(
     assert sister["breaches"]["baseline"] == {"art7.not-announced": 1}
     assert sister["breaches"]["candidate"] == {}
     assert sister["removed"] == {"art7.not-announced": 1} and sister["added"] == {}
+    assert sister["baseline"] == {"breaches": {"art7.not-announced": 1}, "alerts": 1}
+    assert sister["candidate"] == {"breaches": {}, "alerts": 0}
     assert sister["sample_event_ids"] == ["sis-1"]
     payco = by_edge["shop", "payco", None]
     assert payco["events"] == 2  # pay-1 and pay-2 (the repeat of pay-1 is a duplicate)
@@ -525,3 +527,49 @@ def test_no_raw_personal_data_in_any_output(files: dict[str, str], tmp_path: Pat
         for raw in ("taro.yamada@example.com", "090-8765-4321", "hanako@example.jp"):
             assert raw not in text, (path.name, raw)
     assert "taro.yamada" not in result.output
+
+
+def test_progress_shows_messages_read_of_messages_to_read_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import sys
+
+    from lineage.cli.replay import _with_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    given = [Message(b"{}", f"t[0]@{n}") for n in range(3)]
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    assert list(_with_progress(given, 3, "reading events", "messages")) == given
+    assert "reading events" in screen.getvalue() and "3/3" in screen.getvalue()
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    assert list(_with_progress(given, 3, "reading events", "messages")) == given
+    assert pipe.getvalue() == ""
+
+
+def test_an_event_the_engine_fails_on_is_set_aside_once_and_the_run_goes_on(
+    policy: Policy, candidate: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lineage.replay import Comparison
+
+    comparison = Comparison(policy, candidate, redactor=Redactor(KEY))
+    engine = comparison.sides[1].engine
+    apply = engine.apply
+
+    def failing(event: Any, **kw: Any) -> Any:
+        if event.event_id == "sis-1":
+            raise ZeroDivisionError("a bug of ours")
+        return apply(event, **kw)
+
+    monkeypatch.setattr(engine, "apply", failing)
+    dead = comparison.run(messages(week()))
+    kinds = [d["kind"] for d in dead]
+    assert kinds.count("internal_error") == 1
+    (failed,) = [d for d in dead if d["kind"] == "internal_error"]
+    assert failed["origin"] == "week.jsonl:9" and "ZeroDivisionError" in failed["reason"]
+    assert comparison.events == 10  # judged by the baseline, and the rest by both

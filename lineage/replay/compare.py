@@ -14,6 +14,7 @@ same event, so memory holds the differences, not every alert.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections import Counter
 from collections.abc import Iterable
@@ -27,6 +28,8 @@ from lineage.redact import Redactor
 from lineage.schemas import AccessEvent, Action, ConsentEvent, EventRejected, decode_event
 
 __all__ = ["AlertChange", "Comparison", "Edge", "Message", "RecordChange", "Side"]
+
+log = logging.getLogger("lineage.replay")
 
 #: A flow as the lineage graph draws it: (source, recipient, via); a collect or use has no
 #: recipient, and raw personal data in a consent event comes from "consent-platform".
@@ -99,9 +102,16 @@ class Side:
                 f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
                 for frame in traceback.extract_tb(exc.__traceback__)[-3:]
             )
+            log.error(
+                "%s could not judge the message at %s: %s at %s",
+                self.name,
+                origin,
+                type(exc).__name__,
+                where,
+            )
             failure = EventRejected(
-                f"the monitor could not judge this event ({type(exc).__name__} at {where}); "
-                "it was set aside for a person to look at",
+                f"the monitor could not judge this event ({type(exc).__name__}); it was set "
+                "aside for a person to look at",
                 field=None,
                 kind="internal_error",
             )

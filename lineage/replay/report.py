@@ -109,16 +109,18 @@ def flow_lines(comparison: Comparison) -> list[dict[str, Any]]:
         source, recipient, via = edge
         changes = changed[edge]
         samples = list(dict.fromkeys(c.alert["event_id"] for c in changes))[:SAMPLES]
+        before = dict(sorted(base.by_edge.get(edge, Counter()).items()))
+        after = dict(sorted(cand.by_edge.get(edge, Counter()).items()))
         lines.append(
             {
                 "source": source,
                 "recipient": recipient,
                 "via": via,
                 "events": comparison.edge_events.get(edge, 0),
-                "breaches": {
-                    "baseline": dict(sorted(base.by_edge.get(edge, Counter()).items())),
-                    "candidate": dict(sorted(cand.by_edge.get(edge, Counter()).items())),
-                },
+                "breaches": {"baseline": before, "candidate": after},
+                # The same by side, with the side's total: each side's view of the flow.
+                "baseline": {"breaches": before, "alerts": sum(before.values())},
+                "candidate": {"breaches": after, "alerts": sum(after.values())},
                 "added": dict(
                     sorted(Counter(c.alert["rule"] for c in changes if c.change == "added").items())
                 ),
