@@ -753,6 +753,7 @@ class Engine:
         facts.categories.update(event.categories)
         facts.purposes.add(event.purpose)
         facts.bases.add(event.legal_basis.value if event.legal_basis else "unstated")
+        facts.forms.add(event.form.value)
         facts.seen_at(event.occurred_at, ctx.posix)
         facts.events += 1
         facts.personal += ctx.personal

@@ -3,7 +3,10 @@
 Nodes (id -> attributes):
 
 - ``category:<id>``  kind="category", label, identifying ("direct"/"indirect"/"none"/"unknown")
-- ``system:<id>``    kind="system", label, count (events it emitted), breaches {article: events}
+- ``system:<id>``    kind="system", label, count (events it emitted), breaches {article: events},
+  rules {rule: events}, breach_count (events that broke at least one rule): what its own use
+  and its flows broke (rules counts standing alerts: one per event and rule, less those a
+  late consent retracted)
 - ``recipient:<id>`` kind="recipient", label, recipient_kind (outsourcer, affiliate, ad_provider,
   info_module, third_party, authority, or "unknown"), country ("" when unknown), abroad (bool:
   outside the policy's home country), example (bool)
@@ -79,7 +82,14 @@ def _endpoint(policy: Policy, ident: str) -> tuple[str, dict[str, Any]]:
 
 def _system_node(policy: Policy, ident: str) -> tuple[str, dict[str, Any]]:
     label = policy.systems[ident].label if ident in policy.systems else ident
-    return node_id("system", ident), {"kind": "system", "label": label, "count": 0, "breaches": {}}
+    return node_id("system", ident), {
+        "kind": "system",
+        "label": label,
+        "count": 0,
+        "breaches": {},
+        "rules": {},
+        "breach_count": 0,
+    }
 
 
 def _add_holdings(graph: nx.DiGraph, policy: Policy, system: str, agg: EdgeAggregate) -> None:
@@ -89,10 +99,15 @@ def _add_holdings(graph: nx.DiGraph, policy: Policy, system: str, agg: EdgeAggre
         graph.add_node(sid, **attrs)
     node = graph.nodes[sid]
     node["count"] = node.get("count", 0) + agg.count
+    node["breach_count"] = node.get("breach_count", 0) + agg.breaching
     breaches = dict(node.get("breaches", {}))
     for article, n in agg.breaches.items():
         breaches[article] = breaches.get(article, 0) + n
     node["breaches"] = dict(sorted(breaches.items()))
+    rules = dict(node.get("rules", {}))
+    for rule, n in agg.rules.items():
+        rules[rule] = rules.get(rule, 0) + n
+    node["rules"] = dict(sorted(rules.items()))
     for category, n in agg.categories.items():
         cid = node_id("category", category)
         known = policy.categories.get(category)

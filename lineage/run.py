@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -64,6 +65,8 @@ class RunSummary:
     incidents: int
     seconds: float
     outputs: dict[str, Path] = field(default_factory=dict)
+    #: Alerts a consent that came late retracted, by article (the stats count them raised).
+    retracted_by_article: Counter[str] = field(default_factory=Counter)
 
     def worst(self) -> Severity | None:
         raised = [Severity(s) for s, n in self.stats.by_severity.items() if n]
@@ -197,6 +200,7 @@ def run_embedded(
     engine = Engine(policy, redactor=redactor, consent_lateness=consent_lateness)
     board = IncidentBoard()
     partials = engine.state.incidents
+    retracted: Counter[str] = Counter()
     outputs = {name: out_dir / name for name in (ALERTS, INCIDENTS, DEAD_LETTERS, RECORDS_FILE)}
     lines: Iterable[Line] = (
         read_lines(source, on_progress=on_progress)  # type: ignore[arg-type]
@@ -226,6 +230,8 @@ def run_embedded(
                     continue
                 for alert in outcome.alerts:
                     alerts.write(orjson.dumps(alert) + b"\n")
+                    if alert["status"] == "retracted":
+                        retracted[alert["article"]] += 1
                     if forward is not None:
                         forward("alert", alert)
                 for record in outcome.records:
@@ -257,6 +263,7 @@ def run_embedded(
         incidents=len(board.entries),
         seconds=time.perf_counter() - started,
         outputs=outputs,
+        retracted_by_article=retracted,
     )
     outputs[SUMMARY] = out_dir / SUMMARY
     outputs[SUMMARY].write_bytes(

@@ -129,6 +129,7 @@ class RecipientFacts:
     personal: int = 0  # of them, events carrying personal data
     breaches: dict[str, int] = field(default_factory=dict)  # rule id -> events
     records: list[str] = field(default_factory=list)  # provision record ids, in order
+    forms: set[str] = field(default_factory=set)  # identified, pseudonymized, ... as sent
     # first_at and last_at as POSIX seconds, to compare without aware-datetime arithmetic.
     _first: float = float("inf")
     _last: float = float("-inf")
@@ -154,6 +155,7 @@ class RecipientFacts:
             "pd": self.personal,
             "br": self.breaches,
             "rec": self.records,
+            "frm": sorted(self.forms),
         }
 
     @classmethod
@@ -173,6 +175,7 @@ class RecipientFacts:
             personal=data["pd"],
             breaches=dict(data["br"]),
             records=list(data["rec"]),
+            forms=set(data.get("frm", ())),  # absent in records written before forms
             _first=first.timestamp() if first else float("inf"),
             _last=last.timestamp() if last else float("-inf"),
         )

@@ -10,20 +10,27 @@ that names the broker and what to fix, never a secret.
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import ssl
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 
+from lineage.errors import LineageError
 from streams.kafka_config import KafkaConfig
 from streams.settings import Settings
 from streams.topics import KafkaUnavailable
 
-__all__ = ["KafkaRefused", "check_connection"]
+__all__ = ["KafkaRefused", "WebPortUnavailable", "check_connection", "check_web_port"]
 
 
 class KafkaRefused(KafkaUnavailable):
     """Kafka answered and refused us: credentials or certificate (retrying will not help)."""
+
+
+class WebPortUnavailable(LineageError):
+    """The worker's web server cannot listen where it is told to (a port in use)."""
 
 
 def _explain(settings: Settings, where: str, exc: BaseException) -> KafkaUnavailable:
@@ -85,3 +92,37 @@ def check_connection(settings: Settings, timeout: float = 15.0) -> None:
     """Raise :class:`KafkaRefused` or :class:`KafkaUnavailable` with one clear sentence
     when no bootstrap server can be reached with these settings."""
     asyncio.run(_probe(settings, timeout))
+
+
+def check_web_port(settings: Settings) -> None:
+    """Raise :class:`WebPortUnavailable` with one sentence when the web server could not
+    listen on ``web_host:web_port``, before the worker starts anything.
+
+    faust would find out only once it had joined the group and recovered its tables,
+    and say it in a traceback. The address is bound as aiohttp binds it (address reuse
+    on), so only a port another process listens on, or an address not of this machine,
+    is refused.
+    """
+    if not settings.web_port:
+        return
+    host, port = settings.web_host, settings.web_port
+    where = f"{host}:{port}"
+    advice = "stop it, or set --web-port or LINEAGE_WEB_PORT (0 turns the web server off)"
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise WebPortUnavailable(
+            f"the web server cannot listen on {where}: {exc.strerror or exc} "
+            "(check --web-host or LINEAGE_WEB_HOST)"
+        ) from None
+    for family, kind, proto, _, address in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                busy = " (another worker on this machine?): " + advice
+                why = busy if exc.errno == errno.EADDRINUSE else " (check --web-host)"
+                raise WebPortUnavailable(
+                    f"the web server cannot listen on {where}: {exc.strerror}{why}"
+                ) from None

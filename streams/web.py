@@ -1,6 +1,6 @@
 """The worker's web pages: ``/health``, ``/metrics`` (Prometheus), ``/graph``, ``/subjects``.
 
-``/graph?format=json|html|graphml|dot|mermaid`` draws the global lineage graph
+``/graph?format=json|html|graphml|dot|mermaid|openlineage`` draws the global lineage graph
 from every partition's edge partials in Kafka, so any worker answers for all.
 
 ``/subjects/{subject}?format=json|html`` answers a disclosure request for one data
@@ -48,6 +48,7 @@ _CONTENT_TYPES = {
     "graphml": "application/xml",
     "dot": "text/vnd.graphviz",
     "mermaid": "text/plain",
+    "openlineage": "application/x-ndjson",  # one OpenLineage RunEvent a line
 }
 
 
@@ -102,15 +103,20 @@ def register_pages(
     @app.page("/graph")  # type: ignore[untyped-decorator]
     async def graph(web: Any, request: Any) -> Any:
         from lineage.export import FORMATS, export_graph
+        from lineage.export.openlineage import OpenLineageMissing
 
         fmt = request.query.get("format", "json")
         if fmt not in FORMATS:
-            return web.json({"error": f"unknown format {fmt!r}; one of {FORMATS}"}, status=400)
+            known = ", ".join(FORMATS)
+            return web.json({"error": f"unknown format {fmt!r}; one of {known}"}, status=400)
         edges = await read_edges(settings)
         # Drawn off the web server's loop: a probe meanwhile is answered at once.
-        text = await asyncio.to_thread(
-            lambda: export_graph(build_graph(policy, edges, generated_from="kafka"), fmt)
-        )
+        try:
+            text = await asyncio.to_thread(
+                lambda: export_graph(build_graph(policy, edges, generated_from="kafka"), fmt)
+            )
+        except OpenLineageMissing as exc:  # the worker extra brings it; a bare install may not
+            return web.json({"error": str(exc)}, status=501)
         return web.text(text, content_type=_CONTENT_TYPES[fmt])
 
     if subject is None:
@@ -131,7 +137,8 @@ def register_pages(
         if fmt == "html":
             from lineage.subjects import render_html
 
-            return web.html(render_html(found))
+            labels = {cid: c.label for cid, c in policy.categories.items()}
+            return web.html(render_html(found, labels))
         return web.json(found)
 
 

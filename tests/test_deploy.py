@@ -132,6 +132,25 @@ def test_compose_runs_the_pinned_kafka_and_a_healthy_worker() -> None:
     assert worker["environment"]["LINEAGE_WEB_TOKEN"].startswith("${LINEAGE_WEB_TOKEN:?")
 
 
+def test_the_readme_says_what_compose_runs_and_the_secrets_it_needs_first() -> None:
+    """The README said `docker compose up` runs Kafka and a worker; it runs every service
+    of the file, and refuses to start until each required secret is set."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("`docker compose up")
+    paragraph = readme[start : readme.index("\n## ", start)]
+    names = {"kafka": "Kafka", "worker": "worker", "prometheus": "Prometheus", "grafana": "Grafana"}
+    services = set(compose_spec()["services"])
+    assert services == set(names), "a service the README does not name"
+    for service in services:
+        assert names[service] in paragraph, service
+    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text()))
+    assert required == set(SECRETS)
+    for secret in required:
+        assert secret in paragraph, secret
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert all(secret in operations for secret in required)
+
+
 def test_kafka_writes_its_data_into_its_volume() -> None:
     """The broker's log.dirs is the mounted named volume, not a path inside the container."""
     spec = compose_spec()

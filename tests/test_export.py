@@ -437,7 +437,7 @@ def test_html_embeds_the_graph_as_json(graph: nx.DiGraph) -> None:
     assert data["graph"]["policy_name"] == "Audiostock Privacy Policy"
     assert data["summary"]["flows"] == 15
     assert data["summary"]["breaching_flows"] == len(BREACHING)
-    assert data["summary"]["by_article"]["9"] == {"flows": 2, "events": 100}
+    assert data["summary"]["by_article"]["9"] == {"flows": 2, "events": 100, "alerts": 100}
 
 
 def test_html_draws_every_node_and_the_breaches(graph: nx.DiGraph) -> None:
@@ -450,6 +450,63 @@ def test_html_draws_every_node_and_the_breaches(graph: nx.DiGraph) -> None:
     # The header summary: policy, version, breaching flows per article.
     assert "Audiostock Privacy Policy" in page and "version 2020-07-01" in page
     assert '<li data-article="9">' in page
+
+
+def test_html_counts_alerts_as_lineage_run_does_and_breaches_of_own_use() -> None:
+    """The header names both counts: events that broke an article, and alerts (one per
+    event and rule, what `lineage run` counts less retractions); a system's own use (Art. 2
+    here: an undeclared category collected) has its row though it is no flow."""
+    edges = dict(DEMO)
+    edges["system", "web-frontend", ""] = aggregate(
+        batch(35, "identity.my_number", OPS, breaks="art2.undeclared-category@2"), action="collect"
+    )
+    edges["flow", "crm", "audiostock-artists"] = aggregate(
+        batch(
+            12,
+            "identity.name identity.date_of_birth",
+            "affiliate_services",
+            "joint_use",
+            breaks="art7.category-not-announced@7 art7.purpose-not-announced@7",
+        )
+    )
+    summary = json.loads(_data_block(export_graph(build_graph(load_policy(), edges), "html")))[
+        "summary"
+    ]
+    assert summary["by_article"]["2"] == {"flows": 0, "events": 35, "alerts": 35}
+    assert summary["by_article"]["7"] == {"flows": 1, "events": 12, "alerts": 24}
+    rules = sum(len(agg.rules) and sum(agg.rules.values()) for agg in edges.values())
+    assert summary["alerts"] == rules
+    events = sum(agg.breaching for key, agg in edges.items())
+    assert summary["alert_events"] == events
+    page = export_graph(build_graph(load_policy(), edges), "html")
+    assert '<li class="own-use"><span class="art">Art. 2</span>' in page
+    assert '<option value="2">' not in page  # nothing to filter the picture by
+
+
+def test_boxes_grow_to_whole_names_and_badges_sit_between_columns(graph: nx.DiGraph) -> None:
+    from lineage.export.html import _badge_text, _badge_w, box_widths, column_gap
+
+    policy = load_policy()
+    long_name = "Audiostock Artists service operator"
+    assert policy.recipients["audiostock-artists"].name == long_name
+    page = export_graph(graph, "html")
+    labels = re.findall(r'<text class="label"[^>]*>([^<]*)</text>', page)
+    assert labels and not [x for x in labels if x.endswith("…")]
+    assert f">{long_name}</text>" in page
+    lay = layout(graph, box_widths(graph), column_gap(graph))
+    boxes = [b for n, b in lay.boxes.items() if not n.startswith(LANE)]
+    badges = 0
+    for path in lay.edges:
+        attrs = graph.edges[path.source, path.target]
+        if not attrs.get("breach_count"):
+            continue
+        badges += 1
+        half = _badge_w(_badge_text(attrs)) / 2
+        for box in boxes:
+            apart_x = path.badge_x + half <= box.x or path.badge_x - half >= box.x + box.w
+            apart_y = path.badge_y + 9 <= box.y or path.badge_y - 9 >= box.y + box.h
+            assert apart_x or apart_y, (path.source, path.target, box)
+    assert badges == len(BREACHING)
 
 
 def test_html_escapes_data(hostile: nx.DiGraph) -> None:

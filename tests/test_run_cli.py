@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from lineage.cli import main
@@ -112,3 +113,37 @@ def test_an_unwritable_output_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert under.exit_code == 1
     assert f"cannot create output folder {blocker / 'sub'}" in under.output
     assert "Traceback" not in under.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run"], ["lineage run", "--source"]),
+        (["run", "--source", "nope.jsonl", "--out", "o"], ["--source", "nope.jsonl"]),
+        (["run", "--source", "-", "--out", "o", "--fail-on", "hgh"], ["--fail-on", "hgh"]),
+        (["bogus"], ["bogus"]),
+        (["--bogus"], ["--bogus"]),
+        (["records", "--format", "xlsx"], ["lineage records", "--format", "xlsx"]),
+        (["policy", "diff", "only-one.yaml"], ["lineage policy diff", "only-one.yaml"]),
+        (["demo", "--events", "0"], ["--events", "0"]),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_option_and_the_value(
+    args: list[str], words: list[str]
+) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("lineage: error: ")
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def test_help_and_version_still_print_in_full() -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["--version"]).exit_code == 0
+    helped = runner.invoke(main, ["run", "--help"])
+    assert helped.exit_code == 0 and "--consent-lateness" in helped.output
+    group = runner.invoke(main, ["policy"])  # a group alone shows its commands
+    assert "diff" in group.output and "init" in group.output

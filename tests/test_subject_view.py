@@ -21,6 +21,7 @@ from lineage.records import FIELDS, csv_text, select
 from lineage.redact import Redactor
 from lineage.run import run_embedded
 from lineage.schemas import ProvisionRecord, SubjectLineage
+from lineage.state import SubjectState
 from lineage.subjects import answer, render_html
 from tests.conftest import DATA
 from tests.helpers import access, consent
@@ -406,3 +407,58 @@ def test_incident_samples_are_the_earliest_standing_alerts_after_retractions(
     final = next(i for i in last.values() if i["rule"] == "art9.no-consent")
     assert final["count"] == 6
     assert final["sample_event_ids"] == ["d-1", "d-4", "d-5", "d-6", "d-7"]
+
+
+def test_the_answer_says_in_what_form_each_recipient_got_the_data(policy: Policy) -> None:
+    events = [
+        access(event_id="e-1", recipient="payco", legal_basis="outsourcing", purpose="billing"),
+        access(event_id="e-2", recipient="adco", purpose="ads", categories=["device.id"],
+               form="pseudonymized", pseudonymization={"method": "hmac", "keyed": True}),
+        access(event_id="e-3", recipient="adco", purpose="ads", categories=["device.id"],
+               form="aggregated", subject="u-1"),
+    ]  # fmt: skip
+    engine, _ = run(policy, *events)
+    state = engine.state.subjects["u-1"]
+    assert state.recipients["adco"].forms == {"pseudonymized", "aggregated"}
+    # Kept in the stored state, and read back from a record written before forms were kept.
+    stored = state.to_json()
+    assert stored["r"]["adco"]["frm"] == ["aggregated", "pseudonymized"]
+    del stored["r"]["adco"]["frm"]
+    assert SubjectState.from_json(stored).recipients["adco"].forms == set()
+    data = answer("u-1", state, policy.version)
+    SubjectLineage.model_validate(data)
+    by_id = {r["recipient"]: r for r in data["recipients"]}
+    assert by_id["adco"]["forms"] == ["aggregated", "pseudonymized"]
+    assert by_id["payco"]["forms"] == ["identified"]
+    assert data["notify_on_correction"] == ["payco"]
+    old = answer("u-1", SubjectState.from_json(stored), policy.version)
+    assert "forms" not in {r["recipient"]: r for r in old["recipients"]}["adco"]
+
+
+def test_the_page_says_why_a_recipient_is_not_notified_and_names_things_as_the_graph(
+    policy: Policy,
+) -> None:
+    events = [
+        access(event_id="e-1", recipient="payco", legal_basis="outsourcing", purpose="billing",
+               categories=["identity.name", "financial.credit_card"],
+               occurred_at="2025-06-01T09:05:00+09:00"),
+        access(event_id="e-2", recipient="payco", legal_basis="outsourcing", purpose="billing",
+               occurred_at="2025-06-01T17:40:00+09:00"),
+        access(event_id="e-3", recipient="adx", purpose="ads", categories=["device.id"],
+               form="pseudonymized", pseudonymization={"method": "hmac", "keyed": True}),
+    ]  # fmt: skip
+    engine, _ = run(policy, *events)
+    data = answer("u-1", engine.state.subjects["u-1"], policy.version)
+    labels = {cid: c.label for cid, c in policy.categories.items()}
+    page = render_html(data, labels)
+    adx = page[page.index('data-recipient="adx"') :].split("</section>")[0]
+    assert "Ad provider · SG" in adx  # the graph's kind label, not ad_provider
+    assert "No: it received only data pseudonymized with a key, which is not personal data" in adx
+    payco = page[page.index('data-recipient="payco"') :].split("</section>")[0]
+    assert "Yes: it received personal data" in payco
+    assert ">Card</span>" in payco and ">Name</span>" in payco  # the policy's labels
+    # First and last time on one line each: a date once, the times, the offset.
+    assert '<span class="when">2025-06-01, 09:05–17:40 (+09:00)</span>' in payco
+    assert "Not to notify, though they received this subject's data" in page
+    assert "@page { size: A4 portrait" in page
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")

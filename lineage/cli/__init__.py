@@ -3,13 +3,18 @@
 The core (:mod:`lineage`) and the worker (:mod:`streams`) know nothing of the
 command line; it imports them, the worker only when a Kafka command runs. Every error
 of ours that reaches the top is one line on standard error and an exit code:
-0 done; 2 usage, settings or policy errors; 3 ``lineage run --fail-on`` met; 1 anything
-else that stopped the command (an unreadable input, an unreachable broker).
+0 done; 2 usage, settings or policy errors; 3 ``lineage run --fail-on`` or ``lineage
+replay --fail-on-new`` met; 1 anything else that stopped the command (an unreadable
+input, an unreachable broker).
 """
 
 from lineage.cli.core import main
 from lineage.cli.kafka import export, worker
+from lineage.cli.policy import policy
+from lineage.cli.replay import replay_command
 
+main.add_command(policy)
+main.add_command(replay_command)
 main.add_command(worker)
 main.add_command(export)
 

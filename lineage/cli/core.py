@@ -1,4 +1,4 @@
-"""The core commands of ``lineage``: run, demo, policy check, records, subject.
+"""The core commands of ``lineage``: run, demo, records, subject.
 
 Thin: validate, call the core, print, exit.
 
@@ -8,7 +8,6 @@ that stopped the run (an unreadable input, an unreachable broker).
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -17,11 +16,11 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import click
 import orjson
 
-from lineage.cli.options import policy_option, policy_or_exit
+from lineage.cli.options import policy_option, policy_or_exit, redactor_or_exit
 from lineage.durations import parse_duration
 from lineage.errors import LineageError, PolicyError
 from lineage.logguard import install_log_guard
-from lineage.policy import DEFAULT_POLICY, Policy, lint_policy, load_policy
+from lineage.policy import Policy, load_policy
 from lineage.redact import Redactor
 from lineage.rules.base import art_label, article_key
 from lineage.run import Forward, RunSummary, run_embedded
@@ -59,7 +58,16 @@ def _print_summary(summary: RunSummary, out: Path) -> None:
         )
         click.echo(f"{s.alerts} alerts ({articles}) - {severities}; {summary.incidents} incidents")
         if s.retracted:
-            click.echo(f"{s.retracted} alerts retracted by consents that arrived late")
+            by_article = ", ".join(
+                f"{art_label(a)}: {n}"
+                for a, n in sorted(
+                    summary.retracted_by_article.items(), key=lambda kv: article_key(kv[0])
+                )
+            )
+            click.echo(
+                f"{s.retracted} alerts retracted by consents that arrived late ({by_article}): "
+                f"{s.alerts - s.retracted} alerts stand, as lineage.html counts them"
+            )
     else:
         click.echo("no alerts")
     if s.records:
@@ -71,17 +79,7 @@ def _print_summary(summary: RunSummary, out: Path) -> None:
 
 
 def _redactor() -> Redactor:
-    # The same key as the workers' (LINEAGE_REDACTION_KEY, or a file named by
-    # LINEAGE_REDACTION_KEY_FILE) gives the same tokens.
-    key = os.environ.get("LINEAGE_REDACTION_KEY")
-    path = os.environ.get("LINEAGE_REDACTION_KEY_FILE")
-    if not key and path:
-        try:
-            key = Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or type(exc).__name__
-            _fail(f"LINEAGE_REDACTION_KEY_FILE: cannot read {path}: {why}", 2)
-    return Redactor(key.encode() if key else None)
+    return redactor_or_exit()
 
 
 def _routes_or_exit(path: Path) -> Routes:
@@ -132,8 +130,45 @@ def _run_source(
         )
 
 
+def one_line(exc: click.ClickException) -> str:
+    """A click error (usage, bad parameter, missing file) as one line that names the
+    command, the option and the value: ``lineage: error: lineage run: Invalid value for
+    '--fail-on': 'hgh' is not one of 'critical', 'high', 'medium', 'low'. (see 'lineage run
+    --help')``."""
+    message = " ".join(exc.format_message().split())
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    if ctx is not None:
+        return f"lineage: error: {ctx.command_path}: {message} (see '{ctx.command_path} --help')"
+    return f"lineage: error: {message}"
+
+
 class LineageGroup(click.Group):
     """Turns every error of ours that reaches the top into one line and an exit code."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's own main, with its usage errors said in one line (click prints three:
+        the usage, a hint and the error) and the same exit codes."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            done = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.Abort:
+            click.echo("lineage: stopped", err=True)
+            sys.exit(1)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # a group called alone: its help is what was asked for
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(one_line(exc), err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(done if isinstance(done, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -146,7 +181,7 @@ class LineageGroup(click.Group):
             _fail(str(exc), 1)
 
 
-@click.group(cls=LineageGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("lineage", cls=LineageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="privacy-lineage")
 def main() -> None:
     """privacy-lineage: watch personal-data flows, build their lineage graph, raise alerts."""
@@ -245,28 +280,6 @@ def run(
     worst = summary.worst()
     if fail_on is not None and worst is not None and worst.rank >= Severity(fail_on).rank:
         sys.exit(3)
-
-
-@main.group()
-def policy() -> None:
-    """Work with policy files."""
-
-
-@policy.command("check")
-@click.argument(
-    "file", type=click.Path(dir_okay=False, path_type=Path), required=False, envvar="LINEAGE_POLICY"
-)
-def policy_check(file: Path | None) -> None:
-    """Lint a policy file: exit 2 with file, line and key for each problem."""
-    loaded = policy_or_exit(file)
-    where = file or DEFAULT_POLICY
-    for warning in lint_policy(loaded):
-        click.echo(f"{where}: warning: {warning}")
-    click.echo(
-        f"{where}: ok: {loaded.policy.name} version {loaded.version}, "
-        f"{len(loaded.categories)} categories, {len(loaded.purposes)} purposes, "
-        f"{len(loaded.recipients)} recipients"
-    )
 
 
 @main.command()
@@ -430,6 +443,7 @@ def records(
 
 @main.command()
 @click.argument("subject_ref", metavar="SUBJECT")
+@policy_option
 @_broker_option
 @click.option(
     "--from-dir",
@@ -446,6 +460,7 @@ def records(
 @_app_option
 def subject(
     subject_ref: str,
+    policy_path: Path | None,
     broker: str | None,
     from_dir: Path | None,
     fmt: str,
@@ -456,7 +471,8 @@ def subject(
     """Who received a data subject's personal data (policy Art. 11): JSON or a printable page.
 
     A subject written as raw personal data (an e-mail, say) was kept under its redaction
-    token; give it as written, with the same LINEAGE_REDACTION_KEY, and it is found.
+    token; give it as written, with the same LINEAGE_REDACTION_KEY, and it is found. The
+    policy names the categories on the page (and, with --broker, gives the version).
     """
     from lineage.subjects import SUBJECTS_FILE, SubjectStore, answer, render_html
 
@@ -477,12 +493,13 @@ def subject(
             settings = _kafka_settings(str(broker), topic_prefix, app_id)
             check_connection(settings)
             found, state = asyncio.run(read_subject(settings, spellings))
-            version = policy_or_exit(settings.policy).version
+            version = policy_or_exit(policy_path or settings.policy).version
     except LineageError as exc:
         _fail(str(exc), 1)
     data = answer(found, state, version)
+    labels = {cid: c.label for cid, c in policy_or_exit(policy_path).categories.items()}
     text = (
-        render_html(data)
+        render_html(data, labels)
         if fmt == "html"
         else orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
     )

@@ -211,9 +211,10 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
                 click.echo(f"lineage: routes error: {problem}", err=True)
             sys.exit(2)
     from streams.app import LineageWorker
-    from streams.preflight import check_connection
+    from streams.preflight import check_connection, check_web_port
 
     try:
+        check_web_port(settings)  # a busy port said now, not after joining the group
         check_connection(settings)
         lineage_worker = LineageWorker(settings, policy)
         created = lineage_worker.ensure_topics()

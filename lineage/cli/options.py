@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import click
 
 from lineage.errors import PolicyError
 from lineage.policy import Policy, load_policy
+from lineage.redact import Redactor
 
-__all__ = ["policy_option", "policy_or_exit"]
+__all__ = ["policy_option", "policy_or_exit", "redactor_or_exit"]
 
 #: ``--policy FILE`` (or ``LINEAGE_POLICY``); absent means the shipped seed policy.
 policy_option = click.option(
@@ -31,3 +33,21 @@ def policy_or_exit(path: Path | None) -> Policy:
         for problem in exc.problems:
             click.echo(f"lineage: policy error: {problem}", err=True)
         sys.exit(2)
+
+
+def redactor_or_exit() -> Redactor:
+    """The redactor of ``LINEAGE_REDACTION_KEY`` (or the file ``LINEAGE_REDACTION_KEY_FILE``
+    names): the same key as the workers' gives the same tokens. Without one, a random key.
+    An unreadable key file exits 2."""
+    key = os.environ.get("LINEAGE_REDACTION_KEY")
+    path = os.environ.get("LINEAGE_REDACTION_KEY_FILE")
+    if not key and path:
+        try:
+            key = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or type(exc).__name__
+            click.echo(
+                f"lineage: error: LINEAGE_REDACTION_KEY_FILE: cannot read {path}: {why}", err=True
+            )
+            sys.exit(2)
+    return Redactor(key.encode() if key else None)

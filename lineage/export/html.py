@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,16 +41,26 @@ from lineage.export._shared import (
     plural,
     recipient_kind,
 )
-from lineage.export.layout import NODE_H, WIDTHS, Layout, layout
+from lineage.export.layout import COLUMN_GAP, NODE_H, Layout, layout
+from lineage.rules import CATALOGUE
 from lineage.rules.base import art_label, article_key
 
-__all__ = ["Summary", "summarize", "to_html"]
+__all__ = ["Summary", "page_style", "summarize", "to_html"]
 
 LABEL_PX = 13.0
 SUB_PX = 11.0
 # Average glyph advance as a share of the font size for the system sans-serif fonts
 # (Segoe UI, SF, Roboto, Liberation/Arial); a little generous so text never overflows.
+# Labels are semi-bold, a little wider.
 GLYPH = 0.54
+GLYPH_BOLD = 0.58
+#: Room in a box besides its text: the stripe and the padding on both sides.
+TEXT_PAD = 22
+#: The country badge of a recipient abroad.
+COUNTRY_W = 30
+#: Boxes grow to fit their names up to this width; a longer name is cut, and shown whole
+#: on hover and in the details.
+MAX_BOX_W = 380.0
 IDENTIFYING = {
     "direct": "Directly identifying",
     "indirect": "Indirectly identifying",
@@ -65,12 +76,18 @@ class Summary:
     events: int = 0
     flows: int = 0
     breaching_flows: int = 0
-    breaching_events: int = 0
+    breaching_events: int = 0  # on flows only
     recipients: int = 0
     unknown_recipients: int = 0
     systems: int = 0
     categories: int = 0
-    by_article: dict[str, tuple[int, int]] = field(default_factory=dict)  # art -> (flows, events)
+    #: Standing alerts (one per event and rule broken; retracted ones left out), as
+    #: ``lineage run`` counts them less its retractions; and the events that raised them,
+    #: on flows and in the systems' own use.
+    alerts: int = 0
+    alert_events: int = 0
+    #: article -> (breaching flows, breaching events, alerts)
+    by_article: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The summary as JSON for the page's script."""
@@ -83,24 +100,52 @@ class Summary:
             "unknown_recipients": self.unknown_recipients,
             "systems": self.systems,
             "categories": self.categories,
-            "by_article": {a: {"flows": f, "events": e} for a, (f, e) in self.by_article.items()},
+            "alerts": self.alerts,
+            "alert_events": self.alert_events,
+            "by_article": {
+                a: {"flows": f, "events": e, "alerts": n}
+                for a, (f, e, n) in self.by_article.items()
+            },
         }
 
 
+def _article_of(rule: str) -> str:
+    spec = CATALOGUE.get(rule)
+    return spec.article if spec is not None else rule.split(".", 1)[0].removeprefix("art")
+
+
 def summarize(graph: nx.DiGraph) -> Summary:
-    """Counts for the header: events (what the systems emitted), flows, breaches by article."""
+    """Counts for the header: events (what the systems emitted), flows, and the breaches by
+    article three ways: flows that broke it, events that did (on flows or in a system's own
+    use), and alerts (one per event and rule: what ``lineage run`` counts, less retractions).
+
+    Breaches are read where each is counted once: on a system (its own use and its flows)
+    and on an onward edge (a recipient passing data on).
+    """
     out = Summary()
+    events: dict[str, int] = {}
+    alerts: dict[str, int] = {}
+    flows: dict[str, int] = {}
+
+    def tally(breaches: Mapping[str, int], rules: Mapping[str, int]) -> None:
+        for article, n in breaches.items():
+            events[str(article)] = events.get(str(article), 0) + int(n)
+        for rule, n in rules.items():
+            article = _article_of(rule)
+            alerts[article] = alerts.get(article, 0) + int(n)
+            out.alerts += int(n)
+
     for _, attrs in graph.nodes(data=True):
         kind = attrs.get("kind")
         if kind == "system":
             out.systems += 1
             out.events += int(attrs.get("count", 0))
+            tally(attrs.get("breaches") or {}, attrs.get("rules") or {})
         elif kind == "category":
             out.categories += 1
         else:
             out.recipients += 1
             out.unknown_recipients += recipient_kind(attrs) == "unknown"
-    per_article: dict[str, list[int]] = {}
     for *_, attrs in graph.edges(data=True):
         if not is_flow(attrs):
             continue
@@ -108,23 +153,40 @@ def summarize(graph: nx.DiGraph) -> Summary:
         if breaching(attrs):
             out.breaching_flows += 1
             out.breaching_events += int(attrs.get("breach_count", 0))
+        if attrs.get("relation") == "onward":
+            tally(attrs.get("breaches") or {}, attrs.get("rules") or {})
         for article, n in (attrs.get("breaches") or {}).items():
             if n:
-                tally = per_article.setdefault(str(article), [0, 0])
-                tally[0] += 1
-                tally[1] += int(n)
-    out.by_article = {
-        a: (per_article[a][0], per_article[a][1]) for a in sorted(per_article, key=article_key)
-    }
+                flows[str(article)] = flows.get(str(article), 0) + 1
+    out.alert_events = _breaching_events(graph)
+    articles = sorted({a for a, n in {**events, **alerts}.items() if n}, key=article_key)
+    out.by_article = {a: (flows.get(a, 0), events.get(a, 0), alerts.get(a, 0)) for a in articles}
     return out
+
+
+def _breaching_events(graph: nx.DiGraph) -> int:
+    """Events that broke at least one rule: of the systems, and of onward edges."""
+    total = 0
+    for _, attrs in graph.nodes(data=True):
+        if attrs.get("kind") == "system":
+            total += int(attrs.get("breach_count", 0))
+    for *_, attrs in graph.edges(data=True):
+        if attrs.get("relation") == "onward":
+            total += int(attrs.get("breach_count", 0))
+    return total
 
 
 # -- small helpers -----------------------------------------------------------------------------
 
 
-def _fit(text: str, width: float, px: float) -> str:
+def _text_w(text: str, px: float, bold: bool = False) -> float:
+    """About how wide ``text`` is drawn at font size ``px`` (a little generous)."""
+    return len(text) * px * (GLYPH_BOLD if bold else GLYPH)
+
+
+def _fit(text: str, width: float, px: float, bold: bool = False) -> str:
     """The text, cut with an ellipsis to fit ``width`` pixels at font size ``px``."""
-    room = max(int(width / (px * GLYPH)), 4)
+    room = max(int(width / (px * (GLYPH_BOLD if bold else GLYPH))), 4)
     return text if len(text) <= room else text[: room - 1].rstrip() + "…"
 
 
@@ -149,36 +211,81 @@ def _label(graph: nx.DiGraph, node: str) -> str:
 # -- the SVG -----------------------------------------------------------------------------------
 
 
+def _node_texts(node: str, attrs: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What a box says: its label, the line under it, and the articles it breaks (systems)."""
+    kind = str(attrs.get("kind", "recipient"))
+    label = str(attrs.get("label") or node)
+    if kind == "system":
+        events = plural(int(attrs.get("count", 0)), "event")
+        return label, events, _arts(attrs.get("breaches") or {})
+    if kind == "category":
+        return label, IDENTIFYING.get(str(attrs.get("identifying", "unknown")), ""), ""
+    rkind = recipient_kind(attrs)
+    if rkind == "unknown":
+        return label, "Not in the policy", ""
+    bits = [KIND_LABELS[rkind], str(attrs.get("country") or "")]
+    sub = " · ".join(b for b in bits if b)
+    return label, sub + (" · example" if attrs.get("example") else ""), ""
+
+
+def _abroad(attrs: Mapping[str, Any]) -> bool:
+    return attrs.get("kind") not in ("system", "category") and bool(attrs.get("abroad"))
+
+
+def box_widths(graph: nx.DiGraph) -> dict[str, float]:
+    """The width each role's boxes need for every name and line to be whole."""
+    need: dict[str, float] = {}
+    for node, attrs in graph.nodes(data=True):
+        label, sub, breach = _node_texts(node, attrs)
+        line = sub + (f" · {breach}" if breach else "")
+        text = max(_text_w(label, LABEL_PX, bold=True), _text_w(line, SUB_PX))
+        width = text + TEXT_PAD + (COUNTRY_W if _abroad(attrs) else 0)
+        role = _role(str(attrs.get("kind", "recipient")))
+        need[role] = max(need.get(role, 0.0), min(width, MAX_BOX_W))
+    # Whole pixels, rounded up, and one more: what _fit measures must fit what was measured.
+    return {role: float(math.ceil(w) + 1) for role, w in need.items()}
+
+
+def _badge_text(attrs: Mapping[str, Any]) -> str:
+    return arts_label(articles(attrs.get("breaches") or {})) or "breach"
+
+
+def _badge_w(text: str) -> float:
+    return 14 + len(text) * 6.3
+
+
+def column_gap(graph: nx.DiGraph) -> float:
+    """Room between columns for the widest badge of a breaching flow, clear of the boxes."""
+    widest = max(
+        (
+            _badge_w(_badge_text(a))
+            for *_, a in graph.edges(data=True)
+            if is_flow(a) and breaching(a)
+        ),
+        default=0.0,
+    )
+    return max(COLUMN_GAP, widest + 28)
+
+
 def _node_svg(node: str, attrs: Mapping[str, Any], lay: Layout) -> str:
     """One box; a recipient abroad (APPI Art. 28) carries its country as a badge."""
     box = lay.boxes[node]
     colours = palette(attrs)
     kind = str(attrs.get("kind", "recipient"))
-    label = str(attrs.get("label") or node)
-    sub_breach = ""
+    label, sub, sub_breach = _node_texts(node, attrs)
     classes = ["node", kind]
-    if kind == "system":
-        sub = plural(int(attrs.get("count", 0)), "event")
-        sub_breach = _arts(attrs.get("breaches") or {})
-    elif kind == "category":
-        sub = IDENTIFYING.get(str(attrs.get("identifying", "unknown")), "")
-    else:
-        rkind = recipient_kind(attrs)
-        classes.append(f"kind-{rkind}")
-        if rkind == "unknown":
-            sub = "Not in the policy"
-        else:
-            bits = [KIND_LABELS[rkind], str(attrs.get("country") or "")]
-            sub = " · ".join(b for b in bits if b)
-            if attrs.get("example"):
-                sub += " · example"
+    if kind not in ("system", "category"):
+        classes.append(f"kind-{recipient_kind(attrs)}")
     dashed = ' stroke-dasharray="5 3"' if "kind-unknown" in classes else ""
     title = f"{label} ({node})"
     w, h = box.w, box.h
-    is_abroad = kind == "recipient" and bool(attrs.get("abroad"))
-    text_w = w - 22 - (30 if is_abroad else 0)
-    sub_text = _fit(sub, text_w if not sub_breach else text_w * 0.55, SUB_PX)
-    sub_breach = _fit(sub_breach, text_w * 0.45, SUB_PX) if sub_breach else ""
+    is_abroad = _abroad(attrs)
+    text_w = w - TEXT_PAD - (COUNTRY_W if is_abroad else 0)
+    if sub_breach and _text_w(f"{sub} · {sub_breach}", SUB_PX) > text_w:
+        sub_text = _fit(sub, text_w * 0.55, SUB_PX)
+        sub_breach = _fit(sub_breach, text_w * 0.45, SUB_PX)
+    else:
+        sub_text = _fit(sub, text_w, SUB_PX)
     breach_tspan = (
         f'<tspan class="sub-breach" fill="{BREACH}"> · {escape(sub_breach)}</tspan>'
         if sub_breach
@@ -189,7 +296,7 @@ def _node_svg(node: str, attrs: Mapping[str, Any], lay: Layout) -> str:
         classes.append("abroad")
         code = escape(str(attrs.get("country") or ""))
         abroad = (
-            f'<g class="country" transform="translate({w - 30},{4})">'
+            f'<g class="country" transform="translate({w - COUNTRY_W},{4})">'
             f'<rect width="26" height="15" rx="4"/><text x="13" y="11">{code}</text></g>'
         )
     return (
@@ -200,7 +307,8 @@ def _node_svg(node: str, attrs: Mapping[str, Any], lay: Layout) -> str:
         f'stroke="{colours.stroke}"{dashed}/>'
         f'<rect class="stripe" width="5" height="{h}" fill="{colours.accent}" '
         f'clip-path="url(#clip-{_role(kind)})"/>'
-        f'<text class="label" x="13" y="15.5">{escape(_fit(label, text_w, LABEL_PX))}</text>'
+        f'<text class="label" x="13" y="15.5">'
+        f"{escape(_fit(label, text_w, LABEL_PX, bold=True))}</text>"
         f'<text class="sub" x="13" y="29.5">{escape(sub_text)}{breach_tspan}</text>'
         f"{abroad}</g>"
     )
@@ -218,7 +326,7 @@ def _svg(graph: nx.DiGraph, lay: Layout, edge_ids: Mapping[tuple[str, str], str]
         "<defs>",
         *(
             f'<clipPath id="clip-{role}"><rect width="{w}" height="{NODE_H}" rx="7"/></clipPath>'
-            for role, w in WIDTHS.items()
+            for role, w in lay.widths.items()
         ),
         "</defs>",
         '<g class="headings">',
@@ -265,8 +373,8 @@ def _svg(graph: nx.DiGraph, lay: Layout, edge_ids: Mapping[tuple[str, str], str]
             f'stroke-width="{path.width}"{dash}/></g>'
         )
         if bad:
-            text = arts_label(arts) if arts else "breach"
-            bw = 14 + len(text) * 6.3
+            text = _badge_text(attrs)
+            bw = _badge_w(text)
             badges.append(
                 f'<g class="badge" data-edge="{eid}" '
                 f'transform="translate({path.badge_x:.1f},{path.badge_y:.1f})">'
@@ -286,9 +394,10 @@ def _svg(graph: nx.DiGraph, lay: Layout, edge_ids: Mapping[tuple[str, str], str]
 # -- the page around it ------------------------------------------------------------------------
 
 
-def _stat(value: str, label: str, extra: str = "", cls: str = "") -> str:
+def _stat(value: str, label: str, extra: str = "", cls: str = "", ident: str = "") -> str:
+    named = f' id="stat-{ident}"' if ident else ""
     return (
-        f'<div class="stat {cls}"><div class="stat-value">{escape(value)}</div>'
+        f'<div class="stat {cls}"{named}><div class="stat-value">{escape(value)}</div>'
         f'<div class="stat-label">{escape(label)}</div>{extra}</div>'
     )
 
@@ -304,16 +413,25 @@ def _header(graph: nx.DiGraph, summary: Summary) -> str:
     if summary.unknown_recipients:
         count = plural(summary.unknown_recipients, "unknown recipient")
         unknown = f'<div class="stat-note warn">{count}</div>'
-    articles_html = "".join(
-        f'<li data-article="{_attr(a)}"><span class="art">{escape(art_label(a))}</span>'
-        f'<span class="art-count">{plural(flows, "flow")}</span>'
-        f'<span class="art-events">{plural(events, "event")}</span></li>'
-        for a, (flows, events) in summary.by_article.items()
-    )
+    rows = []
+    for a, (flows, events, alerts) in summary.by_article.items():
+        # A row with breaching flows filters the picture when clicked; one without (what
+        # systems collect or use themselves, such as Art. 2) has no flow to show.
+        clickable = f' data-article="{_attr(a)}"' if flows else ' class="own-use"'
+        rows.append(
+            f'<li{clickable}><span class="art">{escape(art_label(a))}</span>'
+            f'<span class="art-alerts">{alerts:,}</span>'
+            f'<span class="art-events">{events:,}</span>'
+            f'<span class="art-count">{flows:,}</span></li>'
+        )
     breaches = (
-        f'<div class="stat breaches"><div class="stat-label">Breaches by article</div>'
-        f'<ul class="articles">{articles_html}</ul></div>'
-        if articles_html
+        '<div class="stat breaches"><div class="stat-label">Breaches by article</div>'
+        '<ul class="articles"><li class="head"><span></span><span title="one per event and '
+        'rule broken">alerts</span><span title="events that broke a rule of the article">'
+        'events</span><span title="flows with such events; what systems collect or use '
+        'themselves is no flow">flows</span></li>'
+        f"{''.join(rows)}</ul></div>"
+        if rows
         else '<div class="stat ok"><div class="stat-value">0</div>'
         '<div class="stat-label">Breaches: none found</div></div>'
     )
@@ -336,9 +454,18 @@ def _header(graph: nx.DiGraph, summary: Summary) -> str:
         + _stat(
             f"{summary.breaching_flows:,}",
             "Breaching flows",
-            f'<div class="stat-note">{plural(summary.breaching_events, "breaching event")}</div>'
-            + unknown,
+            f'<div class="stat-note">{plural(summary.breaching_events, "breaching event")}'
+            " on them</div>" + unknown,
             "bad" if summary.breaching_flows else "ok",
+        )
+        + _stat(
+            f"{summary.alerts:,}",
+            "Alerts",
+            f'<div class="stat-note" title="one alert per event and rule broken; alerts a '
+            'consent that came late retracted are not counted">on '
+            f"{plural(summary.alert_events, 'event')}, less retractions</div>",
+            "bad" if summary.alerts else "ok",
+            "alerts",
         )
         + breaches
         + "</div></header>"
@@ -348,7 +475,8 @@ def _header(graph: nx.DiGraph, summary: Summary) -> str:
 def _toolbar(summary: Summary, kinds: Iterable[str]) -> str:
     options = "".join(
         f'<option value="{_attr(a)}">{escape(art_label(a))} ({plural(flows, "flow")})</option>'
-        for a, (flows, _) in summary.by_article.items()
+        for a, (flows, _, _) in summary.by_article.items()
+        if flows
     )
     legend = "".join(
         f'<li><span class="swatch" style="background:{KIND_PALETTES[k].fill};'
@@ -443,9 +571,16 @@ def _template() -> str:
 _SLOT = re.compile(r"\{\{(\w+)\}\}")
 
 
+def page_style() -> str:
+    """The stylesheet of lineage.html (inside its ``<style>``), for the other pages that
+    should look like it (``replay.html``): one look, kept in one place."""
+    template = _template()
+    return template[template.index("<style>") + len("<style>") : template.index("</style>")]
+
+
 def to_html(graph: nx.DiGraph) -> str:
     """The graph as one self-contained HTML page (inline CSS, SVG, data and script)."""
-    lay = layout(graph)
+    lay = layout(graph, box_widths(graph), column_gap(graph))
     edge_ids = {(p.source, p.target): f"e{i}" for i, p in enumerate(lay.edges)}
     summary = summarize(graph)
     present = {recipient_kind(a) for _, a in graph.nodes(data=True) if a.get("kind") == "recipient"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -33,6 +33,7 @@ LANE_GAP = 2
 GROUP_GAP = 28  # room for a recipient-kind heading above its group
 FAMILY_GAP = 6  # a little air between category families
 COLUMN_GAP = 104
+#: The narrowest box of each role; a picture whose names need more widens the role's boxes.
 WIDTHS = {"category": 200, "system": 168, "recipient": 244}
 SWEEPS = 8
 RELAX = 8
@@ -111,6 +112,7 @@ class Layout:
     boxes: dict[str, Box]
     edges: list[EdgePath]
     headings: list[Heading]
+    widths: dict[str, float] = field(default_factory=lambda: dict(WIDTHS))  # box width by role
 
 
 # -- columns -----------------------------------------------------------------------------------
@@ -258,8 +260,20 @@ def _reorder(
 # -- geometry ----------------------------------------------------------------------------------
 
 
-def layout(graph: nx.DiGraph) -> Layout:
-    """Coordinates for the HTML picture: boxes, edge curves, headings and overall size."""
+def layout(
+    graph: nx.DiGraph,
+    box_widths: Mapping[str, float] | None = None,
+    gap: float = COLUMN_GAP,
+) -> Layout:
+    """Coordinates for the HTML picture: boxes, edge curves, headings and overall size.
+
+    ``box_widths`` are the boxes' widths by role (the caller measures its names; at least
+    :data:`WIDTHS`); ``gap`` the room between columns, where the badges of breaching flows
+    sit (at least :data:`COLUMN_GAP`): a badge is centred in the gap before its flow's end,
+    so a gap wider than the widest badge keeps every badge off every box.
+    """
+    box_w = {role: max(w, (box_widths or {}).get(role, w)) for role, w in WIDTHS.items()}
+    gap = max(gap, COLUMN_GAP)
     cols, col, chains = _columns(graph)
     widths = _widths(graph)
     lane_h = {lane: widths[uv] + 3 for uv, chain in chains.items() for lane in chain[1:-1]}
@@ -267,8 +281,8 @@ def layout(graph: nx.DiGraph) -> Layout:
     x = float(PAD_X)
     for c in cols:
         xs.append(x)
-        x += WIDTHS[c.role] + COLUMN_GAP
-    width = x - COLUMN_GAP + PAD_X if cols else 2 * PAD_X
+        x += box_w[c.role] + gap
+    width = x - gap + PAD_X if cols else 2 * PAD_X
 
     stacks = [_stack(c, lane_h) for c in cols]
     inner = max((sum(gap + h for _, gap, h in stack) for stack in stacks), default=0.0)
@@ -280,12 +294,13 @@ def layout(graph: nx.DiGraph) -> Layout:
     for index, (c, x0, stack) in enumerate(zip(cols, xs, stacks, strict=True)):
         headings.append(Heading(x0, PAD_TOP - 18, c.title, ""))
         for slot, _, h in stack:
-            boxes[slot] = Box(x0, top[slot], WIDTHS[c.role], h, index)
+            boxes[slot] = Box(x0, top[slot], box_w[c.role], h, index)
         if c.role == "recipient":
             for group, slots in c.groups:
                 if group:
                     headings.append(Heading(x0, top[slots[0]] - 9, group, group))
-    return Layout(width, height, cols, boxes, _edges(graph, boxes, chains, widths), headings)
+    paths = _edges(graph, boxes, chains, widths)
+    return Layout(width, height, cols, boxes, paths, headings, box_w)
 
 
 def _stack(c: Column, lane_h: dict[str, float]) -> list[tuple[str, float, float]]:
@@ -439,11 +454,11 @@ def _edges(
                 d += f" C{ax + dx:.1f},{ay:.1f} {zx - dx:.1f},{zy:.1f} {zx:.1f},{zy:.1f}"
                 if i + 2 < len(points):
                     d += f" H{points[i + 2][0]:.1f}"
-            # The badge sits on the last stretch, nearer the recipient, where flows into
-            # different recipients have already fanned apart.
+            # The badge sits in the middle of the last stretch's gap, where flows into
+            # different recipients have fanned apart and no box is.
             (ax, ay), (zx, zy) = points[-2], points[-1]
             dx = max(abs(zx - ax) * 0.5, 24) * (1 if zx >= ax else -1)
-            t = 0.6
+            t = 0.5
             bx = _bezier(ax, ax + dx, zx - dx, zx, t)
             by = _bezier(ay, ay, zy, zy, t)
         if is_flow(attrs) and breaching(attrs):

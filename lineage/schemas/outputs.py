@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lineage.schemas.types import Severity
+from lineage.schemas.types import Form, Severity
 
 __all__ = [
     "Alert",
@@ -152,6 +152,12 @@ class RecipientLineage(BaseModel):
     last_at: datetime = Field(description="last time")
     events: int = Field(description="how many transfers")
     breaches: list[str] = Field(description="rules those transfers broke (not retracted)")
+    forms: list[Form] | None = Field(
+        default=None,
+        description="how identifiable the data was when it went (identified, pseudonymized, "
+        "anonymized, aggregated); a recipient that received only pseudonymized (keyed), "
+        "anonymized or aggregated data is not in notify_on_correction",
+    )
 
 
 class ConsentOnRecord(BaseModel):
