@@ -269,8 +269,10 @@ class Worker:
         partitions: int,
         name: str = "worker",
         settings: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
-        """``settings``: more LINEAGE_* variables for it (the caller's own are not passed)."""
+        """``settings``: more LINEAGE_* variables for it (the caller's own are not passed);
+        ``cwd``: the checkout whose code it runs (a worktree of another revision)."""
         self.port = free_port()
         self.app_id = f"bench-{prefix.rstrip('.')}-{name}"
         self.log = tmp / f"{name}.log"
@@ -292,7 +294,7 @@ class Worker:
         self.process = subprocess.Popen(
             # info: faust says "Ready" at that level; the worker logs nothing per batch.
             [*command, "--loglevel", "info"],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,

@@ -42,6 +42,7 @@ import contextlib
 import logging
 import os
 import queue
+import random
 import stat
 import tempfile
 import threading
@@ -106,6 +107,30 @@ def _key(event: AccessEvent | ConsentEvent) -> bytes:
     return (event.subject or getattr(event, "source", "") or "").encode()
 
 
+#: kafka-python's wait between attempts to reach a broker: the first, and the longest.
+RECONNECT_BACKOFF_MS = 100
+RECONNECT_BACKOFF_MAX_MS = 2_000
+
+
+class Backoff:
+    """A capped, jittered exponential wait: ``base``, doubling with each failure in a row,
+    at most ``cap``, each wait within a fifth either way; :meth:`reset` after a success."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = cap
+        self._failures = 0
+
+    def next(self) -> float:
+        """The wait before the next attempt (counts one more failure)."""
+        wait = min(self.cap, self.base * float(2**self._failures))
+        self._failures += 1
+        return wait * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self._failures = 0
+
+
 class Emitter:
     """Sends events to ``lineage.events`` from a service, asynchronously and losslessly."""
 
@@ -161,6 +186,9 @@ class Emitter:
             "max_block_ms": 5_000,
             # kafka-python waits 30 s for a first broker by default; the thread retries instead.
             "bootstrap_timeout_ms": 5_000,
+            # Between attempts to reach a broker: 100 ms, doubling, jittered, at most 2 s.
+            "reconnect_backoff_ms": RECONNECT_BACKOFF_MS,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
             **dict(producer_config or {}),
         }
         self._queue: queue.Queue[tuple[bytes | None, bytes]] = queue.Queue(maxsize=buffer_size)
@@ -171,7 +199,7 @@ class Emitter:
         self._in_memory = 0  # events in the buffer or in the thread's hands
         self._read_to: dict[Path, int] = {}  # how far each spill file has been sent
         self._settled = threading.Condition()
-        self._retry = retry_seconds
+        self._backoff = Backoff(retry_seconds, cap=max(retry_seconds, 10 * retry_seconds))
         self._stop = threading.Event()
         self._producer: Any = None
         #: Why Kafka could not be reached, when it could not (one sentence, no secrets).
@@ -314,7 +342,9 @@ class Emitter:
                     if not self._deliver(batch):
                         self._to_head(batch)
                 elif self._spilling and not self._replay():
-                    self._stop.wait(self._retry)
+                    self._stop.wait(self._backoff.next())
+                    continue
+                self._backoff.reset()
         finally:
             self._persist_memory()
             if self._producer is not None:

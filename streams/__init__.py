@@ -11,9 +11,10 @@ beside its code comes first on ``sys.path``. Importing it without the extra fail
 once with what to install, never halfway through a faust import.
 """
 
+import sys
 from importlib.util import find_spec
 
-if find_spec("faust") is None:  # pragma: no cover - the base install
+if "faust" not in sys.modules and find_spec("faust") is None:  # pragma: no cover - base install
     raise ImportError(
         "streams needs the stream processors' dependencies: pip install 'privacy-lineage[worker]'"
     )

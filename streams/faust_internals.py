@@ -37,6 +37,9 @@ What the worker needs that the libraries do not offer publicly, and why:
   aiohttp driver keeps the ``aiohttp.web.Application`` it serves in ``web_app``; a
   middleware there asks for the token on every route but the open ones, including
   any route faust itself registers.
+- **A backoff between reconnects** (:func:`reconnect_backoff`): aiokafka tries to
+  connect to a broker that is away whenever one of its routines asks, every 100 ms
+  each; every client of the worker waits a capped, jittered, growing time instead.
 - **The runner** (:func:`quiet_runner`): faust's terminal spinner turns the root
   logger to DEBUG, and mode's SIGUSR1 handler prints frame locals (which can hold
   the raw events the monitor watches).
@@ -47,6 +50,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, cast
 
@@ -68,6 +73,7 @@ __all__ = [
     "guard_web",
     "partition_offsets",
     "quiet_runner",
+    "reconnect_backoff",
     "recovery_stalls",
     "web_routes",
 ]
@@ -108,6 +114,56 @@ def partition_offsets(consumer: Any, tp: TP) -> tuple[int | None, int | None]:
         end = None
     committed = consumer._committed_offset.get(tp)
     return end, committed
+
+
+# -- reconnecting ------------------------------------------------------------------------------
+
+#: The first wait after a failed connection to a broker, and the longest (seconds); each
+#: failure in a row doubles the wait, and each wait is jittered by a fifth either way.
+RECONNECT_BACKOFF = 0.1
+RECONNECT_BACKOFF_MAX = 2.0
+
+
+def reconnect_backoff(
+    client: Any,
+    base: float = RECONNECT_BACKOFF,
+    cap: float = RECONNECT_BACKOFF_MAX,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Any:
+    """Give an aiokafka client a capped, jittered exponential backoff between attempts to
+    connect to each broker; returns the client.
+
+    aiokafka 0.14 has none: ``AIOKafkaClient._get_conn`` tries to connect whenever it is
+    asked, and with a broker away its callers (the fetcher, the group coordinator, the
+    producer's sender, the metadata refresh that every failed attempt forces) ask every
+    ``retry_backoff_ms`` (100 ms) each, for as long as the outage lasts. Here an attempt
+    to a broker that failed last time first waits out that broker's backoff, so every
+    caller slows down with it; a connection that succeeds resets it. Kafka's Java
+    client does the same (``reconnect.backoff.ms``, ``reconnect.backoff.max.ms``), and
+    kafka-python too.
+    """
+    connect = client._get_conn
+    failures: dict[Any, int] = {}
+    retry_at: dict[Any, float] = {}
+
+    async def _get_conn(node_id: Any, **kwargs: Any) -> Any:
+        wait = retry_at.get(node_id, 0.0) - clock()
+        if wait > 0:
+            await sleep(wait)
+        conn = await connect(node_id, **kwargs)
+        if conn is None:
+            failures[node_id] = n = failures.get(node_id, 0) + 1
+            delay = min(cap, base * 2 ** (n - 1)) * random.uniform(0.8, 1.2)
+            retry_at[node_id] = clock() + delay
+        elif node_id in failures:
+            del failures[node_id]
+            del retry_at[node_id]
+        return conn
+
+    client._get_conn = _get_conn
+    return client
 
 
 # -- the consumer ------------------------------------------------------------------------------
@@ -227,6 +283,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", 1500)
+        reconnect_backoff(consumer._client)
         return consumer
 
     async def move_back(self, offsets: dict[TP, int]) -> dict[TP, int]:
@@ -310,6 +367,10 @@ class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
     before its first record, as Kafka's Java client does, keeps every topic with a
     queued batch in every refresh.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        reconnect_backoff(self.client)
 
     def _track(self, topic: str) -> None:
         client = self.client

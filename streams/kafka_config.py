@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 
+from lineage.emitter import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS
 from streams.settings import Settings
 
 __all__ = ["KafkaConfig"]
@@ -127,6 +128,10 @@ class KafkaConfig:
         config: dict[str, Any] = {
             "bootstrap_servers": s.bootstrap,
             "security_protocol": s.security_protocol,
+            # Between attempts to reach a broker: capped, jittered, exponential (the
+            # aiokafka clients get the same from streams.faust_internals.reconnect_backoff).
+            "reconnect_backoff_ms": RECONNECT_BACKOFF_MS,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
         }
         if s.security_protocol.startswith("SASL"):
             config.update(

@@ -7,6 +7,7 @@ worker leans on, so an upgrade that changes one fails here, not in production.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -483,3 +484,39 @@ def test_aiokafka_forgets_an_untracked_topic_and_its_batch_waits(kafka_bootstrap
 def test_the_tracking_producer_keeps_every_topic_it_sent_to(kafka_bootstrap: str) -> None:
     flushed, still_known = asyncio.run(_flush_after_a_new_topic(kafka_bootstrap, TrackingProducer))
     assert (flushed, still_known) == (True, True)
+
+
+def test_reconnect_backoff_spaces_the_attempts_to_a_broker_that_is_away() -> None:
+    """Each failed attempt to a node doubles the wait before the next (jittered by a fifth,
+    capped); a connection that succeeds resets it, and each node has its own."""
+    from streams.faust_internals import reconnect_backoff
+
+    now = [0.0]
+    attempts: list[tuple[str, float]] = []
+    up = {"b"}
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    class Client:
+        async def _get_conn(self, node_id: str, **kwargs: object) -> object:
+            attempts.append((node_id, now[0]))
+            return object() if node_id in up else None
+
+    client = reconnect_backoff(Client(), base=0.1, cap=0.4, clock=lambda: now[0], sleep=sleep)
+
+    async def main() -> None:
+        for _ in range(6):
+            assert await client._get_conn("a") is None
+        assert await client._get_conn("b") is not None  # another node: no wait
+        up.add("a")
+        assert await client._get_conn("a") is not None
+        assert await client._get_conn("a") is not None  # reset: at once
+
+    asyncio.run(main())
+    times = [at for node, at in attempts if node == "a"]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    for gap, want in zip(gaps, [0.1, 0.2, 0.4, 0.4, 0.4, 0.4], strict=False):
+        assert 0.8 * want <= gap <= 1.2 * want, (gaps, want)
+    assert gaps[-1] == 0.0
+    assert [at for node, at in attempts if node == "b"] == [times[5]]

@@ -103,6 +103,39 @@ def test_a_broker_outage_loses_nothing_and_floods_no_log(
     assert graph_facts(deployment.exported_graph()) == graph_facts(reference.graph)
 
 
+def test_a_worker_backs_off_while_its_broker_is_away(
+    own_broker: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Every client of the worker waits longer and longer between attempts to reach a
+    broker that is away (capped at 2 s): about 700 connects a second and a whole core
+    before, where a few clients now try about once each every two seconds."""
+    if shutil.which("strace") is None:
+        if os.environ.get("LINEAGE_REQUIRE_TOOLS") == "1":
+            pytest.fail("strace is needed to count the worker's connection attempts")
+        pytest.skip("strace is needed to count the worker's connection attempts")
+    bootstrap, folder = own_broker
+    port = bootstrap.rsplit(":", 1)[1]
+    deployment = Deployment(bootstrap, tmp_path)
+    worker = Worker(deployment, "a")
+    try:
+        worker.start().wait_ready()
+        deployment.produce(list(generate_day(events=500, seed=2)))
+        deployment.read("alerts", lambda ms: len(ms) > 0, 60, alive=[worker])
+        kafka_local("stop", "--dir", str(folder))
+        hold(5, worker)  # past the first few, quick, attempts
+        assert worker.process is not None
+        traced = subprocess.run(
+            ["timeout", "--signal=INT", "10", "strace", "-f", "-qq", "-e", "trace=connect",
+             "-p", str(worker.process.pid)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        attempts = traced.stderr.count(f"sin_port=htons({port})")
+        assert attempts <= 50, f"{attempts} attempts to reach the broker in 10 s"
+        worker.assert_running()
+    finally:
+        worker.stop()
+
+
 def test_the_emitter_never_blocks_while_the_broker_is_down_and_loses_nothing(
     own_broker: tuple[str, Path], tmp_path: Path
 ) -> None:
