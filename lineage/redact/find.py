@@ -145,7 +145,8 @@ def emails(text: str) -> list[Found]:
 
 # -- base64 of an address ------------------------------------------------------------------------
 
-_BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{16,}={0,2}")
+#: Base64 of an address of 13 bytes or more (``taro@mail.jp``): 18 characters unpadded.
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{18,}={0,2}")
 
 
 def base64_emails(text: str) -> list[Found]:
@@ -385,7 +386,7 @@ def find_all(text: str, *, context: str = "", integer: bool = False) -> list[Fou
     found += numbers(text, integer)
     if not integer:
         found += identifiers(text, context)
-        if len(text) >= 16:
+        if len(text) >= 18:
             found += base64_emails(text)
     if len(found) < 2:
         return found

@@ -67,43 +67,36 @@ _LOWER = bytes(range(ord("a"), ord("z") + 1))
 # groups dropped: ten '0's are a number's digits, 'UU' and seven '0's a passport's.
 _SHAPES = bytes.maketrans(_DIGITS + _UPPER, b"0" * 10 + b"U" * 26)
 _SEPARATORS = b" \t().+-/_"
-# The base64 alphabet as 'A'.
+# The base64 alphabet as 'A': base64 of an address is a run of 18 or more (find.py).
 _BASE64_AS_A = _table((_DIGITS + _UPPER + _LOWER + b"+/", b"A"))
-_BASE64_RUN = b"A" * 16
-_BASE64_WORD = re.compile(rb"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{16,}")
+_BASE64_RUN = b"A" * 18
 _AT_WORD = re.compile(rb"at ?[\])}>]")  # of the lower-cased text: "[at]", "(AT)"...
-_PERCENT = re.compile(rb"%[0-9A-Fa-f]{2}")
 _POSTAL_WORD = re.compile(rb"(?:zip|postal|post ?code)[^0-9]{0,16}[0-9]{3}-?[0-9]{4}")
-#: The contract's one key that is a run of 16 letters.
-_LONG_KEYS = {b"pseudonymization"}
 
 
 def may_hold_raw_values(raw: bytes) -> bool:
     """False only when no raw value can be in the message.
 
     A superset of what :meth:`Redactor.spans` finds: an e-mail has an '@', a percent
-    escape (``%40``), a spelt-out at sign (``[at]``) or is base64 (a run of 16 or more
+    escape (``%40``), a spelt-out at sign (``[at]``) or is base64 (a run of 18 or more
     of its alphabet); a number is ten or more ASCII digits with only separators
     between them, a passport number two capitals and seven digits, a postal code seven
     digits after its word; anything written with other characters (full-width forms,
     other scripts' digits, format characters) is non-ASCII, and a JSON escape
-    ('\\u0040') is escaped: those take the full scan. Each test is a byte scan in C.
+    ('\\u0040') or a percent escape is escaped: those take the full scan. Each test is
+    a byte scan in C.
     """
-    if b"@" in raw or b"\\u" in raw or not raw.isascii():
+    if not raw.isascii() or b"@" in raw or b"\\u" in raw or b"%" in raw:
         return True
     shapes = raw.translate(_SHAPES, _SEPARATORS)
     if b"0000000000" in shapes or b"UU0000000" in shapes:
-        return True
-    if b"%" in raw and _PERCENT.search(raw):
         return True
     lower = raw.lower()
     if _AT_WORD.search(lower):
         return True
     if (b"zip" in lower or b"post" in lower) and _POSTAL_WORD.search(lower):
         return True
-    return _BASE64_RUN in raw.translate(_BASE64_AS_A) and any(
-        word.group() not in _LONG_KEYS for word in _BASE64_WORD.finditer(raw)
-    )
+    return _BASE64_RUN in raw.translate(_BASE64_AS_A)
 
 
 def _may_hold(text: str) -> bool:
