@@ -114,6 +114,16 @@ class SubjectStore:
             db.close()
         return n
 
+    def subjects(self) -> list[str]:
+        """Every subject the store holds, sorted."""
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            return [row[0] for row in db.execute("SELECT subject FROM subjects ORDER BY 1")]
+        except sqlite3.Error as exc:
+            raise RunError(f"cannot read {self.path}: {exc}") from exc
+        finally:
+            db.close()
+
     def get(self, subjects: Iterable[str]) -> tuple[str, SubjectState | None, str]:
         """(subject as found, its state or None, the run's policy version), trying each
         spelling of the subject in turn (as given, then its redaction token)."""

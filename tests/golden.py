@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -61,14 +60,19 @@ def _lines(path: Path, drop: tuple[str, ...] = ()) -> tuple[int, str]:
 
 
 def _subjects(path: Path) -> tuple[int, str]:
+    """Every subject's answer (docs/contract.md, per-subject lineage), as the run's
+    store gives it: what the store holds inside is its own business."""
+    from lineage.subjects import SubjectStore, answer
+
+    store = SubjectStore(path)
     digest = hashlib.sha256()
-    with sqlite3.connect(path) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        n = 0
-        for table in sorted(tables):
-            for row in db.execute(f"SELECT * FROM {table} ORDER BY 1"):
-                digest.update(repr((table, row)).encode() + b"\n")
-                n += 1
+    n = 0
+    for subject in store.subjects():
+        found, state, version = store.get([subject])
+        data = answer(found, state, version)
+        data.pop("as_of")
+        digest.update(orjson.dumps(data, option=orjson.OPT_SORT_KEYS) + b"\n")
+        n += 1
     return n, digest.hexdigest()
 
 
