@@ -42,7 +42,6 @@ import contextlib
 import logging
 import os
 import queue
-import random
 import stat
 import tempfile
 import threading
@@ -59,6 +58,7 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from lineage.backoff import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS, Backoff
 from lineage.errors import LineageError
 from lineage.jsonbytes import dumps_kept
 from lineage.redact import Redactor
@@ -105,30 +105,6 @@ class EmitterStats:
 
 def _key(event: AccessEvent | ConsentEvent) -> bytes:
     return (event.subject or getattr(event, "source", "") or "").encode()
-
-
-#: kafka-python's wait between attempts to reach a broker: the first, and the longest.
-RECONNECT_BACKOFF_MS = 100
-RECONNECT_BACKOFF_MAX_MS = 2_000
-
-
-class Backoff:
-    """A capped, jittered exponential wait: ``base``, doubling with each failure in a row,
-    at most ``cap``, each wait within a fifth either way; :meth:`reset` after a success."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = cap
-        self._failures = 0
-
-    def next(self) -> float:
-        """The wait before the next attempt (counts one more failure)."""
-        wait = min(self.cap, self.base * float(2**self._failures))
-        self._failures += 1
-        return wait * random.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self._failures = 0
 
 
 class Emitter:

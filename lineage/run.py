@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -42,7 +42,8 @@ from lineage.records import RECORDS_FILE
 from lineage.redact import Redactor
 from lineage.rules.base import article_key
 from lineage.schemas import MAX_EVENT_BYTES, Severity
-from lineage.subjects import SUBJECTS_FILE, SubjectStore
+from lineage.subjects import SUBJECTS_FILE
+from lineage.view import SubjectView
 
 __all__ = ["Forward", "Line", "RunSummary", "read_lines", "run_embedded"]
 
@@ -67,6 +68,8 @@ class RunSummary:
     outputs: dict[str, Path] = field(default_factory=dict)
     #: Alerts a consent that came late retracted, by article (the stats count them raised).
     retracted_by_article: Counter[str] = field(default_factory=Counter)
+    #: Provision records past retention at the end of the run, purged from its outputs.
+    purged: int = 0
 
     def worst(self) -> Severity | None:
         raised = [Severity(s) for s, n in self.stats.by_severity.items() if n]
@@ -84,6 +87,7 @@ class RunSummary:
             "alerts": s.alerts,
             "retracted": s.retracted,
             "provision_records": s.records,
+            "provision_records_purged": self.purged,
             "alerts_by_article": dict(
                 sorted(s.by_article.items(), key=lambda kv: article_key(kv[0]))
             ),
@@ -198,10 +202,14 @@ def run_embedded(
     except OSError as exc:
         raise RunError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
     engine = Engine(policy, redactor=redactor, consent_lateness=consent_lateness)
+    outputs = {name: out_dir / name for name in (ALERTS, INCIDENTS, DEAD_LETTERS, RECORDS_FILE)}
+    outputs[SUBJECTS_FILE] = out_dir / SUBJECTS_FILE
+    outputs[SUBJECTS_FILE].unlink(missing_ok=True)
+    view = SubjectView(outputs[SUBJECTS_FILE])
+    fold = view.fold
     board = IncidentBoard()
     partials = engine.state.incidents
     retracted: Counter[str] = Counter()
-    outputs = {name: out_dir / name for name in (ALERTS, INCIDENTS, DEAD_LETTERS, RECORDS_FILE)}
     lines: Iterable[Line] = (
         read_lines(source, on_progress=on_progress)  # type: ignore[arg-type]
         if hasattr(source, "read")
@@ -236,6 +244,8 @@ def run_embedded(
                         forward("alert", alert)
                 for record in outcome.records:
                     records.write(orjson.dumps(record) + b"\n")
+                if outcome.view:
+                    fold(outcome.view)
                 for iid in outcome.incidents:
                     # The board keeps what it is given: hand it a copy of the live partial.
                     partial = partials[iid]
@@ -251,8 +261,10 @@ def run_embedded(
                     forward("incident", publication)
     except OSError as exc:
         raise RunError(f"cannot write to {out_dir}: {exc.strerror}") from exc
-    outputs[SUBJECTS_FILE] = out_dir / SUBJECTS_FILE
-    SubjectStore(outputs[SUBJECTS_FILE]).write(engine.state.subjects.items(), policy.version)
+    purged = _retention(policy, engine.stats.newest, view, outputs[RECORDS_FILE])
+    view.set_meta("policy_version", policy.version)
+    view.flush()
+    view.close()
     if exports:
         from lineage.export import write_exports
 
@@ -264,9 +276,32 @@ def run_embedded(
         seconds=time.perf_counter() - started,
         outputs=outputs,
         retracted_by_article=retracted,
+        purged=purged,
     )
     outputs[SUMMARY] = out_dir / SUMMARY
     outputs[SUMMARY].write_bytes(
         orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2) + b"\n"
     )
     return summary
+
+
+def _retention(policy: Policy, newest: float, view: SubjectView, records_file: Path) -> int:
+    """Purge the provision records past retention from every store of the run: those
+    provided more than ``records_retention_days`` before the newest event time seen
+    (CONTRACT section 10). Returns how many."""
+    view.observe(newest)
+    days = policy.policy.records_retention_days
+    if not view.retain(days):
+        return 0
+    cutoff = view.newest - days * 86_400
+    kept = records_file.with_name(records_file.name + ".kept")
+    purged = 0
+    with records_file.open("rb") as lines, kept.open("wb") as out:
+        for line in lines:
+            provided = datetime.fromisoformat(orjson.loads(line)["provided_at"]).timestamp()
+            if provided < cutoff:
+                purged += 1
+            else:
+                out.write(line)
+    kept.replace(records_file)
+    return purged

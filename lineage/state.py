@@ -27,7 +27,7 @@ __all__ = [
     "EdgeKey",
     "IncidentPartial",
     "PendingEvent",
-    "RecipientFacts",
+    "Retraction",
     "Shape",
     "State",
     "SubjectState",
@@ -110,90 +110,31 @@ class ConsentDecision:
 
 
 @dataclass(slots=True)
-class RecipientFacts:
-    """What one recipient received of one subject's data (the subject's lineage, Art. 11).
-
-    Name, kind and country are taken from the policy when the data went, so an answer
-    says what was true then.
-    """
-
-    name: str
-    kind: str
-    country: str
-    categories: set[str] = field(default_factory=set)
-    purposes: set[str] = field(default_factory=set)
-    bases: set[str] = field(default_factory=set)
-    first_at: datetime | None = None
-    last_at: datetime | None = None
-    events: int = 0
-    personal: int = 0  # of them, events carrying personal data
-    breaches: dict[str, int] = field(default_factory=dict)  # rule id -> events
-    records: list[str] = field(default_factory=list)  # provision record ids, in order
-    forms: set[str] = field(default_factory=set)  # identified, pseudonymized, ... as sent
-    # first_at and last_at as POSIX seconds, to compare without aware-datetime arithmetic.
-    _first: float = float("inf")
-    _last: float = float("-inf")
-
-    def seen_at(self, at: datetime, posix: float) -> None:
-        """Widen first_at and last_at to take in ``at`` (``posix``: the same instant)."""
-        if posix < self._first:
-            self._first, self.first_at = posix, at
-        if posix > self._last:
-            self._last, self.last_at = posix, at
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "n": self.name,
-            "k": self.kind,
-            "c": self.country,
-            "cat": sorted(self.categories),
-            "pur": sorted(self.purposes),
-            "bas": sorted(self.bases),
-            "first": _iso(self.first_at) if self.first_at else None,
-            "last": _iso(self.last_at) if self.last_at else None,
-            "ev": self.events,
-            "pd": self.personal,
-            "br": self.breaches,
-            "rec": self.records,
-            "frm": sorted(self.forms),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RecipientFacts:
-        first = datetime.fromisoformat(data["first"]) if data["first"] else None
-        last = datetime.fromisoformat(data["last"]) if data["last"] else None
-        return cls(
-            name=data["n"],
-            kind=data["k"],
-            country=data["c"],
-            categories=set(data["cat"]),
-            purposes=set(data["pur"]),
-            bases=set(data["bas"]),
-            first_at=first,
-            last_at=last,
-            events=data["ev"],
-            personal=data["pd"],
-            breaches=dict(data["br"]),
-            records=list(data["rec"]),
-            forms=set(data.get("frm", ())),  # absent in records written before forms
-            _first=first.timestamp() if first else float("inf"),
-            _last=last.timestamp() if last else float("-inf"),
-        )
-
-
-@dataclass(slots=True)
 class PendingEvent:
-    """An event whose alerts a consent that arrives late may still retract.
+    """An access event whose alerts a consent that arrives late may still retract: what a
+    retraction needs of it, never the event (CONTRACT section 10).
 
-    ``event`` is the event as judged (redacted), to judge it again with the consent;
-    ``alerts`` the alerts that consent could prevent (Art. 9, APPI Art. 28); ``fired``
-    every (rule, article) the event raised, so its breach counts can be lowered right.
+    ``alerts`` are the rules of its alerts that such a consent could prevent (Art. 9,
+    APPI Art. 28) and that still stand; ``fired`` every (rule, article) the event
+    raised, so that its breach counts can be lowered right. The rest is what the rules
+    read to judge it again with the consent, and to say again the alert it raised:
+    the event's id, its time as written (``occurred``) and as POSIX seconds (``at``),
+    its source, recipient (and the recipient's kind), ``via``, purpose, legal basis and
+    categories.
     """
 
-    at: float  # the event's time, POSIX seconds
+    at: float
     offset: int
-    event: dict[str, Any]
-    alerts: list[dict[str, Any]]
+    occurred: str
+    event_id: str
+    source: str
+    recipient: str
+    kind: str | None
+    via: str | None
+    purpose: str
+    basis: str | None
+    categories: list[str]
+    alerts: list[str]
     fired: list[tuple[str, str]]
     edge: EdgeKey
 
@@ -201,7 +142,15 @@ class PendingEvent:
         return {
             "at": self.at,
             "o": self.offset,
-            "e": self.event,
+            "t": self.occurred,
+            "id": self.event_id,
+            "s": self.source,
+            "r": self.recipient,
+            "k": self.kind,
+            "v": self.via,
+            "p": self.purpose,
+            "b": self.basis,
+            "c": self.categories,
             "a": self.alerts,
             "f": [list(f) for f in self.fired],
             "g": list(self.edge),
@@ -209,23 +158,94 @@ class PendingEvent:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PendingEvent:
+        if "e" in data:  # kept whole by a worker before 2026-12: its facts are taken out
+            event, alerts = data["e"], data["a"]
+            return cls(
+                at=data["at"],
+                offset=data["o"],
+                occurred=alerts[0]["occurred_at"] if alerts else event["occurred_at"],
+                event_id=event["event_id"],
+                source=event["source"],
+                recipient=event.get("recipient", ""),
+                kind=alerts[0]["recipient_kind"] if alerts else None,
+                via=event.get("via"),
+                purpose=event["purpose"],
+                basis=event.get("legal_basis"),
+                categories=list(event["categories"]),
+                alerts=[a["rule"] for a in alerts],
+                fired=[(r, a) for r, a in data["f"]],
+                edge=(data["g"][0], data["g"][1], data["g"][2]),
+            )
         return cls(
             at=data["at"],
             offset=data["o"],
-            event=data["e"],
-            alerts=data["a"],
+            occurred=data["t"],
+            event_id=data["id"],
+            source=data["s"],
+            recipient=data["r"],
+            kind=data["k"],
+            via=data["v"],
+            purpose=data["p"],
+            basis=data["b"],
+            categories=list(data["c"]),
+            alerts=list(data["a"]),
             fired=[(r, a) for r, a in data["f"]],
             edge=(data["g"][0], data["g"][1], data["g"][2]),
         )
 
 
 @dataclass(slots=True)
-class SubjectState:
-    """One data subject: consent decisions, what each recipient received, and alerts a
-    late consent may still retract.
+class Retraction:
+    """An alert a consent retracted: that consent's offset and event id, the rule, and the
+    event's facts (:class:`PendingEvent`), from which the retraction is said again when
+    the consent is delivered again. ``record`` holds, instead, a whole retraction record
+    kept by a worker before 2026-12."""
 
-    ``decisions`` in arrival order; ``retracted`` (consent offset, retraction record)
-    so that a consent event delivered again says its retractions again; ``unbreached``
+    offset: int
+    consent: str
+    rule: str
+    event: PendingEvent | None = None
+    record: dict[str, Any] | None = None
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id if self.event is not None else str(self.record["event_id"])  # type: ignore[index]
+
+    @property
+    def source(self) -> str:
+        return self.event.source if self.event is not None else str(self.record["source"])  # type: ignore[index]
+
+    @property
+    def recipient(self) -> str | None:
+        if self.event is not None:
+            return self.event.recipient
+        return self.record["recipient"]  # type: ignore[index,no-any-return]
+
+    def to_json(self) -> list[Any]:
+        if self.record is not None:
+            return [self.offset, self.record]
+        assert self.event is not None
+        return [self.offset, self.consent, self.rule, self.event.to_json()]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> Retraction:
+        if len(data) == 2:
+            offset, record = data
+            return cls(offset, str(record["retracted_by"]), str(record["rule"]), record=record)
+        offset, consent, rule, event = data
+        return cls(offset, consent, rule, PendingEvent.from_json(event))
+
+
+@dataclass(slots=True)
+class SubjectState:
+    """What judging keeps of one data subject: its consent decisions, and the alerts a
+    late consent may still retract. Its size grows with the subject's consents, never
+    with its events: what each recipient received is the subject's lineage, a view
+    (:mod:`lineage.view`), kept apart.
+
+    ``decisions`` in arrival order; ``pending`` the events whose alerts a late consent
+    may still retract; ``retracted`` the last retractions (:class:`Retraction`), so that
+    a consent event delivered again says its retractions again; ``unbreached``
     (consent offset, edge, rules retracted, rules remaining, day): what each retraction
     took off an edge, so that a consent delivered again can take it off an edge record
     that was not written with this one; ``newest`` the newest event time seen for the
@@ -233,9 +253,8 @@ class SubjectState:
     """
 
     decisions: list[ConsentDecision] = field(default_factory=list)
-    recipients: dict[str, RecipientFacts] = field(default_factory=dict)
     pending: list[PendingEvent] = field(default_factory=list)
-    retracted: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    retracted: list[Retraction] = field(default_factory=list)
     unbreached: list[EdgeRetraction] = field(default_factory=list)
     newest: float = float("-inf")
     applied: int = -1
@@ -246,9 +265,8 @@ class SubjectState:
     def to_json(self) -> dict[str, Any]:
         return {
             "d": [d.to_json() for d in self.decisions],
-            "r": {rid: f.to_json() for rid, f in self.recipients.items()},
             "p": [p.to_json() for p in self.pending],
-            "x": [[o, record] for o, record in self.retracted],
+            "x": [r.to_json() for r in self.retracted],
             "xe": [
                 [o, list(edge), [list(f) for f in gone], [list(f) for f in kept], day]
                 for o, edge, gone, kept, day in self.unbreached
@@ -262,9 +280,8 @@ class SubjectState:
         newest = data.get("n")
         return cls(
             decisions=[ConsentDecision.from_json(d) for d in data["d"]],
-            recipients={rid: RecipientFacts.from_json(f) for rid, f in data.get("r", {}).items()},
             pending=[PendingEvent.from_json(p) for p in data.get("p", [])],
-            retracted=[(o, record) for o, record in data.get("x", [])],
+            retracted=[Retraction.from_json(x) for x in data.get("x", [])],
             unbreached=[
                 (
                     o,

@@ -1,14 +1,14 @@
 """Per-subject lineage: who received a data subject's personal data (policy Art. 11;
 APPI Arts. 33 and 33 (5)).
 
-The engine keeps, for each subject, what each recipient received (categories,
-purposes, bases, first and last time, how many transfers, which rules they
-broke), the consent decisions on record and the provision records written
-(:class:`~lineage.state.SubjectState`). :func:`answer` turns that into the answer
-to a disclosure request (docs/contract.md), :func:`render_html` into a page a
-privacy officer can print and send. ``lineage run`` keeps every subject in
-``subjects.sqlite`` in its output folder (:class:`SubjectStore`), so one subject is
-found later without reading the run again.
+The per-subject view (:mod:`lineage.view`) holds, for each subject, what each
+recipient received (categories, purposes, bases, forms, first and last time, how many
+transfers, which rules they broke), the consent decisions on record and the provision
+records within retention. :func:`answer` turns that into the answer to a disclosure
+request (docs/contract.md), :func:`render_html` into a page a privacy officer can
+print and send. ``lineage run`` keeps the view in ``subjects.sqlite`` in its output
+folder (:class:`SubjectStore` reads it), so one subject is found later without
+reading the run again.
 
 Subjects are pseudonymous references; one that was written as raw personal data
 (an e-mail address, say) is kept under its redaction token, and looked up so.
@@ -17,16 +17,13 @@ Subjects are pseudonymous references; one that was written as raw personal data
 from __future__ import annotations
 
 import html
-import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from lineage.errors import RunError
-from lineage.state import SubjectState
+from lineage.view import Lineage, SubjectView
 
 __all__ = ["SUBJECTS_FILE", "SubjectStore", "answer", "render_html"]
 
@@ -35,115 +32,77 @@ SUBJECTS_FILE = "subjects.sqlite"
 
 def answer(
     subject: str,
-    state: SubjectState | None,
+    lineage: Lineage | None,
     policy_version: str,
     as_of: datetime | None = None,
 ) -> dict[str, Any]:
     """The disclosure answer for one subject (an empty one when nothing of it was seen)."""
     recipients = []
-    records: list[str] = []
     notify = []
-    consents = []
-    if state is not None:
-        ordered = sorted(
-            state.recipients.items(),
-            key=lambda kv: (kv[1].first_at.timestamp() if kv[1].first_at else 0.0, kv[0]),
-        )
-        for rid, facts in ordered:
-            recipients.append(
-                {
-                    "recipient": rid,
-                    "name": facts.name,
-                    "kind": facts.kind,
-                    "country": facts.country,
-                    "categories": sorted(facts.categories),
-                    "purposes": sorted(facts.purposes),
-                    "legal_bases": sorted(facts.bases),
-                    "first_at": facts.first_at.isoformat() if facts.first_at else None,
-                    "last_at": facts.last_at.isoformat() if facts.last_at else None,
-                    "events": facts.events,
-                    "breaches": sorted(rule for rule, n in facts.breaches.items() if n > 0),
-                    **({"forms": sorted(facts.forms)} if facts.forms else {}),
-                }
-            )
-            records.extend(facts.records)
-            if facts.personal:
-                notify.append(rid)
-        consents = [
+    if lineage is None:
+        lineage = Lineage({}, [], [])
+    ordered = sorted(
+        lineage.recipients.items(),
+        key=lambda kv: (kv[1].first if kv[1].first_at is not None else 0.0, kv[0]),
+    )
+    for rid, facts in ordered:
+        recipients.append(
             {
-                "recipient": d.recipient,
-                "purposes": sorted(d.purposes) if d.purposes is not None else None,
-                "status": d.status.value,
-                "occurred_at": d.occurred_at.isoformat(),
-                "reference": d.reference,
+                "recipient": rid,
+                "name": facts.name,
+                "kind": facts.kind,
+                "country": facts.country,
+                "categories": sorted(facts.categories),
+                "purposes": sorted(facts.purposes),
+                "legal_bases": sorted(facts.bases),
+                "first_at": facts.first_at,
+                "last_at": facts.last_at,
+                "events": facts.events,
+                "breaches": sorted(rule for rule, n in facts.breaches.items() if n > 0),
+                **({"forms": sorted(facts.forms)} if facts.forms else {}),
             }
-            for d in sorted(state.decisions, key=lambda d: (d.occurred_at, d.offset))
-        ]
+        )
+        if facts.personal:
+            notify.append(rid)
     return {
         "subject": subject,
         "policy_version": policy_version,
         "as_of": (as_of or datetime.now(UTC)).isoformat(),
         "recipients": recipients,
-        "consents": consents,
-        "provision_records": records,
+        "consents": lineage.consents,
+        "provision_records": lineage.records,
         "notify_on_correction": sorted(notify),
     }
 
 
 class SubjectStore:
-    """Every subject's state of an embedded run, in an SQLite file of its output folder."""
+    """The per-subject view of an embedded run, in an SQLite file of its output folder."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def write(self, subjects: Iterable[tuple[str, SubjectState]], policy_version: str) -> int:
-        """Write every subject (replacing the file); return how many."""
-        self.path.unlink(missing_ok=True)
-        try:
-            db = sqlite3.connect(self.path)
-        except sqlite3.Error as exc:
-            raise RunError(f"cannot write {self.path}: {exc}") from exc
-        try:
-            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            db.execute("CREATE TABLE subjects (subject TEXT PRIMARY KEY, state BLOB NOT NULL)")
-            db.execute("INSERT INTO meta VALUES ('policy_version', ?)", (policy_version,))
-            rows = ((s, orjson.dumps(st.to_json())) for s, st in subjects)
-            n = db.executemany("INSERT INTO subjects VALUES (?, ?)", rows).rowcount
-            db.commit()
-        finally:
-            db.close()
-        return n
+    def _open(self) -> SubjectView:
+        if not self.path.exists():
+            raise RunError(f"no {SUBJECTS_FILE} in {self.path.parent}: is it a run's --out folder?")
+        return SubjectView(self.path)
 
     def subjects(self) -> list[str]:
         """Every subject the store holds, sorted."""
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        view = self._open()
         try:
-            return [row[0] for row in db.execute("SELECT subject FROM subjects ORDER BY 1")]
-        except sqlite3.Error as exc:
-            raise RunError(f"cannot read {self.path}: {exc}") from exc
+            return view.subjects()
         finally:
-            db.close()
+            view.close()
 
-    def get(self, subjects: Iterable[str]) -> tuple[str, SubjectState | None, str]:
-        """(subject as found, its state or None, the run's policy version), trying each
+    def get(self, subjects: Iterable[str]) -> tuple[str, Lineage | None, str]:
+        """(subject as found, its lineage or None, the run's policy version), trying each
         spelling of the subject in turn (as given, then its redaction token)."""
-        if not self.path.exists():
-            raise RunError(f"no {SUBJECTS_FILE} in {self.path.parent}: is it a run's --out folder?")
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        view = self._open()
         try:
-            version = db.execute("SELECT value FROM meta WHERE key = 'policy_version'").fetchone()
-            tried = list(subjects)
-            for subject in tried:
-                row = db.execute(
-                    "SELECT state FROM subjects WHERE subject = ?", (subject,)
-                ).fetchone()
-                if row is not None:
-                    return subject, SubjectState.from_json(orjson.loads(row[0])), version[0]
-            return tried[0], None, version[0]
-        except sqlite3.Error as exc:
-            raise RunError(f"cannot read {self.path}: {exc}") from exc
+            found, lineage = view.find(subjects)
+            return found, lineage, view.meta("policy_version") or ""
         finally:
-            db.close()
+            view.close()
 
 
 _STYLE = """

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import faust
@@ -39,7 +39,8 @@ from lineage.notify import Kind, Router, load_routes, summary_line
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.subjects import answer
-from streams.changelog import murmur2_partition
+from lineage.view import Row
+from streams.changelog import murmur2_partition, read_view
 from streams.checkpoint import Checkpoint, StateNotWritten
 from streams.faust_internals import (
     LineageApp,
@@ -133,11 +134,9 @@ class LineageWorker:
             redactor=self.redactor,
             tables=self.tables,
             sender=self.sender,
-            ack=lambda tp, offsets: ack_offsets(self.app.consumer, tp, offsets),
+            port=FaustPort(self.app, self.intake, settings),
             topics=self.topics,
-            generation=lambda: int(self.app.consumer_generation_id),
-            flow_active=self.app.flow_control.is_active,
-            state_written=lambda: changelog_written(self.app),
+            views_dir=settings.state_dir / "views",
             metrics=self.metrics,
             dedup_window=settings.dedup_window,
             cached_subjects=settings.cached_subjects,
@@ -267,6 +266,12 @@ class LineageWorker:
             while not (self.app.should_stop or self._stopping):
                 chunks = await intake.take(settings.batch_size, timeout=0.2)
                 live, stale = checkpoint.split(chunks)
+                if live:
+                    # A partition judged here first has its view rebuilt meanwhile: a
+                    # rebalance then may leave its chunks stale too.
+                    await checkpoint.prepare(live)
+                    live, later = checkpoint.split(live)
+                    stale += later
                 if stale:
                     await self.app.give_back({c.tp: c.records[0].offset for c in reversed(stale)})
                 if live:
@@ -309,17 +314,11 @@ class LineageWorker:
 
     async def _flush(self) -> None:
         try:
-            flushed = await self.checkpoint.flush()
+            await self.checkpoint.flush()
         except StateNotWritten as exc:
             log.critical("%s", exc)
             await self.app.crash(exc)
             raise
-        if flushed:
-            return
-        # Kafka did not take the outputs: read every partition again from its commit.
-        self.intake.clear()
-        await self.app.consumer.perform_seek()
-        self.checkpoint.adopt_boards(self._held(self.topics.partials))
 
     async def _wait_for_changelog(self) -> None:
         """Wait for faust's producer when Kafka is slower than judging (table records)."""
@@ -354,8 +353,8 @@ class LineageWorker:
         count = self.app.consumer.topic_partitions(topic) or self.settings.partitions
         partition = murmur2_partition(subject.encode(), count)
         if partition in self.assigned_partitions():
-            found, state = self.checkpoint.subject(partition, spellings)
-            return "here", answer(found, state, self.policy.version)
+            found, lineage = await self.checkpoint.subject(partition, spellings)
+            return "here", answer(found, lineage, self.policy.version)
         own = str(self.app.conf.canonical_url).rstrip("/")
         for url, topics in self.app.router.external_topics_metadata().items():
             if partition in topics.get(topic, ()) and str(url).rstrip("/") != own:
@@ -391,6 +390,34 @@ class LineageWorker:
         if loop is None or loop is asyncio.get_running_loop():
             return await coroutine
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, loop))
+
+
+class FaustPort:
+    """The commit protocol's port (:class:`~streams.port.KafkaPort`) on faust and aiokafka."""
+
+    def __init__(self, app: LineageApp, intake: Intake, settings: Settings) -> None:
+        self.app = app
+        self.intake = intake
+        self.settings = settings
+
+    def generation(self) -> int:
+        return int(self.app.consumer_generation_id)
+
+    def flow_active(self) -> bool:
+        return bool(self.app.flow_control.is_active())
+
+    def ack(self, tp: Any, offsets: Iterable[int]) -> None:
+        ack_offsets(self.app.consumer, tp, offsets)
+
+    async def state_written(self) -> bool:
+        return await changelog_written(self.app)
+
+    async def rewind(self) -> None:
+        self.intake.clear()
+        await self.app.consumer.perform_seek()
+
+    async def read_view(self, partition: int) -> list[Row]:
+        return await read_view(self.settings, partition)
 
 
 async def _subscription_only(stream: Any) -> None:

@@ -19,10 +19,11 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from lineage.graph import merge_partials
 from lineage.records import parse_record
-from lineage.state import EdgeAggregate, EdgeKey, SubjectState
+from lineage.state import EdgeAggregate, EdgeKey
+from lineage.view import Lineage, Row, SubjectView, rows_of
 from streams.kafka_config import KafkaConfig
 from streams.settings import Settings
-from streams.tables import edge_records, load_json
+from streams.tables import edge_records
 from streams.topics import KafkaUnavailable, Topics, changelog_topic
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "read_subject",
     "read_table",
     "read_topic",
+    "read_view",
 ]
 
 
@@ -138,10 +140,21 @@ async def read_table(
     return latest
 
 
+async def read_view(settings: Settings, partition: int, *, timeout: float = 30.0) -> list[Row]:
+    """Every row of one partition of the ``subject-view`` topic, in order ([] when the
+    topic has none yet)."""
+    topic = Topics.of(settings).views
+    if not await partitions_of(settings, topic, timeout=timeout):
+        return []
+    records = await read_topic(settings, topic, partitions=[partition], timeout=timeout)
+    return list(rows_of((r.key, r.value) for r in records))
+
+
 async def read_subject(
     settings: Settings, subjects: list[str], *, timeout: float = 30.0
-) -> tuple[str, SubjectState | None]:
-    """A subject's state from the ``subjects`` changelog: (the spelling found, its state).
+) -> tuple[str, Lineage | None]:
+    """A subject's lineage from the ``subject-view`` topic: (the spelling found, its
+    lineage).
 
     ``subjects`` are the spellings to try, in order (as given, then as its redaction
     token). The first is also the events' key, which names the one partition to read;
@@ -150,13 +163,16 @@ async def read_subject(
     topic = Topics.of(settings).events
     count = len(await partitions_of(settings, topic, timeout=timeout)) or settings.partitions
     partition = murmur2_partition(subjects[0].encode(), count)
-    for scope in ([partition], None):
-        latest = await read_table(settings, "subjects", partitions=scope, timeout=timeout)
-        by_subject = {key.split("|", 1)[1]: raw for key, raw in latest.items() if "|" in key}
-        for subject in subjects:
-            raw = by_subject.get(subject)
-            if raw is not None:
-                return subject, SubjectState.from_json(load_json(raw))
+    for scope in ([partition], [p for p in range(count) if p != partition]):
+        for each in scope:
+            view = SubjectView()
+            try:
+                view.load(await read_view(settings, each, timeout=timeout))
+                found, lineage = view.find(subjects)
+            finally:
+                view.close()
+            if lineage is not None:
+                return found, lineage
     return subjects[0], None
 
 

@@ -2,15 +2,21 @@
 
 A :class:`Checkpoint` holds what was judged since the state was last written, and
 the steps that make it durable. It knows nothing of faust: its tables are
-mappings, its outputs go to a :class:`~streams.outputs.Sender`, its acks to an
-``ack(tp, offsets)`` callable, so it is tested on dicts with no broker.
+mappings, its outputs go to a :class:`~streams.outputs.Sender`, and everything it
+asks of Kafka and faust goes through one small port (:class:`~streams.port.KafkaPort`),
+so it is tested on dicts with no broker.
 
+    prepare(chunks) each events partition seen for the first time gets its engine,
+                    and its per-subject view rebuilt from the subject-view topic
     judge(chunk)    events: each record is decoded and judged by its partition's
-                    engine; alerts and dead letters go to the sender at once;
-                    state changes stay in the partition's views
+                    engine; alerts and dead letters go to the sender at once; state
+                    changes stay in the partition's tables' views, view facts are
+                    folded into the partition's view
     fold(chunk)     incident partials: merged into the incident board, which says
                     what to publish
-    flush()         1. incident partials of the incidents that changed go to the sender
+    flush()         1. incident partials of the incidents that changed go to the sender,
+                       and the rows each partition's view changed (each once), with
+                       the provision records past retention deleted
                     2. the sender delivers every output added so far (awaited); then
                        ``on_delivered(alerts, incidents)`` is told the alerts and incident
                        publications Kafka just acknowledged (alert routing)
@@ -25,16 +31,17 @@ So an offset is committed only after its event's outputs were acknowledged and
 its state written. State may run ahead of the commits (a crash between steps 3
 and 4): every state record carries the offset it applied up to, so an event
 judged again re-derives its alerts, with the same ids, and counts nothing twice.
+The view's rows carry it too.
 
 An alert or incident is forwarded (``on_delivered``) only after Kafka acknowledged
 the outputs it went out with, and at least once: an event judged again raises its
 alerts again, with the same ids, and they are forwarded again.
 
 When Kafka does not take the outputs in time (:class:`~streams.outputs.OutputsLost`),
-:meth:`flush` drops everything pending and returns False; the caller then reads
-the partitions again from their committed offsets (:meth:`rewind_done` after).
-When Kafka refuses a changelog record, the tables in memory are ahead of their
-changelog and nothing here can tell which: :meth:`flush` raises
+:meth:`flush` drops everything pending, has the port read every partition again from
+its committed offset, takes over the incident boards again from their tables, and
+returns False. When Kafka refuses a changelog record, the tables in memory are ahead
+of their changelog and nothing here can tell which: :meth:`flush` raises
 :class:`StateNotWritten`, and the worker stops rather than commit past it.
 """
 
@@ -43,8 +50,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -55,17 +63,19 @@ from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.state import IncidentPartial
+from lineage.view import Lineage
 from streams.intake import Chunk
 from streams.metrics import Metrics
 from streams.outputs import OutputsLost, Sender
+from streams.port import KafkaPort
 from streams.tables import BoardView, PartitionState
 from streams.topics import Topics
+from streams.views import PartitionViews
 
 __all__ = ["Checkpoint", "StateNotWritten", "dead_letter_headers"]
 
 log = logging.getLogger("lineage.worker")
 
-Ack = Callable[[Any, Iterable[int]], object]
 #: ``on_delivered(alerts, incidents)``: records Kafka has just acknowledged.
 OnDelivered = Callable[[list[dict[str, Any]], list[dict[str, Any]]], object]
 
@@ -101,11 +111,9 @@ class Checkpoint:
         redactor: Redactor,
         tables: Mapping[str, Any],
         sender: Sender,
-        ack: Ack,
+        port: KafkaPort,
         topics: Topics,
-        generation: Callable[[], int],
-        flow_active: Callable[[], bool],
-        state_written: Callable[[], Awaitable[bool]] | None = None,
+        views_dir: Path,
         metrics: Metrics | None = None,
         dedup_window: int | None = None,
         cached_subjects: int | None = None,
@@ -116,19 +124,19 @@ class Checkpoint:
         self.redactor = redactor
         self.tables = tables
         self.sender = sender
-        self._ack = ack
+        self.port = port
         self.topics = topics
-        self._generation = generation
-        self._flow_active = flow_active
-        self._state_written = state_written
+        self.views = PartitionViews(views_dir, port.read_view)
         self.metrics = metrics if metrics is not None else Metrics()
         self._dedup_window = dedup_window
         self._cached_subjects = cached_subjects
         self._lateness = consent_lateness
+        self._retention_days = policy.policy.records_retention_days
         self._engines: dict[int, tuple[PartitionState, Engine]] = {}
         self._boards: dict[int, BoardView] = {}
         #: Chunks judged or folded since the last flush, by partition of their topic.
         self._pending: dict[Any, list[Chunk]] = {}
+        self._boards_held: list[int] = []
         self._touched: dict[int, set[str]] = {}
         #: The last offset judged in each events partition (for the lag metric).
         self.positions: dict[int, int] = {}
@@ -143,8 +151,8 @@ class Checkpoint:
     def split(self, chunks: list[Chunk]) -> tuple[list[Chunk], list[Chunk]]:
         """(current, stale): chunks fetched in the current generation while the flow is
         on, and the rest, which are not judged (their partitions are read again)."""
-        generation = self._generation()
-        if not self._flow_active():
+        generation = self.port.generation()
+        if not self.port.flow_active():
             return [], chunks
         live = [c for c in chunks if c.generation == generation]
         stale = [c for c in chunks if c.generation != generation]
@@ -157,8 +165,16 @@ class Checkpoint:
         """The current chunks of :meth:`split`."""
         return self.split(chunks)[0]
 
+    async def prepare(self, chunks: list[Chunk]) -> None:
+        """Make ready the partitions of events chunks not judged here yet: an engine on
+        the partition's tables, and its view rebuilt from the subject-view topic."""
+        for chunk in chunks:
+            if chunk.topic == self.topics.events and chunk.partition not in self._engines:
+                await self.views.open(chunk.partition)
+                self._partition(chunk.partition)
+
     def take(self, chunks: list[Chunk]) -> None:
-        """Judge or fold each current chunk, by its topic."""
+        """Judge or fold each current chunk, by its topic (:meth:`prepare` them first)."""
         events = [c for c in chunks if c.topic == self.topics.events]
         if events:
             self.judge(events)
@@ -179,6 +195,9 @@ class Checkpoint:
             partition = chunk.partition
             _, engine = self._partition(partition)
             process = engine.process
+            view = self.views.get(partition)
+            assert view is not None, "prepare() opens the view of a partition judged first"
+            fold_view = view.fold
             touched = self._touched.setdefault(partition, set())
             for record in chunk.records:
                 offset = record.offset
@@ -215,6 +234,8 @@ class Checkpoint:
                     add(records_topic, record["recipient"].encode(), orjson.dumps(record))
                 if outcome.incidents:
                     touched.update(outcome.incidents)
+                if outcome.view:
+                    fold_view(outcome.view)
             self.positions[partition] = chunk.records[-1].offset
             self._pending.setdefault(chunk.tp, []).append(chunk)
         metrics = self.metrics
@@ -329,7 +350,7 @@ class Checkpoint:
         Returns False when Kafka did not take the outputs: everything pending is
         dropped and must be read again (see :meth:`rewind_done`).
         """
-        if not self._flow_active():
+        if not self.port.flow_active():
             # A rebalance is under way: what was judged is dropped when the partitions
             # are revoked, and judged again by their next owner.
             return True
@@ -349,6 +370,14 @@ class Checkpoint:
                     orjson.dumps({"partition": partition, "partial": partial.to_json()}),
                 )
         self._touched.clear()
+        # ... and the rows of each partition's view that changed, each once.
+        for partition, view in self.views.held().items():
+            found = self._engines.get(partition)
+            if found is not None:
+                view.observe(found[1].stats.newest)
+            view.retain(self._retention_days)
+            for key, value in view.flush():
+                self.sender.add(self.topics.views, key.encode(), value, partition=partition)
         # 2. every output delivered
         try:
             await self.sender.flush()
@@ -356,17 +385,20 @@ class Checkpoint:
             log.error("%s", exc)
             self.metrics.rewinds.inc()
             self.drop_all()
+            # Read every partition again from its commit; the boards from their tables.
+            await self.port.rewind()
+            self.adopt_boards(self._boards_held)
             return False
         self._tell_delivered()
-        if not self._flow_active():
+        if not self.port.flow_active():
             return True  # revoked while waiting: nothing of it is ours to write
         # 3. state written (each changed key once), 4. offsets acked
-        generation = self._generation()
+        generation = self.port.generation()
         for state, _ in self._engines.values():
             state.flush()
-        for view in self._boards.values():
-            view.flush()
-        if self._state_written is not None and not await self._state_written():
+        for board in self._boards.values():
+            board.flush()
+        if not await self.port.state_written():
             raise StateNotWritten(
                 "Kafka did not acknowledge a record of the tables' changelog; stopping "
                 "before committing past it (the next start recovers the tables and judges "
@@ -375,7 +407,7 @@ class Checkpoint:
         for tp, chunks in self._pending.items():
             offsets = [r.offset for c in chunks if c.generation == generation for r in c.records]
             if offsets:
-                self._ack(tp, offsets)
+                self.port.ack(tp, offsets)
         self._pending.clear()
         return True
 
@@ -387,6 +419,7 @@ class Checkpoint:
             topic, partition = tp.topic, tp.partition
             if topic == self.topics.events:
                 self._engines.pop(partition, None)
+                self.views.drop(partition)
                 self._touched.pop(partition, None)
                 self.positions.pop(partition, None)
                 self._pending.pop(tp, None)
@@ -396,7 +429,9 @@ class Checkpoint:
 
     def drop_all(self) -> None:
         """Forget everything not yet durable: views, pending chunks, queued outputs."""
+        self._boards_held = sorted(self._boards)
         self._engines.clear()
+        self.views.drop_all()
         self._boards.clear()
         self._pending.clear()
         self._touched.clear()
@@ -442,14 +477,10 @@ class Checkpoint:
             found = self._engines[partition] = (state, engine)
         return found
 
-    def subject(self, partition: int, spellings: list[str]) -> tuple[str, Any]:
-        """(the spelling found, the subject's state or None) in a partition held here."""
-        state, _ = self._partition(partition)
-        for spelling in spellings:
-            found = state.subjects.get(spelling)
-            if found is not None:
-                return spelling, found
-        return spellings[0], None
+    async def subject(self, partition: int, spellings: list[str]) -> tuple[str, Lineage | None]:
+        """(the spelling found, the subject's lineage or None) in a partition held here."""
+        view = await self.views.open(partition)
+        return view.find(spellings)
 
     def held_partitions(self) -> list[int]:
         """The events partitions with an engine on this worker."""

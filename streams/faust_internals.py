@@ -61,6 +61,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
+from lineage.backoff import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS
 from streams.intake import Chunk, Intake
 
 __all__ = [
@@ -120,8 +121,8 @@ def partition_offsets(consumer: Any, tp: TP) -> tuple[int | None, int | None]:
 
 #: The first wait after a failed connection to a broker, and the longest (seconds); each
 #: failure in a row doubles the wait, and each wait is jittered by a fifth either way.
-RECONNECT_BACKOFF = 0.1
-RECONNECT_BACKOFF_MAX = 2.0
+RECONNECT_BACKOFF = RECONNECT_BACKOFF_MS / 1000
+RECONNECT_BACKOFF_MAX = RECONNECT_BACKOFF_MAX_MS / 1000
 
 
 def reconnect_backoff(

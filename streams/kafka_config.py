@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from lineage.emitter import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS
+from lineage.backoff import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS
 from streams.settings import Settings
 
 __all__ = ["KafkaConfig"]

@@ -54,14 +54,16 @@ class Message:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: Headers = ()
+    partition: int | None = None  # None: the partition of its key
 
     @property
     def size(self) -> int:
         key = len(self.key) if self.key is not None else 0
+        value = len(self.value) if self.value is not None else 0
         headers = sum(len(k) + len(v) for k, v in self.headers)
-        return key + len(self.value) + headers + _RECORD_OVERHEAD
+        return key + value + headers + _RECORD_OVERHEAD
 
 
 class Sender:
@@ -109,9 +111,18 @@ class Sender:
         """Messages added and not yet known to be acknowledged."""
         return len(self._queued) + sum(len(m) for _, m in self._in_flight)
 
-    def add(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()) -> bool:
-        """Queue one message; False (and counted as refused) when it is over ``max_bytes``."""
-        message = Message(topic, key, value, headers)
+    def add(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = (),
+        partition: int | None = None,
+    ) -> bool:
+        """Queue one message (``value`` None: a tombstone of a compacted topic) for the
+        partition of its key, or ``partition``; False (and counted as refused) when it is
+        over ``max_bytes``."""
+        message = Message(topic, key, value, headers, partition)
         if message.size > self.max_bytes:
             self._refuse(message, f"over {self.max_bytes} bytes")
             return False
@@ -177,6 +188,8 @@ class Sender:
     # -- inside ----------------------------------------------------------------------------------
 
     async def _partition(self, message: Message) -> int:
+        if message.partition is not None:
+            return message.partition
         partitions = self._partitions.get(message.topic)
         if partitions is None:
             partitions = sorted(await self._producer.partitions_for(message.topic))

@@ -6,6 +6,8 @@
     dead-letter       bad input: original bytes, reason in headers
     provision-records records of provision to third parties (key: recipient; APPI Art. 29)
     incident-partials each partition's share of an incident, for the incident board
+    subject-view      the per-subject view's rows, compacted, partitioned like events
+                      (rebuilt from it by whoever holds the partition: lineage.view)
 
 Tables keep their state in faust's changelog topics,
 ``<app id>-<prefix><table>-changelog``, and faust's leader assignor uses
@@ -50,6 +52,7 @@ class Topics:
     dead_letter: str
     records: str
     partials: str
+    views: str
 
     @classmethod
     def of(cls, settings: Settings) -> Topics:
@@ -60,6 +63,7 @@ class Topics:
             dead_letter=settings.topic("dead-letter"),
             records=settings.topic("provision-records"),
             partials=settings.topic("incident-partials"),
+            views=settings.topic("subject-view"),
         )
 
     def all(self) -> list[str]:
@@ -70,6 +74,7 @@ class Topics:
             self.dead_letter,
             self.records,
             self.partials,
+            self.views,
         ]
 
 
@@ -153,6 +158,10 @@ def _wanted_topics(
         config = {}
         if name == topics.records and records_retention_days:
             config["retention.ms"] = str(records_retention_days * 86_400_000)
+        if name == topics.views:
+            # The per-subject view's rows, each the latest of its key: the view is rebuilt
+            # from it, and a record purged past retention is a deletion (a tombstone).
+            config["cleanup.policy"] = "compact"
         wanted.append((name, settings.partitions, config))
     for table in TABLES:
         wanted.append(

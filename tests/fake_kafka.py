@@ -77,7 +77,7 @@ class FakeProducer:
         if self.away:
             future.set_exception(KafkaTimeoutError())
         elif self.max_message is not None and any(
-            len(value) > self.max_message for _, value, _ in batch.records
+            len(value or b"") > self.max_message for _, value, _ in batch.records
         ):
             future.set_exception(MessageSizeTooLargeError())
         else:

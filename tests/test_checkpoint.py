@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from lineage.engine import record_id
 from lineage.policy import Policy
 from lineage.redact import Redactor
 from lineage.schemas import MAX_EVENT_BYTES
@@ -33,6 +36,7 @@ TOPICS = Topics(
     dead_letter="t.dead-letter",
     records="t.provision-records",
     partials="t.incident-partials",
+    views="t.subject-view",
 )
 
 
@@ -43,38 +47,102 @@ class Record:
         self.key = key
 
 
-class Harness:
-    """A Checkpoint on dict tables, with a fake producer and a record of acks."""
+class FakePort:
+    """The commit protocol's port to Kafka (streams.port.KafkaPort), faked: a generation
+    and a flow switch the test sets, recorded acks and rewinds, a changelog that
+    acknowledges or not, and the subject-view topic as what the producer was given."""
 
-    def __init__(self, policy: Policy, tables: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, producer: FakeProducer) -> None:
+        self.producer = producer
+        self.acked: dict[Any, list[int]] = {}
+        self.gen = 1
+        self.active = True
+        self.changelog_ok = True  # whether Kafka acknowledges the tables' records
+        self.barriers = 0
+        self.rewinds = 0
+
+    def generation(self) -> int:
+        return self.gen
+
+    def flow_active(self) -> bool:
+        return self.active
+
+    def ack(self, tp: Any, offsets: Any) -> None:
+        self.acked.setdefault(tp, []).extend(offsets)
+
+    async def state_written(self) -> bool:
+        self.barriers += 1
+        return self.changelog_ok
+
+    async def rewind(self) -> None:
+        self.rewinds += 1
+
+    async def read_view(self, partition: int) -> list[tuple[str, bytes | None]]:
+        return [
+            (s.key.decode(), s.value)
+            for s in self.producer.on(TOPICS.views)
+            if s.partition == partition and s.key is not None
+        ]
+
+
+class Harness:
+    """A Checkpoint on dict tables, with a fake producer and a fake port to Kafka."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        tables: dict[str, dict[str, Any]] | None = None,
+        producer: FakeProducer | None = None,
+    ) -> None:
         self.tables = (
             tables
             if tables is not None
             else {name: {} for name in ("seen", "subjects", "edges", "incidents", "board")}
         )
-        self.producer = FakeProducer()
+        self.producer = producer if producer is not None else FakeProducer()
         self.sender = Sender(self.producer, max_bytes=1_000_000)
-        self.acked: dict[Any, list[int]] = {}
-        self.generation = 1
-        self.active = True
-        self.changelog_ok = True  # whether Kafka acknowledges the tables' records
-        self.barriers = 0
-
-        async def state_written() -> bool:
-            self.barriers += 1
-            return self.changelog_ok
-
+        self.port = FakePort(self.producer)
         self.checkpoint = Checkpoint(
             policy=policy,
             redactor=Redactor(b"k" * 32),
             tables=self.tables,
             sender=self.sender,
-            ack=lambda tp, offsets: self.acked.setdefault(tp, []).extend(offsets),
+            port=self.port,
             topics=TOPICS,
-            generation=lambda: self.generation,
-            flow_active=lambda: self.active,
-            state_written=state_written,
+            views_dir=Path(tempfile.mkdtemp(prefix="views-")),
         )
+
+    @property
+    def acked(self) -> dict[Any, list[int]]:
+        return self.port.acked
+
+    @property
+    def generation(self) -> int:
+        return self.port.gen
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        self.port.gen = value
+
+    @property
+    def active(self) -> bool:
+        return self.port.active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self.port.active = value
+
+    @property
+    def changelog_ok(self) -> bool:
+        return self.port.changelog_ok
+
+    @changelog_ok.setter
+    def changelog_ok(self, value: bool) -> None:
+        self.port.changelog_ok = value
+
+    @property
+    def barriers(self) -> int:
+        return self.port.barriers
 
     def chunk(self, partition: int, *events: dict[str, Any] | bytes, start: int = 0) -> Chunk:
         records = [
@@ -84,7 +152,9 @@ class Harness:
         return Chunk(TopicPartition(TOPICS.events, partition), records, self.generation)
 
     def take(self, *chunks: Chunk) -> None:
-        self.checkpoint.take(self.checkpoint.current(list(chunks)))
+        live = self.checkpoint.current(list(chunks))
+        asyncio.run(self.checkpoint.prepare(live))
+        self.checkpoint.take(live)
 
     def flush(self) -> bool:
         return asyncio.run(self.checkpoint.flush())
@@ -114,7 +184,8 @@ def test_outputs_kafka_did_not_take_leave_their_offsets_unacked(policy: Policy) 
     h = Harness(policy)
     h.take(h.chunk(0, breach(0)))
     h.producer.away = True
-    assert not h.flush()  # the caller reads the partitions again from their commits
+    assert not h.flush()  # and the partitions are read again from their commits
+    assert h.port.rewinds == 1
     assert h.acked == {} and h.tables["edges"] == {}
     assert h.checkpoint.unflushed() == 0 and h.sender.pending == 0
     # Judged again once Kafka is back: the same alerts, the same ids.
@@ -258,9 +329,8 @@ def test_an_incident_publication_kafka_did_not_take_is_published_again(policy: P
     tp = TopicPartition(TOPICS.partials, 0)
     h.take(Chunk(tp, [partial_record(0, "inc-9", 0, 2)], 1))
     h.producer.away = True
-    assert not h.flush()
+    assert not h.flush()  # the board is taken over again from its table
     h.producer.away = False
-    h.checkpoint.adopt_boards([0])  # as the worker does after reading the partitions again
     h.take(Chunk(tp, [partial_record(0, "inc-9", 0, 2)], 1))
     assert h.flush()
     assert [orjson.loads(s.value)["count"] for s in h.producer.on(TOPICS.incidents)] == [2]
@@ -291,3 +361,61 @@ def test_the_sender_refuses_a_message_over_its_limit_at_once() -> None:
     assert not sender.add("t", None, b"x" * 2000)
     assert sender.add("t", None, b"x" * 100)
     assert refused and refused[0][0] == "t" and sender.pending == 1
+
+
+def disclosure(i: int, day: int = 1) -> dict[str, Any]:
+    # To a third party without consent: an alert, and a provision record.
+    return access(
+        event_id=f"d-{i}",
+        recipient="researchers",
+        purpose="research",
+        occurred_at=f"2025-06-{day:02d}T12:{i:02d}:00+09:00",
+    )
+
+
+def test_the_view_is_rebuilt_from_its_topic_and_counts_nothing_twice(policy: Policy) -> None:
+    events = [disclosure(i) for i in range(3)]
+    first = Harness(policy)
+    first.take(first.chunk(0, *events))
+    assert first.flush()
+    rows = first.producer.on(TOPICS.views)
+    assert rows and {s.partition for s in rows} == {0}  # the partition of the events
+    # The acks never reached a commit: the next owner rebuilds the view from its topic,
+    # and judges the same records again on the tables the first one wrote.
+    second = Harness(policy, tables=first.tables, producer=first.producer)
+    second.take(second.chunk(0, *events))
+    assert second.flush()
+    found, lineage = asyncio.run(second.checkpoint.subject(0, ["u-1"]))
+    assert found == "u-1" and lineage is not None
+    facts = lineage.recipients["researchers"]
+    assert facts.events == 3 and facts.breaches == {"art9.no-consent": 3}
+    assert lineage.records == [record_id(f"d-{i}") for i in range(3)]
+
+
+def test_a_revoked_partitions_view_is_dropped_with_what_was_not_flushed(policy: Policy) -> None:
+    h = Harness(policy)
+    h.take(h.chunk(0, disclosure(0)))
+    assert h.flush()
+    h.take(h.chunk(0, disclosure(1), start=1))
+    h.checkpoint.revoke({TopicPartition(TOPICS.events, 0)})
+    # Assigned again: the view holds what its topic holds, not the unflushed event.
+    _, lineage = asyncio.run(h.checkpoint.subject(0, ["u-1"]))
+    assert lineage is not None and lineage.recipients["researchers"].events == 1
+
+
+def test_records_past_retention_are_deleted_from_the_view_topic(policy: Policy) -> None:
+    short = policy.model_copy(
+        update={"policy": policy.policy.model_copy(update={"records_retention_days": 30})}
+    )
+    h = Harness(short)
+    h.take(h.chunk(0, disclosure(0, day=1), disclosure(1, day=20)))
+    assert h.flush()
+    h.take(h.chunk(0, access(event_id="late", action="use",
+                             occurred_at="2025-07-05T12:00:00+09:00"), start=2))  # fmt: skip
+    assert h.flush()
+    # 2025-06-01 is more than 30 days before 2025-07-05: its record is gone, with a
+    # tombstone for the compacted topic; 2025-06-20 is within.
+    tombstones = [s for s in h.producer.on(TOPICS.views) if s.value is None]
+    assert [s.key for s in tombstones] == [f"r\x1fu-1\x1f{record_id('d-0')}".encode()]
+    _, lineage = asyncio.run(h.checkpoint.subject(0, ["u-1"]))
+    assert lineage is not None and lineage.records == [record_id("d-1")]

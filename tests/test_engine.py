@@ -100,7 +100,7 @@ def test_memoized_judgments_equal_fresh_ones(policy: Policy, flows: list[dict[st
         )
         line = orjson.dumps(event)
         a = cached.process(line, offset=i, origin="t")
-        fresh._judgments.clear()
+        fresh.judge._judgments.clear()
         b = fresh.process(line, offset=i, origin="t")
         facts = [(x["rule"], x["categories"], x["message"], x["evidence"]) for x in a.alerts]
         assert facts == [

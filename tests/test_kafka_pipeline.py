@@ -352,9 +352,10 @@ def test_the_worker_creates_every_topic_faust_subscribes_to_before_it_starts(
         app_id=deployment.app_id,
         partitions=4,
     )
-    created = ensure_topics(settings)
+    created = ensure_topics(settings, records_retention_days=1095)
     assert sorted(created) == sorted(deployment.topic(n) for n in (
-        "events", "alerts", "incidents", "dead-letter", "provision-records", "incident-partials"
+        "events", "alerts", "incidents", "dead-letter", "provision-records", "incident-partials",
+        "subject-view",
     ))  # fmt: skip
     changelogs = [changelog_topic(settings, table) for table in TABLES]
     assignor = f"{deployment.app_id}-__assignor-__leader"
@@ -367,8 +368,13 @@ def test_the_worker_creates_every_topic_faust_subscribes_to_before_it_starts(
             assignor: 1,
         }
         assert all(p["leader_id"] >= 0 for t in described.values() for p in t["partitions"])
-        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, changelogs[0])])
-        assert configs["topic"][changelogs[0]]["cleanup.policy"]["value"] == "compact"
+        for compacted in (changelogs[0], deployment.topic("subject-view")):
+            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, compacted)])
+            assert configs["topic"][compacted]["cleanup.policy"]["value"] == "compact"
+        records = deployment.topic("provision-records")
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, records)])
+        # CONTRACT section 10: the records topic keeps records as long as retention says.
+        assert configs["topic"][records]["retention.ms"]["value"] == str(1095 * 86_400_000)
     finally:
         admin.close()
     assert ensure_topics(settings) == []  # the second time, nothing to create

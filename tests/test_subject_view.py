@@ -21,8 +21,8 @@ from lineage.records import FIELDS, csv_text, select
 from lineage.redact import Redactor
 from lineage.run import run_embedded
 from lineage.schemas import ProvisionRecord, SubjectLineage
-from lineage.state import SubjectState
 from lineage.subjects import answer, render_html
+from lineage.view import Lineage, PairFacts, SubjectView
 from tests.conftest import DATA
 from tests.helpers import access, consent
 
@@ -43,6 +43,14 @@ def run(policy: Policy, *events: dict[str, Any] | bytes, **kw: Any) -> tuple[Eng
         raw = event if isinstance(event, bytes) else orjson.dumps(event)
         outcomes.append(engine.process(raw, offset=offset, origin=f"t:{offset}"))
     return engine, outcomes
+
+
+def lineage_of(outcomes: list[Any], subject: str) -> Lineage | None:
+    """The subject's lineage, as the view folds the facts the outcomes emitted."""
+    view = SubjectView()
+    for outcome in outcomes:
+        view.fold(outcome.view)
+    return view.lineage(subject)
 
 
 # -- event-time consent and retraction -----------------------------------------------------------
@@ -264,8 +272,8 @@ def test_a_subjects_answer_names_every_recipient_consent_and_record(policy: Poli
         access(event_id="e-4", recipient="adco", purpose="ads", categories=["device.id"],
                form="pseudonymized", pseudonymization={"method": "hmac", "keyed": True}),
     ]  # fmt: skip
-    engine, _ = run(policy, *events)
-    data = answer("u-1", engine.state.subjects["u-1"], policy.version)
+    _, outcomes = run(policy, *events)
+    data = answer("u-1", lineage_of(outcomes, "u-1"), policy.version)
     SubjectLineage.model_validate(data)
     # In order of first transfer (the same time here: then by id).
     assert [r["recipient"] for r in data["recipients"]] == ["adco", "payco", "researchers"]
@@ -417,22 +425,20 @@ def test_the_answer_says_in_what_form_each_recipient_got_the_data(policy: Policy
         access(event_id="e-3", recipient="adco", purpose="ads", categories=["device.id"],
                form="aggregated", subject="u-1"),
     ]  # fmt: skip
-    engine, _ = run(policy, *events)
-    state = engine.state.subjects["u-1"]
-    assert state.recipients["adco"].forms == {"pseudonymized", "aggregated"}
-    # Kept in the stored state, and read back from a record written before forms were kept.
-    stored = state.to_json()
-    assert stored["r"]["adco"]["frm"] == ["aggregated", "pseudonymized"]
-    del stored["r"]["adco"]["frm"]
-    assert SubjectState.from_json(stored).recipients["adco"].forms == set()
-    data = answer("u-1", state, policy.version)
+    _, outcomes = run(policy, *events)
+    lineage = lineage_of(outcomes, "u-1")
+    assert lineage is not None
+    assert lineage.recipients["adco"].forms == {"pseudonymized", "aggregated"}
+    # Kept in the stored facts, and read back from them.
+    stored = lineage.recipients["adco"].to_json()
+    assert stored["frm"] == ["aggregated", "pseudonymized"]
+    assert PairFacts.from_json(stored) == lineage.recipients["adco"]
+    data = answer("u-1", lineage, policy.version)
     SubjectLineage.model_validate(data)
     by_id = {r["recipient"]: r for r in data["recipients"]}
     assert by_id["adco"]["forms"] == ["aggregated", "pseudonymized"]
     assert by_id["payco"]["forms"] == ["identified"]
     assert data["notify_on_correction"] == ["payco"]
-    old = answer("u-1", SubjectState.from_json(stored), policy.version)
-    assert "forms" not in {r["recipient"]: r for r in old["recipients"]}["adco"]
 
 
 def test_the_page_says_why_a_recipient_is_not_notified_and_names_things_as_the_graph(
@@ -447,8 +453,8 @@ def test_the_page_says_why_a_recipient_is_not_notified_and_names_things_as_the_g
         access(event_id="e-3", recipient="adx", purpose="ads", categories=["device.id"],
                form="pseudonymized", pseudonymization={"method": "hmac", "keyed": True}),
     ]  # fmt: skip
-    engine, _ = run(policy, *events)
-    data = answer("u-1", engine.state.subjects["u-1"], policy.version)
+    _, outcomes = run(policy, *events)
+    data = answer("u-1", lineage_of(outcomes, "u-1"), policy.version)
     labels = {cid: c.label for cid, c in policy.categories.items()}
     page = render_html(data, labels)
     adx = page[page.index('data-recipient="adx"') :].split("</section>")[0]

@@ -1,0 +1,475 @@
+"""The per-subject view (policy Art. 11; APPI Arts. 33 and 33 (5)), folded from what
+judging emits.
+
+Judging keeps only what the rules read (:mod:`lineage.state`). What each recipient
+received of a subject's data is a view of it: for every event, the engine emits view
+facts (:attr:`lineage.engine.Outcome.view`), an append-only log,
+
+- :class:`Flow`: a transfer of the subject's data to a recipient outside the company
+  (who, what, why, on what basis, in what form, when, the rules it broke, its
+  provision record);
+- :class:`Consent`: a consent decision of the subject;
+- :class:`Retracted`: breaches a late consent took back from one recipient;
+
+and a :class:`SubjectView` folds them into a store that answers "everything about
+subject X" with an indexed read and purges provision records past retention with a
+range delete: per (subject, recipient) one row of :class:`PairFacts`, per consent one
+row, per provision record one row, in SQLite. A pair's row carries the offset it
+applied up to, so a fact delivered again changes nothing (the exactness of the
+judging state, for the view).
+
+Writes are coalesced: a pair changed by many events is written once per
+:meth:`SubjectView.flush`, which also returns the rows it changed, for a worker to
+keep them in a compacted Kafka topic that another worker rebuilds the view from
+(:meth:`SubjectView.load`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from lineage.errors import RunError
+
+__all__ = [
+    "Consent",
+    "Flow",
+    "Lineage",
+    "PairFacts",
+    "Retracted",
+    "Row",
+    "SubjectView",
+    "ViewFact",
+]
+
+
+class Flow(NamedTuple):
+    """A transfer of a subject's data to a recipient outside the company, at ``offset``."""
+
+    subject: str
+    recipient: str
+    name: str  # the recipient's name, kind and country in the policy when the data went
+    kind: str
+    country: str
+    categories: tuple[str, ...]
+    purpose: str
+    basis: str  # the legal basis, or "unstated"
+    form: str
+    at: str  # the event's time, as written
+    posix: float
+    personal: bool
+    rules: tuple[str, ...]  # the rules the event broke
+    record: str | None  # its provision record (APPI Art. 29), if it needs one
+    offset: int
+
+
+class Consent(NamedTuple):
+    """A consent decision of a subject, at ``offset``."""
+
+    subject: str
+    event_id: str
+    recipient: str
+    purposes: tuple[str, ...] | None
+    status: str
+    at: str
+    posix: float
+    reference: str | None
+    offset: int
+
+
+class Retracted(NamedTuple):
+    """Breaches (rule -> events) a consent at ``offset`` took back from one recipient."""
+
+    subject: str
+    recipient: str
+    rules: dict[str, int]
+    offset: int
+
+
+ViewFact = Flow | Consent | Retracted
+
+#: A row of the view as a compacted topic keeps it: (key, value), None for a deletion.
+Row = tuple[str, bytes | None]
+
+_SEP = "\x1f"
+#: The key of the row that says the newest event time the view has seen.
+_NEWEST = f"m{_SEP}newest{_SEP}"
+
+
+@dataclass(slots=True)
+class PairFacts:
+    """What one recipient received of one subject's data, summed over transfers.
+
+    Name, kind and country are the policy's when the data first went, so an answer
+    says what was true then. ``applied``: the offset of the last fact folded in.
+    """
+
+    name: str
+    kind: str
+    country: str
+    categories: set[str] = field(default_factory=set)
+    purposes: set[str] = field(default_factory=set)
+    bases: set[str] = field(default_factory=set)
+    forms: set[str] = field(default_factory=set)
+    first: float = float("inf")
+    first_at: str | None = None
+    last: float = float("-inf")
+    last_at: str | None = None
+    events: int = 0
+    personal: int = 0  # of them, transfers of personal data
+    breaches: dict[str, int] = field(default_factory=dict)  # rule id -> events
+    applied: int = -1
+
+    def add(self, flow: Flow) -> None:
+        self.categories.update(flow.categories)
+        self.purposes.add(flow.purpose)
+        self.bases.add(flow.basis)
+        self.forms.add(flow.form)
+        if flow.posix < self.first:
+            self.first, self.first_at = flow.posix, flow.at
+        if flow.posix > self.last:
+            self.last, self.last_at = flow.posix, flow.at
+        self.events += 1
+        self.personal += flow.personal
+        breaches = self.breaches
+        for rule in flow.rules:
+            breaches[rule] = breaches.get(rule, 0) + 1
+        self.applied = flow.offset
+
+    def retract(self, rules: dict[str, int], offset: int) -> None:
+        for rule, n in rules.items():
+            left = self.breaches.get(rule, 0) - n
+            if left > 0:
+                self.breaches[rule] = left
+            else:
+                self.breaches.pop(rule, None)
+        self.applied = offset
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.name,
+            "k": self.kind,
+            "c": self.country,
+            "cat": sorted(self.categories),
+            "pur": sorted(self.purposes),
+            "bas": sorted(self.bases),
+            "frm": sorted(self.forms),
+            "first": [self.first, self.first_at] if self.first_at is not None else None,
+            "last": [self.last, self.last_at] if self.last_at is not None else None,
+            "ev": self.events,
+            "pd": self.personal,
+            "br": self.breaches,
+            "applied": self.applied,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PairFacts:
+        first, last = data["first"], data["last"]
+        return cls(
+            name=data["n"],
+            kind=data["k"],
+            country=data["c"],
+            categories=set(data["cat"]),
+            purposes=set(data["pur"]),
+            bases=set(data["bas"]),
+            forms=set(data["frm"]),
+            first=first[0] if first else float("inf"),
+            first_at=first[1] if first else None,
+            last=last[0] if last else float("-inf"),
+            last_at=last[1] if last else None,
+            events=data["ev"],
+            personal=data["pd"],
+            breaches=dict(data["br"]),
+            applied=data["applied"],
+        )
+
+
+@dataclass(slots=True)
+class Lineage:
+    """Everything the view holds of one subject: each recipient's facts, the consent
+    decisions (by time) and the provision records within retention (oldest first)."""
+
+    recipients: dict[str, PairFacts]
+    consents: list[dict[str, Any]]
+    records: list[str]
+
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS pairs (subject TEXT NOT NULL, recipient TEXT NOT NULL, "
+    "facts BLOB NOT NULL, PRIMARY KEY (subject, recipient)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS consents (subject TEXT NOT NULL, event_id TEXT NOT NULL, "
+    "posix REAL NOT NULL, offset INTEGER NOT NULL, decision BLOB NOT NULL, "
+    "PRIMARY KEY (subject, event_id)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS records (subject TEXT NOT NULL, record_id TEXT NOT NULL, "
+    "provided REAL NOT NULL, recipient TEXT NOT NULL, PRIMARY KEY (subject, record_id)) "
+    "WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS records_by_time ON records (provided)",
+)
+
+
+class SubjectView:
+    """The per-subject view of one partition (or of a whole embedded run), in SQLite.
+
+    ``path`` None keeps it in memory. Folded pairs are held decoded and written at
+    :meth:`flush`; past ``max_cached`` pairs the cache is emptied after a flush (all of
+    it is in SQLite then), so memory does not grow with subjects.
+    """
+
+    def __init__(self, path: Path | None = None, *, max_cached: int | None = None) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(str(path) if path is not None else ":memory:")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+        except sqlite3.Error as exc:
+            raise RunError(f"cannot open the subjects' view {path}: {exc}") from exc
+        self._max_cached = max_cached
+        self._pairs: dict[tuple[str, str], PairFacts] = {}
+        self._absent: set[tuple[str, str]] = set()
+        self._dirty: set[tuple[str, str]] = set()
+        self._consents: list[Consent] = []
+        self._records: list[tuple[str, str, float, str]] = []
+        self._purged: list[tuple[str, str]] = []
+        newest = self.meta("newest")
+        #: The newest event time judged in what the view folds (POSIX seconds): the time
+        #: retention is judged against.
+        self.newest = float(newest) if newest is not None else float("-inf")
+        self._newest_written = self.newest
+
+    # -- folding -----------------------------------------------------------------------------
+
+    def fold(self, facts: Iterable[ViewFact]) -> None:
+        """Fold view facts in, in the order judging emitted them."""
+        for fact in facts:
+            if type(fact) is Flow:
+                self._flow(fact)
+            elif type(fact) is Consent:
+                self._consents.append(fact)
+            else:
+                assert isinstance(fact, Retracted)
+                self._retracted(fact)
+
+    def _pair(self, key: tuple[str, str]) -> PairFacts | None:
+        found = self._pairs.get(key)
+        if found is not None or key in self._absent:
+            return found
+        row = self._db.execute(
+            "SELECT facts FROM pairs WHERE subject = ? AND recipient = ?", key
+        ).fetchone()
+        if row is None:
+            self._absent.add(key)
+            return None
+        found = self._pairs[key] = PairFacts.from_json(orjson.loads(row[0]))
+        return found
+
+    def _flow(self, flow: Flow) -> None:
+        key = (flow.subject, flow.recipient)
+        pair = self._pair(key)
+        if pair is None:
+            pair = self._pairs[key] = PairFacts(flow.name, flow.kind, flow.country)
+            self._absent.discard(key)
+        elif pair.applied >= flow.offset:
+            return  # delivered again: folded in already
+        pair.add(flow)
+        self._dirty.add(key)
+        if flow.record is not None:
+            self._records.append((flow.subject, flow.record, flow.posix, flow.recipient))
+
+    def _retracted(self, retracted: Retracted) -> None:
+        key = (retracted.subject, retracted.recipient)
+        pair = self._pair(key)
+        if pair is None or pair.applied >= retracted.offset:
+            return
+        pair.retract(retracted.rules, retracted.offset)
+        self._dirty.add(key)
+
+    def observe(self, newest: float) -> None:
+        """Judging has seen an event as new as ``newest`` (POSIX seconds)."""
+        if newest > self.newest:
+            self.newest = newest
+
+    def retain(self, days: int) -> int:
+        """Purge the provision records more than ``days`` before the newest event time
+        seen (CONTRACT section 10); return how many."""
+        if self.newest == float("-inf"):
+            return 0
+        return self.purge(self.newest - days * 86_400)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def flush(self) -> list[Row]:
+        """Write what changed since the last flush, each pair once; return the rows
+        written (and deleted), as a compacted topic keeps them."""
+        rows: list[Row] = []
+        db = self._db
+        pairs = []
+        for subject, recipient in self._dirty:
+            facts = orjson.dumps(self._pairs[subject, recipient].to_json())
+            pairs.append((subject, recipient, facts))
+            rows.append((f"f{_SEP}{subject}{_SEP}{recipient}", facts))
+        self._dirty.clear()
+        consents = []
+        for c in self._consents:
+            decision = orjson.dumps(
+                {
+                    "recipient": c.recipient,
+                    "purposes": sorted(c.purposes) if c.purposes is not None else None,
+                    "status": c.status,
+                    "occurred_at": c.at,
+                    "reference": c.reference,
+                }
+            )
+            consents.append((c.subject, c.event_id, c.posix, c.offset, decision))
+            value = orjson.dumps([c.posix, c.offset, orjson.Fragment(decision)])
+            rows.append((f"c{_SEP}{c.subject}{_SEP}{c.event_id}", value))
+        self._consents = []
+        for subject, record, provided, recipient in self._records:
+            rows.append((f"r{_SEP}{subject}{_SEP}{record}", orjson.dumps([provided, recipient])))
+        for subject, record in self._purged:
+            rows.append((f"r{_SEP}{subject}{_SEP}{record}", None))
+        self._purged = []
+        newest = None
+        if self.newest > self._newest_written:
+            newest = repr(self.newest)
+            rows.append((_NEWEST, newest.encode()))
+            self._newest_written = self.newest
+        try:
+            with db:
+                if newest is not None:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('newest', ?)", (newest,))
+                db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?)", pairs)
+                db.executemany("INSERT OR IGNORE INTO consents VALUES (?, ?, ?, ?, ?)", consents)
+                db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?)", self._records)
+        except sqlite3.Error as exc:
+            raise RunError(f"cannot write the subjects' view {self.path}: {exc}") from exc
+        self._records = []
+        limit = self._max_cached
+        if limit is not None and len(self._pairs) + len(self._absent) > limit:
+            self._pairs.clear()
+            self._absent.clear()
+        return rows
+
+    def load(self, rows: Iterable[Row]) -> int:
+        """Take rows as :meth:`flush` returned them (a compacted topic's records, in
+        order; a later row of a key replaces an earlier one); return how many."""
+        pairs, consents, records, deleted = [], [], [], []
+        n = 0
+        newest = self.newest
+        for key, value in rows:
+            n += 1
+            if key == _NEWEST:
+                if value is not None:
+                    newest = max(newest, float(value))
+                continue
+            kind, subject, rest = key.split(_SEP, 2)
+            if kind == "r":
+                if value is None:
+                    deleted.append((subject, rest))
+                else:
+                    provided, recipient = orjson.loads(value)
+                    records.append((subject, rest, provided, recipient))
+            elif value is None:
+                continue
+            elif kind == "f":
+                pairs.append((subject, rest, value))
+            elif kind == "c":
+                posix, offset, decision = orjson.loads(value)
+                consents.append((subject, rest, posix, offset, orjson.dumps(decision)))
+        with self._db as db:
+            db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?)", pairs)
+            db.executemany("INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?)", consents)
+            db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", records)
+            db.executemany("DELETE FROM records WHERE subject = ? AND record_id = ?", deleted)
+            if newest > self.newest:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('newest', ?)", (repr(newest),))
+        self.newest = self._newest_written = newest
+        self._pairs.clear()
+        self._absent.clear()
+        return n
+
+    def purge(self, before: float) -> int:
+        """Delete the provision records provided before ``before`` (POSIX seconds): past
+        retention, they are listed no more; return how many."""
+        unwritten = [r for r in self._records if r[2] >= before]
+        n = len(self._records) - len(unwritten)  # never written: nothing to delete
+        self._records = unwritten
+        gone = self._db.execute(
+            "SELECT subject, record_id FROM records WHERE provided < ?", (before,)
+        ).fetchall()
+        if gone:
+            with self._db as db:
+                db.execute("DELETE FROM records WHERE provided < ?", (before,))
+            self._purged.extend(gone)
+        return n + len(gone)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._db as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def subjects(self) -> list[str]:
+        """Every subject the view holds anything of, sorted."""
+        self.flush()
+        found = self._db.execute(
+            "SELECT subject FROM pairs UNION SELECT subject FROM consents ORDER BY 1"
+        )
+        return [row[0] for row in found]
+
+    def lineage(self, subject: str) -> Lineage | None:
+        """Everything the view holds of ``subject``, or None when it holds nothing."""
+        self.flush()
+        db = self._db
+        recipients = {
+            recipient: PairFacts.from_json(orjson.loads(facts))
+            for recipient, facts in db.execute(
+                "SELECT recipient, facts FROM pairs WHERE subject = ?", (subject,)
+            )
+        }
+        consents = [
+            orjson.loads(decision)
+            for (decision,) in db.execute(
+                "SELECT decision FROM consents WHERE subject = ? ORDER BY posix, offset",
+                (subject,),
+            )
+        ]
+        if not recipients and not consents:
+            return None
+        records = [
+            record
+            for (record,) in db.execute(
+                "SELECT record_id FROM records WHERE subject = ? ORDER BY provided, record_id",
+                (subject,),
+            )
+        ]
+        return Lineage(recipients, consents, records)
+
+    def find(self, spellings: Iterable[str]) -> tuple[str, Lineage | None]:
+        """(the spelling found, its lineage), trying each spelling in turn (as given,
+        then its redaction token); the first spelling and None when none is held."""
+        tried = list(spellings)
+        for spelling in tried:
+            found = self.lineage(spelling)
+            if found is not None:
+                return spelling, found
+        return tried[0], None
+
+
+def rows_of(records: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[Row]:
+    """Rows from a compacted topic's (key, value) records."""
+    for key, value in records:
+        if key is not None:
+            yield key.decode(), value

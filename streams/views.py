@@ -1,0 +1,78 @@
+"""The per-subject view on Kafka: one SQLite file per events partition a worker holds.
+
+The engine emits view facts as it judges (:mod:`lineage.view`); the worker folds them
+into the view of their partition, and at each flush of the commit protocol sends the
+rows the view changed, each pair of subject and recipient once, to the compacted
+``subject-view`` topic (partitioned like the events topic), before it acks the events'
+offsets. Whoever holds a partition next rebuilds its view from that topic
+(:meth:`PartitionViews.open`), before it judges anything of the partition. So the view
+is never rewritten per event, its topic holds one record per pair, consent and
+provision record (and none past retention), and ``GET /subjects/{subject}`` is an
+indexed read of one file.
+
+The files live in ``<state dir>/views``; a partition's file is rebuilt from the topic
+each time the partition is assigned (the topic is the view's truth), and removed when
+the partition is revoked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from lineage.view import Row, SubjectView
+
+__all__ = ["PartitionViews", "ReadRows"]
+
+log = logging.getLogger("lineage.worker")
+
+#: ``read(partition)``: every row of the view topic's partition, in topic order.
+ReadRows = Callable[[int], Awaitable[list[Row]]]
+
+#: Pairs a partition's view keeps decoded in memory between flushes.
+_CACHED_PAIRS = 50_000
+
+
+class PartitionViews:
+    """The views of the events partitions this worker holds."""
+
+    def __init__(self, directory: Path, read: ReadRows) -> None:
+        self.directory = directory
+        self._read = read
+        self._views: dict[int, SubjectView] = {}
+
+    def _path(self, partition: int) -> Path:
+        return self.directory / f"partition-{partition}.sqlite"
+
+    async def open(self, partition: int) -> SubjectView:
+        """The view of ``partition``, rebuilt from its topic when it is not held yet."""
+        view = self._views.get(partition)
+        if view is not None:
+            return view
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(partition)
+        path.unlink(missing_ok=True)
+        rows = await self._read(partition)
+        view = SubjectView(path, max_cached=_CACHED_PAIRS)
+        view.load(rows)
+        self._views[partition] = view
+        log.info("the subjects' view of partition %d: %d rows read", partition, len(rows))
+        return view
+
+    def get(self, partition: int) -> SubjectView | None:
+        return self._views.get(partition)
+
+    def held(self) -> dict[int, SubjectView]:
+        return self._views
+
+    def drop(self, partition: int) -> None:
+        """Forget a partition's view (revoked: its next owner rebuilds it)."""
+        view = self._views.pop(partition, None)
+        if view is not None:
+            view.close()
+            self._path(partition).unlink(missing_ok=True)
+
+    def drop_all(self) -> None:
+        for partition in list(self._views):
+            self.drop(partition)
