@@ -67,6 +67,7 @@ __all__ = [
     "THIRD_PARTY_KINDS",
     "Engine",
     "Outcome",
+    "Scanned",
     "Stats",
     "alert_id",
     "dead_letter_record",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from lineage.engine import RETRACTABLE, Engine, Outcome, dead_letter_record
+from lineage.engine import RETRACTABLE, Engine, Outcome, Scanned, dead_letter_record
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.schemas import AccessEvent, Action, ConsentEvent, EventRejected, decode_event
@@ -91,12 +91,20 @@ class Side:
     pending: dict[str, tuple[dict[str, Any], Edge, float]] = field(default_factory=dict)
 
     def judge(
-        self, event: AccessEvent | ConsentEvent, offset: int, raw: bytes, origin: str
+        self,
+        event: AccessEvent | ConsentEvent,
+        offset: int,
+        raw: bytes,
+        origin: str,
+        scanned: Scanned | None = None,
     ) -> Outcome:
         """:meth:`Engine.apply`, with a failure of the engine set aside as
-        :meth:`Engine.process` does: one message never stops the run."""
+        :meth:`Engine.process` does: one message never stops the run. ``scanned``:
+        the event as the other side's engine redacted and digested it already."""
         try:
-            return self.engine.apply(event, offset=offset, raw=raw)
+            if scanned is None:
+                scanned = self.engine.scan(event, raw)
+            return self.engine.apply(event, offset=offset, raw=raw, scanned=scanned)
         except Exception as exc:
             where = "; ".join(
                 f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
@@ -198,8 +206,13 @@ class Comparison:
             self.dead_letters += 1
             return dead_letter_record(message.raw, rejection, message.origin, self.redactor)
         offset = self._offset
-        before = base.judge(event, offset, message.raw, message.origin)
-        after = cand.judge(event, offset, message.raw, message.origin)
+        # Redacted and digested once for both sides (one redactor, one key).
+        try:
+            scanned: Scanned | None = base.engine.scan(event, message.raw)
+        except Exception:  # each side then sets the message aside as its engine would
+            scanned = None
+        before = base.judge(event, offset, message.raw, message.origin, scanned)
+        after = cand.judge(event, offset, message.raw, message.origin, scanned)
         dead = before.dead_letter or after.dead_letter
         if dead is not None:
             self.dead_letters += 1
