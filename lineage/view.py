@@ -97,6 +97,8 @@ ViewFact = Flow | Consent | Retracted
 Row = tuple[str, bytes | None]
 
 _SEP = "\x1f"
+#: Pairs asked of SQLite in one query (two variables each).
+_KEYS_PER_QUERY = 400
 #: The key of the row that says the newest event time the view has seen.
 _NEWEST = f"m{_SEP}newest{_SEP}"
 
@@ -233,8 +235,10 @@ class SubjectView:
         self._pairs: dict[tuple[str, str], PairFacts] = {}
         self._absent: set[tuple[str, str]] = set()
         self._dirty: set[tuple[str, str]] = set()
+        self._facts: list[ViewFact] = []
         self._consents: list[Consent] = []
         self._records: list[tuple[str, str, float, str]] = []
+        self._empty = self._db.execute("SELECT 1 FROM pairs LIMIT 1").fetchone() is None
         self._purged: list[tuple[str, str]] = []
         newest = self.meta("newest")
         #: The newest event time judged in what the view folds (POSIX seconds): the time
@@ -245,7 +249,15 @@ class SubjectView:
     # -- folding -----------------------------------------------------------------------------
 
     def fold(self, facts: Iterable[ViewFact]) -> None:
-        """Fold view facts in, in the order judging emitted them."""
+        """Take view facts, in the order judging emitted them; they are folded in at the
+        next :meth:`flush` (or read), with one query for every pair not held."""
+        self._facts.extend(facts)
+
+    def _apply(self) -> None:
+        facts, self._facts = self._facts, []
+        if not facts:
+            return
+        self._load_pairs({(f.subject, f.recipient) for f in facts if type(f) is not Consent})
         for fact in facts:
             if type(fact) is Flow:
                 self._flow(fact)
@@ -255,18 +267,29 @@ class SubjectView:
                 assert isinstance(fact, Retracted)
                 self._retracted(fact)
 
+    def _load_pairs(self, keys: set[tuple[str, str]]) -> None:
+        """Hold the pairs of ``keys`` that SQLite has and are not held yet."""
+        missing = [k for k in keys if k not in self._pairs and k not in self._absent]
+        if not missing:
+            return
+        if self._empty:  # nothing written yet: nothing to read
+            self._absent.update(missing)
+            return
+        db = self._db
+        for start in range(0, len(missing), _KEYS_PER_QUERY):
+            chunk = missing[start : start + _KEYS_PER_QUERY]
+            values = ",".join("(?,?)" for _ in chunk)
+            found = db.execute(
+                "SELECT subject, recipient, facts FROM pairs WHERE (subject, recipient) "
+                f"IN (VALUES {values})",
+                [part for key in chunk for part in key],
+            ).fetchall()
+            for subject, recipient, facts in found:
+                self._pairs[subject, recipient] = PairFacts.from_json(orjson.loads(facts))
+            self._absent.update(k for k in chunk if k not in self._pairs)
+
     def _pair(self, key: tuple[str, str]) -> PairFacts | None:
-        found = self._pairs.get(key)
-        if found is not None or key in self._absent:
-            return found
-        row = self._db.execute(
-            "SELECT facts FROM pairs WHERE subject = ? AND recipient = ?", key
-        ).fetchone()
-        if row is None:
-            self._absent.add(key)
-            return None
-        found = self._pairs[key] = PairFacts.from_json(orjson.loads(row[0]))
-        return found
+        return self._pairs.get(key)
 
     def _flow(self, flow: Flow) -> None:
         key = (flow.subject, flow.recipient)
@@ -306,6 +329,7 @@ class SubjectView:
     def flush(self) -> list[Row]:
         """Write what changed since the last flush, each pair once; return the rows
         written (and deleted), as a compacted topic keeps them."""
+        self._apply()
         rows: list[Row] = []
         db = self._db
         pairs = []
@@ -349,6 +373,7 @@ class SubjectView:
         except sqlite3.Error as exc:
             raise RunError(f"cannot write the subjects' view {self.path}: {exc}") from exc
         self._records = []
+        self._empty = self._empty and not pairs
         limit = self._max_cached
         if limit is not None and len(self._pairs) + len(self._absent) > limit:
             self._pairs.clear()
@@ -391,11 +416,13 @@ class SubjectView:
         self.newest = self._newest_written = newest
         self._pairs.clear()
         self._absent.clear()
+        self._empty = self._empty and not pairs
         return n
 
     def purge(self, before: float) -> int:
         """Delete the provision records provided before ``before`` (POSIX seconds): past
         retention, they are listed no more; return how many."""
+        self._apply()
         unwritten = [r for r in self._records if r[2] >= before]
         n = len(self._records) - len(unwritten)  # never written: nothing to delete
         self._records = unwritten

@@ -258,7 +258,7 @@ class SeenIndex(MutableMapping[str, Seen]):
         offsets = [o for o, _ in self._pending.values()]
         first, last = min(offsets), max(offsets)
         key = f"{self._partition}|{first:020d}"
-        self._table[key] = dumps_kept({eid: list(v) for eid, v in self._pending.items()})
+        self._table[key] = dumps_kept(self._pending)  # (offset, digest) pairs as arrays
         self._records.append((first, last, key))
         written = len(self._pending)
         self._pending = {}
