@@ -263,7 +263,7 @@ def run_embedded(
         raise RunError(f"cannot write to {out_dir}: {exc.strerror}") from exc
     purged = _retention(policy, engine.stats.newest, view, outputs[RECORDS_FILE])
     view.set_meta("policy_version", policy.version)
-    view.flush()
+    view.flush(rows_wanted=False)
     view.close()
     if exports:
         from lineage.export import write_exports

@@ -326,19 +326,23 @@ class SubjectView:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def flush(self) -> list[Row]:
+    def flush(self, rows_wanted: bool = True) -> list[Row]:
         """Write what changed since the last flush, each pair once; return the rows
-        written (and deleted), as a compacted topic keeps them."""
+        written (and deleted), as a compacted topic keeps them (none when not
+        ``rows_wanted``: a view kept in one file alone)."""
         self._apply()
         rows: list[Row] = []
         db = self._db
-        pairs = []
-        for subject, recipient in self._dirty:
-            facts = orjson.dumps(self._pairs[subject, recipient].to_json())
-            pairs.append((subject, recipient, facts))
-            rows.append((f"f{_SEP}{subject}{_SEP}{recipient}", facts))
+        held = self._pairs
+        pairs = [
+            (subject, recipient, orjson.dumps(held[subject, recipient].to_json()))
+            for subject, recipient in self._dirty
+        ]
+        if rows_wanted:
+            rows = [(f"f{_SEP}{s}{_SEP}{r}", facts) for s, r, facts in pairs]
         self._dirty.clear()
         consents = []
+        add_row = rows.append if rows_wanted else _ignore
         for c in self._consents:
             decision = orjson.dumps(
                 {
@@ -351,17 +355,20 @@ class SubjectView:
             )
             consents.append((c.subject, c.event_id, c.posix, c.offset, decision))
             value = orjson.dumps([c.posix, c.offset, orjson.Fragment(decision)])
-            rows.append((f"c{_SEP}{c.subject}{_SEP}{c.event_id}", value))
+            add_row((f"c{_SEP}{c.subject}{_SEP}{c.event_id}", value))
         self._consents = []
-        for subject, record, provided, recipient in self._records:
-            rows.append((f"r{_SEP}{subject}{_SEP}{record}", orjson.dumps([provided, recipient])))
-        for subject, record in self._purged:
-            rows.append((f"r{_SEP}{subject}{_SEP}{record}", None))
+        if rows_wanted:
+            for subject, record, provided, recipient in self._records:
+                rows.append(
+                    (f"r{_SEP}{subject}{_SEP}{record}", orjson.dumps([provided, recipient]))
+                )
+            for subject, record in self._purged:
+                rows.append((f"r{_SEP}{subject}{_SEP}{record}", None))
         self._purged = []
         newest = None
         if self.newest > self._newest_written:
             newest = repr(self.newest)
-            rows.append((_NEWEST, newest.encode()))
+            add_row((_NEWEST, newest.encode()))
             self._newest_written = self.newest
         try:
             with db:
@@ -493,6 +500,10 @@ class SubjectView:
             if found is not None:
                 return spelling, found
         return tried[0], None
+
+
+def _ignore(row: Row) -> None:
+    pass
 
 
 def rows_of(records: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[Row]:
