@@ -30,6 +30,8 @@ class BoardEntry:
     partials: dict[int, IncidentPartial] = field(default_factory=dict)
     published_count: int = 0
     opened: bool = False  # published at least once (a count may go back to 0)
+    #: The latest breach time of its partials, as of the last update.
+    last: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,16 +42,14 @@ class BoardEntry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BoardEntry:
-        return cls(
+        entry = cls(
             partials={int(p): IncidentPartial.from_json(v) for p, v in data["partials"].items()},
             published_count=data["published_count"],
             opened=data.get("opened", data["published_count"] > 0),
         )
-
-
-def _last_seen(entry: BoardEntry) -> datetime | None:
-    seen = [p.last_seen for p in entry.partials.values() if p.last_seen is not None]
-    return max(seen) if seen else None
+        seen = [p.last_seen for p in entry.partials.values() if p.last_seen is not None]
+        entry.last = max(seen) if seen else None
+        return entry
 
 
 class IncidentBoard:
@@ -69,22 +69,28 @@ class IncidentBoard:
         self.quiet = quiet
 
     def update(
-        self, incident_id: str, partition: int, partial: IncidentPartial
+        self, incident_id: str, partition: int, partial: IncidentPartial, *, live: bool = False
     ) -> dict[str, Any] | None:
-        """Take a partition's latest partial; return an incident to publish, or None."""
+        """Take a partition's latest partial; return an incident to publish, or None.
+
+        ``live``: the partial is the one its engine changes in place, after each change
+        (an embedded run), held rather than copied; otherwise a partial is a new one,
+        applied only when it applied later offsets than the one held (a redelivered or
+        stale partial changes nothing).
+        """
         entry = self.entries.get(incident_id) or BoardEntry()
-        previous = entry.partials.get(partition)
-        if previous is not None and previous.applied >= partial.applied:
-            return None  # stale or redelivered: a partial applies later offsets only
-        before = _last_seen(entry)
+        if not live:
+            previous = entry.partials.get(partition)
+            if previous is not None and previous.applied >= partial.applied:
+                return None
+        before = entry.last
         entry.partials[partition] = partial
+        last = partial.last_seen
+        if last is not None and (before is None or last > before):
+            entry.last = last
         # A quiet period ended: the newest breach came ``quiet`` (event time) after the one
         # before it. While breaches keep coming, only growth by ``factor`` republishes.
-        woke = (
-            before is not None
-            and partial.last_seen is not None
-            and partial.last_seen - before >= self.quiet
-        )
+        woke = before is not None and last is not None and last - before >= self.quiet
         publication = self._maybe_publish(incident_id, entry, force=woke)
         self.entries[incident_id] = entry
         return publication

@@ -21,7 +21,6 @@ routing (:class:`lineage.notify.Router`).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections import Counter
@@ -247,10 +246,7 @@ def run_embedded(
                 if outcome.view:
                     fold(outcome.view)
                 for iid in outcome.incidents:
-                    # The board keeps what it is given: hand it a copy of the live partial.
-                    partial = partials[iid]
-                    snapshot = dataclasses.replace(partial, samples=list(partial.samples))
-                    publication = board.update(iid, 0, snapshot)
+                    publication = board.update(iid, 0, partials[iid], live=True)
                     if publication is not None:
                         incidents.write(orjson.dumps(publication) + b"\n")
                         if forward is not None:

@@ -340,19 +340,22 @@ class EdgeAggregate:
         the policy's calendar (ISO)."""
         self.count += 1
         self.personal += personal
-        self.shapes[shape] = self.shapes.get(shape, 0) + 1
+        shapes = self.shapes
+        shapes[shape] = shapes.get(shape, 0) + 1
         if day:
-            self.days[day] = self.days.get(day, 0) + 1
+            days = self.days
+            days[day] = days.get(day, 0) + 1
         if rules:
-            articles = set()
-            for rule_id, article in rules:
-                _bump(self.rules, rule_id)
-                articles.add(article)
-            for article in articles:
-                _bump(self.breaches, article)
+            counts = self.rules
+            for rule_id, _ in rules:
+                counts[rule_id] = counts.get(rule_id, 0) + 1
+            breaches = self.breaches
+            for article in {article for _, article in rules}:
+                breaches[article] = breaches.get(article, 0) + 1
             self.breaching += 1
             if day:
-                self.breach_days[day] = self.breach_days.get(day, 0) + 1
+                breach_days = self.breach_days
+                breach_days[day] = breach_days.get(day, 0) + 1
         ts = at.timestamp() if posix is None else posix
         if ts < self._first:
             self._first, self.first_seen = ts, at

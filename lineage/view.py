@@ -227,6 +227,10 @@ class SubjectView:
         self.path = path
         try:
             self._db = sqlite3.connect(str(path) if path is not None else ":memory:")
+            # The file is derived (from a run's events, or the view's topic, which a
+            # worker rebuilds it from): no journal, no waiting for the disk.
+            self._db.execute("PRAGMA journal_mode = OFF")
+            self._db.execute("PRAGMA synchronous = OFF")
             for statement in _SCHEMA:
                 self._db.execute(statement)
         except sqlite3.Error as exc:
