@@ -468,3 +468,38 @@ def test_the_page_says_why_a_recipient_is_not_notified_and_names_things_as_the_g
     assert "Not to notify, though they received this subject's data" in page
     assert "@page { size: A4 portrait" in page
     assert "<script" not in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_records_past_retention_are_purged_from_every_output_of_a_run(
+    policy: Policy, tmp_path: Path
+) -> None:
+    """CONTRACT section 10: past records_retention_days before the newest event time,
+    a provision record and every reference to it are gone from each store."""
+    short = policy.model_copy(
+        update={"policy": policy.policy.model_copy(update={"records_retention_days": 30})}
+    )
+    events = [
+        access(event_id="old", recipient="researchers", purpose="research",
+               occurred_at="2025-06-01T12:00:00+09:00"),
+        access(event_id="kept", recipient="researchers", purpose="research",
+               occurred_at="2025-06-20T12:00:00+09:00"),
+        access(event_id="newest", action="use", occurred_at="2025-07-05T12:00:00+09:00"),
+    ]  # fmt: skip
+    out = tmp_path / "run"
+    summary = run_embedded(
+        short, [orjson.dumps(e) for e in events], out, redactor=Redactor(b"k" * 32)
+    )
+    assert summary.purged == 1
+    lines = (out / "provision-records.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(line)["event_id"] for line in lines] == ["kept"]
+    result = CliRunner().invoke(main, ["subject", "u-1", "--from-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    data = orjson.loads(result.stdout)
+    assert data["provision_records"] == [record_id("kept")]
+    # The flows themselves stay: nothing else is purged by age.
+    assert data["recipients"][0]["events"] == 2
+    records = CliRunner().invoke(
+        main, ["records", "--from-dir", str(out), "--format", "jsonl", "--out", "-"]
+    )
+    assert records.exit_code == 0
+    assert record_id("old") not in records.stdout and record_id("kept") in records.stdout
