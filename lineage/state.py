@@ -258,13 +258,27 @@ class SubjectState:
     unbreached: list[EdgeRetraction] = field(default_factory=list)
     newest: float = float("-inf")
     applied: int = -1
+    #: How many of ``decisions`` a store holds already (it writes them apart, and only
+    #: when a decision was added: what is written per event does not grow with them).
+    stored_decisions: int = 0
 
     def known_before(self, offset: int) -> tuple[ConsentDecision, ...]:
         return tuple(d for d in self.decisions if d.offset < offset)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, decisions: bool = True) -> dict[str, Any]:
+        """The record; without the decisions when ``decisions`` is False (a store that
+        keeps them apart: :meth:`decisions_json`)."""
+        data: dict[str, Any] = (
+            {"d": self.decisions_json()} if decisions else {"dn": len(self.decisions)}
+        )
+        data.update(self._clock_json())
+        return data
+
+    def decisions_json(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
+        return [d.to_json() for d in self.decisions[start:stop]]
+
+    def _clock_json(self) -> dict[str, Any]:
         return {
-            "d": [d.to_json() for d in self.decisions],
             "p": [p.to_json() for p in self.pending],
             "x": [r.to_json() for r in self.retracted],
             "xe": [
@@ -276,10 +290,15 @@ class SubjectState:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SubjectState:
+    def from_json(
+        cls, data: dict[str, Any], decisions: list[dict[str, Any]] | None = None
+    ) -> SubjectState:
+        """The record ``to_json`` made; ``decisions`` when they were kept apart."""
         newest = data.get("n")
+        held = decisions if decisions is not None else data.get("d", [])
         return cls(
-            decisions=[ConsentDecision.from_json(d) for d in data["d"]],
+            decisions=[ConsentDecision.from_json(d) for d in held],
+            stored_decisions=len(held),
             pending=[PendingEvent.from_json(p) for p in data.get("p", [])],
             retracted=[Retraction.from_json(x) for x in data.get("x", [])],
             unbreached=[

@@ -289,6 +289,63 @@ def _json(obj: Any) -> bytes:
     return dumps_kept(obj.to_json())
 
 
+class SubjectTable(CachedView[str, SubjectState]):
+    """The subjects' judging records of one partition, in two tables: each subject's
+    consent decisions in ``consents``, in chunks of :data:`DECISIONS_PER_RECORD`, of
+    which only the last one changes when a decision is added; the rest (pending alerts,
+    retractions, its newest event time, how many decisions it has) in ``subjects``,
+    written when it changed. So no record written per event grows with a subject's
+    history."""
+
+    def __init__(
+        self, table: Any, consents: Any, partition: int, max_cached: int | None = None
+    ) -> None:
+        super().__init__(table, partition, str, SubjectState.from_json, _subject_json, max_cached)
+        self._consents = consents
+
+    def _chunk_key(self, key: str, chunk: int) -> str:
+        return f"{self._key(key)}#{chunk}"
+
+    def _lookup(self, key: str) -> SubjectState | None:
+        found = self._objects.get(key)
+        if found is not None or key in self._absent:
+            return found
+        raw = self._table.get(self._key(key))
+        if raw is None:
+            self._absent.add(key)
+            return None
+        data = load_json(raw)
+        decisions = None
+        if "d" not in data:  # kept apart (a record of an earlier worker holds them)
+            decisions = []
+            for chunk in range(-(-data.get("dn", 0) // DECISIONS_PER_RECORD)):
+                decisions.extend(load_json(self._consents[self._chunk_key(key, chunk)]))
+        found = self._objects[key] = SubjectState.from_json(data, decisions)
+        return found
+
+    def flush(self) -> int:
+        per = DECISIONS_PER_RECORD
+        for key in self._dirty:
+            subject = self._objects[key]
+            n = len(subject.decisions)
+            if subject.stored_decisions == n:
+                continue
+            for chunk in range(subject.stored_decisions // per, -(-n // per)):
+                self._consents[self._chunk_key(key, chunk)] = dumps_kept(
+                    subject.decisions_json(chunk * per, (chunk + 1) * per)
+                )
+            subject.stored_decisions = n
+        return super().flush()
+
+
+#: Consent decisions in one record of the ``consents`` table.
+DECISIONS_PER_RECORD = 16
+
+
+def _subject_json(subject: SubjectState) -> bytes:
+    return dumps_kept(subject.to_json(decisions=False))
+
+
 class PartitionState:
     """The engine state of one partition, backed by the worker's tables."""
 
@@ -302,8 +359,8 @@ class PartitionState:
     ) -> None:
         self.partition = partition
         self.seen = SeenIndex(tables["seen"], partition, dedup_window)
-        self.subjects: CachedView[str, SubjectState] = CachedView(
-            tables["subjects"], partition, str, SubjectState.from_json, _json, cached_subjects
+        self.subjects: CachedView[str, SubjectState] = SubjectTable(
+            tables["subjects"], tables["consents"], partition, cached_subjects
         )
         self.edges: CachedView[EdgeKey, EdgeAggregate] = CachedView(
             tables["edges"], partition, edge_key_to_str, EdgeAggregate.from_json, _json

@@ -28,7 +28,7 @@ from tests.helpers import consent as consent_event
 
 def tables() -> dict[str, dict[str, bytes]]:
     # A dict stands in for a faust table here: the views use get, items and item assignment.
-    return {name: {} for name in ("seen", "subjects", "edges", "incidents", "board")}
+    return {name: {} for name in ("seen", "subjects", "consents", "edges", "incidents", "board")}
 
 
 def test_settings_read_the_environment_and_hide_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,7 +83,7 @@ def test_table_values_take_the_memory_of_their_length(policy: Policy) -> None:
     # orjson (3.12 on) returns bytes holding its whole serializer buffer, at least
     # 4 KiB: kept as table values, 100,000 subjects would cost 400 MiB more.
     tables: dict[str, dict[str, bytes]] = {
-        n: {} for n in ("seen", "subjects", "edges", "incidents")
+        n: {} for n in ("seen", "subjects", "consents", "edges", "incidents")
     }
     state = PartitionState(tables, 0)
     engine = Engine(policy, state.as_state())
