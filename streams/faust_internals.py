@@ -15,6 +15,12 @@ What the worker needs that the libraries do not offer publicly, and why:
 - **Acks by offset** (:func:`ack_offsets`): the worker marks offsets done in faust's
   own bookkeeping once their outputs are delivered and their state written; faust
   commits them at its next commit, as it does for its own acks.
+- **The read offsets** (``Consumer._read_offset``, ``_committed_offset``, ``_gap``):
+  our consumer keeps faust's record of where each partition was read up to, counts
+  offsets that hold no record as done, as faust's drain does, and delivers nothing
+  while faust's ``perform_seek`` sets them all back to the commits (its partitions
+  are sought one by one, and a record delivered in between left its read offset
+  behind: the commit then crept one offset at a time, ``docs/upstream.md``, section 12).
 - **State records acknowledged before the acks** (:func:`changelog_written`): faust
   flushes its producer before it commits, but that flush gives up when no record left
   its buffer for 100 ms and does not see the record its sender task holds
@@ -174,6 +180,8 @@ class LineageConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, with the intake's topics taken whole from each fetch."""
 
     intake: Intake | None = None
+    #: Seeks to the committed offsets under way (:meth:`perform_seek`).
+    _seeking: int = 0
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -183,8 +191,9 @@ class LineageConsumer(faust_aiokafka.Consumer):
 
         Every rule of faust's own getmany holds: nothing is delivered while the flow
         is stopped (faust seeks back to the commits), nothing of a partition outside
-        the active set, nothing once the generation changed. One rule is added:
-        records taken from aiokafka and not delivered are given back
+        the active set, nothing once the generation changed. Two rules are added:
+        nothing is delivered while a seek to the commits runs (:meth:`perform_seek`),
+        and records taken from aiokafka and not delivered are given back
         (:meth:`give_back`), so that no partition moves past records nobody read.
         """
         intake = self.intake
@@ -195,8 +204,10 @@ class LineageConsumer(faust_aiokafka.Consumer):
         records, active_partitions = await self._wait_next_records(timeout)
         if records is None or self.should_stop:
             return
-        if not self.flow_active:
+        if not self.flow_active or self._seeking:
             await self.give_back({tp: batch[0].offset for tp, batch in records.items() if batch})
+            if self._seeking:
+                return  # the seek under way puts each partition where it reads on from
             try:
                 await self.perform_seek()
             except Exception as exc:  # as faust does: the next rebalance seeks again
@@ -229,7 +240,11 @@ class LineageConsumer(faust_aiokafka.Consumer):
         to_message = self._to_message
         undelivered = {tp: batch[0].offset for tp, batch in rest.items()}
         for tp, record in self.scheduler.iterate(rest):
-            if not self.flow_active or self.app.consumer_generation_id != generation:
+            if (
+                not self.flow_active
+                or self._seeking
+                or self.app.consumer_generation_id != generation
+            ):
                 await self.give_back(undelivered)
                 return
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
@@ -239,6 +254,28 @@ class LineageConsumer(faust_aiokafka.Consumer):
             else:
                 undelivered[tp] = record.offset + 1
             yield tp, to_message(tp, record)
+
+    async def perform_seek(self) -> None:
+        """faust's seek of every assigned partition to its commit, with nothing delivered
+        while it runs.
+
+        faust asks the group coordinator for each partition's commit and seeks it there,
+        one partition after another, and only at the end sets every read offset to its
+        commit. Table recovery calls it after resuming the stream partitions with the
+        flow still on, so fetches go on meanwhile. Records of a partition already sought
+        and delivered before the end would be left behind by that last step: its read
+        offset goes back to the commit while aiokafka reads on after those records, so
+        the next fetch looks like offsets holding no record, and the offsets delivered
+        are counted done twice (as acks, and as a gap). faust's commit then advances one
+        offset per commit (``docs/upstream.md``, section 12). While a seek runs,
+        :meth:`getmany` gives back what it fetches; the seek leaves each partition at its
+        commit, read offset and position alike.
+        """
+        self._seeking += 1
+        try:
+            await super().perform_seek()
+        finally:
+            self._seeking -= 1
 
     async def give_back(self, offsets: dict[TP, int]) -> dict[TP, int]:
         """Put partitions back at records taken from aiokafka and not delivered.

@@ -244,6 +244,18 @@ class Deployment:
         finally:
             consumer.close()
 
+    def end_offsets(self, name: str) -> dict[int, int]:
+        """The end offset (the next offset to be written) of each partition of a topic."""
+        from kafka import TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, **self.client)
+        try:
+            topic = self.topic(name)
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+        finally:
+            consumer.close()
+
     def export(self, fmt: str, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "lineage.cli", "export", "--format", fmt, "--out", str(out)],

@@ -81,6 +81,74 @@ def test_three_sigkills_while_100000_events_stream_in(kafka_bootstrap: str, tmp_
     assert_graph_agrees(deployment, reference)
 
 
+def assert_commits_reach(
+    deployment: Deployment, ends: dict[int, int], timeout: float, worker: Worker
+) -> None:
+    """Every events partition's committed offset reaches ``ends`` within ``timeout``."""
+    behind: dict[int, int] = {}
+
+    def reached() -> bool:
+        committed = deployment.committed("events")
+        behind.clear()
+        behind.update({p: max(end - committed.get(p, 0), 0) for p, end in ends.items()})
+        return not any(behind.values())
+
+    try:
+        wait_until(reached, timeout, "the commits", every=2, alive=[worker])
+    except AssertionError as exc:
+        if "exited" in str(exc):
+            raise
+        raise AssertionError(
+            f"{timeout:.0f} s after {worker.name} was ready, the commit of each events "
+            f"partition was still this many offsets behind: {behind}"
+        ) from None
+
+
+def test_every_commit_reaches_the_end_after_takeovers_mid_stream(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Issue 17: events at 700/s, the worker SIGKILLed and restarted at once, four times.
+    Each new worker takes over a backlog, and its table recovery ends with a seek to the
+    commits while that backlog is fetched. The outputs came out complete, but a
+    partition's commit could then advance one offset per commit, thousands behind for
+    good: a lag alert that never clears, and a backlog the next owner judges again.
+
+    After each takeover, everything written before the new worker was ready must be
+    committed within a minute, whatever keeps coming; at the end, every commit must
+    reach its partition's end."""
+    day = list(generate_day(events=90_000, seed=17))
+    reference = Reference(day, tmp_path / "embedded")
+    # Twelve partitions: the seek looks up the commit of each partition of the events
+    # and partials topics and of every changelog, one after another, so it lasts longer,
+    # and more of the partitions it seeks early are events partitions.
+    deployment = Deployment(kafka_bootstrap, tmp_path, env={"LINEAGE_PARTITIONS": "12"})
+    worker = Worker(deployment, "w0").start()
+    workers = [worker]
+    try:
+        worker.wait_ready()
+        producer = deployment.produce_in_background(day, rate=700)
+        for kill in range(1, 5):
+            wait_until(
+                lambda w=worker: w.metric("lineage_events_total") >= 3_000,  # type: ignore[misc]
+                120,
+                f"worker {worker.name} to judge events",
+                alive=[worker],
+            )
+            assert producer.is_alive(), "the stream ended before the kill"
+            worker.kill()
+            worker = Worker(deployment, f"w{kill}").start()
+            workers.append(worker)
+            worker.wait_ready()
+            assert_commits_reach(deployment, deployment.end_offsets("events"), 60, worker)
+        producer.join(180)
+        assert not producer.is_alive()
+        assert_agrees(deployment, reference, [worker])
+        assert_commits_reach(deployment, deployment.end_offsets("events"), 60, worker)
+    finally:
+        for w in workers:
+            w.stop()
+
+
 @pytest.mark.parametrize(
     "commit_interval",
     [

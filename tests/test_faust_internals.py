@@ -520,3 +520,148 @@ def test_reconnect_backoff_spaces_the_attempts_to_a_broker_that_is_away() -> Non
         assert 0.8 * want <= gap <= 1.2 * want, (gaps, want)
     assert gaps[-1] == 0.0
     assert [at for node, at in attempts if node == "b"] == [times[5]]
+
+
+# -- the seek to the committed offsets, and records fetched while it runs --------------------------
+
+
+class PartitionLog:
+    """aiokafka's consumer as the seek to the commits and a fetch see it: one record at each
+    offset below ``ends[tp]``, a position per partition, and the group's commits.
+
+    Its ``seek_to_committed`` is aiokafka's: one partition after another, in ``order``,
+    each after a round trip to the group coordinator; the round trip of ``slow`` waits
+    until ``answered`` is set, as a busy coordinator would.
+    """
+
+    def __init__(
+        self, ends: dict[TP, int], committed: dict[TP, int], order: list[TP], slow: TP
+    ) -> None:
+        self.ends = ends
+        self.committed = committed
+        self.order = order
+        self.slow = slow
+        self.positions = dict(committed)
+        self.checked: list[TP] = []
+        self.answered = asyncio.Event()
+
+    def assignment(self) -> set[TP]:
+        return set(self.ends)
+
+    async def position(self, tp: TP) -> int:
+        return self.positions[tp]
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def seek_to_committed(self) -> dict[TP, int]:
+        found = {}
+        for tp in self.order:
+            if tp == self.slow:
+                await self.answered.wait()
+            found[tp] = self.committed[tp]
+            self.seek(tp, self.committed[tp])
+            self.checked.append(tp)
+        return found
+
+    def fetch(self, size: int) -> dict[TP, list[ConsumerRecord[bytes, bytes]]]:
+        fetched = {}
+        for tp, end in self.ends.items():
+            start = self.positions[tp]
+            offsets = range(start, min(start + size, end))
+            if offsets:
+                fetched[tp] = [
+                    ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b"k", b"v", None, 1, 1, ())
+                    for o in offsets
+                ]
+                self.positions[tp] = offsets[-1] + 1
+        return fetched
+
+
+def _consumer_on(app: LineageApp, log: PartitionLog, size: int) -> LineageConsumer:
+    """The app's consumer, its thread and fetches working on ``log``, its flow active."""
+    from streams.faust_internals import _ConsumerThread
+
+    consumer = app.consumer
+    thread = consumer._new_consumer_thread()
+    assert isinstance(thread, _ConsumerThread)
+
+    async def call_thread(fun: Any, *args: Any, **kwargs: Any) -> Any:
+        return await fun(*args, **kwargs)
+
+    thread._ensure_consumer = lambda: log  # type: ignore[method-assign]
+    thread.call_thread = call_thread  # type: ignore[method-assign]
+    consumer._thread = thread
+
+    async def wait_next_records(timeout: float) -> Any:
+        await asyncio.sleep(0)
+        return log.fetch(size), None
+
+    consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: log.ends[tp]  # type: ignore[method-assign]
+    consumer.flow_active = True
+    return consumer
+
+
+def test_records_fetched_while_seeking_to_the_commits_do_not_hold_the_commit_back(
+    app: LineageApp,
+) -> None:
+    """faust seeks the partitions to their commits one after another and sets every read
+    offset only at the end; table recovery does it with the flow on, so a fetch can land
+    in between. No record delivered then may be left behind its partition's read offset:
+    the next fetch would look like a skip, its offsets would count done twice, and the
+    commit would creep one offset per commit (issue 17)."""
+    events, other = TP(TOPIC, 0), TP(TOPIC, 1)
+    log = PartitionLog(
+        ends={events: 300, other: 0},
+        committed={events: 100, other: 0},
+        order=[events, other],  # the events partition is checked first, then a slow one
+        slow=other,
+    )
+    consumer = _consumer_on(app, log, size=50)
+    assert app.intake is not None
+    intake = app.intake
+
+    async def drain() -> list[Chunk]:
+        async for _ in consumer.getmany(1.0):
+            pass
+        return await intake.take(10_000, timeout=0.01)
+
+    async def scenario() -> tuple[list[int], int | None]:
+        seek = asyncio.create_task(consumer.perform_seek())
+        while events not in log.checked:  # the events partition is at its commit now
+            await asyncio.sleep(0)
+        chunks = await drain()  # a fetch lands before the slow partition is checked
+        log.answered.set()
+        await seek
+        while log.positions[events] < log.ends[events]:
+            chunks += await drain()
+        delivered = [r.offset for c in chunks for r in c.records]
+        for chunk in chunks:  # judged, flushed and acked, as the checkpoint does
+            ack_offsets(consumer, chunk.tp, [r.offset for r in chunk.records])
+        return delivered, consumer._new_offset(events)
+
+    delivered, new_offset = asyncio.run(scenario())
+    assert set(delivered) == set(range(100, 300))  # every record judged, none skipped
+    assert new_offset == 300  # and all of them committed at the next commit
+
+
+def test_fausts_commit_creeps_when_an_offset_is_both_acked_and_a_gap() -> None:
+    # Pins the upstream behaviour that turned a wrong gap into a stall (docs/upstream.md):
+    # _new_offset adds the gap's offsets to the acked ones without looking whether they
+    # are there already, and a repeated offset ends the run of consecutive offsets.
+    app = faust.App("creep-test", broker="kafka://127.0.0.1:9")
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    consumer._committed_offset[tp] = 100
+    for offset in range(100, 200):
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+    consumer._gap[tp].addi(101, 150)
+    commits = []
+    for _ in range(3):
+        offset = consumer._new_offset(tp)
+        assert offset is not None
+        commits.append(offset)
+        consumer._committed_offset[tp] = offset
+    assert commits == [102, 103, 104]  # all of 100..199 is done; one offset per commit
