@@ -133,6 +133,7 @@ def main() -> int:
                       for k, v in tables[name].data.items()) / 1e6
             for name in TABLES
         }  # fmt: skip
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
         rows = view._db.execute(
             "SELECT (SELECT count(*) FROM pairs) + (SELECT count(*) FROM consents) "
             "+ (SELECT count(*) FROM records)"
@@ -140,7 +141,7 @@ def main() -> int:
         print(
             f"{day:3d}   {changelog:17.1f}   {per_view:12.1f}   {sizes['seen']:6.2f} / "
             f"{sizes['subjects']:6.2f} / {sizes['consents']:6.2f} / "
-            f"{sizes['edges'] + sizes['incidents']:6.2f}{'':>26}{rows:,}"
+            f"{sizes['edges'] + sizes['incidents']:6.2f}{'':>26}{rows:,}   RSS {rss:.0f} MiB"
         )
         if args.breakdown:
             print(f"      changelog B/event by table: {parts}")

@@ -31,7 +31,7 @@ log = logging.getLogger("lineage.worker")
 ReadRows = Callable[[int], Awaitable[list[Row]]]
 
 #: Pairs a partition's view keeps decoded in memory between flushes.
-_CACHED_PAIRS = 50_000
+_CACHED_PAIRS = 10_000
 
 
 class PartitionViews:
