@@ -43,11 +43,11 @@ from lineage.view import Row
 from streams.changelog import murmur2_partition, read_view
 from streams.checkpoint import Checkpoint, StateNotWritten
 from streams.faust_internals import (
+    ChangelogWriter,
     LineageApp,
     RecoveryWatch,
     TrackingProducer,
     ack_offsets,
-    changelog_written,
     partition_offsets,
     recovery_stalls,
 )
@@ -129,6 +129,14 @@ class LineageWorker:
             on_sent=lambda topic, n: self.metrics.outputs.labels(roles.get(topic, "")).inc(n),
         )
         self.router = self._router(settings)
+        # The tables' changelog records go out in the sender's batches, not one by one
+        # through faust's producer.
+        writer = ChangelogWriter(
+            lambda topic, key, value, partition: self.sender.add(
+                topic, key, value, partition=partition
+            )
+        )
+        self.sender.on_acked = writer.acknowledged
         self.checkpoint = Checkpoint(
             policy=policy,
             redactor=self.redactor,
@@ -137,6 +145,7 @@ class LineageWorker:
             port=FaustPort(self.app, self.intake, settings),
             topics=self.topics,
             views_dir=settings.state_dir / "views",
+            writer=writer,
             metrics=self.metrics,
             dedup_window=settings.dedup_window,
             cached_subjects=settings.cached_subjects,
@@ -408,9 +417,6 @@ class FaustPort:
 
     def ack(self, tp: Any, offsets: Iterable[int]) -> None:
         ack_offsets(self.app.consumer, tp, offsets)
-
-    async def state_written(self) -> bool:
-        return await changelog_written(self.app)
 
     async def rewind(self) -> None:
         self.intake.clear()

@@ -20,8 +20,9 @@ so it is tested on dicts with no broker.
                     2. the sender delivers every output added so far (awaited); then
                        ``on_delivered(alerts, incidents)`` is told the alerts and incident
                        publications Kafka just acknowledged (alert routing)
-                    3. each partition's changed state is written to its tables, and
-                       Kafka acknowledges their changelog records (``state_written``)
+                    3. each partition's changed state is written to its tables, each key
+                       once, and Kafka acknowledges their changelog records (the
+                       ``writer`` hands them to the sender)
                     4. the offsets judged are acked: faust commits them at its next
                        commit
     revoke(tps)     what was judged and not flushed is dropped with the partition:
@@ -68,7 +69,7 @@ from streams.intake import Chunk
 from streams.metrics import Metrics
 from streams.outputs import OutputsLost, Sender
 from streams.port import KafkaPort
-from streams.tables import BoardView, PartitionState
+from streams.tables import BoardView, MappingWriter, PartitionState, Writer
 from streams.topics import Topics
 from streams.views import PartitionViews
 
@@ -114,6 +115,7 @@ class Checkpoint:
         port: KafkaPort,
         topics: Topics,
         views_dir: Path,
+        writer: Writer | None = None,
         metrics: Metrics | None = None,
         dedup_window: int | None = None,
         cached_subjects: int | None = None,
@@ -127,6 +129,7 @@ class Checkpoint:
         self.port = port
         self.topics = topics
         self.views = PartitionViews(views_dir, port.read_view)
+        self.writer: Writer = writer if writer is not None else MappingWriter()
         self.metrics = metrics if metrics is not None else Metrics()
         self._dedup_window = dedup_window
         self._cached_subjects = cached_subjects
@@ -331,7 +334,7 @@ class Checkpoint:
     def _board(self, partition: int) -> BoardView:
         view = self._boards.get(partition)
         if view is None:
-            view = self._boards[partition] = BoardView(self.tables["board"], partition)
+            view = self._boards[partition] = BoardView(self.tables["board"], partition, self.writer)
         return view
 
     @staticmethod
@@ -398,12 +401,15 @@ class Checkpoint:
             state.flush()
         for board in self._boards.values():
             board.flush()
-        if not await self.port.state_written():
+        try:
+            await self.sender.flush()  # the tables' changelog records, each key once
+        except OutputsLost as exc:
             raise StateNotWritten(
                 "Kafka did not acknowledge a record of the tables' changelog; stopping "
                 "before committing past it (the next start recovers the tables and judges "
                 "again from the last commit)"
-            )
+            ) from exc
+        self.writer.written()
         for tp, chunks in self._pending.items():
             offsets = [r.offset for c in chunks if c.generation == generation for r in c.records]
             if offsets:
@@ -467,6 +473,7 @@ class Checkpoint:
                 partition,
                 dedup_window=self._dedup_window,
                 cached_subjects=self._cached_subjects,
+                writer=self.writer,
             )
             engine = Engine(
                 self.policy,

@@ -46,6 +46,10 @@ What the worker needs that the libraries do not offer publicly, and why:
 - **A backoff between reconnects** (:func:`reconnect_backoff`): aiokafka tries to
   connect to a broker that is away whenever one of its routines asks, every 100 ms
   each; every client of the worker waits a capped, jittered, growing time instead.
+- **The tables' changelogs written in batches** (:class:`ChangelogWriter`): a record
+  goes into the table's store (``Table.data``) and its changelog record to the
+  worker's batched sender, not through faust's per-record producer path; the store
+  then learns the changelog offset it holds (``set_persisted_offset``).
 - **The runner** (:func:`quiet_runner`): faust's terminal spinner turns the root
   logger to DEBUG, and mode's SIGUSR1 handler prints frame locals (which can hold
   the raw events the monitor watches).
@@ -62,6 +66,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import faust
+import orjson
 from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
@@ -71,6 +76,7 @@ from lineage.backoff import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS
 from streams.intake import Chunk, Intake
 
 __all__ = [
+    "ChangelogWriter",
     "LineageApp",
     "LineageConsumer",
     "RecoveryWatch",
@@ -366,6 +372,63 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await super()._fetch_records(
             consumer, partitions, timeout=timeout, max_records=max_records
         )
+
+
+# -- the tables' changelogs ----------------------------------------------------------------------
+
+
+class ChangelogWriter:
+    """Writes the worker's table records as faust's Table would, through the worker's
+    batched :class:`~streams.outputs.Sender` instead of faust's producer.
+
+    faust sends a changelog record per key set, each through its producer buffer, a
+    future and a callback (a tenth of a busy worker's time). Here a record goes into
+    the table's store (``Table.data``, which faust's Table reads) and its changelog
+    record, keyed and partitioned as faust keys and partitions it (the JSON of the key,
+    the partition the key names), is added to the sender, which sends whole batches.
+    When Kafka acknowledged them (:meth:`acknowledged`, the sender's ``on_acked``),
+    each store learns the offset it holds its changelog up to
+    (``set_persisted_offset``), as faust's own callback tells it; :meth:`written` then
+    lets a store that keeps writes until then (the RocksDB store) keep them.
+    """
+
+    def __init__(self, send: Callable[[str, bytes, bytes | None, int], object]) -> None:
+        self._send = send
+        self._topics: dict[int, str] = {}  # table id -> changelog topic
+        self._tables: dict[str, Any] = {}  # changelog topic -> table
+
+    def _topic(self, table: Any) -> str:
+        topic = self._topics.get(id(table))
+        if topic is None:
+            topic = self._topics[id(table)] = table.changelog_topic.get_topic_name()
+            self._tables[topic] = table
+        return topic
+
+    def set(self, table: Any, key: str, value: bytes) -> None:
+        table.data[key] = value
+        self._send(self._topic(table), _json_key(key), value, table.partition_for_key(key))
+
+    def delete(self, table: Any, key: str) -> None:
+        with contextlib.suppress(KeyError):
+            del table.data[key]
+        self._send(self._topic(table), _json_key(key), None, table.partition_for_key(key))
+
+    def acknowledged(self, topic: str, partition: int, offset: int) -> None:
+        table = self._tables.get(topic)
+        if table is not None:
+            table.data.set_persisted_offset(TP(topic, partition), offset)
+
+    def written(self) -> None:
+        """Every changelog record handed over so far was acknowledged."""
+        for table in self._tables.values():
+            keep = getattr(table.data, "write_acknowledged", None)
+            if keep is not None:
+                keep()
+
+
+def _json_key(key: str) -> bytes:
+    # faust's "json" key serializer (orjson with faust[orjson]): pinned by a test.
+    return orjson.dumps(key)
 
 
 # -- the producer ---------------------------------------------------------------------------------

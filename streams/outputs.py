@@ -81,12 +81,16 @@ class Sender:
         max_bytes: int,
         on_refused: Callable[[str, str], None] | None = None,
         on_sent: Callable[[str, int], None] | None = None,
+        on_acked: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self._make = producer if callable(producer) else None
         self._producer: Any = None if callable(producer) else producer
         self.max_bytes = max_bytes
         self._on_refused = on_refused
         self._on_sent = on_sent
+        #: ``on_acked(topic, partition, offset)``: the offset of the last message of a
+        #: batch Kafka acknowledged.
+        self.on_acked = on_acked
         self._queued: list[Message] = []
         self._in_flight: list[tuple[asyncio.Future[Any], list[Message]]] = []
         self._partitions: dict[str, list[int]] = {}
@@ -156,6 +160,10 @@ class Sender:
                 if not isinstance(result, BaseException):
                     if self._on_sent is not None:
                         self._on_sent(messages[0].topic, len(messages))
+                    offset = getattr(result, "offset", None)
+                    if self.on_acked is not None and offset is not None and offset >= 0:
+                        # A batch's metadata names the offset of its first message.
+                        self.on_acked(result.topic, result.partition, offset + len(messages) - 1)
                     continue
                 if isinstance(result, MessageSizeTooLargeError | RecordListTooLargeError):
                     if len(messages) == 1:

@@ -29,11 +29,6 @@ class KafkaPort(Protocol):
         """Mark offsets done: they are committed at the next commit."""
         ...
 
-    async def state_written(self) -> bool:
-        """Wait until Kafka acknowledged every changelog record of the tables written so
-        far; False when one of them failed."""
-        ...
-
     async def rewind(self) -> None:
         """Read every partition held again from its committed offset (what was fetched
         and not judged is dropped): Kafka did not take the outputs of what was judged."""

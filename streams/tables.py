@@ -14,7 +14,7 @@ Values are our own JSON bytes (orjson), stored raw: faust never pickles or guess
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import faust
 import orjson
@@ -34,15 +34,50 @@ from lineage.state import (
 __all__ = [
     "BoardView",
     "CachedView",
+    "MappingWriter",
     "PartitionState",
     "PartitionedTable",
     "SeenIndex",
+    "Writer",
     "load_json",
     "partition_of",
 ]
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+class Writer(Protocol):
+    """How a table record is written: into the table, and to its changelog.
+
+    The worker's (:class:`streams.faust_internals.ChangelogWriter`) writes the table's
+    store and hands the changelog record to the worker's batched sender; plain
+    mappings (the tests, the benchmarks) are written as mappings (:class:`MappingWriter`).
+    """
+
+    def set(self, table: Any, key: str, value: bytes) -> None: ...
+
+    def delete(self, table: Any, key: str) -> None: ...
+
+    def written(self) -> None:
+        """Every changelog record handed over so far was acknowledged by Kafka."""
+        ...
+
+
+class MappingWriter:
+    """Writes a table as the mapping it is."""
+
+    def set(self, table: Any, key: str, value: bytes) -> None:
+        table[key] = value
+
+    def delete(self, table: Any, key: str) -> None:
+        del table[key]
+
+    def written(self) -> None:
+        pass
+
+
+_MAPPING = MappingWriter()
 
 
 def load_json(value: Any) -> Any:
@@ -85,8 +120,10 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         decode: Callable[[Any], V],
         encode: Callable[[V], bytes],
         max_cached: int | None = None,
+        writer: Writer = _MAPPING,
     ) -> None:
         self._table = table
+        self._writer = writer
         self._max_cached = max_cached
         self._prefix = f"{partition}|"
         self._encode_key = encode_key
@@ -133,7 +170,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         self._objects.pop(key, None)
         self._dirty.discard(key)
         self._absent.add(key)
-        del self._table[self._key(key)]
+        self._writer.delete(self._table, self._key(key))
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._objects)
@@ -151,7 +188,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         the table now) rather than grow with every subject it has seen.
         """
         for key in self._dirty:
-            self._table[self._key(key)] = self._encode(self._objects[key])
+            self._writer.set(self._table, self._key(key), self._encode(self._objects[key]))
         written = len(self._dirty)
         self._dirty.clear()
         limit = self._max_cached
@@ -214,8 +251,11 @@ class SeenIndex(MutableMapping[str, Seen]):
     every state record carries the offset it applied up to.
     """
 
-    def __init__(self, table: Any, partition: int, window: int | None = None) -> None:
+    def __init__(
+        self, table: Any, partition: int, window: int | None = None, writer: Writer = _MAPPING
+    ) -> None:
         self._table = table
+        self._writer = writer
         self._partition = partition
         self._window = window
         prefix = f"{partition}|"
@@ -258,7 +298,8 @@ class SeenIndex(MutableMapping[str, Seen]):
         offsets = [o for o, _ in self._pending.values()]
         first, last = min(offsets), max(offsets)
         key = f"{self._partition}|{first:020d}"
-        self._table[key] = dumps_kept(self._pending)  # (offset, digest) pairs as arrays
+        # (offset, digest) pairs as arrays
+        self._writer.set(self._table, key, dumps_kept(self._pending))
         self._records.append((first, last, key))
         written = len(self._pending)
         self._pending = {}
@@ -279,7 +320,7 @@ class SeenIndex(MutableMapping[str, Seen]):
                     held = self.get(event_id)
                     if held is not None and held[0] == _seen(value)[0]:
                         del self._ids[event_id]
-            del self._table[key]
+            self._writer.delete(self._table, key)
             keep += 1
         if keep:
             del self._records[:keep]
@@ -298,9 +339,16 @@ class SubjectTable(CachedView[str, SubjectState]):
     history."""
 
     def __init__(
-        self, table: Any, consents: Any, partition: int, max_cached: int | None = None
+        self,
+        table: Any,
+        consents: Any,
+        partition: int,
+        max_cached: int | None = None,
+        writer: Writer = _MAPPING,
     ) -> None:
-        super().__init__(table, partition, str, SubjectState.from_json, _subject_json, max_cached)
+        super().__init__(
+            table, partition, str, SubjectState.from_json, _subject_json, max_cached, writer
+        )
         self._consents = consents
 
     def _chunk_key(self, key: str, chunk: int) -> str:
@@ -331,8 +379,10 @@ class SubjectTable(CachedView[str, SubjectState]):
             if subject.stored_decisions == n:
                 continue
             for chunk in range(subject.stored_decisions // per, -(-n // per)):
-                self._consents[self._chunk_key(key, chunk)] = dumps_kept(
-                    subject.decisions_json(chunk * per, (chunk + 1) * per)
+                self._writer.set(
+                    self._consents,
+                    self._chunk_key(key, chunk),
+                    dumps_kept(subject.decisions_json(chunk * per, (chunk + 1) * per)),
                 )
             subject.stored_decisions = n
         return super().flush()
@@ -356,17 +406,19 @@ class PartitionState:
         *,
         dedup_window: int | None = None,
         cached_subjects: int | None = None,
+        writer: Writer = _MAPPING,
     ) -> None:
         self.partition = partition
-        self.seen = SeenIndex(tables["seen"], partition, dedup_window)
+        self.seen = SeenIndex(tables["seen"], partition, dedup_window, writer)
         self.subjects: CachedView[str, SubjectState] = SubjectTable(
-            tables["subjects"], tables["consents"], partition, cached_subjects
+            tables["subjects"], tables["consents"], partition, cached_subjects, writer
         )
         self.edges: CachedView[EdgeKey, EdgeAggregate] = CachedView(
-            tables["edges"], partition, edge_key_to_str, EdgeAggregate.from_json, _json
-        )
+            tables["edges"], partition, edge_key_to_str, EdgeAggregate.from_json, _json,
+            writer=writer,
+        )  # fmt: skip
         self.incidents: CachedView[str, IncidentPartial] = CachedView(
-            tables["incidents"], partition, str, IncidentPartial.from_json, _json
+            tables["incidents"], partition, str, IncidentPartial.from_json, _json, writer=writer
         )
 
     def as_state(self) -> State:
@@ -383,14 +435,8 @@ class PartitionState:
 class BoardView(CachedView[str, BoardEntry]):
     """The incident board's entries of one partition of the incident-partials topic."""
 
-    def __init__(self, table: Any, partition: int) -> None:
-        super().__init__(
-            table,
-            partition,
-            str,
-            BoardEntry.from_json,
-            _json,
-        )
+    def __init__(self, table: Any, partition: int, writer: Writer = _MAPPING) -> None:
+        super().__init__(table, partition, str, BoardEntry.from_json, _json, writer=writer)
         # Load every entry now: the periodic flush walks them all.
         prefix = f"{partition}|"
         for key in list(table.keys()):

@@ -15,6 +15,15 @@ from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 
 @dataclass
+class RecordMetadata:
+    """What aiokafka's batch future gives: the offset of the batch's first record."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
 class Sent:
     topic: str
     partition: int
@@ -57,6 +66,7 @@ class FakeProducer:
         self.batches = 0
         self.away = False
         self.max_message: int | None = None
+        self.failing: set[str] = set()  # topics whose batches fail as if Kafka were away
         self.started = False
 
     async def start(self) -> None:
@@ -74,16 +84,17 @@ class FakeProducer:
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.batches += 1
-        if self.away:
+        if self.away or topic in self.failing:
             future.set_exception(KafkaTimeoutError())
         elif self.max_message is not None and any(
             len(value or b"") > self.max_message for _, value, _ in batch.records
         ):
             future.set_exception(MessageSizeTooLargeError())
         else:
+            base = sum(1 for s in self.sent if s.topic == topic and s.partition == partition)
             for key, value, headers in batch.records:
                 self.sent.append(Sent(topic, partition, key, value, headers))
-            future.set_result(None)
+            future.set_result(RecordMetadata(topic, partition, base))
         return future
 
     def on(self, topic: str) -> list[Sent]:

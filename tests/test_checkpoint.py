@@ -57,8 +57,6 @@ class FakePort:
         self.acked: dict[Any, list[int]] = {}
         self.gen = 1
         self.active = True
-        self.changelog_ok = True  # whether Kafka acknowledges the tables' records
-        self.barriers = 0
         self.rewinds = 0
 
     def generation(self) -> int:
@@ -70,10 +68,6 @@ class FakePort:
     def ack(self, tp: Any, offsets: Any) -> None:
         self.acked.setdefault(tp, []).extend(offsets)
 
-    async def state_written(self) -> bool:
-        self.barriers += 1
-        return self.changelog_ok
-
     async def rewind(self) -> None:
         self.rewinds += 1
 
@@ -83,6 +77,28 @@ class FakePort:
             for s in self.producer.on(TOPICS.views)
             if s.partition == partition and s.key is not None
         ]
+
+
+CHANGELOG = "t.changelog"
+
+
+class Writer:
+    """Tables written as mappings, their changelog records sent on one topic."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.written_calls = 0
+
+    def set(self, table: Any, key: str, value: bytes) -> None:
+        table[key] = value
+        self.sender.add(CHANGELOG, key.encode(), value)
+
+    def delete(self, table: Any, key: str) -> None:
+        del table[key]
+        self.sender.add(CHANGELOG, key.encode(), None)
+
+    def written(self) -> None:
+        self.written_calls += 1
 
 
 class Harness:
@@ -104,6 +120,7 @@ class Harness:
         self.producer = producer if producer is not None else FakeProducer()
         self.sender = Sender(self.producer, max_bytes=1_000_000)
         self.port = FakePort(self.producer)
+        self.writer = Writer(self.sender)
         self.checkpoint = Checkpoint(
             policy=policy,
             redactor=Redactor(b"k" * 32),
@@ -112,6 +129,7 @@ class Harness:
             port=self.port,
             topics=TOPICS,
             views_dir=Path(tempfile.mkdtemp(prefix="views-")),
+            writer=self.writer,
         )
 
     @property
@@ -136,15 +154,18 @@ class Harness:
 
     @property
     def changelog_ok(self) -> bool:
-        return self.port.changelog_ok
+        return CHANGELOG not in self.producer.failing
 
     @changelog_ok.setter
     def changelog_ok(self, value: bool) -> None:
-        self.port.changelog_ok = value
+        if value:
+            self.producer.failing.discard(CHANGELOG)
+        else:
+            self.producer.failing.add(CHANGELOG)
 
     @property
     def barriers(self) -> int:
-        return self.port.barriers
+        return self.writer.written_calls
 
     def chunk(self, partition: int, *events: dict[str, Any] | bytes, start: int = 0) -> Chunk:
         records = [

@@ -665,3 +665,38 @@ def test_fausts_commit_creeps_when_an_offset_is_both_acked_and_a_gap() -> None:
         commits.append(offset)
         consumer._committed_offset[tp] = offset
     assert commits == [102, 103, 104]  # all of 100..199 is done; one offset per commit
+
+
+def test_the_changelog_writer_keys_and_places_records_as_faust_does() -> None:
+    """faust's Table keys a changelog record with its key serializer (JSON) and puts it
+    in the partition the table names; the writer must write the same bytes there, or
+    recovery would read two keys for one."""
+    import faust
+    import orjson
+
+    from streams.faust_internals import ChangelogWriter, _json_key
+    from streams.tables import PartitionedTable
+
+    app = faust.App("t-writer", broker="kafka://127.0.0.1:1", store="memory://")
+    table = app.tables.add(
+        PartitionedTable(
+            app,
+            name="t.subjects",
+            partitions=4,
+            schema=faust.Schema(
+                key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+            ),
+        )
+    )
+    for key in ("3|u-1", '0|"quoted"\u3042'):
+        assert _json_key(key) == table.changelog_topic.prepare_key(key, "json")[0]
+    sent: list[tuple[str, bytes, bytes | None, int]] = []
+    writer = ChangelogWriter(lambda *record: sent.append(record))  # type: ignore[arg-type]
+    writer.set(table, "3|u-1", b"v")
+    writer.delete(table, "3|u-1")
+    topic = table.changelog_topic.get_topic_name()
+    assert sent == [
+        (topic, orjson.dumps("3|u-1"), b"v", 3),
+        (topic, orjson.dumps("3|u-1"), None, 3),
+    ]
+    assert "3|u-1" not in table.data
