@@ -63,14 +63,31 @@ def _table(*groups: tuple[bytes, bytes]) -> bytes:
 _DIGITS = b"0123456789"
 _UPPER = bytes(range(ord("A"), ord("Z") + 1))
 _LOWER = bytes(range(ord("a"), ord("z") + 1))
-# Digits as '0' and capitals as 'U', with the separators people write between digit
-# groups dropped: ten '0's are a number's digits, 'UU' and seven '0's a passport's.
-_SHAPES = bytes.maketrans(_DIGITS + _UPPER, b"0" * 10 + b"U" * 26)
+
+
+def _identity(*groups: tuple[bytes, bytes]) -> bytes:
+    """A translation table: each byte of a group's first to its second, all else kept."""
+    table = bytearray(range(256))
+    for chars, to in groups:
+        for ch in chars:
+            table[ch] = to[0]
+    return bytes(table)
+
+
+# Digits as '0', capitals as 'U', and as '!' every byte that only an escaped or
+# disguised value needs: '@', '%' (a percent escape), '\' (a JSON escape such as
+# '\u0040') and every non-ASCII byte (full-width forms, other scripts' digits, format
+# characters). The separators people write between digit groups are dropped: ten '0's
+# are a number's digits, 'UU' and seven '0's a passport's.
+_SHAPES = _identity((_DIGITS, b"0"), (_UPPER, b"U"), (b"@%\\" + bytes(range(128, 256)), b"!"))
 _SEPARATORS = b" \t().+-/_"
+# Lower case, with every closing bracket as ']' and blanks dropped: a spelt-out at
+# sign ("[at]", "(AT)", "<at >") reads "at]".
+_WORDS = _identity(*((bytes([c]), bytes([c + 32])) for c in _UPPER), (b")}>", b"]"))
+_BLANKS = b" \t"
 # The base64 alphabet as 'A': base64 of an address is a run of 18 or more (find.py).
 _BASE64_AS_A = _table((_DIGITS + _UPPER + _LOWER + b"+/", b"A"))
 _BASE64_RUN = b"A" * 18
-_AT_WORD = re.compile(rb"at ?[\])}>]")  # of the lower-cased text: "[at]", "(AT)"...
 _POSTAL_WORD = re.compile(rb"(?:zip|postal|post ?code)[^0-9]{0,16}[0-9]{3}-?[0-9]{4}")
 
 
@@ -83,18 +100,16 @@ def may_hold_raw_values(raw: bytes) -> bool:
     between them, a passport number two capitals and seven digits, a postal code seven
     digits after its word; anything written with other characters (full-width forms,
     other scripts' digits, format characters) is non-ASCII, and a JSON escape
-    ('\\u0040') or a percent escape is escaped: those take the full scan. Each test is
-    a byte scan in C.
+    ('\\u0040') or a percent escape is escaped: those take the full scan. Three byte
+    translations and a few substring searches, all in C: this runs on every message.
     """
-    if not raw.isascii() or b"@" in raw or b"\\u" in raw or b"%" in raw:
-        return True
     shapes = raw.translate(_SHAPES, _SEPARATORS)
-    if b"0000000000" in shapes or b"UU0000000" in shapes:
+    if b"!" in shapes or b"0000000000" in shapes or b"UU0000000" in shapes:
         return True
-    lower = raw.lower()
-    if _AT_WORD.search(lower):
+    words = raw.translate(_WORDS, _BLANKS)
+    if b"at]" in words:
         return True
-    if (b"zip" in lower or b"post" in lower) and _POSTAL_WORD.search(lower):
+    if (b"zip" in words or b"post" in words) and _POSTAL_WORD.search(raw.lower()):
         return True
     return _BASE64_RUN in raw.translate(_BASE64_AS_A)
 
