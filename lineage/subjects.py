@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lineage.errors import RunError
+from lineage.schemas.types import KIND_LABELS
 from lineage.view import Lineage, SubjectView
 
 __all__ = ["SUBJECTS_FILE", "SubjectStore", "answer", "render_html"]
@@ -138,16 +139,6 @@ ul.records { columns: 2; padding-left: 1.2em; margin: 0; }
   h2 { break-after: avoid; } tr { break-inside: avoid; } }
 """
 
-#: The recipient kinds as the lineage graph names them.
-_KINDS = {
-    "outsourcer": "Outsourcer",
-    "affiliate": "Affiliate",
-    "ad_provider": "Ad provider",
-    "info_module": "Info-gathering module",
-    "third_party": "Third party",
-    "authority": "Authority",
-    "unknown": "Unknown recipient",
-}
 #: Forms that are not personal data, as the reason not to notify says them.
 _NOT_PERSONAL = {
     "pseudonymized": "pseudonymized with a key",
@@ -207,7 +198,7 @@ def render_html(data: dict[str, Any], labels: Mapping[str, str] | None = None) -
     notify = set(data["notify_on_correction"])
     cards = []
     for r in data["recipients"]:
-        kind = _KINDS.get(r["kind"], r["kind"])
+        kind = KIND_LABELS.get(r["kind"], r["kind"])
         where = f"{kind} · {r['country']}" if r["country"] else kind
         breaches = (
             f'<span class="breach">{_tags(r["breaches"])}</span>'

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NamedTuple, NoReturn
 
 import click
 
@@ -194,20 +194,16 @@ def replay_command(
         _fail(f"--consent-lateness: {exc}", 2)
     reported_from = _instant("--report-since", report_since, candidate.zone)
     names = (str(baseline_path or DEFAULT_POLICY), str(candidate_path))
+    job = _Job(baseline, candidate, out, lateness, reported_from, names)
     if source is not None:
-        report = _from_file(baseline, candidate, source, out, lateness, reported_from, names)
+        report = _from_file(job, source)
     else:
         report = _from_kafka(
-            baseline,
-            candidate,
+            job,
             str(broker),
             topic_prefix,
             _instant("--since", since, candidate.zone),
             _instant("--until", until, candidate.zone),
-            out,
-            lateness,
-            reported_from,
-            names,
         )
     _summary(report, out)
     if fail_on_new is not None:
@@ -221,15 +217,34 @@ def replay_command(
             sys.exit(3)
 
 
-def _from_file(
-    baseline: Policy,
-    candidate: Policy,
-    source: IO[bytes],
-    out: Path,
-    lateness: timedelta,
-    reported_from: datetime | None,
-    names: tuple[str, str],
-) -> ReplayReport:
+class _Job(NamedTuple):
+    """What a replay judges with and where it writes, wherever its events come from."""
+
+    baseline: Policy
+    candidate: Policy
+    out: Path
+    lateness: timedelta
+    reported_from: datetime | None
+    names: tuple[str, str]
+
+    def run(self, messages: Iterable[Message], source: str) -> ReplayReport:
+        try:
+            return replay(
+                self.baseline,
+                self.candidate,
+                messages,
+                self.out,
+                redactor=redactor_or_exit(),
+                consent_lateness=self.lateness,
+                report_since=self.reported_from,
+                names=self.names,
+                source=source,
+            )
+        except LineageError as exc:
+            _fail(str(exc), 1)
+
+
+def _from_file(job: _Job, source: IO[bytes]) -> ReplayReport:
     name = getattr(source, "name", "-")
     name = "-" if name == "<stdin>" else str(name)
     size = 0
@@ -241,33 +256,15 @@ def _from_file(
     messages = file_messages(read_lines(source), name)
     if size >= _PROGRESS_MIN_BYTES:
         messages = _with_progress(messages, size, "judging events", "bytes")
-    try:
-        return replay(
-            baseline,
-            candidate,
-            messages,
-            out,
-            redactor=redactor_or_exit(),
-            consent_lateness=lateness,
-            report_since=reported_from,
-            names=names,
-            source=name,
-        )
-    except LineageError as exc:
-        _fail(str(exc), 1)
+    return job.run(messages, name)
 
 
 def _from_kafka(
-    baseline: Policy,
-    candidate: Policy,
+    job: _Job,
     broker: str,
     topic_prefix: str | None,
     since: datetime | None,
     until: datetime | None,
-    out: Path,
-    lateness: timedelta,
-    reported_from: datetime | None,
-    names: tuple[str, str],
 ) -> ReplayReport:
     from lineage.cli.kafka import need_worker, settings_or_exit
 
@@ -280,16 +277,6 @@ def _from_kafka(
         check_connection(settings)
         with EventsRange(settings, since=since, until=until) as events:
             messages = _with_progress(events.messages(), events.total, "reading events", "messages")
-            return replay(
-                baseline,
-                candidate,
-                messages,
-                out,
-                redactor=redactor_or_exit(),
-                consent_lateness=lateness,
-                report_since=reported_from,
-                names=names,
-                source=f"{events.topic} on {settings.bootstrap}",
-            )
+            return job.run(messages, f"{events.topic} on {settings.bootstrap}")
     except LineageError as exc:
         _fail(str(exc), 1)

@@ -18,16 +18,6 @@ from lineage.schemas.types import RecipientKind
 #: Recipient kinds in the order the pictures list them (the policy's kinds, then "unknown").
 RECIPIENT_KINDS = (*(kind.value for kind in RecipientKind), "unknown")
 
-KIND_LABELS = {
-    "outsourcer": "Outsourcer",
-    "affiliate": "Affiliate",
-    "ad_provider": "Ad provider",
-    "info_module": "Info-gathering module",
-    "third_party": "Third party",
-    "authority": "Authority",
-    "unknown": "Unknown recipient",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Palette:

@@ -18,7 +18,6 @@ from lineage.export._shared import (
     BREACH,
     FLOW,
     HOLDS,
-    KIND_LABELS,
     abbreviate,
     breach_label,
     breaching,
@@ -29,6 +28,7 @@ from lineage.export._shared import (
     recipient_kind,
 )
 from lineage.export.layout import columns
+from lineage.schemas.types import KIND_LABELS
 
 __all__ = ["quote", "to_dot"]
 

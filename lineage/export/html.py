@@ -28,7 +28,6 @@ import networkx as nx
 
 from lineage.export._shared import (
     BREACH,
-    KIND_LABELS,
     KIND_PALETTES,
     RECIPIENT_KINDS,
     abbreviate,
@@ -44,6 +43,7 @@ from lineage.export._shared import (
 from lineage.export.layout import COLUMN_GAP, NODE_H, Layout, layout
 from lineage.rules import CATALOGUE
 from lineage.rules.base import art_label, article_key
+from lineage.schemas.types import KIND_LABELS
 
 __all__ = ["Summary", "page_style", "summarize", "to_html"]
 

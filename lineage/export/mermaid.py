@@ -13,7 +13,6 @@ from lineage.export._shared import (
     BREACH,
     CATEGORY,
     HOLDS,
-    KIND_LABELS,
     KIND_PALETTES,
     SYSTEM,
     abbreviate,
@@ -25,6 +24,7 @@ from lineage.export._shared import (
     recipient_kind,
 )
 from lineage.export.layout import columns
+from lineage.schemas.types import KIND_LABELS
 
 __all__ = ["escape", "to_mermaid"]
 

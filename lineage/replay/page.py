@@ -19,13 +19,14 @@ from typing import Any
 
 import orjson
 
-from lineage.export._shared import KIND_LABELS, KIND_PALETTES, plural
+from lineage.export._shared import KIND_PALETTES, plural
 from lineage.export.html import page_style
 from lineage.policy.model import Policy
 from lineage.replay.compare import NO_RECIPIENT, AlertChange
 from lineage.replay.report import SAMPLES, ReplayReport
 from lineage.rules.base import art_label, article_key
 from lineage.schemas import Severity
+from lineage.schemas.types import KIND_LABELS
 
 __all__ = ["render_page"]
 

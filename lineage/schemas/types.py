@@ -158,6 +158,19 @@ class RecipientKind(StrEnum):
     AUTHORITY = "authority"
 
 
+#: Each recipient kind (and "unknown", a recipient the policy does not name) as people
+#: read it, in graphs and reports.
+KIND_LABELS = {
+    "outsourcer": "Outsourcer",
+    "affiliate": "Affiliate",
+    "ad_provider": "Ad provider",
+    "info_module": "Info-gathering module",
+    "third_party": "Third party",
+    "authority": "Authority",
+    "unknown": "Unknown recipient",
+}
+
+
 class Severity(StrEnum):
     """Alert severity, ordered from most to least urgent by :attr:`rank`."""
 
