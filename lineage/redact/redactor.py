@@ -81,14 +81,20 @@ def _identity(*groups: tuple[bytes, bytes]) -> bytes:
 # are a number's digits, 'UU' and seven '0's a passport's.
 _SHAPES = _identity((_DIGITS, b"0"), (_UPPER, b"U"), (b"@%\\" + bytes(range(128, 256)), b"!"))
 _SEPARATORS = b" \t().+-/_"
-# Lower case, with every closing bracket as ']' and blanks dropped: a spelt-out at
-# sign ("[at]", "(AT)", "<at >") reads "at]".
-_WORDS = _identity(*((bytes([c]), bytes([c + 32])) for c in _UPPER), (b")}>", b"]"))
-_BLANKS = b" \t"
+# Three words as one: "at" before a closing bracket or a blank (a spelt-out at sign:
+# "[at]", "(AT)", "<at >") and "zip" both read "at]", "post" reads "]ost". The few
+# messages that hold either are looked at again, lower-cased, for the words themselves.
+_WORDS = _identity(
+    *((bytes([c]), bytes([c + 32])) for c in _UPPER),
+    (b"azAZ", b"a"),
+    (b"tiTI", b"t"),
+    (b"])}> \tpP", b"]"),
+)
+_AT_WORD = re.compile(rb"at ?[\])}>]")
+_POSTAL_WORD = re.compile(rb"(?:zip|postal|post ?code)[^0-9]{0,16}[0-9]{3}-?[0-9]{4}")
 # The base64 alphabet as 'A': base64 of an address is a run of 18 or more (find.py).
 _BASE64_AS_A = _table((_DIGITS + _UPPER + _LOWER + b"+/", b"A"))
 _BASE64_RUN = b"A" * 18
-_POSTAL_WORD = re.compile(rb"(?:zip|postal|post ?code)[^0-9]{0,16}[0-9]{3}-?[0-9]{4}")
 
 
 def may_hold_raw_values(raw: bytes) -> bool:
@@ -100,18 +106,23 @@ def may_hold_raw_values(raw: bytes) -> bool:
     between them, a passport number two capitals and seven digits, a postal code seven
     digits after its word; anything written with other characters (full-width forms,
     other scripts' digits, format characters) is non-ASCII, and a JSON escape
-    ('\\u0040') or a percent escape is escaped: those take the full scan. Three byte
-    translations and a few substring searches, all in C: this runs on every message.
+    ('\\u0040') or a percent escape is escaped: those take the full scan.
+
+    This runs on every message: three byte translations and six searches, all in C
+    (``find``, not ``in``: ``in`` first tries its operand as an integer, and the
+    error it clears costs as much as the search).
     """
     shapes = raw.translate(_SHAPES, _SEPARATORS)
-    if b"!" in shapes or b"0000000000" in shapes or b"UU0000000" in shapes:
+    if shapes.find(b"!") >= 0 or shapes.find(b"0000000000") >= 0 or shapes.find(b"UU0000000") >= 0:
         return True
-    words = raw.translate(_WORDS, _BLANKS)
-    if b"at]" in words:
-        return True
-    if (b"zip" in words or b"post" in words) and _POSTAL_WORD.search(raw.lower()):
-        return True
-    return _BASE64_RUN in raw.translate(_BASE64_AS_A)
+    words = raw.translate(_WORDS)
+    if words.find(b"at]") >= 0 or words.find(b"]ost") >= 0:
+        lower = raw.lower()
+        if _AT_WORD.search(lower):
+            return True
+        if (b"zip" in lower or b"post" in lower) and _POSTAL_WORD.search(lower):
+            return True
+    return raw.translate(_BASE64_AS_A).find(_BASE64_RUN) >= 0
 
 
 def _may_hold(text: str) -> bool:
