@@ -133,7 +133,7 @@ class LineageWorker:
         # through faust's producer.
         writer = ChangelogWriter(
             lambda topic, key, value, partition: self.sender.add(
-                topic, key, value, partition=partition
+                topic, key, value, partition=partition, required=True
             )
         )
         self.sender.on_acked = writer.acknowledged
