@@ -111,6 +111,7 @@ class LineageWorker:
                         value_serializer="raw",
                     ),
                     help=f"lineage {name} state, keys prefixed with their partition",
+                    options=self.config.table_options(),
                 )
             )
             for name in TABLES

@@ -19,6 +19,11 @@ from streams.settings import Settings
 
 __all__ = ["KafkaConfig"]
 
+#: Each RocksDB database's block cache (blocks read from disk, kept uncompressed) and
+#: write buffer (at most two of them: one filling, one being written to disk).
+_ROCKSDB_BLOCK_CACHE = 16 * 1024 * 1024
+_ROCKSDB_WRITE_BUFFER = 8 * 1024 * 1024
+
 
 class KafkaConfig:
     """The settings of every Kafka client, built from one :class:`Settings`."""
@@ -64,6 +69,26 @@ class KafkaConfig:
             "broker_session_timeout": s.session_timeout,
             "broker_heartbeat_interval": min(3.0, s.session_timeout / 3),
             **self._faust_credentials(),
+        }
+
+    def table_options(self) -> dict[str, Any] | None:
+        """Options of each table's store (a new dict per table: faust's RocksDB store
+        takes its keys out of the dict it is given).
+
+        ``driver``: faust's ``rocksdb://`` store runs on python-rocksdb when that is
+        installed, else on rocksdict; the worker's store needs rocksdict, named here.
+        The rest bound the memory of each RocksDB database (one per table and partition
+        held): faust's defaults allow each one a 2 GiB block cache and three 64 MiB
+        write buffers, which for a worker of 5 tables and 4 partitions is more memory
+        than the state a store on disk is chosen for.
+        """
+        if self.settings.store != "rocksdb://":
+            return None
+        return {
+            "driver": "rocksdict",
+            "block_cache_size": _ROCKSDB_BLOCK_CACHE,
+            "write_buffer_size": _ROCKSDB_WRITE_BUFFER,
+            "max_write_buffer_number": 2,
         }
 
     def _faust_credentials(self) -> dict[str, Any]:
