@@ -19,9 +19,7 @@ from streams.settings import Settings
 
 __all__ = ["KafkaConfig"]
 
-#: Each RocksDB database's block cache (blocks read from disk, kept uncompressed) and
-#: write buffer (at most two of them: one filling, one being written to disk).
-_ROCKSDB_BLOCK_CACHE = 16 * 1024 * 1024
+#: Each RocksDB database's write buffer (at most two: one filling, one being written).
 _ROCKSDB_WRITE_BUFFER = 8 * 1024 * 1024
 
 
@@ -77,16 +75,16 @@ class KafkaConfig:
 
         ``driver``: faust's ``rocksdb://`` store runs on python-rocksdb when that is
         installed, else on rocksdict; the worker's store needs rocksdict, named here.
-        The rest bound the memory of each RocksDB database (one per table and partition
-        held): faust's defaults allow each one a 2 GiB block cache and three 64 MiB
-        write buffers, which for a worker of 5 tables and 4 partitions is more memory
-        than the state a store on disk is chosen for.
+        ``memory``: one budget for the block cache and write buffers of every RocksDB
+        database of the worker (one per table and partition held); faust's defaults
+        give each database a 2 GiB block cache and three 64 MiB write buffers of its
+        own. ``write_buffer_size``: each database's write buffer (two at most).
         """
         if self.settings.store != "rocksdb://":
             return None
         return {
             "driver": "rocksdict",
-            "block_cache_size": _ROCKSDB_BLOCK_CACHE,
+            "memory": self.settings.rocksdb_memory,
             "write_buffer_size": _ROCKSDB_WRITE_BUFFER,
             "max_write_buffer_number": 2,
         }

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         description="table store: memory:// (rebuilt from the changelogs at each start) or "
         "rocksdb:// (on disk in the state folder)",
     )
+    rocksdb_memory: int = Field(
+        default=256 * 1024 * 1024,
+        ge=16 * 1024 * 1024,
+        description="bytes RocksDB may hold in memory (block cache and write buffers), "
+        "shared by all of a worker's databases (rocksdb:// only)",
+    )
     partitions: int = Field(default=4, ge=1, description="partitions of the topics it creates")
     replication_factor: int = Field(default=1, ge=1, description="of the topics it creates")
     web_host: str = Field(

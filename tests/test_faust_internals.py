@@ -712,7 +712,7 @@ def rocks_app(datadir: Any) -> LineageApp:
     )
 
 
-def rocks_table(app: LineageApp, name: str = "state") -> Any:
+def rocks_table(app: LineageApp, name: str = "state", **options: Any) -> Any:
     from streams.tables import PartitionedTable
 
     table = PartitionedTable(
@@ -722,7 +722,7 @@ def rocks_table(app: LineageApp, name: str = "state") -> Any:
         schema=faust.Schema(
             key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
         ),
-        options={"driver": "rocksdict"},
+        options={"driver": "rocksdict", **options},
     )
     return app.tables.add(table)
 
@@ -871,3 +871,24 @@ def test_the_changelog_writer_puts_a_write_on_disk_once_kafka_acknowledged_it(
     assert store._db_for_partition(1).get(b'"1|a"') == b"1"
     assert store.persisted_offset(TP(topic, 1)) == 41
     assert store.persisted_offset(TP(topic, 2)) == 7
+
+
+def test_every_database_shares_one_memory_budget(tmp_path: Any) -> None:
+    from streams.faust_internals import _SHARED_MEMORY, SharedMemoryOptions
+
+    budget = 32 * 1024 * 1024 + 1  # this test's own budget
+    app = rocks_app(tmp_path)
+    tables = []
+    for name in ("one", "two"):
+        table = rocks_table(app, name, memory=budget)
+        tables.append(table)
+        assert isinstance(table.data.rocksdb_options, SharedMemoryOptions)
+    for table in tables:
+        for partition in range(4):
+            table.data[f"{partition}|k"] = b"1" * 1000
+            table.data.set_persisted_offset(TP(table.changelog_topic_name, partition), 0)
+        table.data.write_acknowledged()
+    cache, buffers = _SHARED_MEMORY[budget]
+    # Eight databases, one cache: the write buffers they hold are charged to it.
+    assert buffers.get_buffer_size() == budget // 4
+    assert 0 < buffers.get_usage() <= cache.get_usage() <= budget
