@@ -9,6 +9,8 @@ COPY streams ./streams
 RUN pip install --no-cache-dir ".[worker]" \
  && useradd --system --create-home --home-dir /var/lib/lineage lineage
 USER lineage
+# The state folder: mount a volume at /var/lib/lineage, one per worker, to keep it across
+# restarts (with LINEAGE_STORE=rocksdb:// the tables live there; docker-compose.yml does).
 ENV LINEAGE_STATE_DIR=/var/lib/lineage/state
 EXPOSE 6066
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \

@@ -111,6 +111,7 @@ class LineageWorker:
                         value_serializer="raw",
                     ),
                     help=f"lineage {name} state, keys prefixed with their partition",
+                    options=self.config.table_options(),
                 )
             )
             for name in TABLES
@@ -133,7 +134,7 @@ class LineageWorker:
         # through faust's producer.
         writer = ChangelogWriter(
             lambda topic, key, value, partition: self.sender.add(
-                topic, key, value, partition=partition
+                topic, key, value, partition=partition, required=True
             )
         )
         self.sender.on_acked = writer.acknowledged

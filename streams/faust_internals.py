@@ -53,6 +53,14 @@ What the worker needs that the libraries do not offer publicly, and why:
 - **The runner** (:func:`quiet_runner`): faust's terminal spinner turns the root
   logger to DEBUG, and mode's SIGUSR1 handler prints frame locals (which can hold
   the raw events the monitor watches).
+- **The RocksDB store** (:class:`PartitionStore`, built by :class:`LineageTable`
+  for ``rocksdb://``): faust's store files a key under the partition of "the current
+  event", which a task that writes state for several partitions at once does not
+  have (its ``_set`` asserts one); it writes to disk before Kafka acknowledged the
+  changelog record, so after a crash the disk can hold state the changelog never got
+  (``docs/upstream.md``, section 13); it reads a table only whole, every
+  partition's database in turn; and it gives each database a cache and write buffers
+  of its own (:class:`SharedMemoryOptions`: one budget for all of them).
 """
 
 from __future__ import annotations
@@ -62,12 +70,15 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
 import faust
 import orjson
 from aiokafka import AIOKafkaProducer
+from faust import stores as faust_stores
+from faust.exceptions import ImproperlyConfigured
+from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
@@ -75,11 +86,19 @@ from faust.types import TP
 from lineage.backoff import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS
 from streams.intake import Chunk, Intake
 
+try:
+    import rocksdict  # the RocksDB store's driver (the worker extra installs it)
+except ImportError:  # pragma: no cover
+    rocksdict = None  # type: ignore[assignment]
+
 __all__ = [
     "ChangelogWriter",
     "LineageApp",
     "LineageConsumer",
+    "LineageTable",
+    "PartitionStore",
     "RecoveryWatch",
+    "SharedMemoryOptions",
     "TrackingProducer",
     "ack_offsets",
     "changelog_written",
@@ -581,6 +600,279 @@ class LineageApp(faust.App):
             except Exception:
                 log.exception("final flush before stopping failed")
         await super().on_stop()
+
+
+# -- the RocksDB store ---------------------------------------------------------------------------
+
+
+class PartitionStore(faust_rocksdb.Store):
+    """faust's RocksDB store (rocksdict driver) for a table that names each key's partition.
+
+    faust keeps one RocksDB database per changelog partition. Three things differ here:
+
+    - **Where a key lives.** faust's store files a key under the partition of the
+      current event (its ``_set`` asserts one) and looks a key up through an index of
+      the last 1,000 keys, else in every open database. The worker writes the state of
+      several partitions at once, outside any event: here a key is read from and
+      written to the database of the partition ``table.partition_for_key`` names.
+    - **When it reaches the disk.** faust writes to RocksDB at once and records the
+      changelog offset when Kafka acknowledges it. A crash in between leaves the disk
+      ahead of the changelog, and recovery after a restart reads the changelog only from
+      that offset: state that Kafka never got stays in this worker's tables and never
+      reaches the next owner of the partition (``docs/upstream.md``, section 13). Here
+      a write is kept in memory (and read from there) until the worker's
+      :class:`ChangelogWriter` says Kafka acknowledged every changelog record handed
+      over (:meth:`write_acknowledged`); then each partition's writes and the highest
+      changelog offset acknowledged for it (:meth:`set_persisted_offset`) go to its
+      database in one atomic write batch. So each database always holds its changelog
+      up to the offset it records: recovery from that offset is exact after any stop,
+      crash or kill.
+    - **Reading one partition.** :meth:`partition_items` reads that partition's
+      database alone.
+    - **One memory budget** (option ``memory``): every database of the process shares
+      one block cache and write buffer budget (:class:`SharedMemoryOptions`).
+
+    Recovery's own writes (:meth:`apply_changelog_batch`) are changelog records already,
+    and go to the database at once, with their offset in the same batch.
+    """
+
+    def __init__(self, *args: Any, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        if rocksdict is None:
+            raise ImproperlyConfigured(
+                "the rocksdb:// store needs rocksdict: pip install 'privacy-lineage[worker]'"
+            )
+        options = dict(options or {})
+        memory = options.pop("memory", None)
+        super().__init__(*args, options=options, **kwargs)
+        if not self.use_rocksdict:
+            raise ImproperlyConfigured("the rocksdb:// store needs the rocksdict driver")
+        if memory is not None:
+            self.rocksdb_options = SharedMemoryOptions(int(memory), **options)
+        #: Writes not yet acknowledged by Kafka, by partition (None: a delete).
+        self._staged: dict[int, dict[bytes, bytes | None]] = {}
+        #: The highest changelog offset Kafka acknowledged for each partition with
+        #: staged writes.
+        self._staged_offsets: dict[int, int] = {}
+        #: The value read by the last ``key in table`` (faust's Table then reads it again).
+        self._last_read: tuple[bytes, bytes | None] | None = None
+
+    # -- where a key lives
+
+    def _partition(self, key: Any) -> int:
+        partition = self.table.partition_for_key(key)
+        if partition is None:  # pragma: no cover - LineageTable's tables name it
+            raise TypeError(f"table {self.table_name} names no partition for a key")
+        return int(partition)
+
+    def _read(self, partition: int, key: bytes) -> bytes | None:
+        staged = self._staged.get(partition)
+        if staged is not None and key in staged:
+            return staged[key]
+        value: bytes | None = self._db_for_partition(partition).get(key)
+        return value
+
+    def _write(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self._last_read = None
+        self._staged.setdefault(partition, {})[key] = value
+
+    # The mapping faust's Table uses, with decoded keys: no key is decoded to find it.
+
+    def __getitem__(self, key: Any) -> Any:
+        raw = self._encode_key(key)
+        last = self._last_read
+        if last is not None and last[0] == raw:
+            value = last[1]
+        else:
+            value = self._read(self._partition(key), raw)
+        self._last_read = None
+        if value is None:
+            raise KeyError(key)
+        return self._decode_value(value)
+
+    def __contains__(self, key: object) -> bool:
+        raw = self._encode_key(key)
+        value = self._read(self._partition(key), raw)
+        self._last_read = (raw, value)  # faust's Table asks `key in data`, then `data[key]`
+        return value is not None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._write(self._partition(key), self._encode_key(key), self._encode_value(value))
+
+    def __delitem__(self, key: Any) -> None:
+        self._write(self._partition(key), self._encode_key(key), None)
+
+    # faust's own byte-level entry points, for any other caller: the same, key decoded.
+
+    def _get(self, key: bytes) -> bytes | None:
+        return self._read(self._partition(self._decode_key(key)), key)
+
+    def _contains(self, key: bytes) -> bool:
+        return self._get(key) is not None
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        self._write(self._partition(self._decode_key(key)), key, value)
+
+    def _del(self, key: bytes) -> None:
+        self._write(self._partition(self._decode_key(key)), key, None)
+
+    # -- when it reaches the disk
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        """Kafka acknowledged changelog records of ours up to ``offset``
+        (:meth:`ChangelogWriter.acknowledged`, or faust's own callback): note it, to be
+        written with the partition's staged writes. A partition with none staged was
+        revoked since: its database keeps the offset it had."""
+        if tp.partition in self._staged:
+            known = self._staged_offsets.get(tp.partition, -1)
+            self._staged_offsets[tp.partition] = max(known, offset)
+
+    def write_acknowledged(self) -> int:
+        """Write each partition's staged writes, with the highest changelog offset Kafka
+        acknowledged, to its database in one batch; returns how many keys.
+
+        Called by :meth:`ChangelogWriter.written` once Kafka acknowledged every
+        changelog record handed over: every staged write is in the changelog by then.
+        """
+        written = 0
+        for partition, writes in self._staged.items():
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for key, value in writes.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            offset = self._staged_offsets.get(partition)
+            if offset is not None:
+                batch.put(self.offset_key, str(offset).encode())
+            self._db_for_partition(partition).write(batch)
+            written += len(writes)
+        self._staged.clear()
+        self._staged_offsets.clear()
+        return written
+
+    def apply_changelog_batch(
+        self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
+    ) -> None:
+        """Recovery: changelog records to each partition's database, with the offset of
+        the last one in the same write batch."""
+        batches: dict[int, Any] = {}
+        offsets: dict[int, int] = {}
+        for event in batch:
+            message = event.message
+            partition = message.partition
+            writes = batches.get(partition)
+            if writes is None:
+                writes = batches[partition] = rocksdict.WriteBatch(raw_mode=True)
+            if message.value is None:
+                writes.delete(message.key)
+            else:
+                writes.put(message.key, message.value)
+            offsets[partition] = max(offsets.get(partition, -1), message.offset)
+        for partition, writes in batches.items():
+            writes.put(self.offset_key, str(offsets[partition]).encode())
+            self._db_for_partition(partition).write(writes)
+        if batches:
+            self._last_read = None
+
+    def revoke_partitions(self, table: Any, tps: set[TP]) -> None:
+        """A revoked partition's staged writes go with it: its database keeps the state
+        and offset it had, and its next owner reads the changelog from there."""
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics:
+                self._staged.pop(tp.partition, None)
+                self._staged_offsets.pop(tp.partition, None)
+        self._last_read = None
+        super().revoke_partitions(table, tps)
+
+    # -- reading one partition
+
+    def partition_items(self, partition: int) -> list[tuple[Any, Any]]:
+        """Every (key, value) of one partition, decoded: its database (and what is
+        staged for it) alone."""
+        found = dict(self._visible_items(self._db_for_partition(partition)))
+        for key, value in self._staged.get(partition, {}).items():
+            if value is None:
+                found.pop(key, None)
+            else:
+                found[key] = value
+        return [(self._decode_key(k), self._decode_value(v)) for k, v in found.items()]
+
+
+#: memory -> (the block cache, the write buffer manager) every database of that budget shares.
+_SHARED_MEMORY: dict[int, tuple[Any, Any]] = {}
+
+
+class SharedMemoryOptions(faust_rocksdb.RocksDBOptions):
+    """faust's options of a RocksDB database (rocksdict), with one memory budget for every
+    database of the process.
+
+    faust gives each database (one per table and partition held) a block cache of its
+    own, 2 GiB by default, and three write buffers of 64 MiB. Here every database shares
+    one block cache of ``memory`` bytes, and their write buffers are charged to it
+    (RocksDB's write buffer manager, which flushes the largest buffer once all of them
+    hold a quarter of it), as are their index and filter blocks: RocksDB's memory stays
+    about ``memory``, whatever the number of databases and the size of the state. The
+    rest is faust's (``as_options`` mirrors faust-streaming 0.15.3's, with the rocksdict
+    driver).
+    """
+
+    def __init__(self, memory: int, **options: Any) -> None:
+        options.pop("use_rocksdict", None)
+        super().__init__(use_rocksdict=True, **options)
+        self.memory = memory
+
+    def as_options(self) -> Any:
+        shared = _SHARED_MEMORY.get(self.memory)
+        if shared is None:
+            cache = rocksdict.Cache(self.memory)
+            buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+                self.memory // 4, False, cache
+            )
+            shared = _SHARED_MEMORY[self.memory] = (cache, buffers)
+        cache, buffers = shared
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_max_open_files(-1 if self.max_open_files is None else self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        options.set_write_buffer_manager(buffers)
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, block_based=True)
+        table.set_block_cache(cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        return options
+
+
+class LineageTable(faust.Table):  # type: ignore[type-arg]
+    """A faust Table whose ``rocksdb://`` store is a :class:`PartitionStore`."""
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        if faust_stores.by_url(url) is not faust_rocksdb.Store:
+            return super()._new_store_by_url(url)
+        return PartitionStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
+
+    def partition_items(self, partition: int) -> list[tuple[Any, Any]] | None:
+        """Every (key, value) of one partition read from its own database, or None when
+        the store keeps every partition together (then read the whole table)."""
+        store = self.data
+        if isinstance(store, PartitionStore):
+            return store.partition_items(partition)
+        return None
 
 
 # -- table recovery ------------------------------------------------------------------------------

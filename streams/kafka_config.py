@@ -19,6 +19,9 @@ from streams.settings import Settings
 
 __all__ = ["KafkaConfig"]
 
+#: Each RocksDB database's write buffer (at most two: one filling, one being written).
+_ROCKSDB_WRITE_BUFFER = 8 * 1024 * 1024
+
 
 class KafkaConfig:
     """The settings of every Kafka client, built from one :class:`Settings`."""
@@ -64,6 +67,26 @@ class KafkaConfig:
             "broker_session_timeout": s.session_timeout,
             "broker_heartbeat_interval": min(3.0, s.session_timeout / 3),
             **self._faust_credentials(),
+        }
+
+    def table_options(self) -> dict[str, Any] | None:
+        """Options of each table's store (a new dict per table: faust's RocksDB store
+        takes its keys out of the dict it is given).
+
+        ``driver``: faust's ``rocksdb://`` store runs on python-rocksdb when that is
+        installed, else on rocksdict; the worker's store needs rocksdict, named here.
+        ``memory``: one budget for the block cache and write buffers of every RocksDB
+        database of the worker (one per table and partition held); faust's defaults
+        give each database a 2 GiB block cache and three 64 MiB write buffers of its
+        own. ``write_buffer_size``: each database's write buffer (two at most).
+        """
+        if self.settings.store != "rocksdb://":
+            return None
+        return {
+            "driver": "rocksdict",
+            "memory": self.settings.rocksdb_memory,
+            "write_buffer_size": _ROCKSDB_WRITE_BUFFER,
+            "max_write_buffer_number": 2,
         }
 
     def _faust_credentials(self) -> dict[str, Any]:

@@ -18,6 +18,10 @@ No single message can stop the worker:
   away for longer than ``output_timeout``) makes :meth:`flush` raise
   :class:`OutputsLost`: nothing was acked, and the worker reads those events
   again from their committed offsets.
+
+A message added as ``required`` (a record of a table's changelog) is never dropped:
+refused when added, or by the broker, it makes :meth:`flush` raise
+:class:`OutputsLost` instead, for state Kafka does not have must not be committed past.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class Message:
     value: bytes | None
     headers: Headers = ()
     partition: int | None = None  # None: the partition of its key
+    required: bool = False  # never dropped: refused, it fails the flush
 
     @property
     def size(self) -> int:
@@ -92,6 +97,7 @@ class Sender:
         #: batch Kafka acknowledged.
         self.on_acked = on_acked
         self._queued: list[Message] = []
+        self._unsent: list[Message] = []  # required messages refused when added
         self._in_flight: list[tuple[asyncio.Future[Any], list[Message]]] = []
         self._partitions: dict[str, list[int]] = {}
         self._partition_of: dict[tuple[str, bytes], int] = {}
@@ -122,13 +128,16 @@ class Sender:
         value: bytes | None,
         headers: Headers = (),
         partition: int | None = None,
+        required: bool = False,
     ) -> bool:
         """Queue one message (``value`` None: a tombstone of a compacted topic) for the
         partition of its key, or ``partition``; False (and counted as refused) when it is
-        over ``max_bytes``."""
-        message = Message(topic, key, value, headers, partition)
+        over ``max_bytes``. A ``required`` message refused so fails the next flush."""
+        message = Message(topic, key, value, headers, partition, required)
         if message.size > self.max_bytes:
             self._refuse(message, f"over {self.max_bytes} bytes")
+            if required:
+                self._unsent.append(message)
             return False
         self._queued.append(message)
         return True
@@ -169,6 +178,8 @@ class Sender:
                     if len(messages) == 1:
                         reason = f"refused by the broker ({type(result).__name__})"
                         self._refuse(messages[0], reason)
+                        if messages[0].required:
+                            lost.extend(messages)
                     else:
                         singles.extend(messages)  # again one by one: only the culprit fails
                 else:
@@ -181,6 +192,8 @@ class Sender:
                     lost.extend(messages)
             for message in singles:
                 await self._submit(message.topic, await self._partition(message), [message])
+        lost.extend(self._unsent)
+        self._unsent = []
         if lost:
             raise OutputsLost(
                 f"{len(lost)} outputs were not acknowledged by Kafka; their events will be "
@@ -191,6 +204,7 @@ class Sender:
         """Forget what is queued and not yet handed over (its events are read again)."""
         n = len(self._queued)
         self._queued = []
+        self._unsent = []
         return n
 
     # -- inside ----------------------------------------------------------------------------------

@@ -49,7 +49,15 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(default=Path("lineage-state"), description="local table state")
     store: Literal["memory://", "rocksdb://"] = Field(
-        default="memory://", description="table store; state is rebuilt from the changelogs"
+        default="memory://",
+        description="table store: memory:// (rebuilt from the changelogs at each start) or "
+        "rocksdb:// (on disk in the state folder)",
+    )
+    rocksdb_memory: int = Field(
+        default=256 * 1024 * 1024,
+        ge=16 * 1024 * 1024,
+        description="bytes RocksDB may hold in memory (block cache and write buffers), "
+        "shared by all of a worker's databases (rocksdb:// only)",
     )
     partitions: int = Field(default=4, ge=1, description="partitions of the topics it creates")
     replication_factor: int = Field(default=1, ge=1, description="of the topics it creates")

@@ -9,6 +9,13 @@ partition 3's changelog then rebuilds exactly partition 3's state, on whichever
 worker owns it.
 
 Values are our own JSON bytes (orjson), stored raw: faust never pickles or guesses.
+
+With the ``rocksdb://`` store each partition of a table is a database of its own, and
+what reads one partition whole (:class:`SeenIndex`, :class:`BoardView`) reads that one
+alone (:func:`partition_items`). The ``memory://`` store keeps every partition in one
+dict, which is then scanned for the partition's prefix; both tables read so are small
+(dedup records of a window, incident board entries), and each is read once per
+assignment of its partition.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Generic, Protocol, TypeVar
 
-import faust
 import orjson
 
 from lineage.incidents import BoardEntry
@@ -30,6 +36,7 @@ from lineage.state import (
     edge_key_from_str,
     edge_key_to_str,
 )
+from streams.faust_internals import LineageTable
 
 __all__ = [
     "BoardView",
@@ -40,6 +47,7 @@ __all__ = [
     "SeenIndex",
     "Writer",
     "load_json",
+    "partition_items",
     "partition_of",
 ]
 
@@ -96,11 +104,29 @@ def partition_of(key: str) -> int:
     return int(key.split("|", 1)[0])
 
 
-class PartitionedTable(faust.Table):  # type: ignore[type-arg]
-    """A table whose changelog partition is read from the key, not from the current event."""
+class PartitionedTable(LineageTable):
+    """A table whose changelog partition (and RocksDB database) is read from the key, not
+    from the current event."""
 
     def partition_for_key(self, key: Any) -> int | None:
         return partition_of(key)
+
+
+def partition_items(table: Any, partition: int) -> Iterator[tuple[str, Any]]:
+    """(key, value) of every key of one partition of a table, in no particular order.
+
+    A RocksDB store reads that partition's database alone; any other table (the memory
+    store, a dict in tests) is scanned whole for the partition's prefix.
+    """
+    read = getattr(table, "partition_items", None)
+    found = read(partition) if read is not None else None
+    if found is not None:
+        yield from found
+        return
+    prefix = f"{partition}|"
+    for key, value in table.items():
+        if isinstance(key, str) and key.startswith(prefix):
+            yield key, value
 
 
 class CachedView(MutableMapping[K, V], Generic[K, V]):
@@ -201,6 +227,10 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
 Seen = tuple[int, str]  # (offset first applied at, digest of the content)
 
 
+def _first(item: tuple[str, Any]) -> str:
+    return item[0]
+
+
 def _seen(value: Any) -> Seen:
     """A stored seen entry: ``[offset, digest]`` (or a bare offset, from before digests)."""
     if isinstance(value, int):
@@ -258,12 +288,11 @@ class SeenIndex(MutableMapping[str, Seen]):
         self._writer = writer
         self._partition = partition
         self._window = window
-        prefix = f"{partition}|"
         self._ids: dict[str, int | Seen] = {}  # packed (see _pack)
         # (first offset, last offset, table key) of each record, oldest first.
         self._records: list[tuple[int, int, str]] = []
-        for key, raw in sorted(table.items()):
-            if isinstance(key, str) and key.startswith(prefix) and raw:
+        for key, raw in sorted(partition_items(table, partition), key=_first):
+            if raw:
                 ids = {eid: _seen(v) for eid, v in load_json(raw).items()}
                 if ids:
                     self._ids.update((eid, _pack(v)) for eid, v in ids.items())
@@ -439,9 +468,9 @@ class BoardView(CachedView[str, BoardEntry]):
         super().__init__(table, partition, str, BoardEntry.from_json, _json, writer=writer)
         # Load every entry now: the periodic flush walks them all.
         prefix = f"{partition}|"
-        for key in list(table.keys()):
-            if isinstance(key, str) and key.startswith(prefix):
-                self[key[len(prefix) :]]
+        for key, raw in partition_items(table, partition):
+            if raw:
+                self._objects[key[len(prefix) :]] = BoardEntry.from_json(load_json(raw))
 
 
 def edge_records(items: Any) -> Iterator[tuple[EdgeKey, EdgeAggregate]]:

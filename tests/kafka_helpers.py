@@ -349,14 +349,21 @@ class Deployment:
 
 
 class Worker:
-    """A `lineage worker` subprocess."""
+    """A `lineage worker` subprocess. ``state``: the name of its state folder (default: its
+    own name), so that a new worker can start on the folder of one that stopped."""
 
     def __init__(
-        self, deployment: Deployment, name: str, loglevel: str = "info", **env: str
+        self,
+        deployment: Deployment,
+        name: str,
+        loglevel: str = "info",
+        state: str | None = None,
+        **env: str,
     ) -> None:
         self.deployment = deployment
         self.name = name
         self.loglevel = loglevel
+        self.state_dir = deployment.tmp / f"state-{state or name}"
         self.extra_env = env
         self.web_port = free_port()
         self.log = deployment.tmp / f"worker-{name}.log"
@@ -365,7 +372,7 @@ class Worker:
 
     def start(self) -> Worker:
         env = self.deployment.env(
-            LINEAGE_STATE_DIR=str(self.deployment.tmp / f"state-{self.name}"),
+            LINEAGE_STATE_DIR=str(self.state_dir),
             LINEAGE_WEB_PORT=str(self.web_port),
             LINEAGE_WEB_HOST="127.0.0.1",
             **self.extra_env,
@@ -451,3 +458,120 @@ class Worker:
         """A graceful stop that must end with exit code 0 (its last flush succeeded)."""
         code = self.stop()
         assert code == 0, f"worker {self.name} exited with {code} on SIGTERM:\n{self.tail()}"
+
+
+# -- subjects, and the RocksDB store against its changelog ------------------------------------
+
+
+def embedded_subjects(reference: Reference) -> list[str]:
+    """Every subject the embedded run's view holds, sorted."""
+    from lineage.subjects import SUBJECTS_FILE, SubjectStore
+
+    return SubjectStore(reference.out / SUBJECTS_FILE).subjects()
+
+
+def embedded_answer(reference: Reference, subject: str) -> dict[str, Any]:
+    """The embedded run's answer for a subject, without its time."""
+    from lineage.subjects import SUBJECTS_FILE, SubjectStore, answer
+
+    found, state, version = SubjectStore(reference.out / SUBJECTS_FILE).get([subject])
+    return without_time(answer(found, state, version))
+
+
+def without_time(answer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in answer.items() if k != "as_of"}
+
+
+def assert_subjects_agree(reference: Reference, worker: Worker, sample: int = 200) -> None:
+    """A sample of subjects (spread over every partition) is answered by a running worker
+    (from its tables, or forwarded) as the embedded run answers it."""
+    import random
+    import urllib.parse
+
+    subjects = embedded_subjects(reference)
+    assert subjects
+    chosen = random.Random(7).sample(subjects, min(sample, len(subjects)))
+    wrong = []
+    for subject in chosen:
+        got = without_time(json.loads(worker.get(f"/subjects/{urllib.parse.quote(subject)}")))
+        if got != embedded_answer(reference, subject):
+            wrong.append(subject)
+    assert not wrong, f"{len(wrong)} of {len(chosen)} subjects answered differently: {wrong[:5]}"
+
+
+#: (table, partition) -> (key -> value, the last changelog offset held)
+Contents = dict[tuple[str, int], tuple[dict[bytes, bytes], int | None]]
+
+
+def changelog_contents(deployment: Deployment) -> Contents:
+    """Each table's changelog partition read whole: (latest value of each key, tombstones
+    dropped; its last offset, None when empty)."""
+    import asyncio
+
+    from streams.changelog import read_topic
+    from streams.settings import Settings
+    from streams.topics import TABLES
+
+    settings = Settings(
+        broker=deployment.bootstrap, topic_prefix=deployment.prefix, app_id=deployment.app_id
+    )
+    found: dict[tuple[str, int], tuple[dict[bytes, bytes], int]] = {}
+    for table in TABLES:
+        topic = f"{deployment.app_id}-{deployment.prefix}{table}-changelog"
+        for partition in range(4):
+            found[table, partition] = ({}, -1)
+        for record in asyncio.run(read_topic(settings, topic)):
+            latest, last = found[table, record.partition]
+            if record.value is None:
+                latest.pop(record.key, None)
+            else:
+                latest[record.key] = record.value
+            found[table, record.partition] = (latest, max(last, record.offset))
+    return {k: (latest, last if last >= 0 else None) for k, (latest, last) in found.items()}
+
+
+def disk_contents(deployment: Deployment, state_dir: Path, partitions: Iterable[int]) -> Contents:
+    """Each table's RocksDB database of each partition in a stopped worker's state folder
+    (faust's layout: ``<state>/v1/tables/<table>-<partition>.db``): its keys and values,
+    and the changelog offset it says it holds up to."""
+    from rocksdict import AccessType, Options, Rdict
+
+    from streams.topics import TABLES
+
+    offset_key = b"__faust\x00offset__"
+    found: Contents = {}
+    for table in TABLES:
+        for partition in partitions:
+            path = state_dir / "v1" / "tables" / f"{deployment.prefix}{table}-{partition}.db"
+            assert path.is_dir(), f"no database at {path}"
+            db = Rdict(
+                str(path), options=Options(raw_mode=True), access_type=AccessType.read_only()
+            )
+            try:
+                items = dict(db.items())
+            finally:
+                db.close()
+            offset = items.pop(offset_key, None)
+            found[table, partition] = (items, int(offset) if offset is not None else None)
+    return found
+
+
+def assert_disk_holds_the_changelog(
+    deployment: Deployment, state_dir: Path, partitions: Iterable[int]
+) -> None:
+    """After a clean stop, each RocksDB database of the partitions the worker held holds
+    exactly its changelog partition, up to the changelog's last offset."""
+    held = sorted(partitions)
+    assert held
+    disk = disk_contents(deployment, state_dir, held)
+    changelog = changelog_contents(deployment)
+    for (table, partition), (items, offset) in disk.items():
+        latest, last = changelog[table, partition]
+        assert offset == last, (table, partition, offset, last)
+        extra = items.keys() - latest.keys()
+        missing = latest.keys() - items.keys()
+        differ = [k for k in items.keys() & latest.keys() if items[k] != latest[k]]
+        assert not (extra or missing or differ), (
+            f"{table}[{partition}] on disk against its changelog: {len(extra)} keys the "
+            f"changelog lacks, {len(missing)} missing, {len(differ)} different"
+        )

@@ -91,11 +91,11 @@ class Writer:
 
     def set(self, table: Any, key: str, value: bytes) -> None:
         table[key] = value
-        self.sender.add(CHANGELOG, key.encode(), value)
+        self.sender.add(CHANGELOG, key.encode(), value, required=True)
 
     def delete(self, table: Any, key: str) -> None:
         del table[key]
-        self.sender.add(CHANGELOG, key.encode(), None)
+        self.sender.add(CHANGELOG, key.encode(), None, required=True)
 
     def written(self) -> None:
         self.written_calls += 1
@@ -230,6 +230,28 @@ def test_offsets_wait_for_the_changelog_and_a_refused_record_stops_the_worker(
     with pytest.raises(StateNotWritten):
         h.flush()
     assert h.acked == {TopicPartition(TOPICS.events, 0): [0]}  # nothing past the refusal
+
+
+@pytest.mark.parametrize("where", ["the broker", "the sender"])
+def test_a_changelog_record_refused_as_too_large_stops_the_worker(
+    policy: Policy, where: str
+) -> None:
+    # An output refused as too large is dropped and the stream goes on; a record of a
+    # table's changelog must not be: the state it carries would be committed past.
+    h = Harness(policy)
+    h.take(h.chunk(0, breach(0)))
+    assert h.flush()
+    h.take(h.chunk(0, breach(1), start=1))
+    if where == "the broker":
+        # Anything over 100 bytes: the alerts are dropped, as outputs are, and the
+        # table records stop the worker.
+        h.producer.max_message = 100
+    else:
+        h.sender.max_bytes = 200  # refused when added (the alerts too)
+    with pytest.raises(StateNotWritten):
+        h.flush()
+    assert h.acked == {TopicPartition(TOPICS.events, 0): [0]}  # nothing past the refusal
+    assert h.writer.written_calls == 1  # the stores were told of the first flush only
 
 
 def test_a_revoked_partition_keeps_nothing_judged_and_acks_nothing(policy: Policy) -> None:

@@ -5,6 +5,13 @@ each (open, or retracted by a late consent), every incident's last published cou
 and every node and edge (with every attribute) of the graph ``lineage export`` reads
 back from Kafka with no worker running. The reference is ``run_embedded`` on the same
 lines with the same redaction key.
+
+The crash, the join and leave, and the restart also run on the RocksDB store
+(``LINEAGE_STORE=rocksdb://``), where state survives on disk: a worker restarts on the
+state folder of the one before it, and comes back to partitions that moved on while it
+was away. There, subjects are also answered from the worker's tables, and after the
+last clean stop every database of the partitions it held must hold exactly its
+changelog partition, up to its last offset.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from tests.kafka_helpers import (
     Deployment,
     Reference,
     Worker,
+    assert_disk_holds_the_changelog,
+    assert_subjects_agree,
     event_key,
     graph_facts,
     wait_until,
@@ -50,10 +59,19 @@ def assert_graph_agrees(deployment: Deployment, reference: Reference) -> None:
     assert graph_facts(deployment.exported_graph()) == graph_facts(reference.graph)
 
 
-def test_three_sigkills_while_100000_events_stream_in(kafka_bootstrap: str, tmp_path: Path) -> None:
+STORES = pytest.mark.parametrize("store", ["memory://", "rocksdb://"], ids=["memory", "rocksdb"])
+
+
+@STORES
+def test_three_sigkills_while_100000_events_stream_in(
+    kafka_bootstrap: str, tmp_path: Path, store: str
+) -> None:
     day = list(generate_day(events=100_000, seed=11))
     reference = Reference(day, tmp_path / "embedded")
-    deployment = Deployment(kafka_bootstrap, tmp_path)
+    deployment = Deployment(kafka_bootstrap, tmp_path, env={"LINEAGE_STORE": store})
+    # On RocksDB each new worker starts on the state folder of the one killed before it:
+    # what a crashed worker wrote to disk must agree with what Kafka has.
+    state = "w0" if store == "rocksdb://" else None
     workers: list[Worker] = []
     worker = Worker(deployment, "w0").start()
     workers.append(worker)
@@ -69,16 +87,20 @@ def test_three_sigkills_while_100000_events_stream_in(kafka_bootstrap: str, tmp_
                 alive=[worker],
             )
             worker.kill()
-            worker = Worker(deployment, f"w{kill}").start()
+            worker = Worker(deployment, f"w{kill}", state=state).start()
             workers.append(worker)
             worker.wait_ready()
         producer.join(300)
         assert not producer.is_alive()
         assert_agrees(deployment, reference, [worker])
+        assert_subjects_agree(reference, worker)
+        worker.stop_cleanly()
     finally:
         for w in workers:
             w.stop()
     assert_graph_agrees(deployment, reference)
+    if store == "rocksdb://":
+        assert_disk_holds_the_changelog(deployment, worker.state_dir, range(4))
 
 
 def assert_commits_reach(
@@ -150,21 +172,25 @@ def test_every_commit_reaches_the_end_after_takeovers_mid_stream(
 
 
 @pytest.mark.parametrize(
-    "commit_interval",
+    ("commit_interval", "store"),
     [
         # Nothing committed before the rebalances: every partition that moves is judged
         # again from its start by its next owner.
-        "600",
-        "2.8",
+        ("600", "memory://"),
+        ("2.8", "memory://"),
+        # And then the worker that left comes back, on its own state folder: the
+        # partitions it gets are on its disk as they were when it lost them, and read
+        # on from there in their changelogs.
+        ("2.8", "rocksdb://"),
     ],
-    ids=["nothing-committed", "committed"],
+    ids=["nothing-committed", "committed", "committed-rocksdb-and-back"],
 )
 def test_a_worker_joins_and_another_leaves_mid_stream(
-    kafka_bootstrap: str, tmp_path: Path, commit_interval: str
+    kafka_bootstrap: str, tmp_path: Path, commit_interval: str, store: str
 ) -> None:
     day = list(generate_day(events=9_000, seed=5))
     reference = Reference(day, tmp_path / "embedded")
-    deployment = Deployment(kafka_bootstrap, tmp_path)
+    deployment = Deployment(kafka_bootstrap, tmp_path, env={"LINEAGE_STORE": store})
     first = Worker(deployment, "a", LINEAGE_COMMIT_INTERVAL=commit_interval)
     second = Worker(deployment, "b", LINEAGE_COMMIT_INTERVAL=commit_interval)
     third = len(day) // 3
@@ -191,13 +217,35 @@ def test_a_worker_joins_and_another_leaves_mid_stream(
         first.stop_cleanly()
         producer.join(120)
         assert not producer.is_alive()
+        if store == "rocksdb://":
+            wait_until(
+                lambda: second.health()["partitions"] == [0, 1, 2, 3],
+                60,
+                "worker b to hold every partition",
+                alive=[second],
+            )
+            first.start().wait_ready()
+            wait_until(
+                lambda: first.health()["partitions"] and second.health()["partitions"],
+                60,
+                "both workers to hold partitions again",
+                alive=[first, second],
+            )
         deployment.produce(day[2 * third :], rate=3_000)
-        assert_agrees(deployment, reference, [second])
-        assert second.health()["partitions"] == [0, 1, 2, 3]
+        workers = [first, second] if store == "rocksdb://" else [second]
+        assert_agrees(deployment, reference, workers)
+        assert_subjects_agree(reference, second)
+        held = {w.name: w.health()["partitions"] for w in workers}
+        assert sorted(p for ps in held.values() for p in ps) == [0, 1, 2, 3]
+        for w in workers:
+            w.stop_cleanly()
     finally:
         first.stop()
         second.stop()
     assert_graph_agrees(deployment, reference)
+    if store == "rocksdb://":
+        for w in workers:
+            assert_disk_holds_the_changelog(deployment, w.state_dir, held[w.name])
 
 
 # -- a flood of bad messages -----------------------------------------------------------------------
@@ -309,30 +357,90 @@ def test_a_flood_with_one_bad_message_in_ten_stops_nothing(
     assert_graph_agrees(deployment, reference)
 
 
+@STORES
 def test_a_restarted_worker_recovers_the_state_of_100000_events(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, store: str
 ) -> None:
     day = list(generate_day(events=82_000, seed=13))  # 10,250 subjects
     before, after = day[:80_000], day[80_000:]
     reference = Reference(day, tmp_path / "embedded")
     first_part = Reference(before, tmp_path / "embedded-before")
-    deployment = Deployment(kafka_bootstrap, tmp_path)
+    deployment = Deployment(kafka_bootstrap, tmp_path, env={"LINEAGE_STORE": store})
     first = Worker(deployment, "a").start()
-    second = Worker(deployment, "b")
+    # On RocksDB the restart is on the same state folder: the tables are on disk.
+    second = Worker(deployment, "b", state="a" if store == "rocksdb://" else None)
     try:
         first.wait_ready()
         deployment.produce(before)
         assert_agrees(deployment, first_part, [first])
         first.stop_cleanly()
+        if store == "rocksdb://":
+            # Every record of every changelog is on disk: recovery has nothing to read.
+            assert_disk_holds_the_changelog(deployment, first.state_dir, range(4))
         started = time.monotonic()
-        second.start().wait_ready(timeout=180)  # its tables recovered from the changelogs
+        second.start().wait_ready(timeout=180)  # its tables recovered
         recovered_in = time.monotonic() - started
         deployment.produce(after)
         # Consents, dedup ids, edges and incident partials of the first 80,000 events
         # decide the judgments and counts of the rest.
         assert_agrees(deployment, reference, [second])
-        print(f"recovered the state of {len(before)} events in {recovered_in:.1f} s")
+        assert_subjects_agree(reference, second)
+        print(f"{store}: recovered the state of {len(before)} events in {recovered_in:.1f} s")
+        second.stop_cleanly()
     finally:
         first.stop()
         second.stop()
     assert_graph_agrees(deployment, reference)
+    if store == "rocksdb://":
+        assert_disk_holds_the_changelog(deployment, second.state_dir, range(4))
+
+
+def test_a_changelog_record_kafka_refuses_never_reaches_the_disk(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """RocksDB: a worker whose changelog record Kafka refuses stops; restarted on its state
+    folder, it must not find there the state Kafka never got. faust's own store writes
+    to disk before Kafka answers: the events judged again then find their state applied,
+    write nothing, and their state never reaches the changelog (docs/upstream.md,
+    section 13)."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    day = list(generate_day(events=3_000, seed=21))
+    # The events judged while Kafka refuses are the day's last: few of their subjects
+    # come again, to write their state anew.
+    half = len(day) - 300
+    reference = Reference(day, tmp_path / "embedded")
+    deployment = Deployment(kafka_bootstrap, tmp_path, env={"LINEAGE_STORE": "rocksdb://"})
+    subjects = ConfigResource(
+        ConfigResourceType.TOPIC, f"{deployment.app_id}-{deployment.prefix}subjects-changelog"
+    )
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    worker = Worker(deployment, "a")
+    try:
+        worker.start().wait_ready()
+        produced = deployment.produce(day[:half])
+        wait_until(
+            lambda: sum(deployment.committed("events").values()) == produced,
+            120,
+            "the first part to be committed",
+            alive=[worker],
+        )
+        # Every record of the subjects changelog is now too large for Kafka.
+        subjects.configs = {"max.message.bytes": "16"}
+        admin.alter_configs([subjects])
+        deployment.produce(day[half:])
+        assert worker.process is not None
+        wait_until(lambda: worker.process.poll() is not None, 120, "the worker to stop")  # type: ignore[union-attr]
+        assert worker.process.returncode != 0
+        assert "did not acknowledge a record of the tables' changelog" in worker.text()
+        subjects.configs = {"max.message.bytes": None}
+        admin.reset_configs([subjects])
+        worker.start().wait_ready()  # on the same state folder
+        assert_agrees(deployment, reference, [worker])
+        assert_subjects_agree(reference, worker)
+        worker.stop_cleanly()
+    finally:
+        worker.stop()
+        admin.close()
+    assert_graph_agrees(deployment, reference)
+    assert_disk_holds_the_changelog(deployment, worker.state_dir, range(4))

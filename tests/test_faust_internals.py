@@ -57,6 +57,7 @@ def test_the_pinned_versions_are_the_ones_installed() -> None:
 
     assert version("faust-streaming") == "0.15.3"
     assert version("aiokafka").startswith("0.14.")
+    assert version("rocksdict") == "0.3.29"  # the RocksDB store's driver
 
 
 def test_the_app_builds_our_consumer_fed_by_the_intake(app: LineageApp) -> None:
@@ -700,3 +701,194 @@ def test_the_changelog_writer_keys_and_places_records_as_faust_does() -> None:
         (topic, orjson.dumps("3|u-1"), None, 3),
     ]
     assert "3|u-1" not in table.data
+
+
+# -- the RocksDB store (upstream 13) -----------------------------------------------------------
+
+
+def rocks_app(datadir: Any) -> LineageApp:
+    return LineageApp(
+        "rocks-test", broker="kafka://127.0.0.1:9", store="rocksdb://", datadir=str(datadir)
+    )
+
+
+def rocks_table(app: LineageApp, name: str = "state", **options: Any) -> Any:
+    from streams.tables import PartitionedTable
+
+    table = PartitionedTable(
+        app,
+        name=name,
+        partitions=4,
+        schema=faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+        ),
+        options={"driver": "rocksdict", **options},
+    )
+    return app.tables.add(table)
+
+
+@dataclass
+class ChangelogMessage:
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes | None
+
+
+@dataclass
+class ChangelogEvent:
+    message: ChangelogMessage
+
+
+def test_fausts_rocksdb_store_writes_to_disk_before_kafka_has_the_record(tmp_path: Any) -> None:
+    # Pins the upstream behaviour PartitionStore replaces (docs/upstream.md, section 13):
+    # a write needs a current event, and reaches RocksDB at once, while the changelog
+    # offset is recorded only when Kafka acknowledges the record. Killed in between, the
+    # disk keeps what the changelog never got; recovery reads from the offset recorded.
+    from faust.stores.rocksdb import Store
+    from faust.streams import _current_event
+
+    app = rocks_app(tmp_path)
+    table = app.tables.add(
+        faust.Table(app, name="plain", partitions=4, options={"driver": "rocksdict"})
+    )
+    store = table.data
+    assert type(store) is Store and store.use_rocksdict
+    with pytest.raises(AssertionError):
+        store["k"] = "outside any event"
+    event = ChangelogEvent(ChangelogMessage(partition=2, offset=40, key=b"k", value=b"v"))
+    token = _current_event.set(lambda: event)  # type: ignore[arg-type,return-value]
+    try:
+        store["k"] = "v"
+    finally:
+        _current_event.reset(token)
+    assert store._db_for_partition(2).get(b'"k"') == b'"v"'  # on disk already
+    assert store.persisted_offset(TP(table.changelog_topic_name, 2)) is None
+
+
+def test_the_partition_store_files_each_key_under_its_partition_and_waits_for_kafka(
+    tmp_path: Any,
+) -> None:
+    from streams.faust_internals import PartitionStore
+
+    app = rocks_app(tmp_path)
+    table = rocks_table(app)
+    store = table.data
+    assert isinstance(store, PartitionStore) and store.use_rocksdict
+    changelog = table.changelog_topic_name
+    store["1|a"] = b'"one"'
+    store["3|b"] = b"3"
+    store["3|c"] = b'"gone soon"'
+    del store["3|c"]
+    # Readable at once, on no disk yet.
+    assert store["1|a"] == "one" and "3|b" in store and "3|c" not in store
+    assert table.get("1|a") == "one" and table.get("2|a") is None
+    assert store._db_for_partition(1).get(b'"1|a"') is None
+    # Kafka acknowledges the records (faust's callback); partition 2 had nothing staged.
+    store.set_persisted_offset(TP(changelog, 1), 4)
+    store.set_persisted_offset(TP(changelog, 3), 9)
+    store.set_persisted_offset(TP(changelog, 3), 7)
+    store.set_persisted_offset(TP(changelog, 2), 5)
+    assert store.write_acknowledged() == 3
+    assert store._db_for_partition(1).get(b'"1|a"') == b'"one"'
+    assert store._db_for_partition(3).get(b'"3|b"') == b"3"
+    assert store._db_for_partition(1).get(b'"3|b"') is None  # each key in its own partition
+    assert store._db_for_partition(3).get(b'"3|c"') is None
+    assert [store.persisted_offset(TP(changelog, p)) for p in range(4)] == [None, 4, None, 9]
+    assert sorted(store.partition_items(3)) == [("3|b", 3)]
+    assert store.partition_items(0) == []
+
+
+def test_a_revoked_partition_drops_what_kafka_did_not_acknowledge(tmp_path: Any) -> None:
+    from streams.tables import partition_items
+
+    app = rocks_app(tmp_path)
+    table = rocks_table(app)
+    store = table.data
+    changelog = table.changelog_topic_name
+    store["0|kept"] = b"1"
+    store.set_persisted_offset(TP(changelog, 0), 0)
+    store.write_acknowledged()
+    store["0|kept"] = b"2"
+    store["0|new"] = b"[]"
+    assert sorted(partition_items(table, 0)) == [("0|kept", 2), ("0|new", [])]
+    store.revoke_partitions(table, {TP(changelog, 0)})
+    store.set_persisted_offset(TP(changelog, 0), 1)  # acknowledged after the revocation
+    assert store.write_acknowledged() == 0
+    # The database keeps the state and offset it had: its next owner reads on from there.
+    assert sorted(partition_items(table, 0)) == [("0|kept", 1)]
+    assert store.persisted_offset(TP(changelog, 0)) == 0
+
+
+def test_recovery_writes_each_batch_with_its_offset_and_a_restart_reads_it_back(
+    tmp_path: Any,
+) -> None:
+    app = rocks_app(tmp_path)
+    table = rocks_table(app)
+    changelog = table.changelog_topic_name
+    batch = [
+        ChangelogEvent(ChangelogMessage(2, 10, b'"2|x"', b"1")),
+        ChangelogEvent(ChangelogMessage(2, 11, b'"2|y"', b'{"y": 1}')),
+        ChangelogEvent(ChangelogMessage(2, 12, b'"2|x"', None)),
+        ChangelogEvent(ChangelogMessage(0, 3, b'"0|z"', b"3")),
+    ]
+    table.data.apply_changelog_batch(batch, to_key=None, to_value=None)
+    table.data["2|w"] = b'"staged, never acknowledged"'
+    del app, table  # a crash: the staged write is lost, the recovered state is on disk
+    import gc
+
+    gc.collect()
+    again = rocks_table(rocks_app(tmp_path))
+    store = again.data
+    assert store.persisted_offset(TP(changelog, 2)) == 12
+    assert store.persisted_offset(TP(changelog, 0)) == 3
+    assert sorted(store.partition_items(2)) == [("2|y", {"y": 1})]
+    assert again.get("0|z") == 3
+
+
+def test_the_changelog_writer_puts_a_write_on_disk_once_kafka_acknowledged_it(
+    tmp_path: Any,
+) -> None:
+    from streams.faust_internals import ChangelogWriter
+
+    app = rocks_app(tmp_path)
+    table = rocks_table(app)
+    store = table.data
+    sent: list[tuple[str, bytes, bytes | None, int]] = []
+    writer = ChangelogWriter(lambda *record: sent.append(record))
+    writer.set(table, "1|a", b"1")
+    writer.delete(table, "2|gone")
+    assert [(key, value, partition) for _, key, value, partition in sent] == [
+        (b'"1|a"', b"1", 1),
+        (b'"2|gone"', None, 2),
+    ]
+    assert table.get("1|a") == 1  # readable at once, from memory
+    assert store._db_for_partition(1).get(b'"1|a"') is None
+    topic = sent[0][0]
+    writer.acknowledged(topic, 1, 41)  # the sender's on_acked: Kafka has them
+    writer.acknowledged(topic, 2, 7)
+    writer.written()  # the sender's flush succeeded: every record was acknowledged
+    assert store._db_for_partition(1).get(b'"1|a"') == b"1"
+    assert store.persisted_offset(TP(topic, 1)) == 41
+    assert store.persisted_offset(TP(topic, 2)) == 7
+
+
+def test_every_database_shares_one_memory_budget(tmp_path: Any) -> None:
+    from streams.faust_internals import _SHARED_MEMORY, SharedMemoryOptions
+
+    budget = 32 * 1024 * 1024 + 1  # this test's own budget
+    app = rocks_app(tmp_path)
+    tables = []
+    for name in ("one", "two"):
+        table = rocks_table(app, name, memory=budget)
+        tables.append(table)
+        assert isinstance(table.data.rocksdb_options, SharedMemoryOptions)
+    for table in tables:
+        for partition in range(4):
+            table.data[f"{partition}|k"] = b"1" * 1000
+            table.data.set_persisted_offset(TP(table.changelog_topic_name, partition), 0)
+        table.data.write_acknowledged()
+    cache, buffers = _SHARED_MEMORY[budget]
+    # Eight databases, one cache: the write buffers they hold are charged to it.
+    assert buffers.get_buffer_size() == budget // 4
+    assert 0 < buffers.get_usage() <= cache.get_usage() <= budget

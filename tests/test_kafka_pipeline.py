@@ -20,17 +20,28 @@ import pytest
 from lineage.demo import generate_day
 from lineage.emitter import Emitter
 from lineage.schemas import EventRejected
-from tests.kafka_helpers import Deployment, Reference, Worker, graph_facts, wait_until
+from tests.kafka_helpers import (
+    Deployment,
+    Reference,
+    Worker,
+    assert_disk_holds_the_changelog,
+    assert_subjects_agree,
+    embedded_answer,
+    graph_facts,
+    wait_until,
+    without_time,
+)
 
 pytestmark = pytest.mark.kafka
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"], ids=["memory", "rocksdb"])
 def test_emitter_events_give_the_embedded_alerts_and_graph(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, store: str
 ) -> None:
     day = list(generate_day(events=1500, seed=5))
     reference = Reference(day, tmp_path / "embedded")
-    deployment = Deployment(kafka_bootstrap, tmp_path)
+    deployment = Deployment(kafka_bootstrap, tmp_path, env={"LINEAGE_STORE": store})
     worker = Worker(deployment, "a").start()
     try:
         worker.wait_ready()
@@ -84,9 +95,13 @@ def test_emitter_events_give_the_embedded_alerts_and_graph(
         assert result.returncode == 0, result.stderr
         embedded = (reference.out / "lineage.openlineage.jsonl").read_text(encoding="utf-8")
         assert exported.read_text(encoding="utf-8") == embedded
+        # Subjects answered by the worker (from its per-subject view of each partition).
+        assert_subjects_agree(reference, worker)
     finally:
         worker.stop()
     assert worker.stop() == 0, worker.tail()  # SIGTERM: its last flush succeeded
+    if store == "rocksdb://":
+        assert_disk_holds_the_changelog(deployment, worker.state_dir, range(4))
     # With no worker running, the graph comes back from Kafka alone, and so do the
     # provision records and each subject's lineage.
     assert graph_facts(deployment.exported_graph()) == graph_facts(reference.graph)
@@ -99,9 +114,7 @@ def test_emitter_events_give_the_embedded_alerts_and_graph(
     for subject in {r["subject"] for r in reference.records[:5]}:
         done = cli(deployment, "subject", subject)
         assert done.returncode == 0, done.stderr
-        assert without_time(orjson.loads(done.stdout)) == without_time(
-            embedded_subject(reference, subject)
-        )
+        assert without_time(orjson.loads(done.stdout)) == embedded_answer(reference, subject)
 
 
 def cli(deployment: Deployment, *args: str) -> Any:
@@ -115,17 +128,6 @@ def cli(deployment: Deployment, *args: str) -> Any:
         text=True,
         timeout=120,
     )
-
-
-def embedded_subject(reference: Reference, subject: str) -> dict[str, Any]:
-    from lineage.subjects import SUBJECTS_FILE, SubjectStore, answer
-
-    found, state, version = SubjectStore(reference.out / SUBJECTS_FILE).get([subject])
-    return answer(found, state, version)
-
-
-def without_time(answer: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in answer.items() if k != "as_of"}
 
 
 def test_any_worker_answers_for_any_subject(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -146,7 +148,7 @@ def test_any_worker_answers_for_any_subject(kafka_bootstrap: str, tmp_path: Path
         deployment.alert_statuses(reference.statuses, 180, alive=workers)
         subjects = sorted({r["subject"] for r in reference.records if r["subject"]})[:6]
         for subject in subjects:
-            want = without_time(embedded_subject(reference, subject))
+            want = embedded_answer(reference, subject)
             # Each worker answers for every subject: its own, or forwarded to the other.
             for worker in workers:
                 got = json.loads(worker.get(f"/subjects/{subject}"))

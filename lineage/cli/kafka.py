@@ -124,6 +124,14 @@ class _WorkerCommand(click.Command):
     help="Local table state.",
 )
 @click.option(
+    "--store",
+    type=click.Choice(["memory://", "rocksdb://"]),
+    envvar="LINEAGE_STORE",
+    show_envvar=True,
+    help="Table store: memory:// (rebuilt from the changelogs at each start) or rocksdb:// "
+    "(on disk in the state folder)  [default: memory://]",
+)
+@click.option(
     "--partitions",
     type=click.IntRange(min=1),
     envvar="LINEAGE_PARTITIONS",
