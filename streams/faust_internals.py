@@ -21,11 +21,6 @@ What the worker needs that the libraries do not offer publicly, and why:
   while faust's ``perform_seek`` sets them all back to the commits (its partitions
   are sought one by one, and a record delivered in between left its read offset
   behind: the commit then crept one offset at a time, ``docs/upstream.md``, section 12).
-- **State records acknowledged before the acks** (:func:`changelog_written`): faust
-  flushes its producer before it commits, but that flush gives up when no record left
-  its buffer for 100 ms and does not see the record its sender task holds
-  (``docs/upstream.md``), so on a busy machine a commit could go out before the table
-  records of the offsets it commits, and a crash then lost them.
 - **The fetch wait** (:class:`LineageApp`): faust fixes aiokafka's
   ``fetch_max_wait_ms`` at 1500 ms. aiokafka keeps one fetch in flight per broker;
   while it holds only quiet partitions the broker keeps it that long, and the busy
@@ -49,7 +44,10 @@ What the worker needs that the libraries do not offer publicly, and why:
 - **The tables' changelogs written in batches** (:class:`ChangelogWriter`): a record
   goes into the table's store (``Table.data``) and its changelog record to the
   worker's batched sender, not through faust's per-record producer path; the store
-  then learns the changelog offset it holds (``set_persisted_offset``).
+  then learns the changelog offset it holds (``set_persisted_offset``). The worker
+  acks an offset only once Kafka acknowledged those records: faust's flush before its
+  commit gives up when no record left its buffer for 100 ms and misses the record its
+  sender task holds (``docs/upstream.md``, section 8).
 - **The runner** (:func:`quiet_runner`): faust's terminal spinner turns the root
   logger to DEBUG, and mode's SIGUSR1 handler prints frame locals (which can hold
   the raw events the monitor watches).
@@ -80,7 +78,6 @@ from faust import stores as faust_stores
 from faust.exceptions import ImproperlyConfigured
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
 from lineage.backoff import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS
@@ -101,7 +98,6 @@ __all__ = [
     "SharedMemoryOptions",
     "TrackingProducer",
     "ack_offsets",
-    "changelog_written",
     "guard_web",
     "partition_offsets",
     "quiet_runner",
@@ -453,25 +449,6 @@ def _json_key(key: str) -> bytes:
 # -- the producer ---------------------------------------------------------------------------------
 
 
-class _TrackedBuffer(ProducerBuffer):
-    """faust's producer buffer, knowing which records it handed to aiokafka and which of
-    them Kafka has not acknowledged yet (:func:`changelog_written` waits for those)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.in_flight = 0  # records taken from the queue, not yet handed to aiokafka
-        self.unacked: set[Any] = set()  # FutureMessages handed over and not completed
-
-    async def _send_pending(self, fut: Any) -> None:
-        self.in_flight += 1
-        self.unacked.add(fut)
-        fut.add_done_callback(self.unacked.discard)
-        try:
-            await super()._send_pending(fut)
-        finally:
-            self.in_flight -= 1
-
-
 class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
     """aiokafka's producer, asking for the metadata of every topic it sends to.
 
@@ -507,51 +484,9 @@ class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
 
 
 class _Producer(faust_aiokafka.Producer):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Replaced before the producer starts: the buffer becomes its child then.
-        buffer = _TrackedBuffer(loop=self.loop, beacon=self.beacon)
-        buffer.app = self.app
-        self.buffer = buffer
-
     @property
     def _producer_type(self) -> type[AIOKafkaProducer]:
         return TrackingProducer
-
-
-async def changelog_written(app: faust.App, poll: float = 0.5) -> bool:
-    """Wait until Kafka acknowledged every record faust's producer was handed so far
-    (the tables' changelog records among them); False when one of them failed, or the
-    producer stopped, or the app crashed, first.
-
-    A graceful stop is not a reason to give up: the last flush runs while the app is
-    stopping (its ``should_stop`` is already true) and the producer still sends.
-
-    faust's own ``Producer.flush`` is not this barrier: ``ProducerBuffer.flush_atmost``
-    returns as soon as no record left the buffer within 100 ms, and the record its
-    sender task has taken off the queue is in neither the queue nor aiokafka's
-    accumulator while it waits.
-    """
-    producer = cast(_Producer, app.producer)
-    buffer = producer.buffer
-    if not isinstance(buffer, _TrackedBuffer):  # pragma: no cover - LineageApp's producer
-        raise TypeError("changelog_written needs LineageApp's producer")
-    while buffer.size or buffer.in_flight:
-        if buffer.should_stop or app.crashed:
-            return False
-        buffer.message_sent.clear()
-        if not (buffer.size or buffer.in_flight):
-            break
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(buffer.message_sent.wait(), poll)
-    handed = set(buffer.unacked)
-    # aiokafka's flush returns once every batch appended so far was acknowledged or
-    # failed; faust then completes each record's future with its result or its error.
-    if producer._producer is not None:
-        await producer._producer.flush()
-    if handed:
-        await asyncio.wait(handed)
-    return not any(f.cancelled() or f.exception() is not None for f in handed)
 
 
 class _Transport(faust_aiokafka.Transport):
