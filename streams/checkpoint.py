@@ -82,8 +82,9 @@ OnDelivered = Callable[[list[dict[str, Any]], list[dict[str, Any]]], object]
 
 
 class StateNotWritten(LineageError):
-    """Kafka refused a record of the tables' changelog: nothing judged since the last
-    commit may be committed, and the state in memory cannot be trusted."""
+    """Kafka refused a record of the tables' changelog or a row of the subject view:
+    nothing judged since the last commit may be committed, and the state in memory
+    cannot be trusted."""
 
 
 def dead_letter_headers(record: Mapping[str, Any]) -> list[tuple[str, bytes]]:
@@ -373,18 +374,28 @@ class Checkpoint:
                     orjson.dumps({"partition": partition, "partial": partial.to_json()}),
                 )
         self._touched.clear()
-        # ... and the rows of each partition's view that changed, each once.
+        # ... and the rows of each partition's view that changed, each once. Required as
+        # the tables' records are: the view is rebuilt from its topic.
         for partition, view in self.views.held().items():
             found = self._engines.get(partition)
             if found is not None:
                 view.observe(found[1].stats.newest)
             view.retain(self._retention_days)
             for key, value in view.flush():
-                self.sender.add(self.topics.views, key.encode(), value, partition=partition)
+                self.sender.add(
+                    self.topics.views, key.encode(), value, partition=partition, required=True
+                )
         # 2. every output delivered
         try:
             await self.sender.flush()
         except OutputsLost as exc:
+            if exc.refused:
+                # A view row Kafka refuses as too large would be refused again after a
+                # rewind: stop, as for the tables' records below.
+                raise StateNotWritten(
+                    "Kafka refused a row of the subject view as too large; stopping before "
+                    "committing past it"
+                ) from exc
             log.error("%s", exc)
             self.metrics.rewinds.inc()
             self.drop_all()

@@ -49,7 +49,12 @@ _RECORD_OVERHEAD = 64
 
 class OutputsLost(LineageError):
     """Kafka did not acknowledge outputs in time; the events behind them must be judged
-    again."""
+    again. ``refused``: how many of them were ``required`` messages refused as too large
+    (refused again if judged again)."""
+
+    def __init__(self, message: str, refused: int = 0) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(slots=True)
@@ -160,6 +165,7 @@ class Sender:
         Raises :class:`OutputsLost` when a batch could not be delivered in time.
         """
         lost: list[Message] = []
+        refused: list[Message] = []  # required, and refused as too large
         while self._queued or self._in_flight:
             await self.send()
             in_flight, self._in_flight = self._in_flight, []
@@ -179,7 +185,7 @@ class Sender:
                         reason = f"refused by the broker ({type(result).__name__})"
                         self._refuse(messages[0], reason)
                         if messages[0].required:
-                            lost.extend(messages)
+                            refused.extend(messages)
                     else:
                         singles.extend(messages)  # again one by one: only the culprit fails
                 else:
@@ -192,12 +198,13 @@ class Sender:
                     lost.extend(messages)
             for message in singles:
                 await self._submit(message.topic, await self._partition(message), [message])
-        lost.extend(self._unsent)
+        refused.extend(self._unsent)
         self._unsent = []
-        if lost:
+        if lost or refused:
             raise OutputsLost(
-                f"{len(lost)} outputs were not acknowledged by Kafka; their events will be "
-                "judged again"
+                f"{len(lost) + len(refused)} outputs were not acknowledged by Kafka; their "
+                "events will be judged again",
+                refused=len(refused),
             )
 
     def discard(self) -> int:
@@ -266,8 +273,7 @@ class Sender:
         self._in_flight.append((future, messages))
 
     def _refuse(self, message: Message, reason: str) -> None:
-        log.error(
-            "an output for %s was dropped: %s (%d bytes)", message.topic, reason, message.size
-        )
+        fate = "is not written" if message.required else "was dropped"
+        log.error("an output for %s %s: %s (%d bytes)", message.topic, fate, reason, message.size)
         if self._on_refused is not None:
             self._on_refused(message.topic, reason)

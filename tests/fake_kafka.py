@@ -56,7 +56,9 @@ class FakeProducer:
     """create_batch / send_batch / partitions_for, like aiokafka's AIOKafkaProducer.
 
     ``away``: every batch fails as if the broker were gone. ``max_message``: the
-    broker refuses a batch holding a value longer than this, as too large.
+    broker refuses a batch holding a value longer than this, as too large;
+    ``too_large``: topics whose every batch it refuses so (a small
+    ``max.message.bytes``).
     """
 
     def __init__(self, partitions: int = 4, batch_records: int = 100) -> None:
@@ -67,6 +69,7 @@ class FakeProducer:
         self.away = False
         self.max_message: int | None = None
         self.failing: set[str] = set()  # topics whose batches fail as if Kafka were away
+        self.too_large: set[str] = set()
         self.started = False
 
     async def start(self) -> None:
@@ -86,8 +89,9 @@ class FakeProducer:
         self.batches += 1
         if self.away or topic in self.failing:
             future.set_exception(KafkaTimeoutError())
-        elif self.max_message is not None and any(
-            len(value or b"") > self.max_message for _, value, _ in batch.records
+        elif topic in self.too_large or (
+            self.max_message is not None
+            and any(len(value or b"") > self.max_message for _, value, _ in batch.records)
         ):
             future.set_exception(MessageSizeTooLargeError())
         else:

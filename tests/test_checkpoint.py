@@ -254,6 +254,19 @@ def test_a_changelog_record_refused_as_too_large_stops_the_worker(
     assert h.writer.written_calls == 1  # the stores were told of the first flush only
 
 
+def test_a_view_row_refused_stops_the_worker(policy: Policy) -> None:
+    # The subject-view topic is the store the subjects' answers are rebuilt from: a row
+    # Kafka refuses is not dropped as an alert would be, or an answer would miss it.
+    h = Harness(policy)
+    h.take(h.chunk(0, breach(0)))
+    assert h.flush()
+    h.take(h.chunk(0, breach(1), start=1))
+    h.producer.too_large = {TOPICS.views}
+    with pytest.raises(StateNotWritten):
+        h.flush()
+    assert h.acked == {TopicPartition(TOPICS.events, 0): [0]}  # nothing past the refusal
+
+
 def test_a_revoked_partition_keeps_nothing_judged_and_acks_nothing(policy: Policy) -> None:
     h = Harness(policy)
     h.take(h.chunk(0, breach(0)), h.chunk(1, breach(1)))
