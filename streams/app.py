@@ -104,6 +104,12 @@ class LineageWorker:
                     name=table_name(settings, name),
                     beacon=self.app.tables.beacon,
                     partitions=settings.partitions,
+                    # The table's own types, not only its schema's, name the codec its
+                    # changelog topic is read back with: without them recovery decodes
+                    # each value as JSON and the memory store holds objects, several
+                    # times the size of the bytes.
+                    key_type=str,
+                    value_type=bytes,
                     schema=faust.Schema(
                         key_type=str,
                         value_type=bytes,
