@@ -65,8 +65,6 @@ __all__ = ["LineageWorker"]
 
 log = logging.getLogger("lineage.worker")
 
-#: faust's producer buffer (table changelog records) may hold this many before evaluate waits.
-_MAX_UNSENT = 20_000
 #: How long a graceful stop waits for the last flush.
 _STOP_TIMEOUT = 15.0
 #: How long, within that, notifications still waiting may take to go out.
@@ -314,7 +312,6 @@ class LineageWorker:
                 if time.monotonic() >= next_gauges:
                     self._update_lag()
                     next_gauges = time.monotonic() + _GAUGE_SECONDS
-                await self._wait_for_changelog()
             # A graceful stop: make durable what was judged, and publish every incident
             # that changed, before faust stops the consumer and commits.
             if checkpoint.unflushed():
@@ -323,6 +320,7 @@ class LineageWorker:
                 await self._flush()
         finally:
             await self.sender.stop()
+            self.checkpoint.views.close()
             if self.router is not None:
                 stats = await asyncio.to_thread(self.router.close, _NOTIFY_TIMEOUT)
                 log.info("%s", summary_line(stats))
@@ -335,12 +333,6 @@ class LineageWorker:
             log.critical("%s", exc)
             await self.app.crash(exc)
             raise
-
-    async def _wait_for_changelog(self) -> None:
-        """Wait for faust's producer when Kafka is slower than judging (table records)."""
-        buffer = self.app.producer.buffer
-        while buffer.size > _MAX_UNSENT and not self.app.should_stop:
-            await buffer.flush_atmost(buffer.size - _MAX_UNSENT)
 
     async def _stop_evaluate(self) -> None:
         self._stopping = True

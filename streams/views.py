@@ -10,14 +10,22 @@ is never rewritten per event, its topic holds one record per pair, consent and
 provision record (and none past retention), and ``GET /subjects/{subject}`` is an
 indexed read of one file.
 
-The files live in ``<state dir>/views``; a partition's file is rebuilt from the topic
-each time the partition is assigned (the topic is the view's truth), and removed when
-the partition is revoked.
+The files live in a folder of the worker's own under ``<state dir>/views``, locked
+while the worker lives: workers that share a state folder (replicas on one volume)
+never touch each other's files, and the folder of a worker gone, cleanly or not, is
+removed by the next worker that starts there. A partition's file is rebuilt from the
+topic each time the partition is assigned (the topic is the view's truth), and
+removed when the partition is revoked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -34,11 +42,44 @@ ReadRows = Callable[[int], Awaitable[list[Row]]]
 _CACHED_PAIRS = 10_000
 
 
-class PartitionViews:
-    """The views of the events partitions this worker holds."""
+_LOCK = ".lock"
 
-    def __init__(self, directory: Path, read: ReadRows) -> None:
-        self.directory = directory
+
+def _unowned(folder: Path) -> bool:
+    """Whether a worker's views folder outlived its worker: its lock is free."""
+    try:
+        fd = os.open(folder / _LOCK, os.O_RDWR)
+    except OSError:
+        return False  # no lock yet: a worker is creating it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the lock taken, if any
+    return True
+
+
+def claim(root: Path) -> tuple[Path, int]:
+    """A new folder of this process's own under ``root`` and the descriptor that holds
+    its lock (released when the process ends, however it ends); folders left by
+    workers gone are removed first."""
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in root.iterdir():
+        if folder.is_dir() and _unowned(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+    own = Path(tempfile.mkdtemp(dir=root, prefix="worker-"))
+    fd = os.open(own / _LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return own, fd
+
+
+class PartitionViews:
+    """The views of the events partitions this worker holds, in a folder of its own
+    under ``root``."""
+
+    def __init__(self, root: Path, read: ReadRows) -> None:
+        self.directory, self._lock = claim(root)
         self._read = read
         self._views: dict[int, SubjectView] = {}
 
@@ -50,7 +91,6 @@ class PartitionViews:
         view = self._views.get(partition)
         if view is not None:
             return view
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self._path(partition)
         path.unlink(missing_ok=True)
         rows = await self._read(partition)
@@ -76,3 +116,10 @@ class PartitionViews:
     def drop_all(self) -> None:
         for partition in list(self._views):
             self.drop(partition)
+
+    def close(self) -> None:
+        """Drop every view and remove the folder (the worker stops)."""
+        self.drop_all()
+        shutil.rmtree(self.directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.close(self._lock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import tracemalloc
 import types
 from datetime import UTC, datetime
@@ -19,9 +20,11 @@ from lineage.cli import main
 from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
+from lineage.view import Row
 from streams.runner import RepeatFilter, awaiting, install_repeat_filter
 from streams.settings import Settings
 from streams.tables import CachedView, PartitionState, SeenIndex, partition_of
+from streams.views import PartitionViews
 from tests.helpers import access
 from tests.helpers import consent as consent_event
 
@@ -447,3 +450,25 @@ def test_a_busy_web_port_stops_the_worker_at_once_in_one_line(tmp_path: Path) ->
         "LINEAGE_WEB_PORT (0 turns the web server off)"
     ]
     assert took < 5
+
+
+def test_workers_sharing_a_state_folder_keep_their_views_apart(tmp_path: Path) -> None:
+    # Replicas on one volume: each worker's views in a folder of its own, and a folder
+    # whose worker is gone (its lock free) removed by the next worker that starts.
+    async def no_rows(partition: int) -> list[Row]:
+        return []
+
+    first = PartitionViews(tmp_path, no_rows)
+    second = PartitionViews(tmp_path, no_rows)
+    assert first.directory != second.directory
+    asyncio.run(first.open(2))
+    asyncio.run(second.open(2))
+    assert (first.directory / "partition-2.sqlite").exists()
+    first.drop(2)  # revoked from the first: the second's file stays
+    assert (second.directory / "partition-2.sqlite").exists()
+    os.close(first._lock)  # the first worker dies without cleaning up
+    third = PartitionViews(tmp_path, no_rows)
+    assert not first.directory.exists()
+    assert second.directory.exists() and third.directory.exists()
+    second.close()
+    assert not second.directory.exists()
