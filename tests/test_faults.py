@@ -358,7 +358,7 @@ def test_a_flood_with_one_bad_message_in_ten_stops_nothing(
 
 
 @STORES
-def test_a_restarted_worker_recovers_the_state_of_100000_events(
+def test_a_restarted_worker_recovers_the_state_of_80000_events(
     kafka_bootstrap: str, tmp_path: Path, store: str
 ) -> None:
     day = list(generate_day(events=82_000, seed=13))  # 10,250 subjects
