@@ -379,6 +379,15 @@ def test_run_keeps_records_and_subjects_for_the_commands(tmp_path: Path, policy:
     result = runner.invoke(main, ["subject", "u-1", "--from-dir", str(out), "--format", "html"])
     assert result.output.startswith("<!doctype html>")
     assert runner.invoke(main, ["subject", "u-1"]).exit_code == 2  # from where?
+    # A worker's environment names a broker; --from-dir on the command line still wins,
+    # and both on the command line are refused.
+    deployed = CliRunner(env={"LINEAGE_REDACTION_KEY": "k" * 32, "LINEAGE_BROKER": "kafka:9"})
+    result = deployed.invoke(main, ["subject", "u-1", "--from-dir", str(out)])
+    assert result.exit_code == 0 and orjson.loads(result.output)["recipients"]
+    result = deployed.invoke(main, ["records", "--from-dir", str(out), "--format", "jsonl"])
+    assert result.exit_code == 0 and orjson.loads(result.output.splitlines()[0])["record_id"]
+    both = ["subject", "u-1", "--from-dir", str(out), "--broker", "kafka:9"]
+    assert runner.invoke(main, both).exit_code == 2
 
 
 def test_incident_samples_are_the_earliest_standing_alerts_after_retractions(

@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from lineage.cli.options import policy_option, policy_or_exit, redactor_or_exit
 from lineage.durations import parse_duration
@@ -354,9 +355,15 @@ def demo(
     click.echo(f"open {out / 'lineage.html'} in a browser to see the lineage graph")
 
 
-def _from(broker: str | None, from_dir: Path | None) -> None:
+def _from(broker: str | None, from_dir: Path | None) -> str | None:
+    """The broker to read from, or None to read ``from_dir``: one of the two, and a
+    --from-dir given wins over a broker that only the environment names."""
+    source = click.get_current_context().get_parameter_source("broker")
+    if from_dir is not None and source is ParameterSource.ENVIRONMENT:
+        broker = None
     if (broker is None) == (from_dir is None):
         _fail("say where from: --from-dir DIR (a run's --out folder) or --broker HOST:PORT", 2)
+    return broker
 
 
 def _kafka_settings(broker: str, topic_prefix: str | None, app_id: str | None) -> Any:
@@ -414,7 +421,7 @@ def records(
     """
     from lineage import records as rec
 
-    _from(broker, from_dir)
+    broker = _from(broker, from_dir)
     policy_ = policy_or_exit(policy_path)
     try:
         if from_dir is not None:
@@ -490,7 +497,7 @@ def subject(
     """
     from lineage.subjects import SUBJECTS_FILE, SubjectStore, answer, render_html
 
-    _from(broker, from_dir)
+    broker = _from(broker, from_dir)
     spellings = [subject_ref]
     masked = _redactor().mask(subject_ref)
     if masked != subject_ref:
