@@ -234,3 +234,19 @@ def test_a_cut_dead_letter_keeps_no_digit_of_a_card_on_the_cut() -> None:
         assert record["truncated"]
         assert "1111" not in record["original"], shift
         assert "4111" not in record["original"], shift
+
+
+def test_a_message_cut_before_it_arrived_keeps_no_digit_of_the_number_it_ends_in() -> None:
+    # A card short of its check digit is confirmed by no detector; its start is as
+    # personal as the whole. Full-width digits are digits too.
+    not_json = EventRejected("not JSON: EOF while parsing a string", field=None, kind="not_json")
+    for card in ("411111111111111", "４１１１１１１１１１１１１１１", "4111 1111 1111 111"):
+        raw = ('{"event_id": "e-1", "note": "' + card).encode()
+        record = dead_letter_record(raw, not_json, "t", R)
+        assert record["original"] == '{"event_id": "e-1", "note": "', card
+        assert record["redacted"] and "truncated" not in record
+    # Digits that end a message that is not cut (or not JSON at all) stay when they are no
+    # value: only a cut number goes, nothing after it.
+    raw = b'{"event_id": "e-1", "n": 12}'
+    record = dead_letter_record(raw, not_json, "t", R)
+    assert record["original"] == raw.decode() and not record["redacted"]

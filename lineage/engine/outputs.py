@@ -204,8 +204,12 @@ def dead_letter_record(
     redacted = False
     if encoding == "utf-8":
         masked = redactor.mask(original)
+        if truncated:
+            masked = _cut(masked)
+        elif rejection.kind == "not_json":
+            masked = _without_cut_number(masked)
         redacted = masked != original
-        original = _cut(masked) if truncated else masked
+        original = masked
     else:
         text = kept.decode("utf-8", errors="replace")
         if redactor.spans(text):
@@ -230,6 +234,19 @@ def dead_letter_record(
         record["size"] = total
         record["sha256"] = digest or hashlib.sha256(raw).hexdigest()
     return record
+
+
+def _without_cut_number(text: str) -> str:
+    """A text that is no JSON without the run of digits it ends with, if any.
+
+    JSON never ends in a digit but for a bare number, which is JSON: such a message
+    was cut before it arrived, and the digits left are the start of a value no
+    detector can confirm any more (a card short of its check digit), as personal as
+    the whole.
+    """
+    if not text[-1:].isdigit():
+        return text
+    return _CUT_DIGITS.sub("", text)
 
 
 def _cut(text: str) -> str:
