@@ -176,6 +176,13 @@ class Sender:
                     if self._on_sent is not None:
                         self._on_sent(messages[0].topic, len(messages))
                     offset = getattr(result, "offset", None)
+                    log.debug(
+                        "Kafka took %d messages for %s [%s] at offset %s",
+                        len(messages),
+                        messages[0].topic,
+                        getattr(result, "partition", "?"),
+                        offset,
+                    )
                     if self.on_acked is not None and offset is not None and offset >= 0:
                         # A batch's metadata names the offset of its first message.
                         self.on_acked(result.topic, result.partition, offset + len(messages) - 1)

@@ -394,10 +394,10 @@ def test_a_worker_at_debug_logs_no_event_content_and_no_token(
             alerts = deployment.read("alerts", lambda ms: len(ms) >= 6, 120, alive=[worker])
             wait_until(lambda: len(server.requests) >= 6, 60, "the webhook", alive=[worker])
             # The subjects' state went to their changelog (keys: subjects; values: consent
-            # references), and faust said so at DEBUG.
+            # references), and the worker said so at DEBUG, naming the topic only.
             changelog = f"{deployment.app_id}-{deployment.prefix}subjects-changelog"
             wait_until(
-                lambda: f"send: topic='{changelog}'" in worker.text(),
+                lambda: f"messages for {changelog} [" in worker.text(),
                 60,
                 "a changelog write in the log",
                 alive=[worker],
