@@ -41,7 +41,7 @@ from lineage.view import SubjectView
 from streams.tables import PartitionState
 
 POLICY = Path(__file__).parent / "policies" / "sakura-retail.yaml"
-TABLES = ("seen", "subjects", "consents", "edges", "incidents")
+TABLES = ("seen", "subjects", "edges", "incidents")
 
 
 class CountingTable(MutableMapping[str, Any]):
@@ -91,7 +91,7 @@ def main() -> int:
     )
     print(
         "day   changelog B/event   view B/event   judging state MB "
-        "(seen / subjects / consents / edges+incidents)   view rows"
+        "(seen / subjects with consents / edges+incidents)   view rows"
     )
     offset = 0
     first: tuple[float, float] | None = None
@@ -140,8 +140,8 @@ def main() -> int:
         ).fetchone()[0]
         print(
             f"{day:3d}   {changelog:17.1f}   {per_view:12.1f}   {sizes['seen']:6.2f} / "
-            f"{sizes['subjects']:6.2f} / {sizes['consents']:6.2f} / "
-            f"{sizes['edges'] + sizes['incidents']:6.2f}{'':>26}{rows:,}   RSS {rss:.0f} MiB"
+            f"{sizes['subjects']:6.2f} / {sizes['edges'] + sizes['incidents']:6.2f}"
+            f"{'':>35}{rows:,}   RSS {rss:.0f} MiB"
         )
         if args.breakdown:
             print(f"      changelog B/event by table: {parts}")

@@ -344,6 +344,9 @@ class EdgeAggregate:
     # tzinfo objects costs more than the rest of ``add``.
     _first: float = float("inf")
     _last: float = float("-inf")
+    #: Days whose counts changed since a store last wrote them (a store that keeps the
+    #: days apart rewrites those alone); not part of the value.
+    touched: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def add(
         self,
@@ -364,6 +367,7 @@ class EdgeAggregate:
         if day:
             days = self.days
             days[day] = days.get(day, 0) + 1
+            self.touched.add(day)
         if rules:
             counts = self.rules
             for rule_id, _ in rules:
@@ -396,6 +400,7 @@ class EdgeAggregate:
             self.breaching -= 1
             if day:
                 _drop(self.breach_days, day)
+                self.touched.add(day)
 
     def _tally(self, index: int) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -4,14 +4,16 @@
        │           │    └───► dead-letter   (original bytes; reason in headers)
        │           └────────► incident-partials ──► [evaluate: board] ──► incidents
        └── tables (changelog-backed, keys carry their partition):
-           seen, consents, edges, incidents, board
+           seen, subjects, edges, incidents, board
 
 One task, ``evaluate``, does all the work, so its steps never interleave: it takes
 fetched records of the events and incident-partials topics from the intake
 (:mod:`streams.intake`), hands them to the :class:`~streams.checkpoint.Checkpoint`
 (which judges events, folds partials and says when state is durable), flushes it
-every ``flush_events`` records or when nothing more waits, and republishes changed
-incidents every ``incident_flush_seconds``. Outputs leave in batches through the
+every ``flush_events`` records, or when nothing more waits and the oldest record not
+yet flushed was taken ``flush_linger_ms`` ago, and republishes changed incidents
+every ``incident_flush_seconds``. Alerts do not wait for a flush: they leave as soon
+as their events are judged. Outputs leave in batches through the
 :class:`~streams.outputs.Sender`.
 
 With a routes file (``LINEAGE_ROUTES``), the alerts and incidents Kafka acknowledged
@@ -276,9 +278,14 @@ class LineageWorker:
         next_publish = time.monotonic() + publish_every
         next_gauges = 0.0
         adopted = False
+        linger = settings.flush_linger_ms / 1000
+        unflushed_since: float | None = None  # when the oldest record not flushed was taken
         try:
             while not (self.app.should_stop or self._stopping):
-                chunks = await intake.take(settings.batch_size, timeout=0.2)
+                wait = 0.2
+                if unflushed_since is not None:
+                    wait = max(0.0, min(wait, unflushed_since + linger - time.monotonic()))
+                chunks = await intake.take(settings.batch_size, timeout=wait)
                 live, stale = checkpoint.split(chunks)
                 if live:
                     # A partition judged here first has its view rebuilt meanwhile: a
@@ -291,12 +298,23 @@ class LineageWorker:
                 if live:
                     checkpoint.take(live)
                     await self.sender.send()
-                # State is written, and offsets acked, every flush_events records or when
-                # nothing more waits: fewer changelog records under load, and no judged
-                # event waits for its commit when traffic is light.
+                # State is written, and offsets acked, every flush_events records, or when
+                # nothing more waits and the oldest was taken flush_linger_ms ago: under a
+                # trickle a flush (its round trips, its view and changelog writes) is paid
+                # for a linger's worth of events, not for each fetch.
                 pending = checkpoint.unflushed()
-                if pending >= settings.flush_events or (pending and intake.empty()):
+                now = time.monotonic()
+                if pending and unflushed_since is None:
+                    unflushed_since = now
+                if pending >= settings.flush_events or (
+                    pending
+                    and intake.empty()
+                    and unflushed_since is not None
+                    and now - unflushed_since >= linger
+                ):
                     await self._flush()
+                if not checkpoint.unflushed():
+                    unflushed_since = None
                 if self._recovered and not adopted:
                     # Boards of the partials partitions held now, from their tables: what
                     # a stopped or crashed worker folded in and did not publish goes out.

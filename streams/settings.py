@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         ge=1,
         description="judged events between writes of state and offsets, under load",
     )
+    flush_linger_ms: int = Field(
+        default=100,
+        ge=0,
+        description="how long judged events may wait for more before state and offsets are "
+        "written, in milliseconds (alerts never wait)",
+    )
     dedup_window: int = Field(
         default=500_000,
         ge=1,

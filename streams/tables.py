@@ -20,7 +20,8 @@ assignment of its partition.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
@@ -360,25 +361,25 @@ def _json(obj: Any) -> bytes:
 
 
 class SubjectTable(CachedView[str, SubjectState]):
-    """The subjects' judging records of one partition, in two tables: each subject's
-    consent decisions in ``consents``, in chunks of :data:`DECISIONS_PER_RECORD`, of
-    which only the last one changes when a decision is added; the rest (pending alerts,
-    retractions, its newest event time, how many decisions it has) in ``subjects``,
-    written when it changed. So no record written per event grows with a subject's
-    history."""
+    """The subjects' judging records of one partition: each subject's consent decisions
+    in records of :data:`DECISIONS_PER_RECORD` (``<subject>#<n>``), of which only the
+    last one changes when a decision is added, and the rest (pending alerts,
+    retractions, its newest event time, how many decisions it has) in the subject's
+    own record, written when it changed. So no record written per event grows with a
+    subject's history.
+
+    A flush writes a subject's decision records before its own record, in the same
+    changelog partition, where Kafka keeps their order: a crash between them leaves
+    decisions the subject's record does not count yet, which a load leaves out (the
+    events that made them are judged again), never a count without its decisions.
+    """
 
     def __init__(
-        self,
-        table: Any,
-        consents: Any,
-        partition: int,
-        max_cached: int | None = None,
-        writer: Writer = _MAPPING,
+        self, table: Any, partition: int, max_cached: int | None = None, writer: Writer = _MAPPING
     ) -> None:
         super().__init__(
             table, partition, str, SubjectState.from_json, _subject_json, max_cached, writer
         )
-        self._consents = consents
 
     def _chunk_key(self, key: str, chunk: int) -> str:
         return f"{self._key(key)}#{chunk}"
@@ -394,9 +395,11 @@ class SubjectTable(CachedView[str, SubjectState]):
         data = load_json(raw)
         decisions = None
         if "d" not in data:  # kept apart (a record of an earlier worker holds them)
+            n = data.get("dn", 0)
             decisions = []
-            for chunk in range(-(-data.get("dn", 0) // DECISIONS_PER_RECORD)):
-                decisions.extend(load_json(self._consents[self._chunk_key(key, chunk)]))
+            for chunk in range(-(-n // DECISIONS_PER_RECORD)):
+                decisions.extend(load_json(self._table[self._chunk_key(key, chunk)]))
+            del decisions[n:]
         found = self._objects[key] = SubjectState.from_json(data, decisions)
         return found
 
@@ -409,7 +412,7 @@ class SubjectTable(CachedView[str, SubjectState]):
                 continue
             for chunk in range(subject.stored_decisions // per, -(-n // per)):
                 self._writer.set(
-                    self._consents,
+                    self._table,
                     self._chunk_key(key, chunk),
                     dumps_kept(subject.decisions_json(chunk * per, (chunk + 1) * per)),
                 )
@@ -417,8 +420,106 @@ class SubjectTable(CachedView[str, SubjectState]):
         return super().flush()
 
 
-#: Consent decisions in one record of the ``consents`` table.
+#: Consent decisions in one record of the ``subjects`` table.
 DECISIONS_PER_RECORD = 16
+
+
+def _month_key(key: str, month: str) -> str:
+    return f"{key}#{month}"
+
+
+@functools.lru_cache(maxsize=64)
+def _month_days(month: str) -> tuple[str, ...]:
+    """Every day a month (YYYY-MM) may have, as the policy's calendar writes days."""
+    return tuple(f"{month}-{d:02d}" for d in range(1, 32))
+
+
+def _days_json(edge: EdgeAggregate, days: Iterable[str]) -> dict[str, dict[str, int]]:
+    """The counts of ``days``, zeros included (a zero takes a count back)."""
+    return {
+        "days": {d: edge.days.get(d, 0) for d in days},
+        "breach_days": {d: edge.breach_days.get(d, 0) for d in days},
+    }
+
+
+def _put_days(edge: EdgeAggregate, data: Mapping[str, Mapping[str, int]]) -> None:
+    for name, counts in (("days", edge.days), ("breach_days", edge.breach_days)):
+        for day, n in data[name].items():
+            if n:
+                counts[day] = n
+            else:
+                counts.pop(day, None)
+
+
+class EdgeTable(CachedView[EdgeKey, EdgeAggregate]):
+    """The edges of one partition: each edge's totals in one record, and its counts by
+    day in a record per month (``<edge>#YYYY-MM``) that a flush rewrites only when a
+    day of it changed. So what is written per event does not grow with an edge's age
+    (an edge met every day for the three years records are kept has over a thousand
+    days).
+
+    The edge's record also carries the counts of the days the flush changed, and is
+    written before the months' records, in the same changelog partition, where Kafka
+    keeps their order: a crash between them leaves months a flush behind, and a load
+    puts those days back from the edge's record, which is as new as its ``applied``.
+    """
+
+    def __init__(self, table: Any, partition: int, writer: Writer = _MAPPING) -> None:
+        super().__init__(
+            table, partition, edge_key_to_str, EdgeAggregate.from_json, _json, writer=writer
+        )
+        self._months: dict[EdgeKey, set[str]] = {}  # months written, by edge
+
+    def _lookup(self, key: EdgeKey) -> EdgeAggregate | None:
+        found = self._objects.get(key)
+        if found is not None or key in self._absent:
+            return found
+        raw = self._table.get(self._key(key))
+        if raw is None:
+            self._absent.add(key)
+            return None
+        data = load_json(raw)
+        edge = EdgeAggregate.from_json(data)
+        if "months" in data:
+            for month in data["months"]:
+                chunk = self._table.get(_month_key(self._key(key), month))
+                if chunk is not None:
+                    _put_days(edge, load_json(chunk))
+            _put_days(edge, data["recent"])
+            # Their months may be the ones a crash kept from Kafka: written again.
+            edge.touched.update(data["recent"]["days"])
+            self._months[key] = set(data["months"])
+        else:  # a record of an earlier worker, its days inside: each month written anew
+            edge.touched.update(edge.days)
+            self._months[key] = set()
+        self._objects[key] = edge
+        return edge
+
+    def flush(self) -> int:
+        changed: list[tuple[str, EdgeAggregate, set[str]]] = []
+        for key in self._dirty:
+            edge = self._objects[key]
+            months = self._months.setdefault(key, set())
+            touched = sorted(edge.touched)
+            edge.touched.clear()
+            new = {day[:7] for day in touched}
+            months |= new
+            data = edge.to_json()
+            del data["days"], data["breach_days"]
+            data["months"] = sorted(months)
+            data["recent"] = _days_json(edge, touched)
+            self._writer.set(self._table, self._key(key), dumps_kept(data))
+            changed.append((self._key(key), edge, new))
+        # The months after every edge's own record (the class docstring says why).
+        for table_key, edge, new in changed:
+            for month in sorted(new):
+                held = [d for d in _month_days(month) if d in edge.days or d in edge.breach_days]
+                self._writer.set(
+                    self._table, _month_key(table_key, month), dumps_kept(_days_json(edge, held))
+                )
+        written = len(self._dirty)
+        self._dirty.clear()
+        return written
 
 
 def _subject_json(subject: SubjectState) -> bytes:
@@ -440,12 +541,11 @@ class PartitionState:
         self.partition = partition
         self.seen = SeenIndex(tables["seen"], partition, dedup_window, writer)
         self.subjects: CachedView[str, SubjectState] = SubjectTable(
-            tables["subjects"], tables["consents"], partition, cached_subjects, writer
+            tables["subjects"], partition, cached_subjects, writer
         )
-        self.edges: CachedView[EdgeKey, EdgeAggregate] = CachedView(
-            tables["edges"], partition, edge_key_to_str, EdgeAggregate.from_json, _json,
-            writer=writer,
-        )  # fmt: skip
+        self.edges: CachedView[EdgeKey, EdgeAggregate] = EdgeTable(
+            tables["edges"], partition, writer
+        )
         self.incidents: CachedView[str, IncidentPartial] = CachedView(
             tables["incidents"], partition, str, IncidentPartial.from_json, _json, writer=writer
         )
@@ -474,9 +574,24 @@ class BoardView(CachedView[str, BoardEntry]):
 
 
 def edge_records(items: Any) -> Iterator[tuple[EdgeKey, EdgeAggregate]]:
-    """(edge key, aggregate) of changelog items ``(table key, raw value)``."""
+    """(edge key, aggregate) of changelog items ``(table key, raw value)``: each edge's
+    record with its days put back from the records of its months, then from its own
+    (:class:`EdgeTable`)."""
+    edges: dict[str, tuple[EdgeAggregate, Any]] = {}
+    months: dict[str, list[Any]] = {}
     for key, raw in items:
         if not raw:
             continue
-        _, _, edge = key.partition("|")
-        yield edge_key_from_str(edge), EdgeAggregate.from_json(load_json(raw))
+        base, sep, _ = key.partition("#")
+        if sep:
+            months.setdefault(base, []).append(load_json(raw))
+        else:
+            data = load_json(raw)
+            edges[key] = (EdgeAggregate.from_json(data), data)
+    for key, (edge, data) in edges.items():
+        if "months" in data:
+            for days in months.get(key, ()):
+                _put_days(edge, days)
+            _put_days(edge, data["recent"])
+        _, _, name = key.partition("|")
+        yield edge_key_from_str(name), edge

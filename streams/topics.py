@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: The worker's tables, each with a changelog topic partitioned like the events topic.
-TABLES = ("seen", "subjects", "consents", "edges", "incidents", "board")
+TABLES = ("seen", "subjects", "edges", "incidents", "board")
 
 
 class KafkaUnavailable(LineageError):

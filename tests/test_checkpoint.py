@@ -113,9 +113,7 @@ class Harness:
         self.tables = (
             tables
             if tables is not None
-            else {
-                name: {} for name in ("seen", "subjects", "consents", "edges", "incidents", "board")
-            }
+            else {name: {} for name in ("seen", "subjects", "edges", "incidents", "board")}
         )
         self.producer = producer if producer is not None else FakeProducer()
         self.sender = Sender(self.producer, max_bytes=1_000_000)
