@@ -313,6 +313,10 @@ class LineageWorker:
                     and now - unflushed_since >= linger
                 ):
                     await self._flush()
+                    if checkpoint.unflushed():
+                        # Not written: a rebalance is under way. Wait a linger again,
+                        # not a spin, for the revocation that drops them.
+                        unflushed_since = time.monotonic()
                 if not checkpoint.unflushed():
                     unflushed_since = None
                 if self._recovered and not adopted:

@@ -62,10 +62,17 @@ class Intake:
     async def take(self, max_records: int, timeout: float | None = None) -> list[Chunk]:
         """Wait for one chunk (at most ``timeout`` seconds: then []), then take what else
         is queued, up to about ``max_records``."""
-        try:
-            first = await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
+        if not self._queue.empty():
+            # Taken at once: wait_for with no time left cancels the get before it runs,
+            # and would return [] from a full queue.
+            first = self._queue.get_nowait()
+        elif timeout is not None and timeout <= 0:
             return []
+        else:
+            try:
+                first = await asyncio.wait_for(self._queue.get(), timeout)
+            except TimeoutError:
+                return []
         chunks = [first]
         n = len(first.records)
         while n < max_records and not self._queue.empty():

@@ -580,3 +580,20 @@ def test_consent_decisions_go_before_their_subject_and_a_crash_between_counts_no
     assert [d.event_id for d in reloaded.decisions] == [f"c-{n}" for n in range(20)][
         : len(reloaded.decisions)
     ]
+
+
+def test_the_intake_hands_over_queued_chunks_when_no_time_is_left() -> None:
+    # The evaluate loop asks with no time left once a linger has passed: a queued chunk
+    # must come out then, or the worker spins with a full intake and judges nothing.
+    from streams.intake import Chunk, Intake
+
+    async def scenario() -> tuple[int, int, int]:
+        intake = Intake({"events"})
+        empty = len(await intake.take(100, timeout=0))
+        await intake.put(Chunk(("events", 0), [1, 2], 0))
+        await intake.put(Chunk(("events", 1), [3], 0))
+        taken = await intake.take(100, timeout=0)
+        waited = len(await intake.take(100, timeout=0.01))
+        return empty, sum(len(c.records) for c in taken), waited
+
+    assert asyncio.run(scenario()) == (0, 3, 0)
