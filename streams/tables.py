@@ -174,8 +174,13 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         if raw is None:
             self._absent.add(key)
             return None
-        value = self._objects[key] = self._decode(load_json(raw))
+        value = self._objects[key] = self._load(key, load_json(raw))
         return value
+
+    def _load(self, key: K, data: Any) -> V:
+        """The object of ``key`` from its record's JSON (a subclass reads what the
+        record keeps apart)."""
+        return self._decode(data)
 
     def __getitem__(self, key: K) -> V:
         found = self._lookup(key)
@@ -384,15 +389,7 @@ class SubjectTable(CachedView[str, SubjectState]):
     def _chunk_key(self, key: str, chunk: int) -> str:
         return f"{self._key(key)}#{chunk}"
 
-    def _lookup(self, key: str) -> SubjectState | None:
-        found = self._objects.get(key)
-        if found is not None or key in self._absent:
-            return found
-        raw = self._table.get(self._key(key))
-        if raw is None:
-            self._absent.add(key)
-            return None
-        data = load_json(raw)
+    def _load(self, key: str, data: Any) -> SubjectState:
         decisions = None
         if "d" not in data:  # kept apart (a record of an earlier worker holds them)
             n = data.get("dn", 0)
@@ -400,8 +397,7 @@ class SubjectTable(CachedView[str, SubjectState]):
             for chunk in range(-(-n // DECISIONS_PER_RECORD)):
                 decisions.extend(load_json(self._table[self._chunk_key(key, chunk)]))
             del decisions[n:]
-        found = self._objects[key] = SubjectState.from_json(data, decisions)
-        return found
+        return SubjectState.from_json(data, decisions)
 
     def flush(self) -> int:
         per = DECISIONS_PER_RECORD
@@ -470,15 +466,7 @@ class EdgeTable(CachedView[EdgeKey, EdgeAggregate]):
         )
         self._months: dict[EdgeKey, set[str]] = {}  # months written, by edge
 
-    def _lookup(self, key: EdgeKey) -> EdgeAggregate | None:
-        found = self._objects.get(key)
-        if found is not None or key in self._absent:
-            return found
-        raw = self._table.get(self._key(key))
-        if raw is None:
-            self._absent.add(key)
-            return None
-        data = load_json(raw)
+    def _load(self, key: EdgeKey, data: Any) -> EdgeAggregate:
         edge = EdgeAggregate.from_json(data)
         if "months" in data:
             for month in data["months"]:
@@ -492,7 +480,6 @@ class EdgeTable(CachedView[EdgeKey, EdgeAggregate]):
         else:  # a record of an earlier worker, its days inside: each month written anew
             edge.touched.update(edge.days)
             self._months[key] = set()
-        self._objects[key] = edge
         return edge
 
     def flush(self) -> int:
