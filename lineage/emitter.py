@@ -61,6 +61,7 @@ from kafka.errors import KafkaError
 from lineage.backoff import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS, Backoff
 from lineage.errors import LineageError
 from lineage.jsonbytes import dumps_kept
+from lineage.logguard import guard_loggers
 from lineage.redact import Redactor
 from lineage.schemas import AccessEvent, ConsentEvent, decode_event
 
@@ -658,6 +659,9 @@ class _Hush(logging.Filter):
 def connect(config: Mapping[str, Any]) -> Any:
     """A kafka-python producer; or :class:`EmitterError` saying why Kafka refused or did
     not answer: wrong credentials, an untrusted certificate, nobody listening."""
+    # kafka-python prints each record it sends, and each produce request, at DEBUG: a
+    # service that turns DEBUG on must not find its events in its own log.
+    guard_loggers("kafka.")
     hush = _Hush()
     loggers = [logging.getLogger(name) for name in _NET_LOGGERS]
     for logger in loggers:

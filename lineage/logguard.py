@@ -20,10 +20,13 @@ its kind and size, ``<bytes: 312, withheld>``, so the line still says what happe
   the request or response (*): produced and fetched records, SASL PLAIN bytes.
 - ``aiokafka.producer.producer``: ``Sending (key=%s value=%s) to %s``, key and value.
 - ``kafka.net.connection``: ``%s Request %d: %s`` and ``%s: Response %d (%s ms): %s``,
-  and ``kafka.protocol.parser``: ``%s Received response %d %s``, the request or
-  response (*); ``Response %d [...]: Unable to decode %d-byte buffer: %r``, the buffer.
+  and ``kafka.protocol.parser``: ``%s Received response %d %s`` and ``%s Sending
+  request %d %s``, the request or response (*); ``%s Send: %r`` and ``%s Recv: %r``,
+  the bytes on the wire; ``Response %d [...]: Unable to decode %d-byte buffer: %r``,
+  the buffer.
 - ``kafka.producer.kafka``: ``%s: Sending (key=%r value=%r headers=%r) to %s``, key,
-  value and headers.
+  value and headers; ``kafka.producer.sender``: ``%s: Created %d produce requests: %s``
+  and ``%s: Sending Produce Request: %r``, the requests (their records).
 - ``faust.topics`` and ``faust.transport.drivers.aiokafka``: ``send: topic=%r k=%r
   v=%r timestamp=%r partition=%r``, key and value (changelog keys hold subjects,
   values consent references).
@@ -84,6 +87,7 @@ __all__ = [
     "RULES",
     "LogGuard",
     "Rule",
+    "guard_loggers",
     "install_log_guard",
     "protect",
 ]
@@ -179,12 +183,17 @@ RULES: tuple[Rule, ...] = (
     Rule("kafka.net.connection", "%s Request %d: %s", (2,), shown=_without_data),
     Rule("kafka.net.connection", "%s: Response %d (%s ms): %s", (3,), shown=_without_data),
     Rule("kafka.protocol.parser", "%s Received response %d %s", (2,), shown=_without_data),
+    Rule("kafka.protocol.parser", "%s Sending request %d %s", (2,), shown=_without_data),
+    Rule("kafka.protocol.parser", "%s Send: %r", (1,)),
+    Rule("kafka.protocol.parser", "%s Recv: %r", (1,)),
     Rule(
         "kafka.protocol.parser",
         "Response %d [ResponseType: %s RequestHeader: %s]: Unable to decode %d-byte buffer: %r",
         (4,),
     ),
     Rule("kafka.producer.kafka", "%s: Sending (key=%r value=%r headers=%r) to %s", (1, 2, 3)),
+    Rule("kafka.producer.sender", "%s: Created %d produce requests: %s", (2,)),
+    Rule("kafka.producer.sender", "%s: Sending Produce Request: %r", (1,)),
     Rule("faust.topics", _SEND, (1, 2)),
     Rule("faust.transport.drivers.aiokafka", _SEND, (1, 2)),
     Rule("faust.topics", "_on_published error for message topic ", cut=" message "),
@@ -285,6 +294,17 @@ def protect(secret: str | None) -> None:
     """Mask ``secret`` in every log record of this process from now on (see
     :meth:`LogGuard.protect`); a secret shorter than :data:`MIN_SECRET` is ignored."""
     GUARD.protect(secret)
+
+
+def guard_loggers(prefix: str, guard: LogGuard = GUARD) -> None:
+    """Put ``guard`` on the loggers its rules name under ``prefix`` (``"kafka."``) and
+    nowhere else: what a library embedded in another program does (the SDK), leaving
+    that program's handlers alone; idempotent."""
+    for name in (*guard.rules, *guard.quiet):
+        if name.startswith(prefix):
+            logger = logging.getLogger(name)
+            if guard not in logger.filters:
+                logger.addFilter(guard)
 
 
 def install_log_guard(guard: LogGuard = GUARD) -> LogGuard:

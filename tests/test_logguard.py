@@ -410,3 +410,41 @@ def test_a_worker_at_debug_logs_no_event_content_and_no_token(
     assert "[DEBUG]" in log and "withheld>" in log and changelog in log
     for marker in (subject, attribute, reference, key, token, path):
         assert marker not in log, f"{marker} in the worker's debug log"
+
+
+@pytest.mark.kafka
+def test_a_service_at_debug_finds_no_event_of_its_own_in_its_log(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The SDK guards kafka-python's loggers, and only those: the service's own handlers
+    # get no filter of ours, and kafka-python's DEBUG lines say what happened without
+    # the records.
+    from lineage.emitter import Emitter
+    from tests.helpers import access
+
+    marker = f"attr{uuid.uuid4().hex[:8]}"
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        with Emitter(
+            kafka_bootstrap,
+            topic=f"sdk{uuid.uuid4().hex[:8]}.events",
+            spill_path=tmp_path / "spill.jsonl",
+        ) as emitter:
+            emitter.emit(
+                orjson.dumps(access(event_id="e-1", recipient="payco", attributes={"note": marker}))
+            )
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert GUARD not in handler.filters
+    lines = [r.getMessage() for r in records]
+    # (kafka-python's producer module logs nothing more once any producer was collected
+    # unclosed in this process: its close() swaps the module's logger for a null one.)
+    assert any("produce requests: <dict" in line and "withheld>" in line for line in lines)
+    assert not [line for line in lines if marker in line]
