@@ -333,7 +333,12 @@ class SubjectView:
     def flush(self, rows_wanted: bool = True) -> list[Row]:
         """Write what changed since the last flush, each pair once; return the rows
         written (and deleted), as a compacted topic keeps them (none when not
-        ``rows_wanted``: a view kept in one file alone)."""
+        ``rows_wanted``: a view kept in one file alone).
+
+        The pairs' rows come last: a pair's row says which facts are folded in (a fact
+        delivered again is skipped), so what folding them made (provision records) must
+        reach the topic before it, where a crash keeps a prefix of the rows.
+        """
         self._apply()
         rows: list[Row] = []
         db = self._db
@@ -343,8 +348,6 @@ class SubjectView:
             (subject, recipient, orjson.dumps(held[subject, recipient].to_json()))
             for subject, recipient in sorted(self._dirty)
         ]
-        if rows_wanted:
-            rows = [(f"f{_SEP}{s}{_SEP}{r}", facts) for s, r, facts in pairs]
         self._dirty.clear()
         consents = []
         add_row = rows.append if rows_wanted else _ignore
@@ -375,6 +378,8 @@ class SubjectView:
             newest = repr(self.newest)
             add_row((_NEWEST, newest.encode()))
             self._newest_written = self.newest
+        if rows_wanted:
+            rows.extend((f"f{_SEP}{s}{_SEP}{r}", facts) for s, r, facts in pairs)
         try:
             with db:
                 if newest is not None:
