@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -36,3 +39,30 @@ def consent(**fields: Any) -> dict[str, Any]:
 
 def rules_of(alerts: list[dict[str, Any]]) -> set[str]:
     return {a["rule"] for a in alerts}
+
+
+class Recorder(logging.Handler):
+    """A handler that keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def debug_records() -> Iterator[Recorder]:
+    """A :class:`Recorder` on the root logger, at DEBUG, while the block runs; the root
+    logger's level is put back after."""
+    recorder = Recorder()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(recorder)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield recorder
+    finally:
+        root.removeHandler(recorder)
+        root.setLevel(level)

@@ -420,30 +420,22 @@ def test_a_service_at_debug_finds_no_event_of_its_own_in_its_log(
     # get no filter of ours, and kafka-python's DEBUG lines say what happened without
     # the records.
     from lineage.emitter import Emitter
-    from tests.helpers import access
+    from tests.helpers import access, debug_records
 
     marker = f"attr{uuid.uuid4().hex[:8]}"
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level=logging.DEBUG)
-    handler.emit = records.append  # type: ignore[method-assign]
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        with Emitter(
+    with (
+        debug_records() as recorder,
+        Emitter(
             kafka_bootstrap,
             topic=f"sdk{uuid.uuid4().hex[:8]}.events",
             spill_path=tmp_path / "spill.jsonl",
-        ) as emitter:
-            emitter.emit(
-                orjson.dumps(access(event_id="e-1", recipient="payco", attributes={"note": marker}))
-            )
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-    assert GUARD not in handler.filters
-    lines = [r.getMessage() for r in records]
+        ) as emitter,
+    ):
+        emitter.emit(
+            orjson.dumps(access(event_id="e-1", recipient="payco", attributes={"note": marker}))
+        )
+    assert GUARD not in recorder.filters
+    lines = [r.getMessage() for r in recorder.records]
     # (kafka-python's producer module logs nothing more once any producer was collected
     # unclosed in this process: its close() swaps the module's logger for a null one.)
     assert any("produce requests: <dict" in line and "withheld>" in line for line in lines)

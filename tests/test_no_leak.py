@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import logging
 import re
 import sqlite3
 import unicodedata
@@ -42,7 +41,7 @@ from lineage.policy import Policy
 from lineage.redact import Redactor
 from lineage.run import run_embedded
 from lineage.schemas import EventRejected, decode_event
-from tests.helpers import access, consent
+from tests.helpers import access, consent, debug_records
 
 # -- what is planted -------------------------------------------------------------------------
 
@@ -335,13 +334,6 @@ def test_planted_personal_data_reaches_no_output(
     out = tmp_path_factory.mktemp("leak")
     lines = [orjson.dumps(access(event_id="ok-1", recipient="payco"))]
     lines += [plant(place, value.written, n) for n, (value, place) in enumerate(planted)]
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level=logging.DEBUG)
-    handler.emit = records.append  # type: ignore[method-assign]
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
     notifications: list[str] = []
 
     def forward(kind: str, record: dict[str, Any]) -> None:
@@ -351,15 +343,12 @@ def test_planted_personal_data_reaches_no_output(
             [title(which, record), body(which, record), cef_line(which, record, "0.1.0")]
         )
 
-    try:
+    with debug_records() as recorder:
         run_embedded(policy, lines, out, redactor=Redactor(b"k" * 32), forward=forward)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
     texts = outputs_of(out)
     texts["subjects.sqlite rows"] = sqlite_rows(out / "subjects.sqlite")
     texts["notifications"] = "\n".join(notifications)
-    texts["log"] = "\n".join(r.getMessage() for r in records)
+    texts["log"] = "\n".join(r.getMessage() for r in recorder.records)
     for value, place in planted:
         for needle in value.needles:
             for name, text in texts.items():
