@@ -283,9 +283,11 @@ class SubjectView:
         for start in range(0, len(missing), _KEYS_PER_QUERY):
             chunk = missing[start : start + _KEYS_PER_QUERY]
             values = ",".join("(?,?)" for _ in chunk)
+            # A join from the keys, so that SQLite looks each up by the primary key: a
+            # row-value IN over VALUES scans the whole table for every query.
             found = db.execute(
-                "SELECT subject, recipient, facts FROM pairs WHERE (subject, recipient) "
-                f"IN (VALUES {values})",
+                f"SELECT p.subject, p.recipient, p.facts FROM (VALUES {values}) AS k "
+                "CROSS JOIN pairs AS p ON p.subject = k.column1 AND p.recipient = k.column2",
                 [part for key in chunk for part in key],
             ).fetchall()
             for subject, recipient, facts in found:
