@@ -346,11 +346,17 @@ class SubjectView:
         db = self._db
         held = self._pairs
         # In key order: SQLite inserts into its B-tree three times faster so.
-        pairs = [
-            (subject, recipient, orjson.dumps(held[subject, recipient].to_json()))
-            for subject, recipient in sorted(self._dirty)
-        ]
+        dirty = sorted(self._dirty)
         self._dirty.clear()
+        # A view kept in a file alone makes each pair's text as SQLite takes it and frees
+        # it: a flush of many pairs then grows no memory, and growing the heap cost
+        # five times what making the text did (150,000 pairs: 2.6 s against 0.16 s).
+        pairs: Iterable[tuple[str, str, bytes]] = (
+            (subject, recipient, orjson.dumps(held[subject, recipient].to_json()))
+            for subject, recipient in dirty
+        )
+        if rows_wanted:
+            pairs = list(pairs)
         consents = []
         add_row = rows.append if rows_wanted else _ignore
         for c in self._consents:
@@ -394,7 +400,7 @@ class SubjectView:
         except sqlite3.Error as exc:
             raise RunError(f"cannot write the subjects' view {self.path}: {exc}") from exc
         self._records = []
-        self._empty = self._empty and not pairs
+        self._empty = self._empty and not dirty
         limit = self._max_cached
         if limit is not None and len(self._pairs) + len(self._absent) > limit:
             self._pairs.clear()
