@@ -7,7 +7,8 @@ thin layers over :func:`run_embedded`. Output files (docs/contract.md):
 - ``incidents.jsonl``     incident publications; the last line per incident id is final
 - ``dead-letter.jsonl``   bad input with its original text and a reason
 - ``provision-records.jsonl`` records of provision to third parties (APPI Art. 29)
-- ``subjects.sqlite``     every subject's lineage, for ``lineage subject`` (Art. 11)
+- ``subjects.sqlite``     every subject's lineage, for ``lineage subject`` (Art. 11),
+  folded in a process of its own in a long run (:mod:`lineage.view_process`)
 - ``lineage.*``           the graph exports (GraphML, JSON, DOT, Mermaid, HTML)
 - ``summary.json``        the closing counts, for tools
 
@@ -42,7 +43,7 @@ from lineage.redact import Redactor
 from lineage.rules.base import article_key
 from lineage.schemas import MAX_EVENT_BYTES, Severity
 from lineage.subjects import SUBJECTS_FILE
-from lineage.view import SubjectView
+from lineage.view_process import RunView
 
 __all__ = ["Forward", "Line", "RunSummary", "read_lines", "run_embedded"]
 
@@ -204,7 +205,7 @@ def run_embedded(
     outputs = {name: out_dir / name for name in (ALERTS, INCIDENTS, DEAD_LETTERS, RECORDS_FILE)}
     outputs[SUBJECTS_FILE] = out_dir / SUBJECTS_FILE
     outputs[SUBJECTS_FILE].unlink(missing_ok=True)
-    view = SubjectView(outputs[SUBJECTS_FILE])
+    view = RunView(outputs[SUBJECTS_FILE])
     fold = view.fold
     board = IncidentBoard()
     partials = engine.state.incidents
@@ -256,11 +257,18 @@ def run_embedded(
                 if forward is not None:
                     forward("incident", publication)
     except OSError as exc:
+        view.close()
         raise RunError(f"cannot write to {out_dir}: {exc.strerror}") from exc
-    purged = _retention(policy, engine.stats.newest, view, outputs[RECORDS_FILE])
-    view.set_meta("policy_version", policy.version)
-    view.flush(rows_wanted=False)
-    view.close()
+    except BaseException:
+        view.close()
+        raise
+    days = policy.policy.records_retention_days
+    purged_from_view, newest = view.finish(
+        engine.stats.newest, days, {"policy_version": policy.version}
+    )
+    purged = (
+        _purge_records(outputs[RECORDS_FILE], newest - days * 86_400) if purged_from_view else 0
+    )
     if exports:
         from lineage.export import write_exports
 
@@ -281,15 +289,11 @@ def run_embedded(
     return summary
 
 
-def _retention(policy: Policy, newest: float, view: SubjectView, records_file: Path) -> int:
-    """Purge the provision records past retention from every store of the run: those
-    provided more than ``records_retention_days`` before the newest event time seen
-    (CONTRACT section 10). Returns how many."""
-    view.observe(newest)
-    days = policy.policy.records_retention_days
-    if not view.retain(days):
-        return 0
-    cutoff = view.newest - days * 86_400
+def _purge_records(records_file: Path, cutoff: float) -> int:
+    """Purge the provision records past retention from the records file, as the view
+    purged them from its store: those provided before ``cutoff`` (POSIX seconds), more
+    than ``records_retention_days`` before the newest event time seen (CONTRACT section
+    10). Returns how many."""
     kept = records_file.with_name(records_file.name + ".kept")
     purged = 0
     with records_file.open("rb") as lines, kept.open("wb") as out:

@@ -257,6 +257,11 @@ class SubjectView:
         next :meth:`flush` (or read), with one query for every pair not held."""
         self._facts.extend(facts)
 
+    def fold_now(self) -> None:
+        """Fold the facts taken so far into the pairs held (a flush would; a process that
+        only folds does it as facts come, so that it never holds many)."""
+        self._apply()
+
     def _apply(self) -> None:
         facts, self._facts = self._facts, []
         if not facts:
