@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,9 @@ __all__ = ["DETACH_AFTER", "RunView"]
 DETACH_AFTER = 20_000
 #: Facts sent to the child in one message.
 _BATCH = 4_096
+#: Batches waiting for the sender thread (about 300 KiB each): the run goes on judging
+#: while the child writes its file, and waits only when the child falls this far behind.
+_QUEUED = 16
 #: A fact's kind by its length on the wire (each is a tuple of its fields).
 _KINDS: dict[int, Any] = {len(Flow._fields): Flow, len(Consent._fields): Consent}
 _KINDS[len(Retracted._fields)] = Retracted
@@ -55,6 +60,9 @@ class RunView:
         self._child: subprocess.Popen[bytes] | None = None
         self._to_child: Connection | None = None
         self._from_child: Connection | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        self._sender: threading.Thread | None = None
+        self._broken = False  # the sender could not write to the child
 
     def fold(self, facts: list[ViewFact]) -> None:
         """Take view facts, in the order judging emitted them."""
@@ -77,6 +85,9 @@ class RunView:
         self._ship()
         assert self._to_child is not None and self._from_child is not None
         self._send(b"E" + orjson.dumps([_finite(newest), retention_days, meta]))
+        self._stop_sender()
+        if self._broken:
+            raise self._died()
         try:
             answer = orjson.loads(self._from_child.recv_bytes())
         except (EOFError, OSError):
@@ -90,13 +101,14 @@ class RunView:
     def close(self) -> None:
         """Stop the child, if one runs (a run that fails stops it unfinished)."""
         child, self._child = self._child, None
+        if child is not None and child.poll() is None:
+            child.kill()  # a write the sender is blocked in fails, and it stops
+        self._stop_sender()
         for conn in (self._to_child, self._from_child):
             if conn is not None:
                 conn.close()
         self._to_child = self._from_child = None
         if child is not None:
-            if child.poll() is None:
-                child.kill()
             child.wait()
 
     def _ship(self) -> None:
@@ -124,13 +136,35 @@ class RunView:
         os.close(child_writes)
         self._to_child = Connection(to_child, readable=False)
         self._from_child = Connection(from_child, writable=False)
+        self._sender = threading.Thread(
+            target=self._send_all, args=(self._to_child,), name="lineage-view-sender", daemon=True
+        )
+        self._sender.start()
 
     def _send(self, message: bytes) -> None:
-        assert self._to_child is not None
-        try:
-            self._to_child.send_bytes(message)
-        except OSError:
-            raise self._died() from None
+        if self._broken:
+            raise self._died()
+        self._queue.put(message)
+
+    def _send_all(self, conn: Connection) -> None:
+        """The sender thread: writes the queued batches to the child, so that judging never
+        waits while the child writes its file (the write releases the GIL)."""
+        messages = self._queue
+        while (message := messages.get()) is not None:
+            try:
+                conn.send_bytes(message)
+            except OSError:
+                self._broken = True
+                while messages.get() is not None:  # let the run queue on; it sees _broken
+                    pass
+                return
+
+    def _stop_sender(self) -> None:
+        """Let the sender write what is queued, and end."""
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            self._queue.put(None)
+            sender.join()
 
     def _died(self) -> RunError:
         """What became of a child that stopped answering: its own error, when it sent one."""
