@@ -99,6 +99,9 @@ class RunSummary:
         }
 
 
+#: Output lines end in orjson, with no copy of the text to add the newline.
+_LINE = orjson.OPT_APPEND_NEWLINE
+
 #: How much of a file is read at a time.
 _CHUNK = 1 << 16
 
@@ -234,26 +237,26 @@ def run_embedded(
                         continue
                     outcome = engine.process(raw, offset=number, origin=origin)
                 if outcome.dead_letter is not None:
-                    dead.write(orjson.dumps(outcome.dead_letter) + b"\n")
+                    dead.write(orjson.dumps(outcome.dead_letter, option=_LINE))
                     continue
                 for alert in outcome.alerts:
-                    alerts.write(orjson.dumps(alert) + b"\n")
+                    alerts.write(orjson.dumps(alert, option=_LINE))
                     if alert["status"] == "retracted":
                         retracted[alert["article"]] += 1
                     if forward is not None:
                         forward("alert", alert)
                 for record in outcome.records:
-                    records.write(orjson.dumps(record) + b"\n")
+                    records.write(orjson.dumps(record, option=_LINE))
                 if outcome.view:
                     fold(outcome.view)
                 for iid in outcome.incidents:
                     publication = board.update(iid, 0, partials[iid], live=True)
                     if publication is not None:
-                        incidents.write(orjson.dumps(publication) + b"\n")
+                        incidents.write(orjson.dumps(publication, option=_LINE))
                         if forward is not None:
                             forward("incident", publication)
             for publication in board.flush():
-                incidents.write(orjson.dumps(publication) + b"\n")
+                incidents.write(orjson.dumps(publication, option=_LINE))
                 if forward is not None:
                     forward("incident", publication)
     except OSError as exc:
