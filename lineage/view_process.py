@@ -8,7 +8,8 @@ facts, a child process (``python -m lineage.view_process``) is started and folds
 them on another core while the run goes on judging.
 
 The facts cross a pipe in batches as JSON arrays (orjson: about a quarter of a
-microsecond a fact), in the order judging emitted them, and the child folds them
+microsecond a fact), written by a thread of the run so that judging goes on while the
+child writes its file, in the order judging emitted them, and the child folds them
 into the same :class:`~lineage.view.SubjectView` the run would have kept itself: the
 file it writes is the same. At the end the run sends what retention and the file's
 metadata need and waits for the child to write, close and answer (records purged,
