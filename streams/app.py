@@ -53,6 +53,7 @@ from streams.faust_internals import (
     partition_offsets,
     recovery_stalls,
 )
+from streams.heap import HeapTrim
 from streams.intake import Intake
 from streams.kafka_config import KafkaConfig
 from streams.metrics import Metrics
@@ -277,6 +278,7 @@ class LineageWorker:
         publish_every = settings.incident_flush_seconds
         next_publish = time.monotonic() + publish_every
         next_gauges = 0.0
+        heap = HeapTrim()
         adopted = False
         linger = settings.flush_linger_ms / 1000
         unflushed_since: float | None = None  # when the oldest record not flushed was taken
@@ -334,6 +336,8 @@ class LineageWorker:
                 if time.monotonic() >= next_gauges:
                     self._update_lag()
                     next_gauges = time.monotonic() + _GAUGE_SECONDS
+                # What the worker freed goes back to the system (streams.heap).
+                heap.maybe(time.monotonic())
             # A graceful stop: make durable what was judged, and publish every incident
             # that changed, before faust stops the consumer and commits.
             if checkpoint.unflushed():

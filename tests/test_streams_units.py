@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import platform
 import tracemalloc
 import types
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
 from lineage.view import Row
+from streams.heap import HeapTrim
 from streams.runner import RepeatFilter, awaiting, install_repeat_filter
 from streams.settings import Settings
 from streams.tables import CachedView, PartitionState, SeenIndex, edge_records, partition_of
@@ -597,3 +599,27 @@ def test_the_intake_hands_over_queued_chunks_when_no_time_is_left() -> None:
         return empty, sum(len(c.records) for c in taken), waited
 
     assert asyncio.run(scenario()) == (0, 3, 0)
+
+
+def test_the_heap_is_trimmed_at_most_once_an_interval() -> None:
+    calls: list[float] = []
+    now = 100.0
+
+    def trim(pad: int) -> int:
+        assert pad == 0
+        calls.append(now)
+        return 1
+
+    heap = HeapTrim(every=10.0, trim=trim)
+    heap.maybe(now)  # the first turn trims
+    now = 109.9
+    heap.maybe(now)
+    now = 110.0
+    heap.maybe(now)
+    assert calls == [100.0, 110.0]
+
+
+def test_the_heap_trim_is_glibcs_where_malloc_is_glibcs() -> None:
+    heap = HeapTrim()
+    assert heap.available == (platform.libc_ver()[0] == "glibc")
+    heap.maybe(0.0)  # the real call: nothing to assert but that it returns

@@ -1,0 +1,60 @@
+"""Giving the memory a worker has freed back to the system.
+
+glibc's malloc keeps what a process frees for its own reuse and gives back to the
+system only the top of its main heap, so a process that frees about as much as it
+allocates (records decoded and dropped, batches built and sent, caches emptied and
+filled again) keeps the RSS of its peaks. ``malloc_trim(0)`` gives back every whole
+free page of every arena (``madvise``): at most every :data:`TRIM_SECONDS` the worker
+calls it between two turns of its loop, so that its RSS follows what it holds. On
+this project's 2-vCPU machine a call took under 0.1 ms; a page given back costs a
+page fault when it is used again.
+
+Measured with ``bench/memory.py`` (1,000,000 events over 100,000 subjects a phase,
+the dedup window full after the first): RSS after the first phase and the second
+538.6 and 611.1 MiB, against 597.5 and 742.0 MiB without it. Where malloc is not
+glibc's (musl, macOS), it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+
+__all__ = ["TRIM_SECONDS", "HeapTrim"]
+
+#: The least time between two trims.
+TRIM_SECONDS = 10.0
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where malloc is another's."""
+    try:
+        found = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
+        return None
+    if found is None:
+        return None
+    found.argtypes = [ctypes.c_size_t]
+    found.restype = ctypes.c_int
+    return found  # type: ignore[no-any-return]
+
+
+class HeapTrim:
+    """Calls ``trim(0)`` at most every ``every`` seconds (``trim``: glibc's by default)."""
+
+    def __init__(
+        self, every: float = TRIM_SECONDS, trim: Callable[[int], int] | None = None
+    ) -> None:
+        self._every = every
+        self._trim = trim if trim is not None else _malloc_trim()
+        self._next = 0.0
+
+    @property
+    def available(self) -> bool:
+        return self._trim is not None
+
+    def maybe(self, now: float) -> None:
+        """Trim if the last trim was ``every`` seconds before ``now`` (a monotonic time)."""
+        if self._trim is not None and now >= self._next:
+            self._trim(0)
+            self._next = now + self._every
