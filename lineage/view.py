@@ -287,13 +287,8 @@ class SubjectView:
         db = self._db
         for start in range(0, len(missing), _KEYS_PER_QUERY):
             chunk = missing[start : start + _KEYS_PER_QUERY]
-            values = ",".join("(?,?)" for _ in chunk)
-            # A join from the keys, so that SQLite looks each up by the primary key: a
-            # row-value IN over VALUES scans the whole table for every query.
             found = db.execute(
-                f"SELECT p.subject, p.recipient, p.facts FROM (VALUES {values}) AS k "
-                "CROSS JOIN pairs AS p ON p.subject = k.column1 AND p.recipient = k.column2",
-                [part for key in chunk for part in key],
+                _pairs_query(len(chunk)), [part for key in chunk for part in key]
             ).fetchall()
             for subject, recipient, facts in found:
                 self._pairs[subject, recipient] = PairFacts.from_json(orjson.loads(facts))
@@ -525,6 +520,20 @@ class SubjectView:
             if found is not None:
                 return spelling, found
         return tried[0], None
+
+
+def _pairs_query(keys: int) -> str:
+    """The query for the pairs of ``keys`` (subject, recipient) parameters.
+
+    A join from the keys, so that SQLite looks each up by the primary key: a row-value
+    ``IN (VALUES ...)`` scans the whole table for every query (SQLite 3.40), and the
+    cost of folding then grows with everything the view has written.
+    """
+    values = ",".join("(?,?)" for _ in range(keys))
+    return (
+        f"SELECT p.subject, p.recipient, p.facts FROM (VALUES {values}) AS k "
+        "CROSS JOIN pairs AS p ON p.subject = k.column1 AND p.recipient = k.column2"
+    )
 
 
 def _ignore(row: Row) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lineage.view import Consent, Flow, Retracted, SubjectView
+from lineage.view import Consent, Flow, Retracted, SubjectView, _pairs_query
 
 
 def flow(
@@ -95,3 +95,25 @@ def test_a_crash_between_the_rows_of_a_flush_loses_no_provision_record() -> None
         again.fold(facts)  # the same events, judged again after the restart
         again.flush()
         assert again.lineage("u-1") == expected, f"rebuilt from the first {kept} rows"
+
+
+def test_pairs_not_held_are_looked_up_by_primary_key_not_by_a_scan() -> None:
+    # A scan per query made folding cost grow with everything the view had written.
+    view = SubjectView()
+    plan = view._db.execute(
+        "EXPLAIN QUERY PLAN " + _pairs_query(3), ["u-1", "a", "u-2", "b", "u-3", "c"]
+    ).fetchall()
+    steps = [row[-1] for row in plan]
+    assert "SEARCH p USING PRIMARY KEY (subject=? AND recipient=?)" in steps, steps
+    assert not [s for s in steps if s in ("SCAN p", "SCAN pairs")], steps
+
+
+def test_a_view_reads_back_the_pairs_it_forgot() -> None:
+    view = SubjectView(max_cached=1)
+    view.fold([flow(0), flow(1, recipient="adco", name="AdCo", kind="ad_provider")])
+    view.flush()  # past max_cached: the pairs are forgotten, all of them in SQLite
+    view.fold([flow(2), flow(3, recipient="adco", name="AdCo", kind="ad_provider")])
+    view.flush()
+    lineage = view.lineage("u-1")
+    assert lineage is not None
+    assert {r: f.events for r, f in lineage.recipients.items()} == {"researchers": 2, "adco": 2}
