@@ -20,9 +20,10 @@ assignment of its partition.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import orjson
 
@@ -38,6 +39,7 @@ from lineage.state import (
     edge_key_to_str,
 )
 from streams.faust_internals import LineageTable
+from streams.idtable import IdTable, key_of
 
 __all__ = [
     "BoardView",
@@ -244,31 +246,14 @@ def _seen(value: Any) -> Seen:
     return int(value[0]), str(value[1])
 
 
-_DIGEST_BITS = 64
-_HAS_DIGEST = 1 << _DIGEST_BITS
-_DIGEST_MASK = _HAS_DIGEST - 1
-
-
-def _pack(seen: Seen) -> int | Seen:
-    """A seen entry in one int: offset, a flag, and the 64-bit digest (16 hex digits).
-
-    An id in the window costs its key and this int, about half of a tuple of an int
-    and a str. An entry whose digest is not 16 hex digits (none written today) is
-    kept as it is.
-    """
-    offset, digest = seen
-    if len(digest) != 16 or offset < 0:
-        return seen
+def _digest_int(digest: str) -> int | None:
+    """A digest of 16 hex digits (every digest written today) as an int, else None."""
+    if len(digest) != 16 or not (digest.isascii() and digest.isalnum()):
+        return None  # int() would take a sign, spaces, underscores
     try:
-        return (offset << (_DIGEST_BITS + 1)) | _HAS_DIGEST | int(digest, 16)
+        return int(digest, 16)
     except ValueError:
-        return seen
-
-
-def _unpack(packed: int | Seen) -> Seen:
-    if isinstance(packed, int):
-        return packed >> (_DIGEST_BITS + 1), f"{packed & _DIGEST_MASK:016x}"
-    return packed
+        return None
 
 
 class SeenIndex(MutableMapping[str, Seen]):
@@ -279,6 +264,13 @@ class SeenIndex(MutableMapping[str, Seen]):
     One changelog record per event would cost more than judging it; so the ids a
     batch adds go into one record keyed by the batch's first offset, and the index
     is rebuilt from those records when the partition is (re)assigned.
+
+    In memory an id is its hash, offset and digest in an :class:`IdTable` (24 bytes a
+    slot), not a string. A hash found there is confirmed before it counts: against
+    the batch not yet written, or else against the record that holds its offset
+    (one offset, one message, one id). Ids whose hash another id holds already, and
+    entries that do not pack (a digest that is not 16 hex digits, from before
+    digests), are kept by id in a dict beside the table.
 
     The index forgets ids more than ``window`` offsets behind the newest one it
     holds: their records are deleted (the changelog compacts them away), so memory
@@ -294,38 +286,114 @@ class SeenIndex(MutableMapping[str, Seen]):
         self._writer = writer
         self._partition = partition
         self._window = window
-        self._ids: dict[str, int | Seen] = {}  # packed (see _pack)
+        self._ids = IdTable()
+        self._odd: dict[str, Seen] = {}  # by id: see the class's docstring
+        self._pending: dict[str, Seen] = {}  # set since the last flush
         # (first offset, last offset, table key) of each record, oldest first.
         self._records: list[tuple[int, int, str]] = []
+        # The ids of the record a hit was last confirmed against (redelivered events
+        # come in offset order, so they confirm against the same record in turn).
+        self._confirmed: tuple[str, Mapping[str, Any]] | None = None
+        # (id, its key, its free slot) of the last get that found an id absent, which
+        # the set that follows it reuses while nothing else changed the table.
+        self._missed: tuple[str, int, int] | None = None
         for key, raw in sorted(partition_items(table, partition), key=_first):
             if raw:
                 ids = {eid: _seen(v) for eid, v in load_json(raw).items()}
                 if ids:
-                    self._ids.update((eid, _pack(v)) for eid, v in ids.items())
                     offsets = [o for o, _ in ids.values()]
                     self._records.append((min(offsets), max(offsets), key))
-        self._pending: dict[str, Seen] = {}
+                    for eid, seen in ids.items():
+                        self._hold(eid, seen)
+        self._confirmed = None
         self._forget()
 
     def __getitem__(self, key: str) -> Seen:
-        return _unpack(self._ids[key])
+        found = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return cast(Seen, found)
 
     def get(self, key: str, default: Any = None) -> Any:
-        found = self._ids.get(key)
-        return default if found is None else _unpack(found)
+        if self._odd:
+            found = self._odd.get(key)
+            if found is not None:
+                return found
+        ids = self._ids
+        hashed = key_of(key)
+        slot = ids.slot(hashed)
+        if slot < 0:
+            self._missed = (key, hashed, slot)
+            return default
+        offset, digest = ids.entry(slot)
+        if not self._confirm(key, offset):
+            return default
+        return offset, f"{digest:016x}"
 
     def __setitem__(self, key: str, value: Seen) -> None:
-        self._ids[key] = _pack(value)
+        missed = self._missed
+        if missed is not None and missed[0] is key:
+            # The id the last get found absent (the engine's every new event): its
+            # free slot is known.
+            packed = _digest_int(value[1])
+            if packed is not None and value[0] >= 0:
+                self._missed = None
+                self._ids.put(missed[1], value[0], packed, missed[2])
+                self._pending[key] = value
+                return
+        self._hold(key, value)
         self._pending[key] = value
+
+    def _hold(self, key: str, value: Seen) -> None:
+        offset, digest = value
+        packed = _digest_int(digest)
+        if packed is None or offset < 0 or (self._odd and key in self._odd):
+            self._odd[key] = value
+            return
+        ids = self._ids
+        hashed = key_of(key)
+        slot = ids.slot(hashed)
+        if slot >= 0 and not self._confirm(key, ids.entry(slot)[0]):
+            self._odd[key] = value  # another id of the same hash holds the slot
+            return
+        self._missed = None
+        ids.put(hashed, offset, packed, slot)
+
+    def _confirm(self, key: str, offset: int) -> bool:
+        """Whether the id applied at ``offset`` is ``key`` (its hash is in the table)."""
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending[0] == offset
+        records = self._records
+        n = bisect.bisect_right(records, offset, key=_first_offset)
+        while n:
+            n -= 1
+            _, last, record_key = records[n]
+            if last < offset:
+                continue
+            held = self._confirmed
+            if held is None or held[0] != record_key:
+                raw = self._table.get(record_key)
+                held = self._confirmed = (record_key, load_json(raw) if raw else {})
+            if key in held[1]:
+                return _seen(held[1][key])[0] == offset
+        return False
 
     def __delitem__(self, key: str) -> None:
         raise NotImplementedError("event ids are never forgotten one by one")
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._ids)
+        """Every id held (read back from the records: slow, for tests and tools)."""
+        candidates: dict[str, None] = dict.fromkeys(self._odd)
+        for _, _, key in self._records:
+            raw = self._table.get(key)
+            if raw:
+                candidates.update(dict.fromkeys(load_json(raw)))
+        candidates.update(dict.fromkeys(self._pending))
+        return iter([eid for eid in candidates if self.get(eid) is not None])
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._ids) + len(self._odd)
 
     def flush(self) -> int:
         if not self._pending:
@@ -338,6 +406,7 @@ class SeenIndex(MutableMapping[str, Seen]):
         self._records.append((first, last, key))
         written = len(self._pending)
         self._pending = {}
+        self._confirmed = None
         self._forget()
         return written
 
@@ -347,18 +416,32 @@ class SeenIndex(MutableMapping[str, Seen]):
             return
         horizon = self._records[-1][1] - self._window  # records are in offset order
         keep = 0
+        ids = self._ids
+        odd = self._odd
+        self._missed = None  # removals move entries
         while keep < len(self._records) and self._records[keep][1] < horizon:
             key = self._records[keep][2]
             raw = self._table.get(key)
             if raw:
                 for event_id, value in load_json(raw).items():
-                    held = self.get(event_id)
-                    if held is not None and held[0] == _seen(value)[0]:
-                        del self._ids[event_id]
+                    offset = value[0] if type(value) is list else _seen(value)[0]
+                    # An entry that holds this record's offset was made by this record's
+                    # event (one offset, one message): it goes, a newer entry stays.
+                    if odd:
+                        held = odd.get(event_id)
+                        if held is not None and held[0] == offset:
+                            del odd[event_id]
+                            continue
+                    ids.remove(key_of(event_id), offset)
             self._writer.delete(self._table, key)
             keep += 1
         if keep:
             del self._records[:keep]
+            self._confirmed = None
+
+
+def _first_offset(record: tuple[int, int, str]) -> int:
+    return record[0]
 
 
 def _json(obj: Any) -> bytes:
