@@ -1,9 +1,9 @@
-"""A hash table of 64-bit keys, each with an offset and a 64-bit digest, held in arrays.
+"""A hash table of 64-bit keys, each with a 64-bit offset, held in two arrays.
 
 The dedup index of a partition holds hundreds of thousands of event ids. As a dict
 of str to int, an id costs its string, its int and its slot: about 160 bytes. Here an
-entry costs 24 bytes a slot (its key, its offset, its digest) in three ``array``\\ s,
-at a load of at most two thirds, and no Python object at all.
+entry costs 16 bytes a slot (its key and its offset) in two ``array``\\ s, at a load
+of at most two thirds, and no Python object at all.
 
 Open addressing with linear probing. A removal moves the entries after the freed slot
 back where their probe would find them (no tombstones), so a table whose entries come
@@ -32,16 +32,14 @@ def _zeros(typecode: str, n: int) -> array[int]:
 
 
 class IdTable:
-    """Key -> (offset, digest); keys are nonzero signed 64-bit ints, offsets too,
-    digests unsigned 64-bit ints."""
+    """Key -> offset; keys are nonzero signed 64-bit ints, offsets signed 64-bit ints."""
 
-    __slots__ = ("_count", "_digests", "_keys", "_limit", "_mask", "_offsets")
+    __slots__ = ("_count", "_keys", "_limit", "_mask", "_offsets")
 
     def __init__(self, capacity: int = 1024) -> None:
         size = 1 << max(3, (capacity - 1).bit_length())
         self._keys = _zeros("q", size)
         self._offsets = _zeros("q", size)
-        self._digests = _zeros("Q", size)
         self._mask = size - 1
         self._limit = 2 * size // 3  # entries before the table doubles
         self._count = 0
@@ -67,16 +65,16 @@ class IdTable:
             held = keys[i]
         return i
 
-    def entry(self, slot: int) -> tuple[int, int]:
-        """(offset, digest) in an occupied slot."""
-        return self._offsets[slot], self._digests[slot]
+    def offset(self, slot: int) -> int:
+        """The offset in an occupied slot."""
+        return self._offsets[slot]
 
-    def get(self, key: int) -> tuple[int, int] | None:
+    def get(self, key: int) -> int | None:
         i = self.slot(key)
-        return (self._offsets[i], self._digests[i]) if i >= 0 else None
+        return self._offsets[i] if i >= 0 else None
 
-    def put(self, key: int, offset: int, digest: int, slot: int | None = None) -> None:
-        """Hold (offset, digest) for ``key``, replacing what it held.
+    def put(self, key: int, offset: int, slot: int | None = None) -> None:
+        """Hold ``offset`` for ``key``, replacing what it held.
 
         ``slot``: what :meth:`slot` gave for this key, if nothing was put or removed
         since (saves probing again).
@@ -90,7 +88,6 @@ class IdTable:
             self._keys[i] = key
             self._count += 1
         self._offsets[i] = offset
-        self._digests[i] = digest
 
     def remove(self, key: int, offset: int) -> bool:
         """Remove ``key`` if it holds ``offset`` (an entry put since for the same key
@@ -100,7 +97,6 @@ class IdTable:
         if i < 0 or self._offsets[i] != offset:
             return False
         offsets = self._offsets
-        digests = self._digests
         mask = self._mask
         # Backward shift: every entry after the hole up to the next free slot whose own
         # slot is not between the hole and where it sits moves into the hole.
@@ -114,21 +110,19 @@ class IdTable:
             if (i < j and (home <= i or home > j)) or (i > j and j < home <= i):
                 keys[i] = held
                 offsets[i] = offsets[j]
-                digests[i] = digests[j]
                 i = j
         keys[i] = 0
         self._count -= 1
         return True
 
     def _grow(self) -> None:
-        keys, offsets, digests = self._keys, self._offsets, self._digests
+        keys, offsets = self._keys, self._offsets
         size = 2 * (self._mask + 1)
         self._keys = _zeros("q", size)
         self._offsets = _zeros("q", size)
-        self._digests = _zeros("Q", size)
         self._mask = size - 1
         self._limit = 2 * size // 3
-        new_keys, new_offsets, new_digests = self._keys, self._offsets, self._digests
+        new_keys, new_offsets = self._keys, self._offsets
         mask = self._mask
         for n, key in enumerate(keys):
             if key:
@@ -137,4 +131,3 @@ class IdTable:
                     i = (i + 1) & mask
                 new_keys[i] = key
                 new_offsets[i] = offsets[n]
-                new_digests[i] = digests[n]

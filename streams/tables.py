@@ -246,16 +246,6 @@ def _seen(value: Any) -> Seen:
     return int(value[0]), str(value[1])
 
 
-def _digest_int(digest: str) -> int | None:
-    """A digest of 16 hex digits (every digest written today) as an int, else None."""
-    if len(digest) != 16 or not (digest.isascii() and digest.isalnum()):
-        return None  # int() would take a sign, spaces, underscores
-    try:
-        return int(digest, 16)
-    except ValueError:
-        return None
-
-
 class SeenIndex(MutableMapping[str, Seen]):
     """Event ids applied in one partition (dedup), within a window of recent offsets.
 
@@ -265,12 +255,11 @@ class SeenIndex(MutableMapping[str, Seen]):
     batch adds go into one record keyed by the batch's first offset, and the index
     is rebuilt from those records when the partition is (re)assigned.
 
-    In memory an id is its hash, offset and digest in an :class:`IdTable` (24 bytes a
-    slot), not a string. A hash found there is confirmed before it counts: against
-    the batch not yet written, or else against the record that holds its offset
-    (one offset, one message, one id). Ids whose hash another id holds already, and
-    entries that do not pack (a digest that is not 16 hex digits, from before
-    digests), are kept by id in a dict beside the table.
+    In memory an id is its hash and offset in an :class:`IdTable` (16 bytes a slot),
+    not a string. A hash found there is an answer only once the id is found where its
+    offset says: in the batch not yet written, or in the record that holds that
+    offset (one offset, one message, one id), which also gives the digest. An id whose
+    hash another id holds already is kept by id in a dict beside the table.
 
     The index forgets ids more than ``window`` offsets behind the newest one it
     holds: their records are deleted (the changelog compacts them away), so memory
@@ -287,13 +276,13 @@ class SeenIndex(MutableMapping[str, Seen]):
         self._partition = partition
         self._window = window
         self._ids = IdTable()
-        self._odd: dict[str, Seen] = {}  # by id: see the class's docstring
+        self._odd: dict[str, Seen] = {}  # ids whose hash another id holds in the table
         self._pending: dict[str, Seen] = {}  # set since the last flush
         # (first offset, last offset, table key) of each record, oldest first.
         self._records: list[tuple[int, int, str]] = []
-        # The ids of the record a hit was last confirmed against (redelivered events
-        # come in offset order, so they confirm against the same record in turn).
-        self._confirmed: tuple[str, Mapping[str, Any]] | None = None
+        # The ids of the record a hit was last found in (redelivered events come in
+        # offset order, so they are found in the same record in turn).
+        self._found: tuple[str, Mapping[str, Any]] | None = None
         # (id, its key, its free slot) of the last get that found an id absent, which
         # the set that follows it reuses while nothing else changed the table.
         self._missed: tuple[str, int, int] | None = None
@@ -301,11 +290,11 @@ class SeenIndex(MutableMapping[str, Seen]):
             if raw:
                 ids = {eid: _seen(v) for eid, v in load_json(raw).items()}
                 if ids:
-                    offsets = [o for o, _ in ids.values()]
+                    offsets = [offset for offset, _ in ids.values()]
                     self._records.append((min(offsets), max(offsets), key))
                     for eid, seen in ids.items():
                         self._hold(eid, seen)
-        self._confirmed = None
+        self._found = None
         self._forget()
 
     def __getitem__(self, key: str) -> Seen:
@@ -325,45 +314,37 @@ class SeenIndex(MutableMapping[str, Seen]):
         if slot < 0:
             self._missed = (key, hashed, slot)
             return default
-        offset, digest = ids.entry(slot)
-        if not self._confirm(key, offset):
-            return default
-        return offset, f"{digest:016x}"
+        found = self._lookup(key, ids.offset(slot))
+        return default if found is None else found
 
     def __setitem__(self, key: str, value: Seen) -> None:
         missed = self._missed
         if missed is not None and missed[0] is key:
             # The id the last get found absent (the engine's every new event): its
             # free slot is known.
-            packed = _digest_int(value[1])
-            if packed is not None and value[0] >= 0:
-                self._missed = None
-                self._ids.put(missed[1], value[0], packed, missed[2])
-                self._pending[key] = value
-                return
-        self._hold(key, value)
+            self._missed = None
+            self._ids.put(missed[1], value[0], missed[2])
+        else:
+            self._hold(key, value)
         self._pending[key] = value
 
-    def _hold(self, key: str, value: Seen) -> None:
-        offset, digest = value
-        packed = _digest_int(digest)
-        if packed is None or offset < 0 or (self._odd and key in self._odd):
-            self._odd[key] = value
-            return
+    def _hold(self, key: str, seen: Seen) -> None:
+        if self._odd and key in self._odd:
+            del self._odd[key]  # held again, in the table if its slot is free
         ids = self._ids
         hashed = key_of(key)
         slot = ids.slot(hashed)
-        if slot >= 0 and not self._confirm(key, ids.entry(slot)[0]):
-            self._odd[key] = value  # another id of the same hash holds the slot
-            return
         self._missed = None
-        ids.put(hashed, offset, packed, slot)
+        if slot >= 0 and self._lookup(key, ids.offset(slot)) is None:
+            self._odd[key] = seen  # another id of the same hash holds the slot
+            return
+        ids.put(hashed, seen[0], slot)
 
-    def _confirm(self, key: str, offset: int) -> bool:
-        """Whether the id applied at ``offset`` is ``key`` (its hash is in the table)."""
+    def _lookup(self, key: str, offset: int) -> Seen | None:
+        """The entry of ``key`` if it was applied at ``offset`` (where its hash is held)."""
         pending = self._pending.get(key)
         if pending is not None:
-            return pending[0] == offset
+            return pending if pending[0] == offset else None
         records = self._records
         n = bisect.bisect_right(records, offset, key=_first_offset)
         while n:
@@ -371,13 +352,15 @@ class SeenIndex(MutableMapping[str, Seen]):
             _, last, record_key = records[n]
             if last < offset:
                 continue
-            held = self._confirmed
-            if held is None or held[0] != record_key:
+            found = self._found
+            if found is None or found[0] != record_key:
                 raw = self._table.get(record_key)
-                held = self._confirmed = (record_key, load_json(raw) if raw else {})
-            if key in held[1]:
-                return _seen(held[1][key])[0] == offset
-        return False
+                found = self._found = (record_key, load_json(raw) if raw else {})
+            value = found[1].get(key)
+            if value is not None:
+                seen = _seen(value)
+                return seen if seen[0] == offset else None
+        return None
 
     def __delitem__(self, key: str) -> None:
         raise NotImplementedError("event ids are never forgotten one by one")
@@ -406,7 +389,7 @@ class SeenIndex(MutableMapping[str, Seen]):
         self._records.append((first, last, key))
         written = len(self._pending)
         self._pending = {}
-        self._confirmed = None
+        self._found = None
         self._forget()
         return written
 
@@ -437,7 +420,7 @@ class SeenIndex(MutableMapping[str, Seen]):
             keep += 1
         if keep:
             del self._records[:keep]
-            self._confirmed = None
+            self._found = None
 
 
 def _first_offset(record: tuple[int, int, str]) -> int:
