@@ -337,7 +337,7 @@ class LineageWorker:
                     self._update_lag()
                     next_gauges = time.monotonic() + _GAUGE_SECONDS
                 # What the worker freed goes back to the system (streams.heap).
-                heap.maybe(time.monotonic())
+                heap.maybe(time.monotonic(), worked=bool(chunks))
             # A graceful stop: make durable what was judged, and publish every incident
             # that changed, before faust stops the consumer and commits.
             if checkpoint.unflushed():

@@ -604,7 +604,7 @@ def test_the_intake_hands_over_queued_chunks_when_no_time_is_left() -> None:
     assert asyncio.run(scenario()) == (0, 3, 0)
 
 
-def test_the_heap_is_trimmed_at_most_once_an_interval() -> None:
+def test_the_heap_is_trimmed_every_interval_of_work_and_when_work_stops() -> None:
     calls: list[float] = []
     now = 100.0
 
@@ -613,13 +613,20 @@ def test_the_heap_is_trimmed_at_most_once_an_interval() -> None:
         calls.append(now)
         return 1
 
-    heap = HeapTrim(every=10.0, trim=trim)
+    heap = HeapTrim(every=10.0, trim=trim, idle=1.0)
     heap.maybe(now)  # the first turn trims
     now = 109.9
     heap.maybe(now)
     now = 110.0
     heap.maybe(now)
     assert calls == [100.0, 110.0]
+    # Work stops: the first turn with nothing to do trims, once a second at most, and
+    # only after turns that did work.
+    for now, worked in [(110.5, False), (111.0, False), (111.5, True), (111.8, False),
+                        (112.2, False), (112.4, True), (112.6, True), (112.7, False),
+                        (113.0, False), (118.0, False), (123.3, False)]:  # fmt: skip
+        heap.maybe(now, worked)
+    assert calls == [100.0, 110.0, 111.8, 113.0, 123.3]
 
 
 def test_the_heap_trim_is_glibcs_where_malloc_is_glibcs() -> None:
