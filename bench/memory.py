@@ -21,7 +21,11 @@ bench/policies/sakura-retail.yaml`` on a fresh deployment (events topic created 
    and ``p2-...``: bench/traffic.py numbers every draw from ``e-0``, and the worker
    would drop ids it has seen as duplicates.
 
-Each store's worker gets the same two draws. ``--restart`` then stops it (SIGTERM)
+``--phases N`` runs N phases alike (phase k on day k, seed 40 + k): once the dedup
+window is full, the RSS of one phase against the one before shows whether memory
+stays flat as a worker runs on.
+
+Each store's worker gets the same draws. ``--restart`` then stops it (SIGTERM)
 and starts a worker on the same state folder: the seconds until faust says Ready
 (its tables recovered: from the changelogs on ``memory://``, from disk on
 ``rocksdb://``), then the seconds until it has judged a probe of ``--probe`` more
@@ -29,10 +33,11 @@ events (which first rebuilds each partition's per-subject view from its topic), 
 its RSS after them.
 
 Prints each phase's RSS and the size of the state folder, their ratio (target: the
-second RSS within 10% of the first), the worker's judging rate in each phase (from
-its first judged event of the phase to its last; the producer runs meanwhile, so the
-rate is the slower of the two: the producer's own time is printed beside it), and,
-with two stores, a table of both side by side.
+second RSS within 10% of the first; with more phases, each against the one before
+too), the worker's judging rate in each phase (from its first judged event of the
+phase to its last; the producer runs meanwhile, so the rate is the slower of the two:
+the producer's own time is printed beside it), and, with two stores, a table of both
+side by side.
 """
 
 from __future__ import annotations
@@ -64,7 +69,8 @@ from traffic import DAY, generate
 from lineage.policy import load_policy
 from streams.settings import Settings
 
-SEEDS = (41, 42)
+#: Phase k draws with seed FIRST_SEED - 1 + k.
+FIRST_SEED = 41
 MIB = 1024
 
 
@@ -181,7 +187,8 @@ def restart(
     try:
         ready = worker.wait_ready(timeout=1800)
         print(f"  Ready {ready:.1f} s after its start: RSS {worker.status_kb() / MIB:,.1f} MiB")
-        records = draw(args, 3, SEEDS[-1] + 1, args.probe)
+        probe = args.phases + 1  # a phase of its own: ids and seed no phase drew
+        records = draw(args, probe, FIRST_SEED - 1 + probe, args.probe)
         started = time.perf_counter()
         with ThreadPoolExecutor(1) as pool:
             sending = pool.submit(produce_records, bootstrap, topic, records)
@@ -228,12 +235,20 @@ def main() -> int:
     )
     parser.add_argument("--probe", type=int, default=4_000, help="events judged after a restart")
     parser.add_argument(
+        "--phases",
+        type=int,
+        default=2,
+        help="phases of --events each, a day apart (default 2; at least 2)",
+    )
+    parser.add_argument(
         "--cached-subjects",
         type=int,
         help="the worker's LINEAGE_CACHED_SUBJECTS (decoded subjects kept per partition); "
         "default: the worker's own default",
     )
     args = parser.parse_args()
+    if args.phases < 2:
+        parser.error(f"--phases: {args.phases}: at least 2")
     stores = [name.strip() for name in args.stores.split(",") if name.strip()]
     unknown = [name for name in stores if name not in STORES]
     if unknown or not stores:
@@ -252,6 +267,7 @@ def main() -> int:
             "stores": args.stores,
             "restart": args.restart,
             "probe": args.probe,
+            "phases": args.phases,
             "cached-subjects": args.cached_subjects,
         },
     )
@@ -264,7 +280,10 @@ def main() -> int:
         f"{cached:,} cached subjects per partition"
         f"{'' if args.cached_subjects else ' (default)'}"
     )
-    draws = [draw(args, phase, seed, args.events) for phase, seed in enumerate(SEEDS, start=1)]
+    draws = [
+        draw(args, phase, FIRST_SEED - 1 + phase, args.events)
+        for phase in range(1, args.phases + 1)
+    ]
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="lineage-memory-") as tmp_name:
         tmp = Path(tmp_name)
@@ -281,6 +300,15 @@ def main() -> int:
             f"(target within 10%: {'met' if abs(ratio - 1) <= 0.10 else 'NOT met'}); "
             f"judging rate {got['rate1']:,.0f} / {got['rate2']:,.0f} events/s"
         )
+        if args.phases > 2:
+            steps = ", ".join(
+                f"{got[f'rss{k}'] / MIB:,.1f} ({got[f'rss{k}'] / got[f'rss{k - 1}']:.2f})"
+                for k in range(2, args.phases + 1)
+            )
+            print(
+                f"  RSS after each phase, MiB (against the phase before): "
+                f"{got['rss1'] / MIB:,.1f}, {steps}"
+            )
     if len(results) > 1:
         print()
         names = list(results)
