@@ -132,6 +132,21 @@ def partition_items(table: Any, partition: int) -> Iterator[tuple[str, Any]]:
             yield key, value
 
 
+def reader(table: Any) -> Callable[[str], Any]:
+    """How to read one key of ``table`` (None when it has none) at the least cost.
+
+    A faust table's ``get`` is ``Mapping.get``: the table's ``__getitem__`` (its
+    sensors) and then its store's, and an absent key costs a ``KeyError`` raised and
+    caught. The memory store keeps a dict, which is read directly, as
+    :class:`streams.faust_internals.ChangelogWriter` writes the store directly. The
+    store and its dict are made once for the table's life.
+    """
+    held = getattr(getattr(table, "data", None), "data", None)
+    if isinstance(held, dict):
+        return held.get
+    return cast(Callable[[str], Any], table.get)
+
+
 class CachedView(MutableMapping[K, V], Generic[K, V]):
     """A mapping over one partition's keys of a table, holding decoded objects.
 
@@ -152,6 +167,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         writer: Writer = _MAPPING,
     ) -> None:
         self._table = table
+        self._read = reader(table)
         self._writer = writer
         self._max_cached = max_cached
         self._prefix = f"{partition}|"
@@ -172,7 +188,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
             return found
         # Most subjects have no consent record: remember the misses too, since a miss in
         # a faust table costs as much as judging a rule.
-        raw = self._table.get(self._key(key))
+        raw = self._read(self._key(key))
         if raw is None:
             self._absent.add(key)
             return None
@@ -272,6 +288,7 @@ class SeenIndex(MutableMapping[str, Seen]):
         self, table: Any, partition: int, window: int | None = None, writer: Writer = _MAPPING
     ) -> None:
         self._table = table
+        self._read = reader(table)
         self._writer = writer
         self._partition = partition
         self._window = window
@@ -354,7 +371,7 @@ class SeenIndex(MutableMapping[str, Seen]):
                 continue
             found = self._found
             if found is None or found[0] != record_key:
-                raw = self._table.get(record_key)
+                raw = self._read(record_key)
                 found = self._found = (record_key, load_json(raw) if raw else {})
             value = found[1].get(key)
             if value is not None:
@@ -404,7 +421,7 @@ class SeenIndex(MutableMapping[str, Seen]):
         self._missed = None  # removals move entries
         while keep < len(self._records) and self._records[keep][1] < horizon:
             key = self._records[keep][2]
-            raw = self._table.get(key)
+            raw = self._read(key)
             if raw:
                 for event_id, value in load_json(raw).items():
                     offset = value[0] if type(value) is list else _seen(value)[0]
@@ -536,7 +553,7 @@ class EdgeTable(CachedView[EdgeKey, EdgeAggregate]):
         edge = EdgeAggregate.from_json(data)
         if "months" in data:
             for month in data["months"]:
-                chunk = self._table.get(_month_key(self._key(key), month))
+                chunk = self._read(_month_key(self._key(key), month))
                 if chunk is not None:
                     _put_days(edge, load_json(chunk))
             _put_days(edge, data["recent"])

@@ -648,6 +648,30 @@ def test_the_changelog_writer_keys_and_places_records_as_faust_does() -> None:
     assert "3|u-1" not in table.data
 
 
+def test_a_memory_table_is_read_from_its_stores_dict_and_sees_the_writers_records() -> None:
+    import faust
+
+    from streams.faust_internals import ChangelogWriter
+    from streams.tables import PartitionedTable, reader
+
+    app = faust.App("t-reader", broker="kafka://127.0.0.1:1", store="memory://")
+    table = app.tables.add(
+        PartitionedTable(
+            app,
+            name="t.seen",
+            partitions=4,
+            schema=faust.Schema(
+                key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+            ),
+        )
+    )
+    read = reader(table)
+    assert read == table.data.data.get  # no KeyError for a key the table lacks
+    ChangelogWriter(lambda *record: None).set(table, "1|e", b"v")  # type: ignore[arg-type]
+    assert read("1|e") == b"v" == table.get("1|e") and read("1|f") is None
+    assert reader({"k": 1})("k") == 1  # any other mapping: its own get
+
+
 # -- the RocksDB store (upstream 13) -----------------------------------------------------------
 
 
