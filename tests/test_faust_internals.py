@@ -613,27 +613,32 @@ def test_fausts_commit_creeps_when_an_offset_is_both_acked_and_a_gap() -> None:
     assert commits == [102, 103, 104]  # all of 100..199 is done; one offset per commit
 
 
-def test_the_changelog_writer_keys_and_places_records_as_faust_does() -> None:
-    """faust's Table keys a changelog record with its key serializer (JSON) and puts it
-    in the partition the table names; the writer must write the same bytes there, or
-    recovery would read two keys for one."""
-    import faust
-    import orjson
-
-    from streams.faust_internals import ChangelogWriter, _json_key
+def memory_table(app_id: str, name: str) -> Any:
+    """A table as the worker makes it, on faust's memory store, of an app never started."""
     from streams.tables import PartitionedTable
 
-    app = faust.App("t-writer", broker="kafka://127.0.0.1:1", store="memory://")
-    table = app.tables.add(
+    app = faust.App(app_id, broker="kafka://127.0.0.1:1", store="memory://")
+    return app.tables.add(
         PartitionedTable(
             app,
-            name="t.subjects",
+            name=name,
             partitions=4,
             schema=faust.Schema(
                 key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
             ),
         )
     )
+
+
+def test_the_changelog_writer_keys_and_places_records_as_faust_does() -> None:
+    """faust's Table keys a changelog record with its key serializer (JSON) and puts it
+    in the partition the table names; the writer must write the same bytes there, or
+    recovery would read two keys for one."""
+    import orjson
+
+    from streams.faust_internals import ChangelogWriter, _json_key
+
+    table = memory_table("t-writer", "t.subjects")
     for key in ("3|u-1", '0|"quoted"\u3042'):
         assert _json_key(key) == table.changelog_topic.prepare_key(key, "json")[0]
     sent: list[tuple[str, bytes, bytes | None, int]] = []
@@ -649,22 +654,10 @@ def test_the_changelog_writer_keys_and_places_records_as_faust_does() -> None:
 
 
 def test_a_memory_table_is_read_from_its_stores_dict_and_sees_the_writers_records() -> None:
-    import faust
-
     from streams.faust_internals import ChangelogWriter
-    from streams.tables import PartitionedTable, reader
+    from streams.tables import reader
 
-    app = faust.App("t-reader", broker="kafka://127.0.0.1:1", store="memory://")
-    table = app.tables.add(
-        PartitionedTable(
-            app,
-            name="t.seen",
-            partitions=4,
-            schema=faust.Schema(
-                key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
-            ),
-        )
-    )
+    table = memory_table("t-reader", "t.seen")
     read = reader(table)
     assert read == table.data.data.get  # no KeyError for a key the table lacks
     ChangelogWriter(lambda *record: None).set(table, "1|e", b"v")  # type: ignore[arg-type]
