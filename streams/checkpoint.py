@@ -69,7 +69,8 @@ from streams.intake import Chunk
 from streams.metrics import Metrics
 from streams.outputs import OutputsLost, Sender
 from streams.port import KafkaPort
-from streams.tables import BoardView, MappingWriter, PartitionState, Writer
+from streams.store import MappingWriter, Writer
+from streams.tables import BoardView, PartitionState
 from streams.topics import Topics
 from streams.views import PartitionViews
 

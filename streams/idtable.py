@@ -10,7 +10,7 @@ back where their probe would find them (no tombstones), so a table whose entries
 and go never fills up with deleted slots.
 
 The table knows keys, not ids: the caller hashes an id to its key and must tell apart
-two ids whose keys are equal (:class:`streams.tables.SeenIndex` confirms every hit
+two ids whose keys are equal (:class:`streams.dedup.SeenIndex` confirms every hit
 against the record that holds the id).
 """
 

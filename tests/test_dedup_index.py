@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import streams.tables
+import streams.dedup
+from streams.dedup import SeenIndex
 from streams.idtable import IdTable
-from streams.tables import SeenIndex
 
 # Keys that crowd a few slots of a 16-slot table, the last ones included, so that
 # probes wrap around the end and removals shift entries back across it.
@@ -58,7 +58,7 @@ def test_ids_are_told_apart_by_id_even_when_their_hashes_are_equal(
     monkeypatch: pytest.MonkeyPatch, colliding: bool
 ) -> None:
     if colliding:
-        monkeypatch.setattr(streams.tables, "key_of", lambda event_id: 7)
+        monkeypatch.setattr(streams.dedup, "key_of", lambda event_id: 7)
     backing: dict[str, bytes] = {}
     index = SeenIndex(backing, 0, window=40)
     model: dict[str, tuple[int, str]] = {}

@@ -655,7 +655,7 @@ def test_the_changelog_writer_keys_and_places_records_as_faust_does() -> None:
 
 def test_a_memory_table_is_read_from_its_stores_dict_and_sees_the_writers_records() -> None:
     from streams.faust_internals import ChangelogWriter
-    from streams.tables import reader
+    from streams.store import reader
 
     table = memory_table("t-reader", "t.seen")
     read = reader(table)
@@ -762,7 +762,7 @@ def test_the_partition_store_files_each_key_under_its_partition_and_waits_for_ka
 
 
 def test_a_revoked_partition_drops_what_kafka_did_not_acknowledge(tmp_path: Any) -> None:
-    from streams.tables import partition_items
+    from streams.store import partition_items
 
     app = rocks_app(tmp_path)
     table = rocks_table(app)

@@ -23,10 +23,12 @@ from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
 from lineage.view import Row
+from streams.dedup import SeenIndex
 from streams.heap import HeapTrim
 from streams.runner import RepeatFilter, awaiting, install_repeat_filter
 from streams.settings import Settings
-from streams.tables import CachedView, PartitionState, SeenIndex, edge_records, partition_of
+from streams.store import partition_of
+from streams.tables import CachedView, PartitionState, edge_records
 from streams.views import PartitionViews
 from tests.helpers import access
 from tests.helpers import consent as consent_event

@@ -1,0 +1,216 @@
+"""The dedup window: the event ids applied in one partition, held in little memory.
+
+A producer that sends an event again (a retry, a spooled message resent) must not
+have it judged twice, and the same id with other content is a conflicting duplicate
+(a dead letter). :class:`SeenIndex` answers both for the ids of a window of recent
+offsets, from records kept in the ``seen`` table, with an :class:`IdTable` of their
+hashes in memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any, cast
+
+from lineage.jsonbytes import dumps_kept
+from streams.idtable import IdTable, key_of
+from streams.store import MAPPING, Writer, load_json, partition_items, reader
+
+__all__ = ["Seen", "SeenIndex"]
+
+
+Seen = tuple[int, str]  # (offset first applied at, digest of the content)
+
+
+def _first(item: tuple[str, Any]) -> str:
+    return item[0]
+
+
+def _seen(value: Any) -> Seen:
+    """A stored seen entry: ``[offset, digest]`` (or a bare offset, from before digests)."""
+    if isinstance(value, int):
+        return value, ""
+    return int(value[0]), str(value[1])
+
+
+class SeenIndex(MutableMapping[str, Seen]):
+    """Event ids applied in one partition (dedup), within a window of recent offsets.
+
+    Each id maps to the offset it was first applied at and a digest of its content,
+    so that the same id with other content is told apart (a conflicting duplicate).
+    One changelog record per event would cost more than judging it; so the ids a
+    batch adds go into one record keyed by the batch's first offset, and the index
+    is rebuilt from those records when the partition is (re)assigned.
+
+    In memory an id is its hash and offset in an :class:`IdTable` (16 bytes a slot),
+    not a string. A hash found there is an answer only once the id is found where its
+    offset says: in the batch not yet written, or in the record that holds that
+    offset (one offset, one message, one id), which also gives the digest. An id whose
+    hash another id holds already is kept by id in a dict beside the table.
+
+    The index forgets ids more than ``window`` offsets behind the newest one it
+    holds: their records are deleted (the changelog compacts them away), so memory
+    and changelog stay bounded. A producer's duplicate that arrives further apart
+    than that is counted again. Redelivery by Kafka does not depend on this index:
+    every state record carries the offset it applied up to.
+    """
+
+    def __init__(
+        self, table: Any, partition: int, window: int | None = None, writer: Writer = MAPPING
+    ) -> None:
+        self._table = table
+        self._read = reader(table)
+        self._writer = writer
+        self._partition = partition
+        self._window = window
+        self._ids = IdTable()
+        self._odd: dict[str, Seen] = {}  # ids whose hash another id holds in the table
+        self._pending: dict[str, Seen] = {}  # set since the last flush
+        # (first offset, last offset, table key) of each record, oldest first.
+        self._records: list[tuple[int, int, str]] = []
+        # The ids of the record a hit was last found in (redelivered events come in
+        # offset order, so they are found in the same record in turn).
+        self._found: tuple[str, Mapping[str, Any]] | None = None
+        # (id, its key, its free slot) of the last get that found an id absent, which
+        # the set that follows it reuses while nothing else changed the table.
+        self._missed: tuple[str, int, int] | None = None
+        for key, raw in sorted(partition_items(table, partition), key=_first):
+            if raw:
+                ids = {eid: _seen(v) for eid, v in load_json(raw).items()}
+                if ids:
+                    offsets = [offset for offset, _ in ids.values()]
+                    self._records.append((min(offsets), max(offsets), key))
+                    for eid, seen in ids.items():
+                        self._hold(eid, seen)
+        self._found = None
+        self._forget()
+
+    def __getitem__(self, key: str) -> Seen:
+        found = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return cast(Seen, found)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._odd:
+            found = self._odd.get(key)
+            if found is not None:
+                return found
+        ids = self._ids
+        hashed = key_of(key)
+        slot = ids.slot(hashed)
+        if slot < 0:
+            self._missed = (key, hashed, slot)
+            return default
+        found = self._lookup(key, ids.offset(slot))
+        return default if found is None else found
+
+    def __setitem__(self, key: str, value: Seen) -> None:
+        missed = self._missed
+        if missed is not None and missed[0] is key:
+            # The id the last get found absent (the engine's every new event): its
+            # free slot is known.
+            self._missed = None
+            self._ids.put(missed[1], value[0], missed[2])
+        else:
+            self._hold(key, value)
+        self._pending[key] = value
+
+    def _hold(self, key: str, seen: Seen) -> None:
+        if self._odd and key in self._odd:
+            del self._odd[key]  # held again, in the table if its slot is free
+        ids = self._ids
+        hashed = key_of(key)
+        slot = ids.slot(hashed)
+        self._missed = None
+        if slot >= 0 and self._lookup(key, ids.offset(slot)) is None:
+            self._odd[key] = seen  # another id of the same hash holds the slot
+            return
+        ids.put(hashed, seen[0], slot)
+
+    def _lookup(self, key: str, offset: int) -> Seen | None:
+        """The entry of ``key`` if it was applied at ``offset`` (where its hash is held)."""
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending if pending[0] == offset else None
+        records = self._records
+        n = bisect.bisect_right(records, offset, key=_first_offset)
+        while n:
+            n -= 1
+            _, last, record_key = records[n]
+            if last < offset:
+                continue
+            found = self._found
+            if found is None or found[0] != record_key:
+                raw = self._read(record_key)
+                found = self._found = (record_key, load_json(raw) if raw else {})
+            value = found[1].get(key)
+            if value is not None:
+                seen = _seen(value)
+                return seen if seen[0] == offset else None
+        return None
+
+    def __delitem__(self, key: str) -> None:
+        raise NotImplementedError("event ids are never forgotten one by one")
+
+    def __iter__(self) -> Iterator[str]:
+        """Every id held (read back from the records: slow, for tests and tools)."""
+        candidates: dict[str, None] = dict.fromkeys(self._odd)
+        for _, _, key in self._records:
+            raw = self._table.get(key)
+            if raw:
+                candidates.update(dict.fromkeys(load_json(raw)))
+        candidates.update(dict.fromkeys(self._pending))
+        return iter([eid for eid in candidates if self.get(eid) is not None])
+
+    def __len__(self) -> int:
+        return len(self._ids) + len(self._odd)
+
+    def flush(self) -> int:
+        if not self._pending:
+            return 0
+        offsets = [o for o, _ in self._pending.values()]
+        first, last = min(offsets), max(offsets)
+        key = f"{self._partition}|{first:020d}"
+        # (offset, digest) pairs as arrays
+        self._writer.set(self._table, key, dumps_kept(self._pending))
+        self._records.append((first, last, key))
+        written = len(self._pending)
+        self._pending = {}
+        self._found = None
+        self._forget()
+        return written
+
+    def _forget(self) -> None:
+        """Drop the records wholly older than the window."""
+        if self._window is None or not self._records:
+            return
+        horizon = self._records[-1][1] - self._window  # records are in offset order
+        keep = 0
+        ids = self._ids
+        odd = self._odd
+        self._missed = None  # removals move entries
+        while keep < len(self._records) and self._records[keep][1] < horizon:
+            key = self._records[keep][2]
+            raw = self._read(key)
+            if raw:
+                for event_id, value in load_json(raw).items():
+                    offset = value[0] if type(value) is list else _seen(value)[0]
+                    # An entry that holds this record's offset was made by this record's
+                    # event (one offset, one message): it goes, a newer entry stays.
+                    if odd:
+                        held = odd.get(event_id)
+                        if held is not None and held[0] == offset:
+                            del odd[event_id]
+                            continue
+                    ids.remove(key_of(event_id), offset)
+            self._writer.delete(self._table, key)
+            keep += 1
+        if keep:
+            del self._records[:keep]
+            self._found = None
+
+
+def _first_offset(record: tuple[int, int, str]) -> int:
+    return record[0]
