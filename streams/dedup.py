@@ -158,7 +158,7 @@ class SeenIndex(MutableMapping[str, Seen]):
         """Every id held (read back from the records: slow, for tests and tools)."""
         candidates: dict[str, None] = dict.fromkeys(self._odd)
         for _, _, key in self._records:
-            raw = self._table.get(key)
+            raw = self._read(key)
             if raw:
                 candidates.update(dict.fromkeys(load_json(raw)))
         candidates.update(dict.fromkeys(self._pending))
