@@ -57,6 +57,39 @@ def test_bad_input_is_refused_naming_the_field(event: object, kind: str, field: 
         assert field.split(".")[0] in rejected.reason
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (
+            "2026-11-20T10:00:00",
+            "occurred_at: '2026-11-20T10:00:00' is not an RFC 3339 timestamp with an offset "
+            "(years 1000-9998)",
+        ),
+        (
+            "2026-11-20T24:00:00+09:00",
+            "occurred_at: '2026-11-20T24:00:00+09:00' is not an RFC 3339 timestamp with an "
+            "offset (years 1000-9998)",
+        ),
+        (
+            "2026-02-30T10:00:00+09:00",
+            "occurred_at: '2026-02-30T10:00:00+09:00' is not an RFC 3339 timestamp with an "
+            "offset (years 1000-9998)",
+        ),
+        (1732060800, "occurred_at: 1732060800 is not an RFC 3339 timestamp with an offset "
+         "(years 1000-9998)"),
+    ],
+)  # fmt: skip
+def test_a_bad_timestamp_is_refused_as_one_whichever_check_refuses_it(
+    value: object, reason: str
+) -> None:
+    """The type, the RFC 3339 pattern and the calendar are three checks in pydantic-core,
+    each with its own error type: a producer reads one reason for all three."""
+    for event in (access(occurred_at=value), consent(occurred_at=value)):
+        rejected = reject(event)
+        assert (rejected.kind, rejected.field) == ("bad_timestamp", "occurred_at")
+        assert rejected.reason.endswith(f"': {reason}")
+
+
 def test_an_oversized_message_is_refused_before_parsing() -> None:
     rejected = reject(b"{" + b" " * MAX_EVENT_BYTES + b"}")
     assert rejected.kind == "oversized"

@@ -30,6 +30,8 @@ from pydantic_core import ErrorDetails
 
 from lineage.schemas.errors import EventRejected
 from lineage.schemas.types import (
+    TIMESTAMP_NOT_RFC3339,
+    TIMESTAMP_NOT_STRING,
     Action,
     AttributeKey,
     AttributeValue,
@@ -251,6 +253,8 @@ _KIND_BY_TYPE = {
     "string_too_long": "oversized",
     "too_long": "oversized",
     "timezone_aware": "bad_timestamp",
+    TIMESTAMP_NOT_RFC3339: "bad_timestamp",
+    TIMESTAMP_NOT_STRING: "bad_timestamp",
     "datetime_parsing": "bad_timestamp",
     "datetime_type": "bad_timestamp",
     "datetime_from_date_parsing": "bad_timestamp",
