@@ -204,15 +204,12 @@ class Checkpoint:
             assert view is not None, "prepare() opens the view of a partition judged first"
             fold_view = view.fold
             touched = self._touched.setdefault(partition, set())
+            where = f"{chunk.topic}[{partition}]@"
             for record in chunk.records:
                 offset = record.offset
                 raw = record.value if isinstance(record.value, bytes) else b""
-                outcome = process(
-                    raw,
-                    offset=offset,
-                    partition=partition,
-                    origin=f"{chunk.topic}[{partition}]@{offset}",
-                )
+                origin = f"{where}{offset}"
+                outcome = process(raw, offset=offset, partition=partition, origin=origin)
                 dead = outcome.dead_letter
                 if dead is not None:
                     counts["dead_letter"] += 1

@@ -10,6 +10,7 @@ the subject's consents or the event's attributes, run every time.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from lineage.engine.consents import ConsentBook
@@ -59,6 +60,7 @@ class Judge:
         ] = {}
         self._judgments: dict[tuple[Any, ...], list[tuple[RuleSpec, Breach]]] = {}
         self._resolved: dict[str, tuple[Recipient | None, str | None]] = {}
+        self._day_texts: dict[date, str] = {}
 
     def resolve(self, rid: str | None) -> tuple[Recipient | None, str | None]:
         """The policy's recipient and its kind ('internal', 'unknown' when it has none)."""
@@ -76,6 +78,15 @@ class Judge:
             if len(self._resolved) < _CACHE_SIZE:
                 self._resolved[rid] = resolved
         return resolved
+
+    def _day_text(self, day: date) -> str:
+        """``day`` in ISO form, made once per day."""
+        text = self._day_texts.get(day)
+        if text is None:
+            if len(self._day_texts) >= _CACHE_SIZE:
+                self._day_texts.clear()
+            text = self._day_texts[day] = day.isoformat()
+        return text
 
     def _rules_for(
         self, transfer: bool, kind: str | None, via_kind: str | None, foreign: bool
@@ -127,7 +138,8 @@ class Judge:
         found = self._cached_findings(ctx, categories, cacheable) if cacheable else []
         extra = [(spec, b) for spec in every_time if (b := spec.fn(ctx)) is not None]
         if extra:
-            found = sorted([*found, *extra], key=lambda pair: self._order[pair[0].id])
+            order = self._order
+            found = sorted([*found, *extra], key=lambda pair: order[pair[0].id])
         outcome = Outcome("judged", event=event)
         fired: list[tuple[str, str]] = []
         alert_recipient = event.recipient if transfer else None
@@ -164,7 +176,7 @@ class Judge:
             event.form,
             event.action,
         )
-        day = ctx.day.isoformat()
+        day = self._day_text(ctx.day)
         edge = self.partials.edge
         if not transfer:
             key: EdgeKey = ("system", event.source, "")
