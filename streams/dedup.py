@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, cast
 
 from lineage.jsonbytes import dumps_kept
-from streams.idtable import IdTable, key_of
+from streams.idtable import OFFSET_BITS, IdTable, key_of
 from streams.store import MAPPING, Writer, load_json, partition_items, reader
 
 __all__ = ["Seen", "SeenIndex"]
@@ -43,7 +43,7 @@ class SeenIndex(MutableMapping[str, Seen]):
     batch adds go into one record keyed by the batch's first offset, and the index
     is rebuilt from those records when the partition is (re)assigned.
 
-    In memory an id is its hash and offset in an :class:`IdTable` (16 bytes a slot),
+    In memory an id is its hash and offset in an :class:`IdTable` (8 bytes a slot),
     not a string. A hash found there is an answer only once the id is found where its
     offset says: in the batch not yet written, or in the record that holds that
     offset (one offset, one message, one id), which also gives the digest. An id whose
@@ -64,7 +64,7 @@ class SeenIndex(MutableMapping[str, Seen]):
         self._writer = writer
         self._partition = partition
         self._window = window
-        self._ids = IdTable()
+        self._ids = IdTable(offset_bits=_offset_bits(window))
         self._odd: dict[str, Seen] = {}  # ids whose hash another id holds in the table
         self._pending: dict[str, Seen] = {}  # set since the last flush
         # (first offset, last offset, table key) of each record, oldest first.
@@ -210,6 +210,15 @@ class SeenIndex(MutableMapping[str, Seen]):
         if keep:
             del self._records[:keep]
             self._found = None
+
+
+def _offset_bits(window: int | None) -> int:
+    """The offset bits of the index's table: the offsets it holds lie within the window
+    of the newest, plus the batches around its edge, so four windows is room enough
+    (and no window keeps them all: the widest span, the fewest key bits)."""
+    if window is None:
+        return 46
+    return max(OFFSET_BITS, min(46, (4 * window).bit_length() + 1))
 
 
 def _first_offset(record: tuple[int, int, str]) -> int:

@@ -1,9 +1,15 @@
-"""A hash table of 64-bit keys, each with a 64-bit offset, held in two arrays.
+"""A hash table of event-id hashes, each with its offset, packed in one array.
 
 The dedup index of a partition holds hundreds of thousands of event ids. As a dict
 of str to int, an id costs its string, its int and its slot: about 160 bytes. Here an
-entry costs 16 bytes a slot (its key and its offset) in two ``array``\\ s, at a load
-of at most two thirds, and no Python object at all.
+entry is one 64-bit word in an ``array`` (the key's low bits and the offset's low
+bits), at a load of at most two thirds, and no Python object at all.
+
+The offset is kept modulo ``2 ** offset_bits`` and read back against the highest
+offset put: the caller keeps every offset it holds within that span of the highest
+(the dedup window does, by forgetting what falls behind it). The key is kept by its
+low ``62 - offset_bits`` bits, which also choose its slot: two keys equal in those
+bits are one key to the table.
 
 Open addressing with linear probing. A removal moves the entries after the freed slot
 back where their probe would find them (no tombstones), so a table whose entries come
@@ -18,31 +24,37 @@ from __future__ import annotations
 
 from array import array
 
-__all__ = ["IdTable", "key_of"]
+__all__ = ["OFFSET_BITS", "IdTable", "key_of"]
+
+#: Offset bits an entry keeps unless told otherwise: a span of 16,777,216 offsets.
+OFFSET_BITS = 24
 
 
 def key_of(event_id: str) -> int:
-    """The table key of an id: its hash, which a str keeps once computed (0 marks a
-    free slot, so an id hashing to 0 gets 1)."""
-    return hash(event_id) or 1
-
-
-def _zeros(typecode: str, n: int) -> array[int]:
-    return array(typecode, bytes(8 * n))
+    """The table key of an id: its hash, which a str keeps once computed."""
+    return hash(event_id)
 
 
 class IdTable:
-    """Key -> offset; keys are nonzero signed 64-bit ints, offsets signed 64-bit ints."""
+    """Key -> offset, one 64-bit word an entry (module docstring)."""
 
-    __slots__ = ("_count", "_keys", "_limit", "_mask", "_offsets")
+    __slots__ = ("_bits", "_count", "_keep", "_limit", "_low", "_marker", "_mask", "_top", "_words")
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, offset_bits: int = OFFSET_BITS) -> None:
+        if not 16 <= offset_bits <= 46:
+            raise ValueError(f"offset_bits must be from 16 to 46, not {offset_bits}")
         size = 1 << max(3, (capacity - 1).bit_length())
-        self._keys = _zeros("q", size)
-        self._offsets = _zeros("q", size)
+        self._words = array("q", bytes(8 * size))
         self._mask = size - 1
         self._limit = 2 * size // 3  # entries before the table doubles
         self._count = 0
+        self._bits = offset_bits
+        self._low = (1 << offset_bits) - 1
+        # A word is (marker | key's kept bits) above the offset's bits: the marker makes
+        # every used word nonzero (0 is a free slot).
+        self._keep = (1 << (62 - offset_bits)) - 1
+        self._marker = self._keep + 1
+        self._top: int | None = None  # the highest offset put
 
     def __len__(self) -> int:
         return self._count
@@ -51,27 +63,36 @@ class IdTable:
     def capacity(self) -> int:
         return self._mask + 1
 
+    @property
+    def span(self) -> int:
+        """How far below the highest offset put an offset held may lie."""
+        return self._low
+
     def slot(self, key: int) -> int:
         """The slot holding ``key``, or ``~free`` (negative) for the free slot where it
         would go."""
-        keys = self._keys
+        words = self._words
         mask = self._mask
-        i = key & mask
-        held = keys[i]
-        while held != key:
+        bits = self._bits
+        tag = (key & self._keep) | self._marker
+        i = tag & mask
+        held = words[i]
+        while held >> bits != tag:
             if not held:
                 return ~i
             i = (i + 1) & mask
-            held = keys[i]
+            held = words[i]
         return i
 
     def offset(self, slot: int) -> int:
         """The offset in an occupied slot."""
-        return self._offsets[slot]
+        top = self._top
+        assert top is not None, "an occupied slot was put"
+        return top - ((top - self._words[slot]) & self._low)
 
     def get(self, key: int) -> int | None:
         i = self.slot(key)
-        return self._offsets[i] if i >= 0 else None
+        return self.offset(i) if i >= 0 else None
 
     def put(self, key: int, offset: int, slot: int | None = None) -> None:
         """Hold ``offset`` for ``key``, replacing what it held.
@@ -79,55 +100,55 @@ class IdTable:
         ``slot``: what :meth:`slot` gave for this key, if nothing was put or removed
         since (saves probing again).
         """
+        top = self._top
+        if top is None or offset > top:
+            self._top = top = offset
+        elif top - offset > self._low:
+            raise ValueError(f"offset {offset} lies more than {self._low} below {top}")
         i = self.slot(key) if slot is None else slot
         if i < 0:
             if self._count >= self._limit:
                 self._grow()
                 i = self.slot(key)
             i = ~i
-            self._keys[i] = key
             self._count += 1
-        self._offsets[i] = offset
+        self._words[i] = (((key & self._keep) | self._marker) << self._bits) | (offset & self._low)
 
     def remove(self, key: int, offset: int) -> bool:
         """Remove ``key`` if it holds ``offset`` (an entry put since for the same key
         stays); whether it was removed."""
-        keys = self._keys
+        words = self._words
         i = self.slot(key)
-        if i < 0 or self._offsets[i] != offset:
+        if i < 0 or self.offset(i) != offset:
             return False
-        offsets = self._offsets
         mask = self._mask
+        bits = self._bits
         # Backward shift: every entry after the hole up to the next free slot whose own
         # slot is not between the hole and where it sits moves into the hole.
         j = i
         while True:
             j = (j + 1) & mask
-            held = keys[j]
+            held = words[j]
             if not held:
                 break
-            home = held & mask
+            home = (held >> bits) & mask
             if (i < j and (home <= i or home > j)) or (i > j and j < home <= i):
-                keys[i] = held
-                offsets[i] = offsets[j]
+                words[i] = held
                 i = j
-        keys[i] = 0
+        words[i] = 0
         self._count -= 1
         return True
 
     def _grow(self) -> None:
-        keys, offsets = self._keys, self._offsets
+        words = self._words
         size = 2 * (self._mask + 1)
-        self._keys = _zeros("q", size)
-        self._offsets = _zeros("q", size)
-        self._mask = size - 1
+        self._words = new = array("q", bytes(8 * size))
+        self._mask = mask = size - 1
         self._limit = 2 * size // 3
-        new_keys, new_offsets = self._keys, self._offsets
-        mask = self._mask
-        for n, key in enumerate(keys):
-            if key:
-                i = key & mask
-                while new_keys[i]:
+        bits = self._bits
+        for held in words:
+            if held:
+                i = (held >> bits) & mask
+                while new[i]:
                     i = (i + 1) & mask
-                new_keys[i] = key
-                new_offsets[i] = offsets[n]
+                new[i] = held

@@ -45,6 +45,65 @@ def test_the_id_table_grows_and_keeps_every_entry() -> None:
     assert all(table.get(k * 2_654_435_761) == -k for k in range(1, 10_001))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(-(2**50), 2**50),
+    st.lists(st.tuples(st.booleans(), _KEYS, st.integers(0, 2**16 - 1)), max_size=80),
+)
+def test_offsets_read_back_whole_from_their_low_bits(
+    start: int, steps: list[tuple[bool, int, int]]
+) -> None:
+    """An entry keeps an offset's low 16 bits here: read against the highest offset put,
+    every offset within that span below it comes back whole, wherever the span lies."""
+    table = IdTable(16, offset_bits=16)
+    model: dict[int, int] = {}
+    top = start
+    for put, key, step in steps:
+        offset = top - step  # never more than the span below the highest
+        if put:
+            table.put(key, offset)
+            model[key] = offset
+            top = max(top, offset)
+        elif table.remove(key, offset):
+            del model[key]
+        model = {k: o for k, o in model.items() if top - o <= table.span}
+        for held in _CROWD:
+            if held in model:
+                assert table.get(held) == model[held]
+        top += step // 2  # time moves on
+
+
+def test_an_offset_beyond_the_span_is_refused_not_misread() -> None:
+    table = IdTable(16, offset_bits=16)
+    table.put(1, 100_000)
+    table.put(2, 100_000 - 65_535)  # the span's far end
+    with pytest.raises(ValueError, match="more than 65535 below 100000"):
+        table.put(3, 100_000 - 65_536)
+    assert (table.get(1), table.get(2), table.get(3)) == (100_000, 34_465, None)
+
+
+def test_keys_equal_in_the_bits_kept_are_one_key_to_the_table() -> None:
+    """The caller tells such ids apart (SeenIndex confirms every hit by id)."""
+    table = IdTable(16, offset_bits=24)
+    table.put(5, 10)
+    assert table.get(5 + (1 << 38)) == 10 and table.get(6) is None
+
+
+def test_a_window_of_offsets_far_past_the_kept_bits_reads_back_exactly() -> None:
+    backing: dict[str, bytes] = {}
+    index = SeenIndex(backing, 0, window=1_000)
+    first = 5_000_000_000  # far beyond the 2**24 an entry keeps
+    for offset in range(first, first + 3_000):
+        assert _engine_like(index, f"e-{offset}", offset, f"{offset:016x}") is None
+        if offset % 250 == 249:
+            index.flush()
+    held = [o for o in range(first, first + 3_000) if index.get(f"e-{o}") is not None]
+    assert held and all(index.get(f"e-{o}") == (o, f"{o:016x}") for o in held)
+    assert held[-1] == first + 2_999 and held[0] >= first + 3_000 - 1_000 - 250
+    again = SeenIndex(backing, 0, window=1_000)
+    assert all(again.get(f"e-{o}") == (o, f"{o:016x}") for o in held)
+
+
 def _engine_like(index: SeenIndex, event_id: str, offset: int, digest: str) -> Any:
     """What the engine does with an event: look its id up, hold it if absent."""
     held = index.get(event_id)
