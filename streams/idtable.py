@@ -6,10 +6,12 @@ entry is one 64-bit word in an ``array`` (the key's low bits and the offset's lo
 bits), at a load of at most two thirds, and no Python object at all.
 
 The offset is kept modulo ``2 ** offset_bits`` and read back against the highest
-offset put: the caller keeps every offset it holds within that span of the highest
-(the dedup window does, by forgetting what falls behind it). The key is kept by its
-low ``62 - offset_bits`` bits, which also choose its slot: two keys equal in those
-bits are one key to the table.
+offset put, so every offset held must lie within that span below the highest (the
+dedup window keeps them so, by forgetting what falls behind it). A put that would
+leave one outside widens the table: more offset bits, read back from the entries
+while they are still right, and fewer key bits. The key is kept by its low
+``62 - offset_bits`` bits, which also choose its slot: two keys equal in those bits
+are one key to the table.
 
 Open addressing with linear probing. A removal moves the entries after the freed slot
 back where their probe would find them (no tombstones), so a table whose entries come
@@ -28,6 +30,8 @@ __all__ = ["OFFSET_BITS", "IdTable", "key_of"]
 
 #: Offset bits an entry keeps unless told otherwise: a span of 16,777,216 offsets.
 OFFSET_BITS = 24
+#: The most: a span of 70 trillion offsets, and 16 bits of the key.
+_MOST_BITS = 46
 
 
 def key_of(event_id: str) -> int:
@@ -38,23 +42,38 @@ def key_of(event_id: str) -> int:
 class IdTable:
     """Key -> offset, one 64-bit word an entry (module docstring)."""
 
-    __slots__ = ("_bits", "_count", "_keep", "_limit", "_low", "_marker", "_mask", "_top", "_words")
+    __slots__ = (
+        "_bits",
+        "_bottom",
+        "_count",
+        "_keep",
+        "_limit",
+        "_low",
+        "_marker",
+        "_mask",
+        "_top",
+        "_words",
+    )
 
     def __init__(self, capacity: int = 1024, offset_bits: int = OFFSET_BITS) -> None:
-        if not 16 <= offset_bits <= 46:
-            raise ValueError(f"offset_bits must be from 16 to 46, not {offset_bits}")
+        if not 16 <= offset_bits <= _MOST_BITS:
+            raise ValueError(f"offset_bits must be from 16 to {_MOST_BITS}, not {offset_bits}")
         size = 1 << max(3, (capacity - 1).bit_length())
         self._words = array("q", bytes(8 * size))
         self._mask = size - 1
         self._limit = 2 * size // 3  # entries before the table doubles
         self._count = 0
+        self._set_bits(offset_bits)
+        self._top: int | None = None  # the highest offset put
+        self._bottom = 0  # at most the lowest offset held (when the table holds any)
+
+    def _set_bits(self, offset_bits: int) -> None:
         self._bits = offset_bits
         self._low = (1 << offset_bits) - 1
         # A word is (marker | key's kept bits) above the offset's bits: the marker makes
         # every used word nonzero (0 is a free slot).
         self._keep = (1 << (62 - offset_bits)) - 1
         self._marker = self._keep + 1
-        self._top: int | None = None  # the highest offset put
 
     def __len__(self) -> int:
         return self._count
@@ -101,10 +120,14 @@ class IdTable:
         since (saves probing again).
         """
         top = self._top
-        if top is None or offset > top:
-            self._top = top = offset
-        elif top - offset > self._low:
-            raise ValueError(f"offset {offset} lies more than {self._low} below {top}")
+        if top is None or not self._count:
+            self._top, self._bottom = offset, offset
+        else:
+            low, high = min(self._bottom, offset), max(top, offset)
+            if high - low > self._low:
+                self._widen(low, high)
+                slot = None  # the entries moved
+            self._top, self._bottom = high, low
         i = self.slot(key) if slot is None else slot
         if i < 0:
             if self._count >= self._limit:
@@ -138,6 +161,32 @@ class IdTable:
         words[i] = 0
         self._count -= 1
         return True
+
+    def held_from(self, offset: int) -> None:
+        """The caller holds no offset below ``offset`` any more (it forgot them): a
+        later put need not look for lower ones."""
+        if self._count and offset > self._bottom:
+            self._bottom = min(offset, self._top if self._top is not None else offset)
+
+    def _widen(self, low: int, high: int) -> None:
+        """Make room for offsets from ``low`` to ``high``: first the lowest offset the
+        table really holds (entries forgotten since raised it), then, if the span is
+        still too wide, more offset bits (and fewer key bits) for every entry."""
+        held = [(w >> self._bits, self.offset(i)) for i, w in enumerate(self._words) if w]
+        if held:
+            low = min(low, min(offset for _, offset in held))
+            if high - low <= self._low:
+                self._bottom = low
+                return
+        bits = max(self._bits, (high - low).bit_length())
+        if bits > _MOST_BITS:
+            raise ValueError(f"offsets from {low} to {high} span more than 2**{_MOST_BITS}")
+        self._set_bits(bits)
+        self._words = array("q", bytes(8 * (self._mask + 1)))
+        self._count = 0
+        self._top, self._bottom = high, low
+        for tag, offset in held:
+            self.put(tag, offset)  # the key's kept bits: the tag less its marker is enough
 
     def _grow(self) -> None:
         words = self._words

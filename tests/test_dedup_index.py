@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,41 +46,51 @@ def test_the_id_table_grows_and_keeps_every_entry() -> None:
     assert all(table.get(k * 2_654_435_761) == -k for k in range(1, 10_001))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
-    st.integers(-(2**50), 2**50),
-    st.lists(st.tuples(st.booleans(), _KEYS, st.integers(0, 2**16 - 1)), max_size=80),
+    st.integers(-(2**40), 2**40),
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            _KEYS,
+            st.one_of(st.integers(-(2**17), 2**17), st.integers(-(2**44), 2**44)),
+        ),
+        max_size=80,
+    ),
 )
-def test_offsets_read_back_whole_from_their_low_bits(
+def test_offsets_read_back_whole_however_far_apart(
     start: int, steps: list[tuple[bool, int, int]]
 ) -> None:
-    """An entry keeps an offset's low 16 bits here: read against the highest offset put,
-    every offset within that span below it comes back whole, wherever the span lies."""
+    """An entry keeps an offset's low bits (16 here), read against the highest offset
+    put: offsets further apart than that widen the table, and every one comes back."""
     table = IdTable(16, offset_bits=16)
     model: dict[int, int] = {}
-    top = start
     for put, key, step in steps:
-        offset = top - step  # never more than the span below the highest
+        offset = start + step
         if put:
             table.put(key, offset)
             model[key] = offset
-            top = max(top, offset)
-        elif table.remove(key, offset):
-            del model[key]
-        model = {k: o for k, o in model.items() if top - o <= table.span}
+        else:
+            removed = table.remove(key, offset)
+            assert removed == (model.get(key) == offset)
+            if removed:
+                del model[key]
+        assert len(table) == len(model)
         for held in _CROWD:
-            if held in model:
-                assert table.get(held) == model[held]
-        top += step // 2  # time moves on
+            assert table.get(held) == model.get(held)
 
 
-def test_an_offset_beyond_the_span_is_refused_not_misread() -> None:
+def test_a_table_widens_only_when_what_it_holds_needs_it() -> None:
     table = IdTable(16, offset_bits=16)
-    table.put(1, 100_000)
-    table.put(2, 100_000 - 65_535)  # the span's far end
-    with pytest.raises(ValueError, match="more than 65535 below 100000"):
-        table.put(3, 100_000 - 65_536)
-    assert (table.get(1), table.get(2), table.get(3)) == (100_000, 34_465, None)
+    table.put(1, 0)
+    table.remove(1, 0)
+    table.put(2, 10)
+    table.held_from(10)
+    table.put(3, 10 + 65_535)  # 0 was forgotten: the span from 10 is room enough
+    assert table.span == 65_535
+    table.put(4, 200_000)  # 10 is still held: wider
+    assert table.span >= 200_000 - 10
+    assert [table.get(k) for k in (1, 2, 3, 4)] == [None, 10, 65_545, 200_000]
 
 
 def test_keys_equal_in_the_bits_kept_are_one_key_to_the_table() -> None:
@@ -159,3 +170,32 @@ def test_a_redelivered_batch_finds_its_ids_at_their_own_offsets() -> None:
     again = SeenIndex(backing, 2)
     assert [again.get(f"e-{o}") for o in range(100)] == [(o, f"{o:016x}") for o in range(100)]
     assert again.get("e-100") is None and again.get("") is None
+
+
+def test_records_of_both_forms_are_read_and_forgotten_alike() -> None:
+    """Records written before the compact form (``{id: [offset, digest]}``), beside
+    records of it (``[first offset, [ids], [offset steps], "digests"]``)."""
+    digest = "0123456789abcdef"
+    backing: dict[str, Any] = {
+        "0|00000000000000000000": orjson.dumps({"old-0": [0, digest], "old-1": [1, digest]}),
+        "0|00000000000000000002": [2, ["faust-2", "faust-4"], [0, 2], digest * 2],  # restored
+    }
+    index = SeenIndex(backing, 0, window=10)
+    assert [index.get(e) for e in ("old-0", "old-1", "faust-2", "faust-4")] == [
+        (0, digest), (1, digest), (2, digest), (4, digest)
+    ]  # fmt: skip
+    for offset in (5, 6, 9):
+        index[f"new-{offset}"] = (offset, f"{offset:016x}")
+    index.flush()
+    written = orjson.loads(backing["0|00000000000000000005"])
+    assert written == [5, ["new-5", "new-6", "new-9"], [0, 1, 3], "".join(
+        f"{o:016x}" for o in (5, 6, 9))]  # fmt: skip
+    assert set(index) == {"old-0", "old-1", "faust-2", "faust-4", "new-5", "new-6", "new-9"}
+    for offset in range(10, 16):
+        index[f"new-{offset}"] = (offset, f"{offset:016x}")
+    index.flush()  # 15 - 10: the records ending below 5 go
+    assert "0|00000000000000000000" not in backing and "0|00000000000000000002" not in backing
+    assert index.get("old-1") is None and index.get("faust-4") is None
+    assert index.get("new-5") == (5, f"{5:016x}")
+    again = SeenIndex(backing, 0, window=10)
+    assert set(again) == {f"new-{o}" for o in (5, 6, 9, *range(10, 16))}
