@@ -10,6 +10,7 @@ hashes in memory.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, cast
 
@@ -43,17 +44,22 @@ def _encode(ids: Mapping[str, Seen]) -> bytes:
     order (about 30 bytes an id of the benchmarks' against 43 as ``{id: [offset,
     digest]}``, and after a restore a list of strings instead of a dict of lists), or
     that object when a digest is not :data:`_DIGEST` characters long."""
-    entries = sorted(ids.items(), key=_offset_of)
-    if any(len(digest) != _DIGEST for _, (_, digest) in entries):
-        return dumps_kept({eid: [offset, digest] for eid, (offset, digest) in entries})
-    first = entries[0][1][0] if entries else 0
-    steps, before = [], first
-    for _, (offset, _) in entries:
-        steps.append(offset - before)
-        before = offset
-    return dumps_kept(
-        [first, [eid for eid, _ in entries], steps, "".join(d for _, (_, d) in entries)]
-    )
+    if not ids:
+        return dumps_kept({})
+    names, seen = list(ids), list(ids.values())
+    offsets = [offset for offset, _ in seen]
+    steps = [0, *map(operator.sub, offsets[1:], offsets)]
+    if min(steps) < 0:  # a batch is judged in offset order; if not, put it so
+        order = sorted(range(len(names)), key=offsets.__getitem__)
+        names, seen = [names[n] for n in order], [seen[n] for n in order]
+        offsets = [offset for offset, _ in seen]
+        steps = [0, *map(operator.sub, offsets[1:], offsets)]
+    digests = [digest for _, digest in seen]
+    if set(map(len, digests)) != {_DIGEST}:
+        return dumps_kept(
+            {eid: [offset, digest] for eid, (offset, digest) in zip(names, seen, strict=True)}
+        )
+    return dumps_kept([offsets[0], names, steps, "".join(digests)])
 
 
 def _entries(record: Any) -> Iterator[tuple[str, int, str]]:
@@ -67,10 +73,6 @@ def _entries(record: Any) -> Iterator[tuple[str, int, str]]:
     for n, (eid, step) in enumerate(zip(ids, steps, strict=True)):
         offset += step
         yield eid, offset, digests[n * _DIGEST : (n + 1) * _DIGEST]
-
-
-def _offset_of(item: tuple[str, Seen]) -> int:
-    return item[1][0]
 
 
 class SeenIndex(MutableMapping[str, Seen]):

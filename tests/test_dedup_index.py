@@ -199,3 +199,15 @@ def test_records_of_both_forms_are_read_and_forgotten_alike() -> None:
     assert index.get("new-5") == (5, f"{5:016x}")
     again = SeenIndex(backing, 0, window=10)
     assert set(again) == {f"new-{o}" for o in (5, 6, 9, *range(10, 16))}
+
+
+def test_a_batch_set_out_of_offset_order_is_written_in_it() -> None:
+    backing: dict[str, Any] = {}
+    index = SeenIndex(backing, 0, window=100)
+    for offset in (7, 3, 12, 5):
+        index[f"e-{offset}"] = (offset, f"{offset:016x}")
+    index.flush()
+    (record,) = backing.values()
+    assert orjson.loads(record)[:3] == [3, ["e-3", "e-5", "e-7", "e-12"], [0, 2, 2, 5]]
+    again = SeenIndex(backing, 0, window=100)
+    assert [again.get(f"e-{o}") for o in (3, 5, 7, 12)] == [(o, f"{o:016x}") for o in (3, 5, 7, 12)]
