@@ -121,13 +121,17 @@ class IdTable:
         """
         top = self._top
         if top is None or not self._count:
-            self._top, self._bottom = offset, offset
-        else:
-            low, high = min(self._bottom, offset), max(top, offset)
-            if high - low > self._low:
-                self._widen(low, high)
+            self._top = self._bottom = offset
+        elif offset > top:  # the common case: offsets rise
+            if offset - self._bottom > self._low:
+                self._widen(offset)
                 slot = None  # the entries moved
-            self._top, self._bottom = high, low
+            self._top = offset
+        elif offset < self._bottom:
+            if top - offset > self._low:
+                self._widen(offset)
+                slot = None
+            self._bottom = offset
         i = self.slot(key) if slot is None else slot
         if i < 0:
             if self._count >= self._limit:
@@ -168,25 +172,27 @@ class IdTable:
         if self._count and offset > self._bottom:
             self._bottom = min(offset, self._top if self._top is not None else offset)
 
-    def _widen(self, low: int, high: int) -> None:
-        """Make room for offsets from ``low`` to ``high``: first the lowest offset the
-        table really holds (entries forgotten since raised it), then, if the span is
-        still too wide, more offset bits (and fewer key bits) for every entry."""
+    def _widen(self, offset: int) -> None:
+        """Make room for ``offset`` beside the offsets held: first look for the lowest
+        one the table really holds (entries removed since may have raised it), then,
+        if the span is still too narrow, give every entry more offset bits (and fewer
+        key bits)."""
         held = [(w >> self._bits, self.offset(i)) for i, w in enumerate(self._words) if w]
-        if held:
-            low = min(low, min(offset for _, offset in held))
-            if high - low <= self._low:
-                self._bottom = low
-                return
-        bits = max(self._bits, (high - low).bit_length())
+        assert held and self._top is not None, "a table holding nothing needs no room"
+        low = min(offset, min(o for _, o in held))
+        high = max(offset, self._top)
+        self._top, self._bottom = high, low
+        if high - low <= self._low:
+            return
+        bits = (high - low).bit_length()
         if bits > _MOST_BITS:
             raise ValueError(f"offsets from {low} to {high} span more than 2**{_MOST_BITS}")
         self._set_bits(bits)
         self._words = array("q", bytes(8 * (self._mask + 1)))
         self._count = 0
+        for tag, kept in held:
+            self.put(tag, kept)  # the key's kept bits: the tag less its marker is enough
         self._top, self._bottom = high, low
-        for tag, offset in held:
-            self.put(tag, offset)  # the key's kept bits: the tag less its marker is enough
 
     def _grow(self) -> None:
         words = self._words

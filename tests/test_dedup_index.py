@@ -93,6 +93,16 @@ def test_a_table_widens_only_when_what_it_holds_needs_it() -> None:
     assert [table.get(k) for k in (1, 2, 3, 4)] == [None, 10, 65_545, 200_000]
 
 
+def test_a_table_looks_for_its_lowest_offset_before_it_widens() -> None:
+    table = IdTable(16, offset_bits=16)
+    table.put(1, 0)
+    table.put(2, 10)
+    table.remove(1, 0)  # nobody said so: the table finds 10 the lowest when it must
+    table.put(3, 10 + 65_535)
+    assert table.span == 65_535
+    assert [table.get(k) for k in (1, 2, 3)] == [None, 10, 65_545]
+
+
 def test_keys_equal_in_the_bits_kept_are_one_key_to_the_table() -> None:
     """The caller tells such ids apart (SeenIndex confirms every hit by id)."""
     table = IdTable(16, offset_bits=24)
