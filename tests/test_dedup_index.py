@@ -22,7 +22,12 @@ _KEYS = st.sampled_from(_CROWD)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), _KEYS, st.integers(0, 3)), max_size=120))
 def test_the_id_table_holds_what_a_dict_holds(steps: list[tuple[bool, int, int]]) -> None:
-    table = IdTable(16)
+    _holds_what_a_dict_holds(IdTable(16), steps)
+
+
+def _holds_what_a_dict_holds(table: IdTable, steps: list[tuple[bool, int, int]]) -> None:
+    """Puts (True) and removes (False) of (key, offset), each followed by every key of
+    the crowd read back from the table and from a dict that had the same."""
     model: dict[int, int] = {}
     for put, key, offset in steps:
         if put:
@@ -63,21 +68,8 @@ def test_offsets_read_back_whole_however_far_apart(
 ) -> None:
     """An entry keeps an offset's low bits (16 here), read against the highest offset
     put: offsets further apart than that widen the table, and every one comes back."""
-    table = IdTable(16, offset_bits=16)
-    model: dict[int, int] = {}
-    for put, key, step in steps:
-        offset = start + step
-        if put:
-            table.put(key, offset)
-            model[key] = offset
-        else:
-            removed = table.remove(key, offset)
-            assert removed == (model.get(key) == offset)
-            if removed:
-                del model[key]
-        assert len(table) == len(model)
-        for held in _CROWD:
-            assert table.get(held) == model.get(held)
+    moved = [(put, key, start + step) for put, key, step in steps]
+    _holds_what_a_dict_holds(IdTable(16, offset_bits=16), moved)
 
 
 def test_a_table_widens_only_when_what_it_holds_needs_it() -> None:
