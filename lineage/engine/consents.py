@@ -315,4 +315,4 @@ class ConsentBook:
             )
         pending.alerts = [rule for rule in pending.alerts if rule not in gone_rules]
         pending.fired = remaining
-        subject.unbreached.append((offset, pending.edge, retracted, remaining, ctx.day.isoformat()))
+        subject.unbreached.append((offset, pending.edge, retracted, remaining, ctx.day_text))

@@ -10,7 +10,6 @@ the subject's consents or the event's attributes, run every time.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
 from typing import Any
 
 from lineage.engine.consents import ConsentBook
@@ -60,7 +59,6 @@ class Judge:
         ] = {}
         self._judgments: dict[tuple[Any, ...], list[tuple[RuleSpec, Breach]]] = {}
         self._resolved: dict[str, tuple[Recipient | None, str | None]] = {}
-        self._day_texts: dict[date, str] = {}
 
     def resolve(self, rid: str | None) -> tuple[Recipient | None, str | None]:
         """The policy's recipient and its kind ('internal', 'unknown' when it has none)."""
@@ -78,15 +76,6 @@ class Judge:
             if len(self._resolved) < _CACHE_SIZE:
                 self._resolved[rid] = resolved
         return resolved
-
-    def _day_text(self, day: date) -> str:
-        """``day`` in ISO form, made once per day."""
-        text = self._day_texts.get(day)
-        if text is None:
-            if len(self._day_texts) >= _CACHE_SIZE:
-                self._day_texts.clear()
-            text = self._day_texts[day] = day.isoformat()
-        return text
 
     def _rules_for(
         self, transfer: bool, kind: str | None, via_kind: str | None, foreign: bool
@@ -176,7 +165,7 @@ class Judge:
             event.form,
             event.action,
         )
-        day = self._day_text(ctx.day)
+        day = ctx.day_text
         edge = self.partials.edge
         if not transfer:
             key: EdgeKey = ("system", event.source, "")

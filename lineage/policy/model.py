@@ -293,8 +293,23 @@ class Policy(BaseModel):
             cache[minute] = day
         return day
 
+    def day_text(self, day: date) -> str:
+        """``day`` in ISO form, made once per day (the edges and retractions of a day
+        all carry it)."""
+        texts = self._day_texts
+        text = texts.get(day)
+        if text is None:
+            if len(texts) >= 100_000:
+                texts.clear()
+            text = texts[day] = day.isoformat()
+        return text
+
     @functools.cached_property
     def _days(self) -> dict[int, date]:
+        return {}
+
+    @functools.cached_property
+    def _day_texts(self) -> dict[date, str]:
         return {}
 
     @functools.cached_property

@@ -114,7 +114,7 @@ def no_conditions(ctx: Context) -> Breach | None:
         f"Activity data went to ad provider {ctx.event.recipient} on {ctx.day}, but {why} "
         "(Art. 10 (4)).",
         {
-            "day": ctx.day.isoformat(),
+            "day": ctx.day_text,
             "conditions_since": conditions.since.isoformat() if conditions else None,
         },
     )

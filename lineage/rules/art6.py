@@ -60,7 +60,7 @@ def no_agreement(ctx: Context) -> Breach | None:
         tuple(ctx.event.categories),
         f"Personal data went to outsourcer {ctx.event.recipient} on {ctx.day}, but {why} "
         "(Art. 6 (2)).",
-        {"day": ctx.day.isoformat(), "agreements": _agreement_facts(ctx)},
+        {"day": ctx.day_text, "agreements": _agreement_facts(ctx)},
     )
 
 
@@ -144,7 +144,7 @@ def unsupervised(ctx: Context) -> Breach | None:
         f"Personal data went to outsourcer {ctx.event.recipient} on {ctx.day}, but {why} "
         "(Art. 6 (2) supervision).",
         {
-            "day": ctx.day.isoformat(),
+            "day": ctx.day_text,
             "last_audit_on": last.isoformat() if last else None,
             "interval_days": supervision.interval_days if supervision else None,
         },
@@ -179,7 +179,7 @@ def sub_outsourcing(ctx: Context) -> Breach | None:
         tuple(event.categories),
         f"Outsourcer {event.via} passed personal data on to {event.recipient}, but {why} "
         "(Art. 6 (2)).",
-        {"via": event.via, "allowed_onward": list(ctx.via.onward), "day": ctx.day.isoformat()},
+        {"via": event.via, "allowed_onward": list(ctx.via.onward), "day": ctx.day_text},
     )
 
 

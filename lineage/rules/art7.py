@@ -42,7 +42,7 @@ def not_announced(ctx: Context) -> Breach | None:
         f"Personal data was shared with affiliate {ctx.event.recipient} on {ctx.day}, but {why} "
         "(Art. 7 (1)).",
         {
-            "day": ctx.day.isoformat(),
+            "day": ctx.day_text,
             "announced_on": announcement.announced_on.isoformat() if announcement else None,
         },
     )

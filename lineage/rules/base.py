@@ -128,6 +128,11 @@ class Context:
             self._day = self.policy.day_at(self.posix)
         return self._day
 
+    @property
+    def day_text(self) -> str:
+        """:attr:`day` in ISO form."""
+        return self.policy.day_text(self.day)
+
 
 RuleFn = Callable[[Context], Breach | None]
 
