@@ -259,11 +259,10 @@ def run_embedded(
                 incidents.write(orjson.dumps(publication, option=_LINE))
                 if forward is not None:
                     forward("incident", publication)
-    except OSError as exc:
+    except BaseException as exc:
         view.close()
-        raise RunError(f"cannot write to {out_dir}: {exc.strerror}") from exc
-    except BaseException:
-        view.close()
+        if isinstance(exc, OSError):
+            raise RunError(f"cannot write to {out_dir}: {exc.strerror}") from exc
         raise
     days = policy.policy.records_retention_days
     purged_from_view, newest = view.finish(

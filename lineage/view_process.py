@@ -96,8 +96,7 @@ class RunView:
         self.close()
         if "error" in answer:
             raise RunError(answer["error"])
-        newest_seen = answer["newest"]
-        return answer["purged"], float("-inf") if newest_seen is None else newest_seen
+        return answer["purged"], _from_finite(answer["newest"])
 
     def close(self) -> None:
         """Stop the child, if one runs (a run that fails stops it unfinished)."""
@@ -182,7 +181,13 @@ class RunView:
 
 
 def _finite(value: float) -> float | None:
+    """``value`` as JSON can carry it: None for -inf (nothing seen yet)."""
     return None if value == float("-inf") else value
+
+
+def _from_finite(value: float | None) -> float:
+    """What :func:`_finite` made of a value, back."""
+    return float("-inf") if value is None else value
 
 
 def _finish(
@@ -211,9 +216,7 @@ def _serve(reader: Connection, writer: Connection, path: Path) -> int:
                         view.flush(rows_wanted=False)
                     continue
                 newest, days, meta = orjson.loads(message[1:])
-                purged, seen = _finish(
-                    view, float("-inf") if newest is None else newest, days, meta
-                )
+                purged, seen = _finish(view, _from_finite(newest), days, meta)
                 writer.send_bytes(orjson.dumps({"purged": purged, "newest": _finite(seen)}))
                 return 0
         finally:
