@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from array import array
 
-__all__ = ["OFFSET_BITS", "IdTable", "key_of"]
+__all__ = ["IdTable", "key_of"]
 
 #: Offset bits an entry keeps unless told otherwise: a span of 16,777,216 offsets.
 OFFSET_BITS = 24
@@ -169,8 +169,9 @@ class IdTable:
     def held_from(self, offset: int) -> None:
         """The caller holds no offset below ``offset`` any more (it forgot them): a
         later put need not look for lower ones."""
-        if self._count and offset > self._bottom:
-            self._bottom = min(offset, self._top if self._top is not None else offset)
+        top = self._top
+        if top is not None and self._count and offset > self._bottom:
+            self._bottom = min(offset, top)
 
     def _widen(self, offset: int) -> None:
         """Make room for ``offset`` beside the offsets held: first look for the lowest
