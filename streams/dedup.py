@@ -24,8 +24,8 @@ __all__ = ["Seen", "SeenIndex"]
 Seen = tuple[int, str]  # (offset first applied at, digest of the content)
 
 
-def _first(item: tuple[str, Any]) -> str:
-    return item[0]
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
 
 
 def _seen(value: Any) -> Seen:
@@ -38,27 +38,65 @@ def _seen(value: Any) -> Seen:
 #: The digest's length in a record of the compact form (``_fingerprint``'s hex).
 _DIGEST = 16
 
+#: The most bytes a record may take: under the least a worker may be let send
+#: (``LINEAGE_MAX_OUTPUT_BYTES`` is at least 64 KiB), whatever its ids. In one record,
+#: a flush of 5,000 ids of 64 kanji (3 bytes each in UTF-8) would not fit in the
+#: default 1,000,000 bytes, and the worker could not write its state.
+RECORD_BYTES = 60_000
 
-def _encode(ids: Mapping[str, Seen]) -> bytes:
-    """A batch's record: ``[first offset, [ids], [offset steps], "digests"]`` in offset
-    order (about 30 bytes an id of the benchmarks' against 43 as ``{id: [offset,
-    digest]}``, and after a restore a list of strings instead of a dict of lists), or
-    that object when a digest is not :data:`_DIGEST` characters long."""
-    if not ids:
-        return dumps_kept({})
-    names, seen = list(ids), list(ids.values())
-    offsets = [offset for offset, _ in seen]
-    steps = [0, *map(operator.sub, offsets[1:], offsets)]
-    if min(steps) < 0:  # a batch is judged in offset order; if not, put it so
-        order = sorted(range(len(names)), key=offsets.__getitem__)
-        names, seen = [names[n] for n in order], [seen[n] for n in order]
-        offsets = [offset for offset, _ in seen]
-        steps = [0, *map(operator.sub, offsets[1:], offsets)]
-    digests = [digest for _, digest in seen]
+#: What an id costs in a record beside its own characters (quotes, commas, its step
+#: and digest), to guess how many records a batch needs before encoding it.
+_PER_ID = 26
+
+
+def _records(
+    pending: Mapping[str, Seen], limit: int = RECORD_BYTES
+) -> list[tuple[int, int, bytes]]:
+    """A batch's records as (first offset, last offset, record), in offset order: as
+    few as keep each within ``limit`` bytes."""
+    items = list(pending.items())
+    offsets = list(map(_first, pending.values()))
+    if any(map(operator.gt, offsets, offsets[1:])):  # a batch is judged in offset order
+        items.sort(key=_offset_of)
+    guess = sum(map(len, pending)) + _PER_ID * len(items)
+    parts = -(-guess // limit)
+    size = -(-len(items) // parts)
+    out: list[tuple[int, int, bytes]] = []
+    for start in range(0, len(items), size):
+        _encode_within(items[start : start + size], limit, out)
+    return out
+
+
+def _encode_within(
+    items: list[tuple[str, Seen]], limit: int, out: list[tuple[int, int, bytes]]
+) -> None:
+    """Append the records of ``items`` (in offset order) to ``out``, halving them
+    until each fits (ids that JSON escapes are longer than guessed)."""
+    record = _encode(items)
+    if len(record) > limit and len(items) > 1:
+        half = len(items) // 2
+        _encode_within(items[:half], limit, out)
+        _encode_within(items[half:], limit, out)
+        return
+    out.append((items[0][1][0], items[-1][1][0], record))
+
+
+def _offset_of(item: tuple[str, Seen]) -> int:
+    return item[1][0]
+
+
+def _encode(items: list[tuple[str, Seen]]) -> bytes:
+    """The record of ``items`` (in offset order): ``[first offset, [ids], [offset
+    steps], "digests"]`` (about 30 bytes an id of the benchmarks' against 43 as ``{id:
+    [offset, digest]}``, and after a restore a list of strings instead of a dict of
+    lists), or that object when a digest is not :data:`_DIGEST` characters long."""
+    names = list(map(_first, items))
+    seen = list(map(_second, items))
+    offsets = list(map(_first, seen))
+    digests = list(map(_second, seen))
     if set(map(len, digests)) != {_DIGEST}:
-        return dumps_kept(
-            {eid: [offset, digest] for eid, (offset, digest) in zip(names, seen, strict=True)}
-        )
+        return dumps_kept({eid: [offset, digest] for eid, (offset, digest) in items})
+    steps = [0, *map(operator.sub, offsets[1:], offsets)]
     return dumps_kept([offsets[0], names, steps, "".join(digests)])
 
 
@@ -211,11 +249,10 @@ class SeenIndex(MutableMapping[str, Seen]):
     def flush(self) -> int:
         if not self._pending:
             return 0
-        offsets = [o for o, _ in self._pending.values()]
-        first, last = min(offsets), max(offsets)
-        key = f"{self._partition}|{first:020d}"
-        self._writer.set(self._table, key, _encode(self._pending))
-        self._records.append((first, last, key))
+        for first, last, record in _records(self._pending):
+            key = f"{self._partition}|{first:020d}"
+            self._writer.set(self._table, key, record)
+            self._records.append((first, last, key))
         written = len(self._pending)
         self._pending = {}
         self._found = None

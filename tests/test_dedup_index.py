@@ -213,3 +213,41 @@ def test_a_batch_set_out_of_offset_order_is_written_in_it() -> None:
     assert orjson.loads(record)[:3] == [3, ["e-3", "e-5", "e-7", "e-12"], [0, 2, 2, 5]]
     again = SeenIndex(backing, 0, window=100)
     assert [again.get(f"e-{o}") for o in (3, 5, 7, 12)] == [(o, f"{o:016x}") for o in (3, 5, 7, 12)]
+
+
+def test_a_batch_too_large_for_one_message_is_written_as_several_records() -> None:
+    """Ids of 64 kanji are 192 bytes each in UTF-8: 5,000 of them in one record would
+    be over Kafka's default message size, and the worker could not write its state."""
+    backing: dict[str, Any] = {}
+    index = SeenIndex(backing, 1, window=20_000)
+    name = "識" * 60
+    for offset in range(5_000):
+        index[f"{name}{offset:04d}"] = (offset, f"{offset:016x}")
+    assert index.flush() == 5_000
+    assert len(backing) > 1
+    assert all(len(record) <= streams.dedup.RECORD_BYTES for record in backing.values())
+    firsts = [orjson.loads(backing[key])[0] for key in sorted(backing)]
+    assert firsts == sorted(firsts) and firsts[0] == 0
+    again = SeenIndex(backing, 1, window=20_000)
+    assert [again.get(f"{name}{o:04d}") for o in range(0, 5_000, 7)] == [
+        (o, f"{o:016x}") for o in range(0, 5_000, 7)
+    ]
+    assert len(again) == 5_000
+    for offset in range(5_000, 30_000, 1_000):  # the window moves past them all
+        again[f"later-{offset}"] = (offset, f"{offset:016x}")
+        again.flush()
+    assert again.get(f"{name}0000") is None and not any(
+        orjson.loads(record)[1][0].startswith(name) for record in backing.values()
+    )
+
+
+def test_ids_that_json_escapes_are_split_until_each_record_fits() -> None:
+    """Control characters take six bytes each in JSON: more than the guess allows for."""
+    backing: dict[str, Any] = {}
+    index = SeenIndex(backing, 0)
+    for offset in range(2_000):
+        index["\x01" * 60 + f"{offset:04d}"] = (offset, f"{offset:016x}")
+    index.flush()
+    assert all(len(record) <= streams.dedup.RECORD_BYTES for record in backing.values())
+    again = SeenIndex(backing, 0)
+    assert len(again) == 2_000 and again.get("\x01" * 60 + "1999") == (1999, f"{1999:016x}")
