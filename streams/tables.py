@@ -9,6 +9,10 @@ partition 3's changelog then rebuilds exactly partition 3's state, on whichever
 worker owns it.
 
 Values are our own JSON bytes (orjson), stored raw: faust never pickles or guesses.
+A value longer than :data:`PIECE_BYTES` (a subject with thousands of alerts that a
+late consent may still retract, an edge met in thousands of shapes) is written in
+pieces, each a record of its own, so that Kafka takes it whatever
+``LINEAGE_MAX_OUTPUT_BYTES`` is (:meth:`CachedView._put`).
 
 With the ``rocksdb://`` store each partition of a table is a database of its own, and
 what reads one partition whole (:class:`streams.dedup.SeenIndex`, :class:`BoardView`) reads that one
@@ -23,6 +27,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, Generic, TypeVar
+
+import orjson
 
 from lineage.incidents import BoardEntry
 from lineage.jsonbytes import dumps_kept
@@ -49,6 +55,54 @@ __all__ = [
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+#: The longest record written whole: under the least a worker may be let send
+#: (``LINEAGE_MAX_OUTPUT_BYTES`` is at least 64 KiB). A longer one goes in pieces.
+PIECE_BYTES = 60_000
+
+#: A piece's key is its value's key, this character, then ``<generation>.<n>``.
+_PIECE = "\x00"
+
+#: The key of the record that stands for a value in pieces: ``{"~pieces": [generation,
+#: count]}``.
+_PIECES = "~pieces"
+
+
+def _piece_key(key: str, generation: int, n: int) -> str:
+    return f"{key}{_PIECE}{generation}.{n}"
+
+
+def _is_piece(key: str) -> bool:
+    return _PIECE in key
+
+
+def _split(value: bytes) -> list[bytes]:
+    """``value`` (JSON text) in pieces of at most :data:`PIECE_BYTES` bytes, each a
+    JSON string (faust decodes the JSON of what it restores): a quarter of that in
+    characters, as a character takes at most four bytes so."""
+    text = value.decode()
+    step = PIECE_BYTES // 4
+    return [dumps_kept(text[n : n + step]) for n in range(0, len(text), step)]
+
+
+def _pieces_of(data: Any) -> tuple[int, int] | None:
+    """(generation, count) when ``data`` is a record standing for a value in pieces."""
+    if type(data) is dict and len(data) == 1 and _PIECES in data:
+        generation, count = data[_PIECES]
+        return int(generation), int(count)
+    return None
+
+
+def _joined(read: Callable[[str], Any], key: str, generation: int, count: int) -> Any:
+    """The data of a value in pieces, read with ``read``."""
+    parts: list[str] = []
+    for n in range(count):
+        raw = read(_piece_key(key, generation, n))
+        if raw is None:  # a piece goes before its record in the same partition
+            raise LookupError(f"table record {key!r} names a piece {generation}.{n} it lacks")
+        parts.append(raw if isinstance(raw, str) else orjson.loads(raw))
+    return orjson.loads("".join(parts))
 
 
 class PartitionedTable(LineageTable):
@@ -89,6 +143,8 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         self._objects: dict[K, V] = {}
         self._absent: set[K] = set()
         self._dirty: set[K] = set()
+        # (generation, count) of the values held in pieces, by table key.
+        self._in_pieces: dict[str, tuple[int, int]] = {}
 
     def _key(self, key: K) -> str:
         return self._prefix + self._encode_key(key)
@@ -100,12 +156,55 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
             return found
         # Most subjects have no consent record: remember the misses too, since a miss in
         # a faust table costs as much as judging a rule.
-        raw = self._read(self._key(key))
+        table_key = self._key(key)
+        raw = self._read(table_key)
         if raw is None:
             self._absent.add(key)
             return None
-        value = self._objects[key] = self._load(key, load_json(raw))
+        value = self._objects[key] = self._load(key, self._data(table_key, raw))
         return value
+
+    def _data(self, table_key: str, raw: Any) -> Any:
+        """The JSON data of a record, its pieces joined when it is in pieces."""
+        data = load_json(raw)
+        pieces = _pieces_of(data)
+        if pieces is None:
+            return data
+        self._in_pieces[table_key] = pieces
+        return _joined(self._read, table_key, *pieces)
+
+    def _put(self, table_key: str, value: bytes) -> None:
+        """Write one record; one longer than :data:`PIECE_BYTES` goes in pieces.
+
+        The pieces (each a key of their own, of a new generation) are written first,
+        then the record that names them, then the pieces of the value it replaces are
+        deleted: in one changelog partition, where Kafka keeps their order, a crash
+        leaves the record as it was, or as it is now, whole.
+        """
+        old = self._in_pieces.pop(table_key, None)
+        if len(value) <= PIECE_BYTES:
+            self._writer.set(self._table, table_key, value)
+        else:
+            generation = old[0] + 1 if old is not None else 1
+            pieces = _split(value)
+            for n, piece in enumerate(pieces):
+                self._writer.set(self._table, _piece_key(table_key, generation, n), piece)
+            self._writer.set(
+                self._table, table_key, dumps_kept({_PIECES: [generation, len(pieces)]})
+            )
+            self._in_pieces[table_key] = (generation, len(pieces))
+        if old is not None:
+            self._delete_pieces(table_key, *old)
+
+    def _delete_pieces(self, table_key: str, generation: int, count: int) -> None:
+        for n in range(count):
+            self._writer.delete(self._table, _piece_key(table_key, generation, n))
+        # The generation before, left behind when a crash came between a record and
+        # these deletes.
+        n = 0
+        while self._read(_piece_key(table_key, generation - 1, n)) is not None:
+            self._writer.delete(self._table, _piece_key(table_key, generation - 1, n))
+            n += 1
 
     def _load(self, key: K, data: Any) -> V:
         """The object of ``key`` from its record's JSON (a subclass reads what the
@@ -132,7 +231,11 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         self._objects.pop(key, None)
         self._dirty.discard(key)
         self._absent.add(key)
-        self._writer.delete(self._table, self._key(key))
+        table_key = self._key(key)
+        self._writer.delete(self._table, table_key)
+        old = self._in_pieces.pop(table_key, None)
+        if old is not None:
+            self._delete_pieces(table_key, *old)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._objects)
@@ -150,7 +253,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         the table now) rather than grow with every subject it has seen.
         """
         for key in self._dirty:
-            self._writer.set(self._table, self._key(key), self._encode(self._objects[key]))
+            self._put(self._key(key), self._encode(self._objects[key]))
         written = len(self._dirty)
         self._dirty.clear()
         limit = self._max_cached
@@ -294,7 +397,7 @@ class EdgeTable(CachedView[EdgeKey, EdgeAggregate]):
             del data["days"], data["breach_days"]
             data["months"] = sorted(months)
             data["recent"] = _days_json(edge, touched)
-            self._writer.set(self._table, self._key(key), dumps_kept(data))
+            self._put(self._key(key), dumps_kept(data))
             changed.append((self._key(key), edge, new))
         # The months after every edge's own record (the class docstring says why).
         for table_key, edge, new in changed:
@@ -355,8 +458,9 @@ class BoardView(CachedView[str, BoardEntry]):
         # Load every entry now: the periodic flush walks them all.
         prefix = f"{partition}|"
         for key, raw in partition_items(table, partition):
-            if raw:
-                self._objects[key[len(prefix) :]] = BoardEntry.from_json(load_json(raw))
+            if raw and not _is_piece(key):
+                data = self._data(key, raw)
+                self._objects[key[len(prefix) :]] = BoardEntry.from_json(data)
 
 
 def edge_records(items: Any) -> Iterator[tuple[EdgeKey, EdgeAggregate]]:
@@ -365,14 +469,18 @@ def edge_records(items: Any) -> Iterator[tuple[EdgeKey, EdgeAggregate]]:
     (:class:`EdgeTable`)."""
     edges: dict[str, tuple[EdgeAggregate, Any]] = {}
     months: dict[str, list[Any]] = {}
-    for key, raw in items:
-        if not raw:
+    held = dict(items)
+    for key, raw in held.items():
+        if not raw or _is_piece(key):
             continue
         base, sep, _ = key.partition("#")
         if sep:
             months.setdefault(base, []).append(load_json(raw))
         else:
             data = load_json(raw)
+            pieces = _pieces_of(data)
+            if pieces is not None:
+                data = _joined(held.get, key, *pieces)
             edges[key] = (EdgeAggregate.from_json(data), data)
     for key, (edge, data) in edges.items():
         if "months" in data:

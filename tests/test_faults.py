@@ -395,6 +395,70 @@ def test_a_restarted_worker_recovers_the_state_of_80000_events(
         assert_disk_holds_the_changelog(deployment, second.state_dir, range(4))
 
 
+@STORES
+def test_a_subject_too_large_for_one_record_is_recovered_from_its_pieces(
+    kafka_bootstrap: str, tmp_path: Path, store: str
+) -> None:
+    """One subject is disclosed to market research 1,500 times in a day without consent:
+    its record (the alerts a late consent may still retract) is some 500 KB, over the
+    64 KiB this deployment may send in one message, so it goes in pieces. A restarted
+    worker reads it back from them, and the late consent retracts every alert."""
+    day = list(generate_day(events=2_000, seed=21))
+    heavy = [
+        orjson.dumps(
+            {
+                "event_id": f"heavy-{n}",
+                "occurred_at": f"2026-11-20T{10 + n // 3600:02d}:{n // 60 % 60:02d}:"
+                f"{n % 60:02d}+09:00",
+                "source": "crm",
+                "action": "transfer",
+                "recipient": "market-research",
+                "categories": ["activity.purchase_history"],
+                "purpose": "statistics",
+                "encrypted_in_transit": True,
+                "legal_basis": "consent",
+                "subject": "u-heavy",
+            }
+        )
+        for n in range(1_500)
+    ]
+    late = orjson.dumps(
+        {
+            "type": "consent",
+            "event_id": "heavy-consent",
+            "occurred_at": "2026-11-20T09:00:00+09:00",
+            "subject": "u-heavy",
+            "recipient": "market-research",
+            "status": "granted",
+        }
+    )
+    before = [*day, *heavy]
+    reference = Reference([*before, late], tmp_path / "embedded")
+    first_part = Reference(before, tmp_path / "embedded-before")
+    assert sum(s == "retracted" for s in reference.statuses.values()) >= 1_500
+    deployment = Deployment(
+        kafka_bootstrap,
+        tmp_path,
+        env={"LINEAGE_STORE": store, "LINEAGE_MAX_OUTPUT_BYTES": str(64 * 1024)},
+    )
+    first = Worker(deployment, "a").start()
+    second = Worker(deployment, "b", state="a" if store == "rocksdb://" else None)
+    try:
+        first.wait_ready()
+        deployment.produce(before)
+        assert_agrees(deployment, first_part, [first])
+        first.stop_cleanly()
+        second.start().wait_ready(timeout=180)
+        deployment.produce([late])
+        assert_agrees(deployment, reference, [second])
+        assert_subjects_agree(reference, second)
+        second.stop_cleanly()
+    finally:
+        first.stop()
+        second.stop()
+    assert_graph_agrees(deployment, reference)
+
+
 def test_a_changelog_record_kafka_refuses_never_reaches_the_disk(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

@@ -1,0 +1,129 @@
+"""Table records too long for one Kafka message are written in pieces, and read back whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+import streams.tables
+from lineage.engine import Engine
+from lineage.policy import Policy
+from lineage.state import EdgeAggregate
+from streams.tables import PartitionState, edge_records
+from tests.helpers import access, consent
+
+
+def _tables() -> dict[str, dict[str, Any]]:
+    return {name: {} for name in ("seen", "subjects", "edges", "incidents", "board")}
+
+
+def _pieces(table: dict[str, Any]) -> list[str]:
+    return [key for key in table if "\x00" in key]
+
+
+def _breaches(engine: Engine, n: int, start: int = 0) -> None:
+    """``n`` disclosures of one subject to a third party without consent, in one day:
+    each an alert that a late consent may still retract, kept in the subject's record."""
+    for offset in range(start, start + n):
+        event = access(
+            event_id=f"e-{offset}",
+            recipient="researchers",
+            occurred_at=f"2025-06-01T{offset % 24:02d}:00:00+09:00",
+        )
+        engine.process(orjson.dumps(event), offset=offset, origin="t")
+
+
+def test_a_subject_with_thousands_of_retractable_alerts_is_written_and_read_back_whole(
+    policy: Policy,
+) -> None:
+    backing = _tables()
+    state = PartitionState(backing, 1)
+    engine = Engine(policy, state.as_state())
+    _breaches(engine, 1_500)
+    state.flush()
+    subjects = backing["subjects"]
+    assert _pieces(subjects), "a subject of 1,500 pending alerts is over one record"
+    assert all(len(value) <= streams.tables.PIECE_BYTES for value in subjects.values())
+    assert orjson.loads(subjects["1|u-1"]) == {"~pieces": [1, len(_pieces(subjects))]}
+    written = state.subjects["u-1"].to_json()
+
+    # A new owner, from the table as written here and as faust restores it (decoded).
+    restored = {name: {k: orjson.loads(v) for k, v in t.items()} for name, t in backing.items()}
+    for tables in (backing, restored):
+        assert PartitionState(tables, 1).subjects["u-1"].to_json() == written
+
+    # A late consent retracts every alert, from the record read back from its pieces
+    # as from the one never written.
+    late = orjson.dumps(consent(event_id="c-late", occurred_at="2025-05-31T12:00:00+09:00"))
+    again = PartitionState(restored, 1)
+    outcome = Engine(policy, again.as_state()).process(late, offset=1_500, origin="t")
+    alone = Engine(policy)
+    _breaches(alone, 1_500)
+    expected = alone.process(late, offset=1_500, origin="t")
+    assert len(outcome.alerts) == len(expected.alerts) == 1_500
+    assert outcome.alerts == expected.alerts
+
+
+def test_a_record_in_pieces_replaces_its_pieces_and_drops_them_when_it_fits_again(
+    policy: Policy,
+) -> None:
+    backing = _tables()
+    state = PartitionState(backing, 1)
+    engine = Engine(policy, state.as_state())
+    _breaches(engine, 1_500)
+    state.flush()
+    first = set(_pieces(backing["subjects"]))
+    _breaches(engine, 10, start=1_500)
+    state.flush()
+    second = set(_pieces(backing["subjects"]))
+    assert second and not first & second  # a new generation; the old one deleted
+    assert orjson.loads(backing["subjects"]["1|u-1"])["~pieces"][0] == 2
+
+    # A day later the pending alerts are past the consent lateness: the record fits.
+    later = access(
+        event_id="e-next", recipient="researchers", occurred_at="2025-06-03T12:00:00+09:00"
+    )
+    engine.process(orjson.dumps(later), offset=2_000, origin="t")
+    state.flush()
+    assert not _pieces(backing["subjects"])
+    assert "~pieces" not in orjson.loads(backing["subjects"]["1|u-1"])
+    assert PartitionState(backing, 1).subjects["u-1"].to_json() == state.subjects["u-1"].to_json()
+
+
+def test_pieces_a_crash_left_behind_are_deleted_with_the_next_generation(policy: Policy) -> None:
+    backing = _tables()
+    state = PartitionState(backing, 1)
+    engine = Engine(policy, state.as_state())
+    _breaches(engine, 1_500)
+    state.flush()
+    orphans = {
+        k.replace("\x001.", "\x000."): v for k, v in backing["subjects"].items() if "\x00" in k
+    }
+    backing["subjects"].update(orphans)  # generation 0: a crash before its deletes
+    again = PartitionState(backing, 1)
+    engine = Engine(policy, again.as_state())
+    _breaches(engine, 10, start=1_500)
+    again.flush()
+    assert {k.split("\x00")[1].split(".")[0] for k in _pieces(backing["subjects"])} == {"2"}
+
+
+def test_an_edge_met_in_many_shapes_is_written_in_pieces_and_exported_whole(
+    policy: Policy,
+) -> None:
+    backing = _tables()
+    state = PartitionState(backing, 0)
+    engine = Engine(policy, state.as_state())
+    for offset in range(1_000):  # purposes the policy does not declare: each a shape
+        event = access(event_id=f"e-{offset}", subject=f"u-{offset}", purpose=f"p-{offset}")
+        event["recipient"] = "payco"
+        engine.process(orjson.dumps(event), offset=offset, origin="t")
+    state.flush()
+    edges = backing["edges"]
+    assert _pieces(edges)
+    assert all(len(value) <= streams.tables.PIECE_BYTES for value in edges.values())
+    exported = dict(edge_records(sorted(edges.items())))
+    edge = exported[("flow", "shop", "payco")]
+    assert isinstance(edge, EdgeAggregate) and edge.count == 1_000
+    assert edge.to_json() == state.edges[("flow", "shop", "payco")].to_json()
+    assert PartitionState(backing, 0).edges[("flow", "shop", "payco")].count == 1_000
