@@ -51,6 +51,7 @@ __all__ = [
     "PartitionState",
     "PartitionedTable",
     "edge_records",
+    "subject_key",
 ]
 
 K = TypeVar("K")
@@ -159,10 +160,19 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         table_key = self._key(key)
         raw = self._read(table_key)
         if raw is None:
-            self._absent.add(key)
-            return None
+            earlier = self._earlier(key)
+            if earlier is None:
+                self._absent.add(key)
+                return None
+            self._objects[key] = earlier
+            return earlier
         value = self._objects[key] = self._load(key, self._data(table_key, raw))
         return value
+
+    def _earlier(self, key: K) -> V | None:
+        """The object of ``key`` kept under the key an earlier worker gave it, if any (a
+        subclass whose keys changed reads it)."""
+        return None
 
     def _data(self, table_key: str, raw: Any) -> Any:
         """The JSON data of a record, its pieces joined when it is in pieces."""
@@ -267,6 +277,15 @@ def _json(obj: Any) -> bytes:
     return dumps_kept(obj.to_json())
 
 
+def subject_key(subject: str) -> str:
+    """A subject's key in its table: the subject, with ``%``, ``#`` and NUL written
+    ``%25``, ``%23`` and ``%00``. A subject ref may be any text: written as it is, the
+    record of subject ``a#0`` would be subject ``a``'s first record of decisions."""
+    if "%" in subject or "#" in subject or _PIECE in subject:
+        return subject.replace("%", "%25").replace("#", "%23").replace(_PIECE, "%00")
+    return subject
+
+
 class SubjectTable(CachedView[str, SubjectState]):
     """The subjects' judging records of one partition: each subject's consent decisions
     in records of :data:`DECISIONS_PER_RECORD` (``<subject>#<n>``), of which only the
@@ -285,7 +304,13 @@ class SubjectTable(CachedView[str, SubjectState]):
         self, table: Any, partition: int, max_cached: int | None = None, writer: Writer = MAPPING
     ) -> None:
         super().__init__(
-            table, partition, str, SubjectState.from_json, _subject_json, max_cached, writer
+            table,
+            partition,
+            subject_key,
+            SubjectState.from_json,
+            _subject_json,
+            max_cached,
+            writer,
         )
 
     def _chunk_key(self, key: str, chunk: int) -> str:
@@ -300,6 +325,29 @@ class SubjectTable(CachedView[str, SubjectState]):
                 decisions.extend(load_json(self._table[self._chunk_key(key, chunk)]))
             del decisions[n:]
         return SubjectState.from_json(data, decisions)
+
+    def _earlier(self, key: str) -> SubjectState | None:
+        """A subject whose key :func:`subject_key` escapes, as an earlier worker kept it
+        (under the subject as given): read, and written anew under its own key at the
+        next flush, decisions and all. Its old records stay where they are."""
+        old = self._prefix + key
+        if old == self._key(key):
+            return None
+        raw = self._read(old)
+        data = load_json(raw) if raw is not None else None
+        if not isinstance(data, dict):  # nothing, or the decisions of another subject
+            return None
+        decisions = None
+        if "d" not in data:
+            n = data.get("dn", 0)
+            decisions = []
+            for chunk in range(-(-n // DECISIONS_PER_RECORD)):
+                decisions.extend(load_json(self._table[f"{old}#{chunk}"]))
+            del decisions[n:]
+        subject = SubjectState.from_json(data, decisions)
+        subject.stored_decisions = 0
+        self._dirty.add(key)
+        return subject
 
     def flush(self) -> int:
         per = DECISIONS_PER_RECORD

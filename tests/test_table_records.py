@@ -1,4 +1,5 @@
-"""Table records too long for one Kafka message are written in pieces, and read back whole."""
+"""Table records: a value too long for one Kafka message goes in pieces, and no key of a
+subject is another record's key."""
 
 from __future__ import annotations
 
@@ -127,3 +128,46 @@ def test_an_edge_met_in_many_shapes_is_written_in_pieces_and_exported_whole(
     assert isinstance(edge, EdgeAggregate) and edge.count == 1_000
     assert edge.to_json() == state.edges[("flow", "shop", "payco")].to_json()
     assert PartitionState(backing, 0).edges[("flow", "shop", "payco")].count == 1_000
+
+
+def test_a_subject_named_like_another_subjects_decision_record_keeps_apart(
+    policy: Policy,
+) -> None:
+    """Subject ``a``'s first record of decisions is ``a#0``; a subject may be named so."""
+    backing = _tables()
+    state = PartitionState(backing, 0)
+    engine = Engine(policy, state.as_state())
+    engine.process(orjson.dumps(consent(subject="a", event_id="c-1")), offset=0, origin="t")
+    for offset, name in enumerate(("a#0", "a%230", "a\x00"), start=1):
+        event = access(subject=name, event_id=f"e-{offset}", recipient="researchers")
+        engine.process(orjson.dumps(event), offset=offset, origin="t")
+    state.flush()
+    assert sorted(backing["subjects"]) == [
+        "0|a", "0|a#0", "0|a%00", "0|a%230", "0|a%25230"
+    ]  # fmt: skip
+    again = PartitionState(backing, 0)
+    assert [d.recipient for d in again.subjects["a"].decisions] == ["researchers"]
+    for name in ("a#0", "a%230", "a\x00"):
+        assert again.subjects[name].to_json() == state.subjects[name].to_json()
+
+
+def test_a_subject_an_earlier_worker_kept_under_its_name_as_given_is_read_and_moved(
+    policy: Policy,
+) -> None:
+    backing = _tables()
+    state = PartitionState(backing, 0)
+    engine = Engine(policy, state.as_state())
+    engine.process(orjson.dumps(consent(subject="x#y", event_id="c-1")), offset=0, origin="t")
+    state.flush()
+    # As an earlier worker wrote it: under "x#y", its decisions under "x#y#0".
+    subjects = backing["subjects"]
+    earlier = {"0|x#y": subjects.pop("0|x%23y"), "0|x#y#0": subjects.pop("0|x%23y#0")}
+    subjects.update(earlier)
+    subjects["0|b#0"] = subjects["0|x#y#0"]  # subject b's decisions: no subject "b#0"
+    again = PartitionState(backing, 0)
+    assert again.subjects.get("b#0") is None
+    moved = again.subjects["x#y"]
+    assert [d.recipient for d in moved.decisions] == ["researchers"]
+    again.flush()
+    assert subjects["0|x%23y#0"] == earlier["0|x#y#0"]
+    assert PartitionState(backing, 0).subjects["x#y"].to_json() == moved.to_json()
