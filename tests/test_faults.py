@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,39 @@ def assert_graph_agrees(deployment: Deployment, reference: Reference) -> None:
 
 
 STORES = pytest.mark.parametrize("store", ["memory://", "rocksdb://"], ids=["memory", "rocksdb"])
+
+
+def judged_across_a_restart(
+    deployment: Deployment,
+    store: str,
+    first: tuple[list[bytes], Reference],
+    then: tuple[list[bytes], Reference],
+    stopped: Callable[[Worker], None] | None = None,
+) -> tuple[Worker, float]:
+    """A worker judges ``first`` (its lines, and the embedded run of them), stops cleanly
+    (then ``stopped`` is called with it), and a second one judges ``then`` (its lines,
+    and the embedded run of all): on RocksDB on the first one's state folder, where the
+    tables are on disk. Returns the second worker and the seconds its start took."""
+    one = Worker(deployment, "a").start()
+    two = Worker(deployment, "b", state="a" if store == "rocksdb://" else None)
+    try:
+        one.wait_ready()
+        deployment.produce(first[0])
+        assert_agrees(deployment, first[1], [one])
+        one.stop_cleanly()
+        if stopped is not None:
+            stopped(one)
+        started = time.monotonic()
+        two.start().wait_ready(timeout=180)  # its tables recovered
+        recovered_in = time.monotonic() - started
+        deployment.produce(then[0])
+        assert_agrees(deployment, then[1], [two])
+        assert_subjects_agree(then[1], two)
+        two.stop_cleanly()
+    finally:
+        one.stop()
+        two.stop()
+    return two, recovered_in
 
 
 @STORES
@@ -366,30 +400,18 @@ def test_a_restarted_worker_recovers_the_state_of_80000_events(
     reference = Reference(day, tmp_path / "embedded")
     first_part = Reference(before, tmp_path / "embedded-before")
     deployment = Deployment(kafka_bootstrap, tmp_path, env={"LINEAGE_STORE": store})
-    first = Worker(deployment, "a").start()
-    # On RocksDB the restart is on the same state folder: the tables are on disk.
-    second = Worker(deployment, "b", state="a" if store == "rocksdb://" else None)
-    try:
-        first.wait_ready()
-        deployment.produce(before)
-        assert_agrees(deployment, first_part, [first])
-        first.stop_cleanly()
+
+    def stopped(first: Worker) -> None:
         if store == "rocksdb://":
             # Every record of every changelog is on disk: recovery has nothing to read.
             assert_disk_holds_the_changelog(deployment, first.state_dir, range(4))
-        started = time.monotonic()
-        second.start().wait_ready(timeout=180)  # its tables recovered
-        recovered_in = time.monotonic() - started
-        deployment.produce(after)
-        # Consents, dedup ids, edges and incident partials of the first 80,000 events
-        # decide the judgments and counts of the rest.
-        assert_agrees(deployment, reference, [second])
-        assert_subjects_agree(reference, second)
-        print(f"{store}: recovered the state of {len(before)} events in {recovered_in:.1f} s")
-        second.stop_cleanly()
-    finally:
-        first.stop()
-        second.stop()
+
+    # Consents, dedup ids, edges and incident partials of the first 80,000 events
+    # decide the judgments and counts of the rest.
+    second, recovered_in = judged_across_a_restart(
+        deployment, store, (before, first_part), (after, reference), stopped
+    )
+    print(f"{store}: recovered the state of {len(before)} events in {recovered_in:.1f} s")
     assert_graph_agrees(deployment, reference)
     if store == "rocksdb://":
         assert_disk_holds_the_changelog(deployment, second.state_dir, range(4))
@@ -441,21 +463,7 @@ def test_a_subject_too_large_for_one_record_is_recovered_from_its_pieces(
         tmp_path,
         env={"LINEAGE_STORE": store, "LINEAGE_MAX_OUTPUT_BYTES": str(64 * 1024)},
     )
-    first = Worker(deployment, "a").start()
-    second = Worker(deployment, "b", state="a" if store == "rocksdb://" else None)
-    try:
-        first.wait_ready()
-        deployment.produce(before)
-        assert_agrees(deployment, first_part, [first])
-        first.stop_cleanly()
-        second.start().wait_ready(timeout=180)
-        deployment.produce([late])
-        assert_agrees(deployment, reference, [second])
-        assert_subjects_agree(reference, second)
-        second.stop_cleanly()
-    finally:
-        first.stop()
-        second.stop()
+    judged_across_a_restart(deployment, store, (before, first_part), ([late], reference))
     assert_graph_agrees(deployment, reference)
 
 

@@ -35,14 +35,22 @@ def _breaches(engine: Engine, n: int, start: int = 0) -> None:
         engine.process(orjson.dumps(event), offset=offset, origin="t")
 
 
-def test_a_subject_with_thousands_of_retractable_alerts_is_written_and_read_back_whole(
+def _flushed_with_1500_breaches(
     policy: Policy,
-) -> None:
+) -> tuple[dict[str, dict[str, Any]], PartitionState, Engine]:
+    """Partition 1's tables, state and engine after :func:`_breaches` of 1,500, flushed."""
     backing = _tables()
     state = PartitionState(backing, 1)
     engine = Engine(policy, state.as_state())
     _breaches(engine, 1_500)
     state.flush()
+    return backing, state, engine
+
+
+def test_a_subject_with_thousands_of_retractable_alerts_is_written_and_read_back_whole(
+    policy: Policy,
+) -> None:
+    backing, state, _ = _flushed_with_1500_breaches(policy)
     subjects = backing["subjects"]
     assert _pieces(subjects), "a subject of 1,500 pending alerts is over one record"
     assert all(len(value) <= streams.tables.PIECE_BYTES for value in subjects.values())
@@ -69,11 +77,7 @@ def test_a_subject_with_thousands_of_retractable_alerts_is_written_and_read_back
 def test_a_record_in_pieces_replaces_its_pieces_and_drops_them_when_it_fits_again(
     policy: Policy,
 ) -> None:
-    backing = _tables()
-    state = PartitionState(backing, 1)
-    engine = Engine(policy, state.as_state())
-    _breaches(engine, 1_500)
-    state.flush()
+    backing, state, engine = _flushed_with_1500_breaches(policy)
     first = set(_pieces(backing["subjects"]))
     _breaches(engine, 10, start=1_500)
     state.flush()
@@ -93,11 +97,7 @@ def test_a_record_in_pieces_replaces_its_pieces_and_drops_them_when_it_fits_agai
 
 
 def test_pieces_a_crash_left_behind_are_deleted_with_the_next_generation(policy: Policy) -> None:
-    backing = _tables()
-    state = PartitionState(backing, 1)
-    engine = Engine(policy, state.as_state())
-    _breaches(engine, 1_500)
-    state.flush()
+    backing, _, _ = _flushed_with_1500_breaches(policy)
     orphans = {
         k.replace("\x001.", "\x000."): v for k, v in backing["subjects"].items() if "\x00" in k
     }
