@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from lineage.jsonbytes import dumps_kept
 from streams.idtable import IdTable, key_of
-from streams.store import MAPPING, Writer, load_json, partition_items, reader
+from streams.store import MAPPING, RECORD_BYTES, Writer, load_json, partition_items, reader
 
 __all__ = ["Seen", "SeenIndex"]
 
@@ -38,12 +38,6 @@ def _seen(value: Any) -> Seen:
 #: The digest's length in a record of the compact form (``_fingerprint``'s hex).
 _DIGEST = 16
 
-#: The most bytes a record may take: under the least a worker may be let send
-#: (``LINEAGE_MAX_OUTPUT_BYTES`` is at least 64 KiB), whatever its ids. In one record,
-#: a flush of 5,000 ids of 64 kanji (3 bytes each in UTF-8) would not fit in the
-#: default 1,000,000 bytes, and the worker could not write its state.
-RECORD_BYTES = 60_000
-
 #: What an id costs in a record beside its own characters (quotes, commas, its step
 #: and digest), to guess how many records a batch needs before encoding it.
 _PER_ID = 26
@@ -53,10 +47,13 @@ def _records(
     pending: Mapping[str, Seen], limit: int = RECORD_BYTES
 ) -> list[tuple[int, int, bytes]]:
     """A batch's records as (first offset, last offset, record), in offset order: as
-    few as keep each within ``limit`` bytes."""
+    few as keep each within ``limit`` bytes (in one record, a flush of 5,000 ids of 64
+    kanji, 3 bytes each in UTF-8, would pass Kafka's default 1,000,000)."""
     items = list(pending.items())
-    offsets = list(map(_first, pending.values()))
-    if any(map(operator.gt, offsets, offsets[1:])):  # a batch is judged in offset order
+    # A batch is judged in offset order. Two entries compare by offset (one offset is
+    # one id; were two equal, the digests would at worst ask for a sort).
+    seen = list(pending.values())
+    if any(map(operator.gt, seen, seen[1:])):
         items.sort(key=_offset_of)
     guess = sum(map(len, pending)) + _PER_ID * len(items)
     parts = -(-guess // limit)

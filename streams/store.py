@@ -16,6 +16,7 @@ import orjson
 
 __all__ = [
     "MAPPING",
+    "RECORD_BYTES",
     "MappingWriter",
     "Writer",
     "load_json",
@@ -23,6 +24,14 @@ __all__ = [
     "partition_of",
     "reader",
 ]
+
+
+#: The most bytes a table record the worker writes may take: under the least it may
+#: be let send (``LINEAGE_MAX_OUTPUT_BYTES`` is at least 64 KiB), so that Kafka takes
+#: every record whatever that setting is. What could be longer is split: the dedup
+#: ids of a flush into several records (:mod:`streams.dedup`), any other value into
+#: pieces (:mod:`streams.tables`).
+RECORD_BYTES = 60_000
 
 
 class Writer(Protocol):

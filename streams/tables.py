@@ -9,7 +9,7 @@ partition 3's changelog then rebuilds exactly partition 3's state, on whichever
 worker owns it.
 
 Values are our own JSON bytes (orjson), stored raw: faust never pickles or guesses.
-A value longer than :data:`PIECE_BYTES` (a subject with thousands of alerts that a
+A value longer than :data:`RECORD_BYTES` (a subject with thousands of alerts that a
 late consent may still retract, an edge met in thousands of shapes) is written in
 pieces, each a record of its own, so that Kafka takes it whatever
 ``LINEAGE_MAX_OUTPUT_BYTES`` is (:meth:`CachedView._put`).
@@ -43,7 +43,15 @@ from lineage.state import (
 )
 from streams.dedup import SeenIndex
 from streams.faust_internals import LineageTable
-from streams.store import MAPPING, Writer, load_json, partition_items, partition_of, reader
+from streams.store import (
+    MAPPING,
+    RECORD_BYTES,
+    Writer,
+    load_json,
+    partition_items,
+    partition_of,
+    reader,
+)
 
 __all__ = [
     "BoardView",
@@ -57,10 +65,6 @@ __all__ = [
 K = TypeVar("K")
 V = TypeVar("V")
 
-
-#: The longest record written whole: under the least a worker may be let send
-#: (``LINEAGE_MAX_OUTPUT_BYTES`` is at least 64 KiB). A longer one goes in pieces.
-PIECE_BYTES = 60_000
 
 #: A piece's key is its value's key, this character, then ``<generation>.<n>``.
 _PIECE = "\x00"
@@ -79,11 +83,11 @@ def _is_piece(key: str) -> bool:
 
 
 def _split(value: bytes) -> list[bytes]:
-    """``value`` (JSON text) in pieces of at most :data:`PIECE_BYTES` bytes, each a
+    """``value`` (JSON text) in pieces of at most :data:`RECORD_BYTES` bytes, each a
     JSON string (faust decodes the JSON of what it restores): a quarter of that in
     characters, as a character takes at most four bytes so."""
     text = value.decode()
-    step = PIECE_BYTES // 4
+    step = RECORD_BYTES // 4
     return [dumps_kept(text[n : n + step]) for n in range(0, len(text), step)]
 
 
@@ -184,29 +188,32 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         return _joined(self._read, table_key, *pieces)
 
     def _put(self, table_key: str, value: bytes) -> None:
-        """Write one record; one longer than :data:`PIECE_BYTES` goes in pieces.
+        """Write one record; one longer than :data:`RECORD_BYTES` goes in pieces.
 
         The pieces (each a key of their own, of a new generation) are written first,
         then the record that names them, then the pieces of the value it replaces are
         deleted: in one changelog partition, where Kafka keeps their order, a crash
         leaves the record as it was, or as it is now, whole.
         """
-        old = self._in_pieces.pop(table_key, None)
-        if len(value) <= PIECE_BYTES:
+        if len(value) <= RECORD_BYTES:
             self._writer.set(self._table, table_key, value)
-        else:
-            generation = old[0] + 1 if old is not None else 1
-            pieces = _split(value)
-            for n, piece in enumerate(pieces):
-                self._writer.set(self._table, _piece_key(table_key, generation, n), piece)
-            self._writer.set(
-                self._table, table_key, dumps_kept({_PIECES: [generation, len(pieces)]})
-            )
-            self._in_pieces[table_key] = (generation, len(pieces))
-        if old is not None:
-            self._delete_pieces(table_key, *old)
+            self._drop_pieces(table_key)
+            return
+        old = self._in_pieces.get(table_key)
+        generation = old[0] + 1 if old is not None else 1
+        pieces = _split(value)
+        for n, piece in enumerate(pieces):
+            self._writer.set(self._table, _piece_key(table_key, generation, n), piece)
+        self._writer.set(self._table, table_key, dumps_kept({_PIECES: [generation, len(pieces)]}))
+        self._drop_pieces(table_key)
+        self._in_pieces[table_key] = (generation, len(pieces))
 
-    def _delete_pieces(self, table_key: str, generation: int, count: int) -> None:
+    def _drop_pieces(self, table_key: str) -> None:
+        """Delete the pieces the value of ``table_key`` was in, if it was."""
+        old = self._in_pieces.pop(table_key, None)
+        if old is None:
+            return
+        generation, count = old
         for n in range(count):
             self._writer.delete(self._table, _piece_key(table_key, generation, n))
         # The generation before, left behind when a crash came between a record and
@@ -243,9 +250,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         self._absent.add(key)
         table_key = self._key(key)
         self._writer.delete(self._table, table_key)
-        old = self._in_pieces.pop(table_key, None)
-        if old is not None:
-            self._delete_pieces(table_key, *old)
+        self._drop_pieces(table_key)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._objects)
@@ -275,6 +280,11 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
 
 def _json(obj: Any) -> bytes:
     return dumps_kept(obj.to_json())
+
+
+def _chunk_key(table_key: str, chunk: int) -> str:
+    """The key of a subject's ``chunk``-th record of decisions."""
+    return f"{table_key}#{chunk}"
 
 
 def subject_key(subject: str) -> str:
@@ -314,17 +324,22 @@ class SubjectTable(CachedView[str, SubjectState]):
         )
 
     def _chunk_key(self, key: str, chunk: int) -> str:
-        return f"{self._key(key)}#{chunk}"
+        return _chunk_key(self._key(key), chunk)
 
     def _load(self, key: str, data: Any) -> SubjectState:
-        decisions = None
-        if "d" not in data:  # kept apart (a record of an earlier worker holds them)
-            n = data.get("dn", 0)
-            decisions = []
-            for chunk in range(-(-n // DECISIONS_PER_RECORD)):
-                decisions.extend(load_json(self._table[self._chunk_key(key, chunk)]))
-            del decisions[n:]
-        return SubjectState.from_json(data, decisions)
+        return SubjectState.from_json(data, self._decisions(self._key(key), data))
+
+    def _decisions(self, table_key: str, data: Any) -> list[Any] | None:
+        """The decisions of the subject whose record (``data``) is under ``table_key``,
+        from their own records; None when the record holds them (an earlier worker's)."""
+        if "d" in data:
+            return None
+        n = data.get("dn", 0)
+        decisions: list[Any] = []
+        for chunk in range(-(-n // DECISIONS_PER_RECORD)):
+            decisions.extend(load_json(self._table[_chunk_key(table_key, chunk)]))
+        del decisions[n:]
+        return decisions
 
     def _earlier(self, key: str) -> SubjectState | None:
         """A subject whose key :func:`subject_key` escapes, as an earlier worker kept it
@@ -334,17 +349,10 @@ class SubjectTable(CachedView[str, SubjectState]):
         if old == self._key(key):
             return None
         raw = self._read(old)
-        data = load_json(raw) if raw is not None else None
+        data = self._data(old, raw) if raw is not None else None
         if not isinstance(data, dict):  # nothing, or the decisions of another subject
             return None
-        decisions = None
-        if "d" not in data:
-            n = data.get("dn", 0)
-            decisions = []
-            for chunk in range(-(-n // DECISIONS_PER_RECORD)):
-                decisions.extend(load_json(self._table[f"{old}#{chunk}"]))
-            del decisions[n:]
-        subject = SubjectState.from_json(data, decisions)
+        subject = SubjectState.from_json(data, self._decisions(old, data))
         subject.stored_decisions = 0
         self._dirty.add(key)
         return subject

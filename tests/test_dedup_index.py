@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import streams.dedup
+import streams.store
 from streams.dedup import SeenIndex
 from streams.idtable import IdTable
 
@@ -225,7 +225,7 @@ def test_a_batch_too_large_for_one_message_is_written_as_several_records() -> No
         index[f"{name}{offset:04d}"] = (offset, f"{offset:016x}")
     assert index.flush() == 5_000
     assert len(backing) > 1
-    assert all(len(record) <= streams.dedup.RECORD_BYTES for record in backing.values())
+    assert all(len(record) <= streams.store.RECORD_BYTES for record in backing.values())
     firsts = [orjson.loads(backing[key])[0] for key in sorted(backing)]
     assert firsts == sorted(firsts) and firsts[0] == 0
     again = SeenIndex(backing, 1, window=20_000)
@@ -248,6 +248,6 @@ def test_ids_that_json_escapes_are_split_until_each_record_fits() -> None:
     for offset in range(2_000):
         index["\x01" * 60 + f"{offset:04d}"] = (offset, f"{offset:016x}")
     index.flush()
-    assert all(len(record) <= streams.dedup.RECORD_BYTES for record in backing.values())
+    assert all(len(record) <= streams.store.RECORD_BYTES for record in backing.values())
     again = SeenIndex(backing, 0)
     assert len(again) == 2_000 and again.get("\x01" * 60 + "1999") == (1999, f"{1999:016x}")

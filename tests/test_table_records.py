@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-import streams.tables
+import streams.store
 from lineage.engine import Engine
 from lineage.policy import Policy
 from lineage.state import EdgeAggregate
@@ -53,7 +53,7 @@ def test_a_subject_with_thousands_of_retractable_alerts_is_written_and_read_back
     backing, state, _ = _flushed_with_1500_breaches(policy)
     subjects = backing["subjects"]
     assert _pieces(subjects), "a subject of 1,500 pending alerts is over one record"
-    assert all(len(value) <= streams.tables.PIECE_BYTES for value in subjects.values())
+    assert all(len(value) <= streams.store.RECORD_BYTES for value in subjects.values())
     assert orjson.loads(subjects["1|u-1"]) == {"~pieces": [1, len(_pieces(subjects))]}
     written = state.subjects["u-1"].to_json()
 
@@ -122,7 +122,7 @@ def test_an_edge_met_in_many_shapes_is_written_in_pieces_and_exported_whole(
     state.flush()
     edges = backing["edges"]
     assert _pieces(edges)
-    assert all(len(value) <= streams.tables.PIECE_BYTES for value in edges.values())
+    assert all(len(value) <= streams.store.RECORD_BYTES for value in edges.values())
     exported = dict(edge_records(sorted(edges.items())))
     edge = exported[("flow", "shop", "payco")]
     assert isinstance(edge, EdgeAggregate) and edge.count == 1_000
