@@ -96,6 +96,8 @@ ViewFact = Flow | Consent | Retracted
 #: A row of the view as a compacted topic keeps it: (key, value), None for a deletion.
 Row = tuple[str, bytes | None]
 
+#: Between the parts of a row's key: its kind, the subject, then the pair's recipient,
+#: the consent's event id or the provision record's id (:func:`_row_key`).
 _SEP = "\x1f"
 #: Pairs asked of SQLite in one query (two variables each).
 _KEYS_PER_QUERY = 400
@@ -371,15 +373,13 @@ class SubjectView:
             )
             consents.append((c.subject, c.event_id, c.posix, c.offset, decision))
             value = orjson.dumps([c.posix, c.offset, orjson.Fragment(decision)])
-            add_row((f"c{_SEP}{c.subject}{_SEP}{c.event_id}", value))
+            add_row((_row_key("c", c.subject, c.event_id), value))
         self._consents = []
         if rows_wanted:
             for subject, record, provided, recipient in self._records:
-                rows.append(
-                    (f"r{_SEP}{subject}{_SEP}{record}", orjson.dumps([provided, recipient]))
-                )
+                rows.append((_row_key("r", subject, record), orjson.dumps([provided, recipient])))
             for subject, record in self._purged:
-                rows.append((f"r{_SEP}{subject}{_SEP}{record}", None))
+                rows.append((_row_key("r", subject, record), None))
         self._purged = []
         newest = None
         if self.newest > self._newest_written:
@@ -387,7 +387,7 @@ class SubjectView:
             add_row((_NEWEST, newest.encode()))
             self._newest_written = self.newest
         if rows_wanted:
-            rows.extend((f"f{_SEP}{s}{_SEP}{r}", facts) for s, r, facts in pairs)
+            rows.extend((_row_key("f", s, r), facts) for s, r, facts in pairs)
         try:
             with db:
                 if newest is not None:
@@ -419,7 +419,7 @@ class SubjectView:
                 if value is not None:
                     newest = max(newest, float(value))
                 continue
-            kind, subject, rest = key.split(_SEP, 2)
+            kind, subject, rest = _row_parts(key)
             if kind == "r":
                 if value is None:
                     deleted.append((subject, rest))
@@ -520,6 +520,43 @@ class SubjectView:
             if found is not None:
                 return spelling, found
         return tried[0], None
+
+
+def _row_key(kind: str, subject: str, last: str) -> str:
+    """The key of a row of ``kind`` (``f`` a pair, ``c`` a consent, ``r`` a provision
+    record) of ``subject``, ``last`` its recipient, event id or record id.
+
+    A subject ref and an event id may be any text, the separator too; recipient ids
+    and record ids never hold it. So a pair's or a record's key is read from its end,
+    and a consent whose subject or event id holds the separator is keyed ``C``, its
+    parts escaped (``%`` as ``%25``, the separator as ``%1F``). Every other key is as
+    earlier workers wrote it.
+    """
+    if kind == "c" and (_SEP in subject or _SEP in last):
+        return f"C{_SEP}{_escape(subject)}{_SEP}{_escape(last)}"
+    return f"{kind}{_SEP}{subject}{_SEP}{last}"
+
+
+def _row_parts(key: str) -> tuple[str, str, str]:
+    """(kind, subject, last part) of a row's key (:func:`_row_key`)."""
+    kind, _, rest = key.partition(_SEP)
+    if kind == "C":
+        subject, last = rest.split(_SEP)
+        return "c", _unescape(subject), _unescape(last)
+    if kind == "c":  # an earlier worker's: either part may hold the separator
+        subject, _, last = rest.partition(_SEP)
+    else:
+        subject, _, last = rest.rpartition(_SEP)
+    return kind, subject, last
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%25").replace(_SEP, "%1F")
+
+
+def _unescape(text: str) -> str:
+    # Every '%' of an escaped text starts '%25' or '%1F': neither hides the other.
+    return text.replace("%1F", _SEP).replace("%25", "%")
 
 
 def _pairs_query(keys: int) -> str:

@@ -57,6 +57,39 @@ def test_a_view_rebuilt_from_its_rows_answers_the_same(tmp_path: Path) -> None:
     assert second.subjects() == ["u-1"]
 
 
+def test_a_subject_or_event_id_holding_the_key_separator_is_rebuilt_as_itself() -> None:
+    """A subject ref and an event id may be any text. Read back by the key's first
+    separator, subject ``a\x1fb``'s rows answered for subject ``a``."""
+    odd = "a\x1fb%1F"
+    first = SubjectView()
+    first.fold([flow(0, subject=odd), flow(1, subject="a")])
+    first.fold([Consent(odd, "c\x1f1%25", "*", None, "granted", "2025-05-01T00:00:00+09:00",
+                        1746025200.0, None, 2)])  # fmt: skip
+    rows = first.flush()
+    second = SubjectView()
+    second.load(rows)
+    assert second.subjects() == ["a", odd]
+    for subject in ("a", odd):
+        assert second.lineage(subject) == first.lineage(subject)
+    mine = second.lineage(odd)
+    assert mine is not None and mine.records == ["rec-0"] and len(mine.consents) == 1
+
+
+def test_pairs_records_and_plain_consents_keep_the_keys_earlier_workers_gave_them() -> None:
+    """So what a view's topic holds already is read, and replaced by the same keys."""
+    rows = SubjectView()
+    rows.fold([flow(0, subject="u\x1f2")])
+    rows.fold([Consent("u-1", "c-1", "*", None, "granted", "2025-05-01T00:00:00+09:00",
+                       1746025200.0, None, 1)])  # fmt: skip
+    written = rows.flush()
+    assert sorted(key for key, _ in written) == [
+        "c\x1fu-1\x1fc-1", "f\x1fu\x1f2\x1fresearchers", "r\x1fu\x1f2\x1frec-0"
+    ]  # fmt: skip
+    again = SubjectView()
+    again.load(written)
+    assert again.subjects() == ["u\x1f2", "u-1"]
+
+
 def test_records_past_retention_are_purged_and_deleted_from_the_rows() -> None:
     view = SubjectView()
     view.fold([flow(0, posix=1000.0), flow(1, posix=5000.0)])
