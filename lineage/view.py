@@ -246,6 +246,8 @@ class SubjectView:
         self._records: list[tuple[str, str, float, str]] = []
         self._empty = self._db.execute("SELECT 1 FROM pairs LIMIT 1").fetchone() is None
         self._purged: list[tuple[str, str]] = []
+        #: Rows a read's flush made, for the next :meth:`flush` to return first.
+        self._unsent: list[Row] = []
         newest = self.meta("newest")
         #: The newest event time judged in what the view folds (POSIX seconds): the time
         #: retention is judged against.
@@ -341,8 +343,20 @@ class SubjectView:
 
         The pairs' rows come last: a pair's row says which facts are folded in (a fact
         delivered again is skipped), so what folding them made (provision records) must
-        reach the topic before it, where a crash keeps a prefix of the rows.
+        reach the topic before it, where a crash keeps a prefix of the rows. The rows
+        of what a read wrote in between come first.
         """
+        rows = self._write(rows_wanted)
+        unsent, self._unsent = self._unsent, []
+        return unsent + rows if rows_wanted and unsent else rows
+
+    def _ready(self) -> None:
+        """Write what was folded, for a read. The rows that makes are the next
+        :meth:`flush`'s: a view's topic must get every one (a consent's and a provision
+        record's row are written once)."""
+        self._unsent = self.flush()
+
+    def _write(self, rows_wanted: bool) -> list[Row]:
         self._apply()
         rows: list[Row] = []
         db = self._db
@@ -477,7 +491,7 @@ class SubjectView:
 
     def subjects(self) -> list[str]:
         """Every subject the view holds anything of, sorted."""
-        self.flush()
+        self._ready()
         found = self._db.execute(
             "SELECT subject FROM pairs UNION SELECT subject FROM consents ORDER BY 1"
         )
@@ -485,7 +499,7 @@ class SubjectView:
 
     def lineage(self, subject: str) -> Lineage | None:
         """Everything the view holds of ``subject``, or None when it holds nothing."""
-        self.flush()
+        self._ready()
         db = self._db
         recipients = {
             recipient: PairFacts.from_json(orjson.loads(facts))

@@ -448,6 +448,22 @@ def test_the_view_is_rebuilt_from_its_topic_and_counts_nothing_twice(policy: Pol
     assert lineage.records == [record_id(f"d-{i}") for i in range(3)]
 
 
+def test_a_subjects_answer_between_flushes_keeps_the_view_topic_whole(policy: Policy) -> None:
+    """``GET /subjects/...`` while events are judged and not yet flushed: the next owner
+    of the partition rebuilds from the topic what the first one answered."""
+    events = [disclosure(i) for i in range(3)]
+    first = Harness(policy)
+    first.take(first.chunk(0, *events[:1]))
+    assert first.flush()
+    first.take(first.chunk(0, *events[1:], start=1))
+    _, answered = asyncio.run(first.checkpoint.subject(0, ["u-1"]))
+    assert answered is not None and answered.recipients["researchers"].events == 3
+    assert first.flush()
+    second = Harness(policy, tables=first.tables, producer=first.producer)
+    _, rebuilt = asyncio.run(second.checkpoint.subject(0, ["u-1"]))
+    assert rebuilt == answered
+
+
 def test_a_revoked_partitions_view_is_dropped_with_what_was_not_flushed(policy: Policy) -> None:
     h = Harness(policy)
     h.take(h.chunk(0, disclosure(0)))

@@ -90,6 +90,26 @@ def test_pairs_records_and_plain_consents_keep_the_keys_earlier_workers_gave_the
     assert again.subjects() == ["u\x1f2", "u-1"]
 
 
+def test_a_read_between_flushes_leaves_every_row_to_the_next_flush() -> None:
+    """A worker answers ``/subjects`` between its flushes. A read writes what was folded,
+    and the rows that made went nowhere: a consent's and a record's row are written
+    once, so a view rebuilt from its topic lost them."""
+    view = SubjectView()
+    view.fold([flow(0)])
+    rows = view.flush()
+    view.fold([flow(1, recipient="adco", kind="ad_provider", name="AdCo")])
+    view.fold([Consent("u-1", "c-1", "*", None, "granted", "2025-05-01T00:00:00+09:00",
+                       1746025200.0, None, 2)])  # fmt: skip
+    assert view.subjects() == ["u-1"]
+    read = view.lineage("u-1")
+    assert read is not None and sorted(read.recipients) == ["adco", "researchers"]
+    rows += view.flush()
+    again = SubjectView()
+    again.load(rows)
+    assert again.lineage("u-1") == read
+    assert view.flush() == []  # sent once
+
+
 def test_records_past_retention_are_purged_and_deleted_from_the_rows() -> None:
     view = SubjectView()
     view.fold([flow(0, posix=1000.0), flow(1, posix=5000.0)])
