@@ -103,6 +103,9 @@ _SEP = "\x1f"
 _KEYS_PER_QUERY = 400
 #: The key of the row that says the newest event time the view has seen.
 _NEWEST = f"m{_SEP}newest{_SEP}"
+#: How a pair's row that stands for its facts in pieces starts: ``{"~pieces":
+#: [generation, count]}`` (a pair's own facts start ``{"n":``).
+_PIECES = b'{"~pieces":'
 
 
 @dataclass(slots=True)
@@ -223,9 +226,19 @@ class SubjectView:
     ``path`` None keeps it in memory. Folded pairs are held decoded and written at
     :meth:`flush`; past ``max_cached`` pairs the cache is emptied after a flush (all of
     it is in SQLite then), so memory does not grow with subjects.
+
+    A pair's row longer than ``max_row_bytes`` (a recipient that got thousands of
+    distinct categories or purposes of one subject) goes to the rows in pieces, so that
+    a topic takes it (:meth:`flush`).
     """
 
-    def __init__(self, path: Path | None = None, *, max_cached: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        max_cached: int | None = None,
+        max_row_bytes: int | None = None,
+    ) -> None:
         self.path = path
         try:
             self._db = sqlite3.connect(str(path) if path is not None else ":memory:")
@@ -238,6 +251,11 @@ class SubjectView:
         except sqlite3.Error as exc:
             raise RunError(f"cannot open the subjects' view {path}: {exc}") from exc
         self._max_cached = max_cached
+        self._max_row_bytes = max_row_bytes
+        #: (generation, count) of the pairs whose rows are in pieces.
+        self._in_pieces: dict[tuple[str, str], tuple[int, int]] = {}
+        #: Keys of pieces no pair's row names (a crash came before their deletion).
+        self._orphans: list[str] = []
         self._pairs: dict[tuple[str, str], PairFacts] = {}
         self._absent: set[tuple[str, str]] = set()
         self._dirty: set[tuple[str, str]] = set()
@@ -401,7 +419,10 @@ class SubjectView:
             add_row((_NEWEST, newest.encode()))
             self._newest_written = self.newest
         if rows_wanted:
-            rows.extend((_row_key("f", s, r), facts) for s, r, facts in pairs)
+            rows.extend((key, None) for key in self._orphans)
+            self._orphans = []
+            for s, r, facts in pairs:
+                self._pair_rows(s, r, facts, rows)
         try:
             with db:
                 if newest is not None:
@@ -421,10 +442,36 @@ class SubjectView:
             self._absent.clear()
         return rows
 
+    def _pair_rows(self, subject: str, recipient: str, facts: bytes, rows: list[Row]) -> None:
+        """Append the rows of a pair's ``facts``: one row, or, past ``max_row_bytes``,
+        its pieces (keys of their own, of a new generation), then the row that names
+        them, then the deletions of the pieces it replaces. A topic partition keeps
+        their order, and a crash keeps a prefix of them: the pair as it was, or as it
+        is now, whole."""
+        key = (subject, recipient)
+        old = self._in_pieces.pop(key, None)
+        limit = self._max_row_bytes
+        if limit is None or len(facts) <= limit:
+            rows.append((_row_key("f", subject, recipient), facts))
+        else:
+            generation = old[0] + 1 if old is not None else 1
+            count = -(-len(facts) // limit)
+            for n in range(count):
+                piece = facts[n * limit : (n + 1) * limit]
+                rows.append((_piece_key(subject, recipient, generation, n), piece))
+            head = orjson.dumps({"~pieces": [generation, count]})
+            rows.append((_row_key("f", subject, recipient), head))
+            self._in_pieces[key] = (generation, count)
+        if old is not None:
+            rows.extend((_piece_key(subject, recipient, old[0], n), None) for n in range(old[1]))
+
     def load(self, rows: Iterable[Row]) -> int:
         """Take rows as :meth:`flush` returned them (a compacted topic's records, in
         order; a later row of a key replaces an earlier one); return how many."""
-        pairs, consents, records, deleted = [], [], [], []
+        consents, records, deleted = [], [], []
+        # A pair's facts, or the (generation, count) of its pieces.
+        pairs: dict[tuple[str, str], bytes | tuple[int, int]] = {}
+        pieces: dict[str, bytes] = {}
         n = 0
         newest = self.newest
         for key, value in rows:
@@ -440,15 +487,26 @@ class SubjectView:
                 else:
                     provided, recipient = orjson.loads(value)
                     records.append((subject, rest, provided, recipient))
+            elif kind == "p":
+                if value is None:
+                    pieces.pop(key, None)
+                else:
+                    pieces[key] = value
             elif value is None:
                 continue
             elif kind == "f":
-                pairs.append((subject, rest, value))
+                if value.startswith(_PIECES):
+                    generation, count = orjson.loads(value)["~pieces"]
+                    pairs[subject, rest] = (generation, count)
+                else:
+                    pairs[subject, rest] = value
             elif kind == "c":
                 posix, offset, decision = orjson.loads(value)
                 consents.append((subject, rest, posix, offset, orjson.dumps(decision)))
+        whole = [(s, r, self._joined(s, r, facts, pieces)) for (s, r), facts in pairs.items()]
+        self._orphans.extend(pieces)
         with self._db as db:
-            db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?)", pairs)
+            db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?)", whole)
             db.executemany("INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?)", consents)
             db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", records)
             db.executemany("DELETE FROM records WHERE subject = ? AND record_id = ?", deleted)
@@ -459,6 +517,28 @@ class SubjectView:
         self._absent.clear()
         self._empty = self._empty and not pairs
         return n
+
+    def _joined(
+        self,
+        subject: str,
+        recipient: str,
+        facts: bytes | tuple[int, int],
+        pieces: dict[str, bytes],
+    ) -> bytes:
+        """A pair's facts as :meth:`load` read them: joined from its pieces (taken out
+        of ``pieces``, which keeps the keys no row names) when in pieces."""
+        if isinstance(facts, bytes):
+            return facts
+        generation, count = facts
+        keys = [_piece_key(subject, recipient, generation, n) for n in range(count)]
+        missing = sum(key not in pieces for key in keys)
+        if missing:
+            raise RunError(
+                f"the subjects' view: a row of recipient {recipient!r} names {count} pieces "
+                f"of generation {generation}, and {missing} of them are not in its rows"
+            )
+        self._in_pieces[subject, recipient] = (generation, count)
+        return b"".join(pieces.pop(key) for key in keys)
 
     def purge(self, before: float) -> int:
         """Delete the provision records provided before ``before`` (POSIX seconds): past
@@ -549,6 +629,11 @@ def _row_key(kind: str, subject: str, last: str) -> str:
     if kind == "c" and (_SEP in subject or _SEP in last):
         return f"C{_SEP}{_escape(subject)}{_SEP}{_escape(last)}"
     return f"{kind}{_SEP}{subject}{_SEP}{last}"
+
+
+def _piece_key(subject: str, recipient: str, generation: int, n: int) -> str:
+    """The key of the ``n``-th piece of a generation of a pair's row (kind ``p``)."""
+    return f"p{_SEP}{subject}{_SEP}{recipient}{_SEP}{generation}.{n}"
 
 
 def _row_parts(key: str) -> tuple[str, str, str]:

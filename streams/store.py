@@ -30,7 +30,8 @@ __all__ = [
 #: be let send (``LINEAGE_MAX_OUTPUT_BYTES`` is at least 64 KiB), so that Kafka takes
 #: every record whatever that setting is. What could be longer is split: the dedup
 #: ids of a flush into several records (:mod:`streams.dedup`), any other value into
-#: pieces (:mod:`streams.tables`).
+#: pieces (:mod:`streams.tables`), and so is a row of the subject view
+#: (:mod:`streams.views`).
 RECORD_BYTES = 60_000
 
 

@@ -7,7 +7,8 @@ rows the view changed, each pair of subject and recipient once, to the compacted
 offsets. Whoever holds a partition next rebuilds its view from that topic
 (:meth:`PartitionViews.open`), before it judges anything of the partition. So the view
 is never rewritten per event, its topic holds one record per pair, consent and
-provision record (and none past retention), and ``GET /subjects/{subject}`` is an
+provision record (and none past retention; a pair's record longer than
+:data:`streams.store.RECORD_BYTES` in pieces), and ``GET /subjects/{subject}`` is an
 indexed read of one file.
 
 The files live in a folder of the worker's own under ``<state dir>/views``, locked
@@ -30,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from lineage.view import Row, SubjectView
+from streams.store import RECORD_BYTES
 
 __all__ = ["PartitionViews", "ReadRows"]
 
@@ -94,7 +96,7 @@ class PartitionViews:
         path = self._path(partition)
         path.unlink(missing_ok=True)
         rows = await self._read(partition)
-        view = SubjectView(path, max_cached=_CACHED_PAIRS)
+        view = SubjectView(path, max_cached=_CACHED_PAIRS, max_row_bytes=RECORD_BYTES)
         view.load(rows)
         self._views[partition] = view
         log.info("the subjects' view of partition %d: %d rows read", partition, len(rows))

@@ -423,9 +423,12 @@ def test_a_subject_too_large_for_one_record_is_recovered_from_its_pieces(
 ) -> None:
     """One subject is disclosed to market research 1,500 times in a day without consent:
     its record (the alerts a late consent may still retract) is some 500 KB, over the
-    64 KiB this deployment may send in one message, so it goes in pieces. A restarted
-    worker reads it back from them, and the late consent retracts every alert."""
+    64 KiB this deployment may send in one message, so it goes in pieces. So does the
+    row of the subject view for the pair, which names 1,000 distinct (undeclared)
+    categories, some 90 KB. A restarted worker reads both back from their pieces, and
+    the late consent retracts every alert."""
     day = list(generate_day(events=2_000, seed=21))
+    wide = "custom-category-{:05d}.long-enough-to-fill-a-row.of-the-subject-view.in-its-pieces"
     heavy = [
         orjson.dumps(
             {
@@ -435,7 +438,10 @@ def test_a_subject_too_large_for_one_record_is_recovered_from_its_pieces(
                 "source": "crm",
                 "action": "transfer",
                 "recipient": "market-research",
-                "categories": ["activity.purchase_history"],
+                "categories": [
+                    "activity.purchase_history",
+                    *[wide.format(n)] * (n < 1_000),
+                ],
                 "purpose": "statistics",
                 "encrypted_in_transit": True,
                 "legal_basis": "consent",

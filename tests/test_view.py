@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+import pytest
+
+from lineage.errors import RunError
 from lineage.view import Consent, Flow, Retracted, SubjectView, _pairs_query
 
 
@@ -170,3 +174,86 @@ def test_a_view_reads_back_the_pairs_it_forgot() -> None:
     lineage = view.lineage("u-1")
     assert lineage is not None
     assert {r: f.events for r, f in lineage.recipients.items()} == {"researchers": 2, "adco": 2}
+
+
+def _categories(start: int, n: int) -> tuple[str, ...]:
+    return tuple(f"custom.category-{k:05d}" for k in range(start, start + n))
+
+
+def _compacted(rows: list[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
+    """What a compacted topic keeps of ``rows``: the last value of each key, deletions
+    gone."""
+    last = dict(rows)
+    return [(key, value) for key, value in last.items() if value is not None]
+
+
+def test_a_pair_row_too_long_for_one_message_goes_in_pieces_and_is_read_back_whole() -> None:
+    """A recipient that got thousands of distinct categories of one subject: its row
+    alone would pass the least message size a worker may send."""
+    view = SubjectView(max_row_bytes=1_000)
+    view.fold([flow(0, categories=_categories(0, 100))])
+    first = view.flush()
+    assert all(len(value or b"") <= 1_000 for _, value in first)
+    assert sum(key.startswith("p\x1f") for key, _ in first) > 1
+    view.fold([flow(1, categories=_categories(100, 100), rules=("art9.no-consent",))])
+    second = view.flush()
+    # The second generation's pieces, then the row naming them, then the first's deleted.
+    assert [value for key, value in second if key.startswith("p\x1f") and value is None]
+    expected = view.lineage("u-1")
+    assert expected is not None and len(expected.recipients["researchers"].categories) == 200
+    for rows in (first + second, _compacted(first + second)):
+        again = SubjectView(max_row_bytes=1_000)
+        again.load(rows)
+        assert again.lineage("u-1") == expected
+    assert not [key for key, _ in _compacted(first + second) if key.endswith("\x1f1.0")]
+
+
+def test_a_crash_amid_a_pair_in_pieces_leaves_it_whole_and_its_orphans_are_deleted() -> None:
+    view = SubjectView(max_row_bytes=1_000)
+    view.fold([flow(0, categories=_categories(0, 100))])
+    first = view.flush()
+    before = view.lineage("u-1")
+    view.fold([flow(1, categories=_categories(100, 100))])
+    second = view.flush()
+    after = view.lineage("u-1")
+    assert before is not None and after is not None
+    for kept in range(len(second) + 1):
+        rows = first + second[:kept]
+        again = SubjectView(max_row_bytes=1_000)
+        again.load(rows)
+        rebuilt = again.lineage("u-1")
+        assert rebuilt is not None
+        assert rebuilt.recipients in (before.recipients, after.recipients), f"{kept} rows"
+        # The next flush deletes the pieces no row names, whatever else it writes.
+        again.fold([flow(2, recipient="adco")])
+        live = _compacted(rows + again.flush())
+        named = [key for key, value in live if value is not None and value.startswith(b'{"~')]
+        assert len(named) == 1
+        generation = orjson.loads(dict(live)[named[0]])["~pieces"][0]
+        assert {key.rsplit("\x1f", 1)[1].split(".")[0] for key, _ in live if key[0] == "p"} == {
+            str(generation)
+        }
+
+
+def test_a_pair_whose_pieces_are_gone_is_refused_with_a_clear_message() -> None:
+    view = SubjectView(max_row_bytes=1_000)
+    view.fold([flow(0, categories=_categories(0, 100))])
+    rows = [row for row in view.flush() if not row[0].endswith("\x1f1.1")]
+    with pytest.raises(RunError, match=r"recipient 'researchers' names 3 pieces of generation 1"):
+        SubjectView().load(rows)
+
+
+def test_a_pair_back_under_the_limit_is_one_row_again_and_its_pieces_are_deleted() -> None:
+    view = SubjectView(max_row_bytes=1_200)
+    view.fold([flow(0, categories=_categories(0, 30), rules=("art9.no-consent",) * 1)])
+    rules = {f"rule-{k:03d}": 1 for k in range(40)}
+    view.fold([flow(1, rules=tuple(rules))])
+    rows = view.flush()
+    assert any(key[0] == "p" for key, _ in rows)
+    view.fold([Retracted("u-1", "researchers", rules, 2)])
+    rows += view.flush()
+    live = _compacted(rows)
+    assert not [key for key, _ in live if key[0] == "p"]
+    again = SubjectView(max_row_bytes=1_200)
+    again.load(live)
+    assert again.lineage("u-1") == view.lineage("u-1")
