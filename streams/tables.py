@@ -25,6 +25,7 @@ assignment of its partition.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, Generic, TypeVar
 
@@ -287,6 +288,11 @@ def _chunk_key(table_key: str, chunk: int) -> str:
     return f"{table_key}#{chunk}"
 
 
+#: A subject ref that is :func:`subject_key` of another subject: a '%' in it, and each
+#: '%' an escape that function writes.
+_KEY_OF_ANOTHER = re.compile(r"[^%#\x00]*%(?:25|23|00)(?:[^%#\x00]|%(?:25|23|00))*")
+
+
 def subject_key(subject: str) -> str:
     """A subject's key in its table: the subject, with ``%``, ``#`` and NUL written
     ``%25``, ``%23`` and ``%00``. A subject ref may be any text: written as it is, the
@@ -344,9 +350,12 @@ class SubjectTable(CachedView[str, SubjectState]):
     def _earlier(self, key: str) -> SubjectState | None:
         """A subject whose key :func:`subject_key` escapes, as an earlier worker kept it
         (under the subject as given): read, and written anew under its own key at the
-        next flush, decisions and all. Its old records stay where they are."""
+        next flush, decisions and all. Its old records stay where they are.
+
+        Not when the subject as given is the key of another subject (``a%23b`` is
+        subject ``a#b``'s): what is kept there may be that subject's."""
         old = self._prefix + key
-        if old == self._key(key):
+        if old == self._key(key) or _KEY_OF_ANOTHER.fullmatch(key):
             return None
         raw = self._read(old)
         data = self._data(old, raw) if raw is not None else None

@@ -171,3 +171,21 @@ def test_a_subject_an_earlier_worker_kept_under_its_name_as_given_is_read_and_mo
     again.flush()
     assert subjects["0|x%23y#0"] == earlier["0|x#y#0"]
     assert PartitionState(backing, 0).subjects["x#y"].to_json() == moved.to_json()
+
+
+def test_a_subject_named_as_another_subjects_key_is_a_subject_of_its_own(policy: Policy) -> None:
+    """Subject ``a#b`` is kept under ``a%23b``. Subject ``a%23b`` (a ref written
+    URL-encoded, say) must not read it as its own earlier record: it would hold the
+    other subject's consents, and its disclosures would raise nothing."""
+    backing = _tables()
+    state = PartitionState(backing, 0)
+    engine = Engine(policy, state.as_state())
+    engine.process(orjson.dumps(consent(subject="a#b", event_id="c-1")), offset=0, origin="t")
+    state.flush()
+    again = PartitionState(backing, 0)
+    engine = Engine(policy, again.as_state())
+    event = access(subject="a%23b", event_id="e-1", recipient="researchers")
+    outcome = engine.process(orjson.dumps(event), offset=1, origin="t")
+    assert [alert["rule"] for alert in outcome.alerts if alert["article"] == "9"]
+    assert again.subjects["a%23b"].decisions == []
+    assert [d.event_id for d in again.subjects["a#b"].decisions] == ["c-1"]
