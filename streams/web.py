@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
 
 from lineage.graph import build_graph
 from lineage.policy.model import Policy
@@ -143,10 +144,12 @@ def register_pages(
 
 
 async def _forward(web: Any, request: Any, url: str) -> Any:
-    """Ask the worker at ``url`` the same question (with the same bearer token)."""
-    target = f"{url.rstrip('/')}{request.url.path}"
-    if request.query_string:
-        target += f"?{request.query_string}"
+    """Ask the worker at ``url`` the same question (with the same bearer token).
+
+    The path and query go on as the caller wrote them: decoded, a subject holding
+    ``#``, ``?``, ``/`` or a ``%`` escape would be asked of the other worker as another
+    subject, whose answer would go to the caller."""
+    target = URL(f"{url.rstrip('/')}{request.raw_path}", encoded=True)
     headers = (
         {"Authorization": request.headers["Authorization"]}
         if "Authorization" in request.headers

@@ -132,6 +132,13 @@ def cli(deployment: Deployment, *args: str) -> Any:
 
 def test_any_worker_answers_for_any_subject(kafka_bootstrap: str, tmp_path: Path) -> None:
     day = list(generate_day(events=1500, seed=6))
+    # Refs that a decoded URL would make other refs: forwarded so, "u#1" was asked as "u".
+    odd = ["u", "u#1", "u?x=1", "u%231", "u/1"]
+    transfer = next(orjson.loads(e) for e in day if b'"transfer"' in e and b'"subject"' in e)
+    day += [
+        orjson.dumps({**transfer, "event_id": f"odd-{n}", "subject": ref})
+        for n, ref in enumerate(odd)
+    ]
     reference = Reference(day, tmp_path / "embedded")
     deployment = Deployment(kafka_bootstrap, tmp_path)
     workers = [Worker(deployment, name, LINEAGE_WEB_TOKEN="t0ken") for name in ("a", "b")]
@@ -147,11 +154,12 @@ def test_any_worker_answers_for_any_subject(kafka_bootstrap: str, tmp_path: Path
         deployment.produce(day)
         deployment.alert_statuses(reference.statuses, 180, alive=workers)
         subjects = sorted({r["subject"] for r in reference.records if r["subject"]})[:6]
-        for subject in subjects:
+        for subject in [*subjects, *odd]:
             want = embedded_answer(reference, subject)
+            assert want["recipients"], subject
             # Each worker answers for every subject: its own, or forwarded to the other.
             for worker in workers:
-                got = json.loads(worker.get(f"/subjects/{subject}"))
+                got = json.loads(worker.get(f"/subjects/{urllib.parse.quote(subject, safe='')}"))
                 assert without_time(got) == want, (worker.name, subject)
         page = workers[0].get(f"/subjects/{subjects[0]}?format=html")
         assert page.startswith("<!doctype html>")

@@ -22,7 +22,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (ROOT / "lineage", ROOT / "streams")
-WORKER_ONLY = ("faust", "mode", "aiokafka", "aiohttp", "pydantic_settings", "prometheus_client")
+WORKER_ONLY = (
+    "faust", "mode", "aiokafka", "aiohttp", "yarl", "pydantic_settings", "prometheus_client"
+)  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:
