@@ -78,6 +78,9 @@ __all__ = ["Checkpoint", "StateNotWritten", "dead_letter_headers"]
 
 log = logging.getLogger("lineage.worker")
 
+#: The longest key a dead letter keeps of its message's key.
+_DEAD_KEY_BYTES = 1024
+
 #: ``on_delivered(alerts, incidents)``: records Kafka has just acknowledged.
 OnDelivered = Callable[[list[dict[str, Any]], list[dict[str, Any]]], object]
 
@@ -257,17 +260,17 @@ class Checkpoint:
         metrics.batch_seconds.observe(time.perf_counter() - started)
 
     def _dead_key(self, key: bytes | None) -> bytes | None:
-        """The key as received, unless it holds raw personal data (then masked)."""
+        """The key as received, unless it holds raw personal data (then masked), in at
+        most :data:`_DEAD_KEY_BYTES` bytes. The whole key is looked at, whatever its
+        length or encoding (a key cut first could keep half an address the redactor no
+        longer knows; bytes that are not UTF-8 around an address hide nothing)."""
         if key is None:
             return None
-        if len(key) > 1024:
-            return key[:1024]
-        try:
-            text = key.decode("utf-8")
-        except UnicodeDecodeError:
-            return key
+        text = key.decode("utf-8", errors="replace")
         masked = self.redactor.mask(text)
-        return key if masked == text else masked.encode()
+        if masked == text:
+            return key[:_DEAD_KEY_BYTES]
+        return masked.encode()[:_DEAD_KEY_BYTES].decode("utf-8", errors="ignore").encode()
 
     # -- incidents -----------------------------------------------------------------------------
 

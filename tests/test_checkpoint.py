@@ -325,15 +325,32 @@ def test_a_message_over_the_limit_is_a_small_dead_letter_with_size_and_digest(
     assert h.acked == {TopicPartition(TOPICS.events, 0): [0, 1]}  # and the stream goes on
 
 
-def test_a_dead_letter_key_holding_personal_data_is_masked(policy: Policy) -> None:
+@pytest.mark.parametrize(
+    "key",
+    [
+        b"hanako@example.jp",
+        b"hanako@example.jp" + b"x" * 1_100,  # longer than a dead letter's key may be
+        b"x" * 1_010 + b" hanako@example.jp",  # the address across that length
+        b"hanako@example.jp\xff",  # not UTF-8
+    ],
+)
+def test_a_dead_letter_key_holding_personal_data_is_masked(policy: Policy, key: bytes) -> None:
     h = Harness(policy)
-    chunk = Chunk(
-        TopicPartition(TOPICS.events, 0), [Record(0, b"not json", key=b"hanako@example.jp")], 1
-    )
+    chunk = Chunk(TopicPartition(TOPICS.events, 0), [Record(0, b"not json", key=key)], 1)
     h.take(chunk)
     assert h.flush()
     (dead,) = h.producer.on(TOPICS.dead_letter)
     assert dead.key is not None and b"hanako" not in dead.key and b"redacted" in dead.key
+    assert len(dead.key) <= 1_024
+
+
+def test_a_dead_letter_key_without_personal_data_is_kept_as_sent(policy: Policy) -> None:
+    h = Harness(policy)
+    keys = [b"order-17", b"\x00\xff\x10binary", b"k" * 1_100]
+    h.take(Chunk(TopicPartition(TOPICS.events, 0), [Record(n, b"{", key=k) for n, k in
+                                                    enumerate(keys)], 1))  # fmt: skip
+    assert h.flush()
+    assert [d.key for d in h.producer.on(TOPICS.dead_letter)] == [*keys[:2], b"k" * 1_024]
 
 
 def test_a_message_no_broker_takes_is_dropped_and_the_rest_go_out(policy: Policy) -> None:
