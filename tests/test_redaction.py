@@ -169,6 +169,29 @@ def test_an_attribute_key_is_shown_in_a_path_only_when_it_is_a_plain_name(
     assert any(f.startswith("attributes.[redacted:key:") for f in fields), fields
 
 
+def test_an_attribute_named_as_another_attributes_key_path_is_told_apart(
+    policy: Policy,
+) -> None:
+    """An attribute key may be any text. Attribute ``collected_on#key`` holding an
+    address must not rename ``collected_on`` (whose date Art. 10's retention rule
+    reads), nor be named in the alert as the key of ``collected_on``."""
+    engine = Engine(policy, redactor=R)
+    attributes = {"collected_on": "2023-01-01", "collected_on#key": "taro@example.jp"}
+    event = access(
+        event_id="k-2",
+        action="use",
+        categories=["activity.purchase_history"],
+        purpose="ads",
+        attributes=attributes,
+    )
+    outcome = engine.process(orjson.dumps(event), offset=0, origin="t")
+    assert "art10.retention" in rules_of(outcome.alerts)
+    alert = next(a for a in outcome.alerts if a["rule"] == "art6.raw-personal-data")
+    (field,) = alert["evidence"]["fields"]
+    assert field.startswith("attributes.[redacted:key:") and not field.endswith("#key")
+    assert "collected_on" not in field
+
+
 def test_no_alert_message_names_the_subject(policy: Policy) -> None:
     engine = Engine(policy, redactor=R)
     alerts = []

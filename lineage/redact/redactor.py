@@ -39,6 +39,8 @@ KIND_CATEGORY = {
 }
 
 RawValue = tuple[str, str]  # (kind, the matched text as written)
+#: Where a text is in an event: a field's path, or an attribute's (key, is its key).
+TextPath = str | tuple[str, bool]
 
 # What an attribute key may be shown as in a field path: a plain name.
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
@@ -199,17 +201,17 @@ class Redactor:
 
     # -- events ------------------------------------------------------------------------------
 
-    def field_path(self, path: str) -> str:
-        """A field's path as an alert may name it: an attribute key is data too, and is
-        shown only when it is a plain name holding no raw value (else as a token)."""
-        if not path.startswith("attributes."):
+    def field_path(self, path: TextPath) -> str:
+        """A text's path as an alert may name it: ``attributes.<key>`` for an attribute's
+        value, ``attributes.<key>#key`` for its key. An attribute key is data too, and is
+        shown only when it is a plain name holding no raw value (else as a token); a
+        plain name holds no ``#``, so no key shown is another's value."""
+        if isinstance(path, str):
             return path
-        key = path.removeprefix("attributes.")
-        suffix = "#key" if key.endswith("#key") else ""
-        key = key.removesuffix("#key")
+        key, is_key = path
         if not (_PLAIN_KEY.fullmatch(key) and not self._found(key)):
             key = self._token("key", key)
-        return f"attributes.{key}{suffix}"
+        return f"attributes.{key}#key" if is_key else f"attributes.{key}"
 
     def scan_event(
         self, event: AccessEvent | ConsentEvent, raw: bytes | None = None
@@ -225,7 +227,7 @@ class Redactor:
         if raw is not None and not may_hold_raw_values(raw):
             return event, {}
         found: dict[str, list[str]] = {}
-        masked: dict[str, str] = {}
+        masked: dict[TextPath, str] = {}
         for path, text, context, integer in _texts(event):
             spans = self._found(text, context, integer)
             if spans:
@@ -236,10 +238,11 @@ class Redactor:
         return _apply(event, masked), found
 
 
-def _texts(event: AccessEvent | ConsentEvent) -> list[tuple[str, str, str, bool]]:
-    """Every text of an event: (path, text, context, is an integer's digits); an
-    attribute's key has the path ``attributes.<key>#key``."""
-    texts: list[tuple[str, str, str, bool]] = [("event_id", event.event_id, "", False)]
+def _texts(event: AccessEvent | ConsentEvent) -> list[tuple[TextPath, str, str, bool]]:
+    """Every text of an event: (path, text, context, is an integer's digits). An
+    attribute's texts have the path (its key, whether the text is the key): a key may be
+    any text, so no path written out could tell key ``k#key`` from the key of ``k``."""
+    texts: list[tuple[TextPath, str, str, bool]] = [("event_id", event.event_id, "", False)]
     if event.subject is not None:
         texts.append(("subject", event.subject, "", False))
     if isinstance(event, ConsentEvent):
@@ -262,26 +265,30 @@ def _texts(event: AccessEvent | ConsentEvent) -> list[tuple[str, str, str, bool]
     if event.exception is not None and event.exception.reference:
         texts.append(("exception.reference", event.exception.reference, "", False))
     for key, value in event.attributes.items():
-        texts.append((f"attributes.{key}#key", key, "", False))
+        texts.append(((key, True), key, "", False))
         if isinstance(value, str):
-            texts.append((f"attributes.{key}", value, key, False))
+            texts.append(((key, False), value, key, False))
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**9:
-            texts.append((f"attributes.{key}", str(value), key, True))
+            texts.append(((key, False), str(value), key, True))
     return texts
 
 
-def _apply(event: AccessEvent | ConsentEvent, masked: dict[str, str]) -> AccessEvent | ConsentEvent:
+def _apply(
+    event: AccessEvent | ConsentEvent, masked: dict[TextPath, str]
+) -> AccessEvent | ConsentEvent:
     update: dict[str, Any] = {}
     for field in ("event_id", "subject", "reference", "source", "purpose", "recipient", "via"):
         if field in masked:
             update[field] = masked[field]
     if isinstance(event, ConsentEvent):
-        if event.purposes is not None and any(p.startswith("purposes[") for p in masked):
+        if event.purposes is not None and any(
+            isinstance(p, str) and p.startswith("purposes[") for p in masked
+        ):
             update["purposes"] = [
                 masked.get(f"purposes[{i}]", p) for i, p in enumerate(event.purposes)
             ]
         return event.model_copy(update=update)
-    if any(p.startswith("categories[") for p in masked):
+    if any(isinstance(p, str) and p.startswith("categories[") for p in masked):
         update["categories"] = [
             masked.get(f"categories[{i}]", c) for i, c in enumerate(event.categories)
         ]
@@ -293,10 +300,10 @@ def _apply(event: AccessEvent | ConsentEvent, masked: dict[str, str]) -> AccessE
         update["exception"] = event.exception.model_copy(
             update={"reference": masked["exception.reference"]}
         )
-    if any(path.startswith("attributes.") for path in masked):
+    if any(isinstance(path, tuple) for path in masked):
         attributes: dict[str, Any] = {}
         for key, value in event.attributes.items():
-            new_key = masked.get(f"attributes.{key}#key", key)
-            attributes[new_key] = masked.get(f"attributes.{key}", value)
+            new_key = masked.get((key, True), key)
+            attributes[new_key] = masked.get((key, False), value)
         update["attributes"] = attributes
     return event.model_copy(update=update)
