@@ -161,6 +161,27 @@ def test_exporting_the_same_graph_again_gives_the_same_events(demo: Path) -> Non
     assert text == (demo / "lineage.openlineage.jsonl").read_text(encoding="utf-8")
 
 
+def test_flows_whose_ids_hold_dots_are_jobs_and_runs_of_their_own() -> None:
+    """Ids may hold dots: ``shop.eu`` to ``payco`` and ``shop`` to ``eu.payco`` would
+    both be job ``flows.shop.eu.payco``, and with the same window one run."""
+    import orjson
+
+    from lineage.engine import Engine
+    from lineage.export.openlineage import openlineage_events
+    from tests.helpers import access
+
+    policy = load_policy(ROOT / "tests/data/policy.yaml")
+    engine = Engine(policy)
+    flows = [("shop.eu", "payco"), ("shop", "eu.payco"), ("shop", "payco")]
+    for offset, (source, recipient) in enumerate(flows):
+        event = access(event_id=f"e-{offset}", source=source, recipient=recipient)
+        engine.process(orjson.dumps(event), offset=offset, origin="t")
+    found = list(openlineage_events(build_graph(policy, engine.state.edges)))
+    names = sorted(event.job.name for event in found)
+    assert names == ["flows.shop.eu:payco", "flows.shop.payco", "flows.shop:eu.payco"]
+    assert len({event.run.runId for event in found}) == 3
+
+
 def test_without_openlineage_python_the_other_exports_are_written(
     demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

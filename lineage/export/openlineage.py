@@ -92,7 +92,7 @@ def openlineage_events(graph: nx.DiGraph, namespace: str = NAMESPACE) -> Iterato
         if relation not in ("flow", "onward"):
             continue
         source, recipient = graph.nodes[src], graph.nodes[dst]
-        job_name = f"{'flows' if relation == 'flow' else 'onward'}.{_ident(src)}.{_ident(dst)}"
+        job_name = _job_name("flows" if relation == "flow" else "onward", src, dst)
         window = f"{edge['first_seen']}/{edge['last_seen']}/{edge['count']}"
         run_id = uuid.uuid5(_RUN_IDS, f"{namespace}/{job_name}/{window}")
         flow = PrivacyFlowJobFacet(
@@ -179,6 +179,16 @@ def to_openlineage(graph: nx.DiGraph) -> str:
 
 def _ident(node: str) -> str:
     return node.partition(":")[2]
+
+
+def _job_name(prefix: str, src: str, dst: str) -> str:
+    """``<prefix>.<source>.<recipient>``; ``<prefix>.<source>:<recipient>`` when either
+    id holds a dot (an id may, and a colon never): else ``shop.eu`` to ``payco`` and
+    ``shop`` to ``eu.payco`` would be one job, and one run."""
+    source, recipient = _ident(src), _ident(dst)
+    if "." in source or "." in recipient:
+        return f"{prefix}.{source}:{recipient}"
+    return f"{prefix}.{source}.{recipient}"
 
 
 def _dataset_name(node: str) -> str:
