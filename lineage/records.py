@@ -155,7 +155,9 @@ def select(
     return out
 
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: How a cell a spreadsheet would run as a formula starts; and the quote that marks a
+#: cell as text, so that text which starts with one keeps it (``'=x`` is not ``=x``).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 def _cell(value: Any) -> str:

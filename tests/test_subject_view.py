@@ -243,14 +243,19 @@ def test_records_select_by_day_and_recipient_and_make_a_clean_csv(policy: Policy
     days = ["2025-06-01T23:30:00+09:00", "2025-06-02T00:30:00+09:00", "2025-06-03T12:00:00+09:00"]
     events = [disclose(f"d-{i}", occurred_at=at) for i, at in enumerate(days)]
     events.append(disclose("d-9", recipient="who-knows", subject="=cmd|' /C calc'!A0"))
+    events.append(disclose("d-8", recipient="who-knows", subject="'=cmd|' /C calc'!A0"))
     records = records_of(policy, *events)
     chosen = select(records + records, policy, since=_day("2025-06-02"), until=_day("2025-06-02"))
     assert [r["event_id"] for r in chosen] == ["d-1"]  # once, and by the policy's calendar
-    assert [r["event_id"] for r in select(records, policy, recipient="who-knows")] == ["d-9"]
+    assert [r["event_id"] for r in select(records, policy, recipient="who-knows")] == [
+        "d-9", "d-8"
+    ]  # fmt: skip
     rows = list(csv.reader(io.StringIO(csv_text(records))))
-    assert rows[0] == FIELDS and len(rows) == 5
+    assert rows[0] == FIELDS and len(rows) == 6
     assert rows[1][FIELDS.index("categories")] == "identity.name"
     assert rows[4][FIELDS.index("subject")].startswith("'=")  # no formula runs
+    # A subject that starts with the quote itself keeps it: the two are told apart.
+    assert rows[5][FIELDS.index("subject")] == "''=cmd|' /C calc'!A0"
 
 
 def _day(text: str) -> Any:
