@@ -50,10 +50,8 @@ def _records(
     few as keep each within ``limit`` bytes (in one record, a flush of 5,000 ids of 64
     kanji, 3 bytes each in UTF-8, would pass Kafka's default 1,000,000)."""
     items = list(pending.items())
-    # A batch is judged in offset order. Two entries compare by offset (one offset is
-    # one id; were two equal, the digests would at worst ask for a sort).
-    seen = list(pending.values())
-    if any(map(operator.gt, seen, seen[1:])):
+    offsets = list(map(_first, pending.values()))
+    if any(map(operator.gt, offsets, offsets[1:])):  # a batch is judged in offset order
         items.sort(key=_offset_of)
     guess = sum(map(len, pending)) + _PER_ID * len(items)
     parts = -(-guess // limit)
