@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import orjson
 import pytest
@@ -451,6 +451,20 @@ def test_syslog_over_tcp_sends_one_line_per_record() -> None:
     assert int(parsed[1]["pri"]) == 10 * 8 + 6  # authpriv, info
     assert grouped[1]["cn1"] == "12" and grouped[1]["externalId"] == "inc-1"
     assert grouped[1]["cs5"] == "e-1,e-2" and parsed[2]["msgid"] == "incident"
+
+
+def test_cef_sample_event_ids_split_back_into_the_ids() -> None:
+    # Event ids are free text: joined plainly, ["o-1,o-2", "o-3"] and ["o-1", "o-2,o-3"]
+    # were one and the same cs5.
+    cases = (["o-1,o-2", "o-3"], ["o-1", "o-2,o-3"], ["o-1%2C", "o-2"], ["e-1", "e-2"])
+    fields = [
+        parse_cef(cef_line(Kind.INCIDENT, incident(sample_event_ids=ids), "1"))[1]["cs5"]
+        for ids in cases
+    ]
+    assert len(set(fields)) == len(cases)
+    assert fields[-1] == "e-1,e-2"  # ids without ',' or '%' as they are
+    for ids, cs5 in zip(cases, fields, strict=True):
+        assert [unquote(item) for item in cs5.split(",")] == ids
 
 
 def test_syslog_header_fields_are_plain_ascii() -> None:

@@ -94,6 +94,15 @@ def escape_extension(value: str) -> str:
     return value.replace("\r\n", "\\n").replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _list_item(value: str) -> str:
+    """An item of a ``,``-separated list field: event ids are free text, so a ``,`` in
+    one is written ``%2C`` (and ``%`` itself ``%25``) and a split on ``,`` gives the ids
+    back; an id without either is unchanged."""
+    if "%" in value or "," in value:
+        return value.replace("%", "%25").replace(",", "%2C")
+    return value
+
+
 def _retracted(record: Mapping[str, Any]) -> bool:
     return record.get("status") == "retracted"
 
@@ -188,7 +197,7 @@ def cef_line(kind: Kind, record: Mapping[str, Any], version: str) -> str:
     else:
         fields += [
             ("cs5Label", "sampleEventIds"),
-            ("cs5", ",".join(str(e) for e in record.get("sample_event_ids") or [])),
+            ("cs5", ",".join(_list_item(str(e)) for e in record.get("sample_event_ids") or [])),
         ]
     fields += [("cs6Label", "article"), ("cs6", record.get("article"))]
     if alert and record.get("recipient_kind"):
