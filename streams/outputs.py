@@ -152,10 +152,13 @@ class Sender:
         queued, self._queued = self._queued, []
         if not queued:
             return
+        keyed = {m.topic for m in queued if m.partition is None} - self._partitions.keys()
+        for topic in keyed:
+            await self._learn(topic)
         groups: dict[tuple[str, int], list[Message]] = {}
+        partition_of = self._partition
         for message in queued:
-            partition = await self._partition(message)
-            groups.setdefault((message.topic, partition), []).append(message)
+            groups.setdefault((message.topic, partition_of(message)), []).append(message)
         for (topic, partition), messages in groups.items():
             await self._submit(topic, partition, messages)
 
@@ -204,7 +207,7 @@ class Sender:
                     )
                     lost.extend(messages)
             for message in singles:
-                await self._submit(message.topic, await self._partition(message), [message])
+                await self._submit(message.topic, self._partition(message), [message])
         refused.extend(self._unsent)
         self._unsent = []
         if lost or refused:
@@ -223,13 +226,16 @@ class Sender:
 
     # -- inside ----------------------------------------------------------------------------------
 
-    async def _partition(self, message: Message) -> int:
+    async def _learn(self, topic: str) -> None:
+        """Ask Kafka once for the partitions of ``topic`` (the partitioner's input)."""
+        self._partitions[topic] = sorted(await self._producer.partitions_for(topic))
+
+    def _partition(self, message: Message) -> int:
+        """The partition of a message: its own, or its key's among the partitions
+        :meth:`_learn` found (no await per message)."""
         if message.partition is not None:
             return message.partition
-        partitions = self._partitions.get(message.topic)
-        if partitions is None:
-            partitions = sorted(await self._producer.partitions_for(message.topic))
-            self._partitions[message.topic] = partitions
+        partitions = self._partitions[message.topic]
         key = message.key
         if key is None:
             return int(self._partitioner(None, partitions, partitions))
