@@ -37,11 +37,14 @@ FOUND = {
     "taro@[192.168.0.1]": "email",  # IP literal
     "taro@[IPv6:2001:db8::1]": "email",
     "dGFyb0BleGFtcGxlLmpw": "email",  # base64 of taro@example.jp
+    "eD4-PnlAZXhhbXBsZS5vcmc": "email",  # URL-safe base64 of x>>>y@example.org
+    "YWI_fkBleGFtcGxlLm9yZw": "email",  # URL-safe base64 of ab?~@example.org
     "ＴＡＲＯ＠ＥＸＡＭＰＬＥ．ＪＰ": "email",
     "hanako\\u0040example.jp": "email",  # a JSON escape, as a dead letter keeps it
     # phone numbers
     "090-1234-5678": "phone",
     "〇九〇－一二三四－九八七六": "phone",  # kanji digits
+    "〇九〇の一二三四の九八七六": "phone",  # groups joined by の, as read out
     "０９０\u00a0１２３４\u2009５６７８": "phone",  # no-break and thin spaces
     "090\u200b1234\u00ad5678": "phone",
     "090/1234/5678": "phone",
@@ -89,6 +92,9 @@ LEFT_ALONE = [
     "activity.purchase_history",
     "123-4567",  # a bare ddd-dddd is no postal code without its context
     "1764633600",  # epoch seconds
+    "東京都港区芝公園4丁目2の8",  # an address's block numbers joined by の
+    "checkout-service-eu-west-1-primary",  # words that are base64's alphabet
+    "dGhpcyBpcyBub3QgYW4gYWRkcmVzcw-v2",  # URL-safe base64 of no address
 ]
 
 
@@ -103,6 +109,17 @@ def test_each_disguise_is_found_and_masked_whole(written: str) -> None:
     # Nothing of the value is left: no digit, and no part of an address.
     rest = re.sub(r"\[redacted:[a-z_]+:[0-9a-f]{12}\]", "", masked)
     assert not re.search(r"\d|example|[@＠]|%40|\[at\]|dGFy", rest), masked
+
+
+@pytest.mark.parametrize("coded", ["YWI_fkBleGFtcGxlLm9yZw", "YWI/fkBleGFtcGxlLm9yZw=="])
+@pytest.mark.parametrize("before, after", [("", ""), ("uid-", ""), ("", "-v2"), ("a_b-", "_c")])
+def test_base64_of_an_address_is_masked_whole_in_either_alphabet(
+    coded: str, before: str, after: str
+) -> None:
+    # URL-safe base64 writes '-' and '_' where base64 writes '+' and '/': the run was
+    # cut there, and what came before the cut was left as written ("YWI_").
+    token = R.mask("ab?~@example.org")
+    assert R.mask(f"id={before}{coded}{after};") == f"id={before}{token}{after};"
 
 
 @pytest.mark.parametrize("text", LEFT_ALONE)

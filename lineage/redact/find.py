@@ -147,27 +147,71 @@ def emails(text: str) -> list[Found]:
 
 #: Base64 of an address of 13 bytes or more (``taro@mail.jp``): 18 characters unpadded.
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{18,}={0,2}")
+#: The same in either alphabet: the URL-safe one writes ``-`` and ``_`` for ``+`` and ``/``.
+_BASE64_ANY = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{18,}={0,2}")
+#: Where a URL-safe run may start inside a longer one (after a word it is glued to).
+_WORD_END = re.compile(r"[-_]")
+#: The most words tried off either end of a run: a run of many words is no address's base64.
+_MOST_STARTS = 8
+#: Hexadecimal digits and hyphens alone (a UUID, a hash): never an address's base64.
+_HEX_WORDS = re.compile(r"[0-9A-Fa-f-]+")
 
 
 def base64_emails(text: str) -> list[Found]:
-    """Runs of base64 that decode to text holding an e-mail address (masked whole)."""
+    """Runs of base64 (either alphabet) that decode to text holding an e-mail address
+    (masked whole)."""
     found: list[Found] = []
-    for run in _BASE64.finditer(text):
+    for run in _BASE64_ANY.finditer(text):
         coded = run.group()
-        try:
-            decoded = base64.b64decode(coded + "=" * (-len(coded) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if b"@" not in decoded:
-            continue
-        try:
-            plain = decoded.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        inner = emails(plain)
-        if inner:
-            found.append((run.start(), run.end(), "email", inner[0][3]))
+        if ("-" in coded or "_" in coded) and not _HEX_WORDS.fullmatch(coded):
+            hit = _urlsafe_email(coded, run.start())
+            if hit is not None:
+                found.append(hit)
+                continue
+        # Standard base64, where '-' and '_' end runs (``order-dGFyb0BleGFtcGxlLmpw``).
+        for part in _BASE64.finditer(coded):
+            canonical = _decoded_email(part.group(), b"+/")
+            if canonical is not None:
+                found.append(
+                    (run.start() + part.start(), run.start() + part.end(), "email", canonical)
+                )
     return found
+
+
+def _urlsafe_email(coded: str, at: int) -> Found | None:
+    """The address a URL-safe run at ``at`` is the base64 of: the whole run, or the run
+    less a word glued before or after it by a ``-`` or ``_`` (``uid-...``, ``...-v2``)."""
+    if "+" in coded or "/" in coded:
+        return None  # not one alphabet
+    bounds = [m.start() for m in _WORD_END.finditer(coded)]
+    starts = [0, *(b + 1 for b in bounds[:_MOST_STARTS])]
+    ends = [len(coded), *reversed(bounds[-_MOST_STARTS:])]
+    for start in starts:
+        for end in ends:
+            if end - start < 18:
+                continue
+            canonical = _decoded_email(coded[start:end], b"-_")
+            if canonical is not None:
+                return (at + start, at + end, "email", canonical)
+    return None
+
+
+def _decoded_email(coded: str, altchars: bytes) -> str | None:
+    """The canonical address held by the base64 text ``coded``, if any."""
+    try:
+        decoded = base64.b64decode(
+            coded.rstrip("=") + "=" * (-len(coded.rstrip("=")) % 4), altchars, validate=True
+        )
+    except (binascii.Error, ValueError):
+        return None
+    if b"@" not in decoded:
+        return None
+    try:
+        plain = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    inner = emails(plain)
+    return inner[0][3] if inner else None
 
 
 # -- numbers -------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ folded text is masked where it stands in the original:
   hyphen, the byte-order mark, bidirectional marks) are dropped;
 - every space-like character (categories Zs, Zl, Zp) becomes a space, every dash
   (Pd, the minus sign, the katakana prolonged sound mark written for a dash) a
-  hyphen, and middle dots and ideographic full stops a full stop.
+  hyphen, and middle dots and ideographic full stops a full stop;
+- the particle ``の`` between two digits, as a number is read out and written down
+  (``〇九〇の一二三四の五六七八``), a hyphen.
 
 ASCII text without ``%`` or ``\\u`` is its own folded form: the common case costs a
 check. Otherwise the work is linear in the text: one regular expression finds the
@@ -48,6 +50,9 @@ _KANJI_DIGITS = {
 }
 _DASHES = {"\u2212", "\u30fc", "\uff70", "\u2043", "\ufe63", "\uff0d"}
 _DOTS = {"\u30fb", "\uff65", "\u00b7", "\u2022", "\u3002", "\uff61", "\u2024", "\ufe52"}
+
+# ``の`` between digits (folded): a separator of digit groups, one character for one.
+_NO_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])の(?=[0-9])")
 
 # A JSON escape, a run of percent escapes, or a run of non-ASCII characters.
 _SPECIAL = re.compile(r"\\u[0-9a-fA-F]{4}|(?:%[0-9A-Fa-f]{2})+|[^\x00-\x7f]+")
@@ -157,4 +162,7 @@ def fold(text: str) -> Folded:
         out.append(text[last:])
         starts.extend(range(last, len(text)))
         ends.extend(range(last + 1, len(text) + 1))
-    return Folded("".join(out), starts, ends)
+    folded = "".join(out)
+    if "の" in folded:
+        folded = _NO_BETWEEN_DIGITS.sub("-", folded)
+    return Folded(folded, starts, ends)
