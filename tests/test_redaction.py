@@ -280,7 +280,15 @@ def test_a_message_cut_before_it_arrived_keeps_no_digit_of_the_number_it_ends_in
     # A card short of its check digit is confirmed by no detector; its start is as
     # personal as the whole. Full-width digits are digits too.
     not_json = EventRejected("not JSON: EOF while parsing a string", field=None, kind="not_json")
-    for card in ("411111111111111", "４１１１１１１１１１１１１１１", "4111 1111 1111 111"):
+    for card in (
+        "411111111111111",
+        "４１１１１１１１１１１１１１１",
+        "4111 1111 1111 111",
+        "4111 1111 ",  # cut after a group's separator
+        "4111\u200b1111\u200b",  # ... a zero-width one
+        "四一一一－一一一一－",  # kanji digits, a full-width dash
+        "〇九〇の一二三四の",
+    ):
         raw = ('{"event_id": "e-1", "note": "' + card).encode()
         record = dead_letter_record(raw, not_json, "t", R)
         assert record["original"] == '{"event_id": "e-1", "note": "', card

@@ -18,6 +18,7 @@ from typing import Any
 
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
+from lineage.redact.fold import without_trailing_number
 from lineage.rules import CATALOGUE, RuleSpec
 from lineage.schemas import AccessEvent, ConsentEvent, EventRejected
 from lineage.view import ViewFact
@@ -167,8 +168,9 @@ DEAD_LETTER_KEEP = 64 * 1024
 #: whole before the cut, never cut first and then missed.
 DEAD_LETTER_MARGIN = 1024
 
-# A cut can halve a value; what follows the last separator is dropped with it, and so is a
-# run of digits and the separators written between them.
+# A cut can halve a value; what follows the last separator is dropped with it, and so is
+# the number it ends in (lineage.redact.fold.without_trailing_number), and the blanks and
+# separators before it.
 _CUT_TAIL = re.compile(r"[^\s\"',;:{}\[\]<>]{0,320}$")
 _CUT_DIGITS = re.compile(r"[\d\s\-/_.()+]{0,320}$")
 
@@ -237,20 +239,18 @@ def dead_letter_record(
 
 
 def _without_cut_number(text: str) -> str:
-    """A text that is no JSON without the run of digits it ends with, if any.
+    """A text that is no JSON without the number it ends in, if any.
 
-    JSON never ends in a digit but for a bare number, which is JSON: such a message
-    was cut before it arrived, and the digits left are the start of a value no
-    detector can confirm any more (a card short of its check digit), as personal as
-    the whole.
+    JSON never ends in a digit (nor in a digit and a space or dash) but for a bare
+    number, which is JSON: such a message was cut before it arrived, and the digits
+    left are the start of a value no detector can confirm any more (a card short of
+    its check digit), as personal as the whole.
     """
-    if not text[-1:].isdigit():
-        return text
-    return _CUT_DIGITS.sub("", text)
+    return without_trailing_number(text)
 
 
 def _cut(text: str) -> str:
     """The start of a masked text that fits :data:`DEAD_LETTER_KEEP` bytes, without the
     value the cut falls in."""
     cut = text.encode("utf-8")[:DEAD_LETTER_KEEP].decode("utf-8", errors="ignore")
-    return _CUT_DIGITS.sub("", _CUT_TAIL.sub("", cut))
+    return _CUT_DIGITS.sub("", without_trailing_number(_CUT_TAIL.sub("", cut)))

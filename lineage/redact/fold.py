@@ -33,7 +33,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["Folded", "fold"]
+__all__ = ["Folded", "fold", "without_trailing_number"]
 
 _KANJI_DIGITS = {
     "〇": "0",
@@ -166,3 +166,28 @@ def fold(text: str) -> Folded:
     if "の" in folded:
         folded = _NO_BETWEEN_DIGITS.sub("-", folded)
     return Folded(folded, starts, ends)
+
+
+#: What a digit group may be written with around it, as folded ("": a format character).
+_GROUPING = frozenset(["", " ", "-", "/", "_", ".", "(", ")", "+", "の"])
+
+
+def without_trailing_number(text: str, limit: int = 320) -> str:
+    """``text`` less the number it ends in, if it ends in one: the last ``limit``
+    characters at most, that read as digits or as what digit groups are written with
+    (spaces, dashes, dots, brackets, format characters: ``4111\u200b1111 ``,
+    ``四一一一－``), when at least one of them is a digit.
+
+    A value cut short is confirmed by no detector (a card without its check digit),
+    and its start is as personal as the whole.
+    """
+    start = len(text)
+    digits = False
+    while start > 0 and len(text) - start < limit:
+        folded = _fold_char(text[start - 1])
+        if folded.isdigit() and folded.isascii():
+            digits = True
+        elif folded not in _GROUPING:
+            break
+        start -= 1
+    return text[:start] if digits else text
