@@ -50,6 +50,13 @@ _DONE = re.compile(
     r"^lineage_(?:events_total\{[^}]*\}|dead_letters_total|duplicates_total) ([0-9.e+]+)$", re.M
 )
 _ALERTS = re.compile(r"^lineage_alerts_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+#: The worker's own account of its time (streams.metrics): judging, flushing, and of the
+#: flushes, handing messages to Kafka and waiting for its acknowledgements.
+_SPENT = {
+    "judging": re.compile(r"^lineage_batch_seconds_sum ([0-9.e+-]+)$", re.M),
+    "flushing": re.compile(r"^lineage_flush_seconds_sum ([0-9.e+-]+)$", re.M),
+    "kafka": re.compile(r"^lineage_kafka_wait_seconds_total\{[^}]*\} ([0-9.e+-]+)$", re.M),
+}
 
 
 # -- the run's header ----------------------------------------------------------------------------
@@ -316,6 +323,11 @@ class Worker:
 
     def alerts(self) -> int:
         return int(sum(float(v) for v in _ALERTS.findall(self.metrics())))
+
+    def spent(self) -> dict[str, float]:
+        """Seconds judging, flushing, and of the flushes with Kafka (from /metrics)."""
+        text = self.metrics()
+        return {part: sum(float(v) for v in found.findall(text)) for part, found in _SPENT.items()}
 
     def status_kb(self, field: str = "VmRSS") -> int:
         """A ``/proc/<pid>/status`` figure in kB (VmRSS: resident now; VmHWM: its peak)."""

@@ -106,6 +106,7 @@ def run_mix(
     try:
         progress = worker.wait_done(n)
         alerts = worker.alerts()
+        spent = worker.spent()
     finally:
         stopped = worker.stop()
     steady = progress.rate
@@ -132,6 +133,11 @@ def run_mix(
     if progress.last_n - progress.first_n < n // 2:
         print("  (too few events to time the worker's steady rate: use more --events)")
     print(f"  alerts raised: {alerts:,} ({alerts / n:.2f} per message)")
+    print(
+        f"  the worker's time: judging {spent['judging']:.1f} s, flushing "
+        f"{spent['flushing']:.1f} s (of which handing to Kafka and awaiting its "
+        f"acknowledgements {spent['kafka']:.1f} s)"
+    )
     if stopped:
         print(f"  {stopped}")
     print()

@@ -355,6 +355,22 @@ class Checkpoint:
         Returns False when Kafka did not take the outputs: everything pending is
         dropped and must be read again (see :meth:`rewind_done`).
         """
+        started = time.perf_counter()
+        try:
+            return await self._flush()
+        finally:
+            self.metrics.flush_seconds.observe(time.perf_counter() - started)
+
+    async def _acknowledged(self, step: str) -> None:
+        """Send what is queued and wait until Kafka acknowledged everything sent, counting
+        the time under ``step``."""
+        started = time.perf_counter()
+        try:
+            await self.sender.flush()
+        finally:
+            self.metrics.kafka_wait.labels(step).inc(time.perf_counter() - started)
+
+    async def _flush(self) -> bool:
         if not self.port.flow_active():
             # A rebalance is under way: what was judged is dropped when the partitions
             # are revoked, and judged again by their next owner.
@@ -388,7 +404,7 @@ class Checkpoint:
                 )
         # 2. every output delivered
         try:
-            await self.sender.flush()
+            await self._acknowledged("outputs")
         except OutputsLost as exc:
             if exc.refused:
                 # A view row Kafka refuses as too large would be refused again after a
@@ -414,7 +430,7 @@ class Checkpoint:
         for board in self._boards.values():
             board.flush()
         try:
-            await self.sender.flush()  # the tables' changelog records, each key once
+            await self._acknowledged("state")  # the tables' changelog records, each key once
         except OutputsLost as exc:
             raise StateNotWritten(
                 "Kafka did not acknowledge a record of the tables' changelog; stopping "

@@ -78,3 +78,15 @@ class Metrics:
         self.batch_seconds = Histogram(
             "lineage_batch_seconds", "Time to judge one batch", registry=r
         )
+        self.flush_seconds = Histogram(
+            "lineage_flush_seconds",
+            "Time of one flush: outputs delivered, state written, offsets acked",
+            registry=r,
+        )
+        self.kafka_wait = Counter(
+            "lineage_kafka_wait_seconds",
+            "Time flushes spent handing their messages to Kafka and waiting for its "
+            "acknowledgements, by step (outputs, state)",
+            ["step"],
+            registry=r,
+        )

@@ -58,7 +58,7 @@ class FakeProducer:
     ``away``: every batch fails as if the broker were gone. ``max_message``: the
     broker refuses a batch holding a value longer than this, as too large;
     ``too_large``: topics whose every batch it refuses so (a small
-    ``max.message.bytes``).
+    ``max.message.bytes``). ``ack_delay``: seconds before a batch taken is acknowledged.
     """
 
     def __init__(self, partitions: int = 4, batch_records: int = 100) -> None:
@@ -70,6 +70,7 @@ class FakeProducer:
         self.max_message: int | None = None
         self.failing: set[str] = set()  # topics whose batches fail as if Kafka were away
         self.too_large: set[str] = set()
+        self.ack_delay = 0.0
         self.started = False
 
     async def start(self) -> None:
@@ -98,7 +99,11 @@ class FakeProducer:
             base = sum(1 for s in self.sent if s.topic == topic and s.partition == partition)
             for key, value, headers in batch.records:
                 self.sent.append(Sent(topic, partition, key, value, headers))
-            future.set_result(RecordMetadata(topic, partition, base))
+            metadata = RecordMetadata(topic, partition, base)
+            if self.ack_delay:
+                asyncio.get_running_loop().call_later(self.ack_delay, future.set_result, metadata)
+            else:
+                future.set_result(metadata)
         return future
 
     def on(self, topic: str) -> list[Sent]:

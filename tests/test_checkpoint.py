@@ -201,6 +201,23 @@ def test_an_offset_is_acked_only_after_outputs_and_state(policy: Policy) -> None
     assert h.checkpoint.unflushed() == 0
 
 
+def test_a_flush_counts_its_time_and_its_waits_for_kafka(policy: Policy) -> None:
+    # What an operator reads to tell a worker that computes from one that waits on Kafka.
+    h = Harness(policy)
+    h.producer.ack_delay = 0.05
+    metrics = h.checkpoint.metrics.registry
+    h.take(h.chunk(0, breach(0), breach(1)))
+    assert h.flush()
+    waits = {
+        step: metrics.get_sample_value("lineage_kafka_wait_seconds_total", {"step": step})
+        for step in ("outputs", "state")
+    }
+    assert all(wait is not None and wait >= 0.05 for wait in waits.values()), waits
+    assert metrics.get_sample_value("lineage_flush_seconds_count") == 1
+    flushed = metrics.get_sample_value("lineage_flush_seconds_sum")
+    assert flushed is not None and flushed >= sum(w for w in waits.values() if w is not None)
+
+
 def test_outputs_kafka_did_not_take_leave_their_offsets_unacked(policy: Policy) -> None:
     h = Harness(policy)
     h.take(h.chunk(0, breach(0)))
