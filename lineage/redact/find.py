@@ -155,6 +155,8 @@ _WORD_END = re.compile(r"[-_]")
 _MOST_STARTS = 8
 #: Hexadecimal digits and hyphens alone (a UUID, a hash): never an address's base64.
 _HEX_WORDS = re.compile(r"[0-9A-Fa-f-]+")
+#: The longest base64 of an address (254 bytes), so that a long run is cut into few tries.
+_LONGEST = 340
 
 
 def base64_emails(text: str) -> list[Found]:
@@ -188,7 +190,7 @@ def _urlsafe_email(coded: str, at: int) -> Found | None:
     ends = [len(coded), *reversed(bounds[-_MOST_STARTS:])]
     for start in starts:
         for end in ends:
-            if end - start < 18:
+            if not 18 <= end - start <= _LONGEST:
                 continue
             canonical = _decoded_email(coded[start:end], b"-_")
             if canonical is not None:

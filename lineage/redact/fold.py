@@ -175,7 +175,7 @@ _GROUPING = frozenset(["", " ", "-", "/", "_", ".", "(", ")", "+", "の"])
 def without_trailing_number(text: str, limit: int = 320) -> str:
     """``text`` less the number it ends in, if it ends in one: the last ``limit``
     characters at most, that read as digits or as what digit groups are written with
-    (spaces, dashes, dots, brackets, format characters: ``4111\u200b1111 ``,
+    (spaces, dashes, dots, brackets, format characters: ``4111\\u200b1111 ``,
     ``四一一一－``), when at least one of them is a digit.
 
     A value cut short is confirmed by no detector (a card without its check digit),
