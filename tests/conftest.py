@@ -46,6 +46,8 @@ def kafka_bootstrap() -> Iterator[str]:
     Never a skip: when no way works, the fixture fails with what was tried.
     """
     from tests.broker import kafka_broker
+    from tests.kafka_helpers import delete_made_topics
 
     with kafka_broker() as bootstrap:
         yield bootstrap
+        delete_made_topics(bootstrap)  # a broker kept for days keeps none of this session

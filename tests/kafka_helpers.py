@@ -29,6 +29,43 @@ from lineage.run import run_embedded
 
 REDACTION_KEY = "test-redaction-key"
 
+#: Prefixes of the topics this test session made on its broker, deleted when the session
+#: ends (tests/conftest.py). Left behind, a broker kept for days (scripts/kafka-local, or
+#: a team's own) held 16,653 partitions of old runs and ran out of its 512 MiB heap.
+MADE: list[str] = []
+
+
+def made_topic(name: str) -> str:
+    """``name``, remembered as a topic of this session to delete at its end."""
+    MADE.append(name)
+    return name
+
+
+def delete_made_topics(bootstrap: str) -> list[str]:
+    """Delete every topic of the broker whose name starts with a prefix in :data:`MADE`;
+    return their names. Topics of a broker the session started itself (with its own
+    client settings) are not on this one and are left to it."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+    if not MADE:
+        return []
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60_000)
+    try:
+        prefixes = tuple(MADE)
+        names = sorted(t for t in admin.list_topics() if t.startswith(prefixes))
+        for start in range(0, len(names), 100):
+            try:
+                admin.delete_topics(names[start : start + 100], timeout_ms=60_000)
+            except UnknownTopicOrPartitionError:
+                pass  # a test deleted some of them itself
+            except KafkaError as exc:
+                print(f"could not delete this session's topics: {type(exc).__name__}: {exc}")
+    finally:
+        admin.close()
+    MADE.clear()
+    return names
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -145,8 +182,9 @@ class Deployment:
         self.client = client or {}
         self.extra_env = env or {}
         self.bootstrap = bootstrap
-        self.prefix = f"t{tag}."
+        self.prefix = made_topic(f"t{tag}.")
         self.app_id = f"lineage-test-{tag}"
+        made_topic(f"{self.app_id}-")  # faust's own topics and the changelogs
         self.tmp = tmp
 
     def topic(self, name: str) -> str:

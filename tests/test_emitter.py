@@ -19,6 +19,7 @@ from lineage.emitter import Emitter, EmitterError
 from lineage.policy import load_policy
 from lineage.schemas import EventRejected
 from tests.helpers import access
+from tests.kafka_helpers import made_topic
 
 UNREACHABLE = {"max_block_ms": 500, "request_timeout_ms": 500, "bootstrap_timeout_ms": 500}
 
@@ -59,7 +60,7 @@ def test_kafka_away_means_spilled_not_lost_and_not_blocked(tmp_path: Path) -> No
 
 @pytest.mark.kafka
 def test_events_arrive_keyed_by_subject_in_order(kafka_bootstrap: str, tmp_path: Path) -> None:
-    topic = f"emitter-{uuid.uuid4().hex[:8]}"
+    topic = made_topic(f"emitter-{uuid.uuid4().hex[:8]}")
     sent = events(30)
     with Emitter(kafka_bootstrap, topic=topic, spill_path=tmp_path / "spill.jsonl") as emitter:
         for event in sent:
@@ -76,7 +77,7 @@ def test_events_arrive_keyed_by_subject_in_order(kafka_bootstrap: str, tmp_path:
 def test_spilled_events_are_replayed_when_kafka_is_back(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    topic = f"emitter-{uuid.uuid4().hex[:8]}"
+    topic = made_topic(f"emitter-{uuid.uuid4().hex[:8]}")
     spill = tmp_path / "spill.jsonl"
     away = Emitter("127.0.0.1:1", topic=topic, spill_path=spill, producer_config=UNREACHABLE)
     for event in events(12):

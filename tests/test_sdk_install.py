@@ -18,6 +18,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
+from tests.kafka_helpers import made_topic
+
 pytestmark = pytest.mark.kafka
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +71,7 @@ def test_a_service_with_its_own_schemas_and_streams_sends_through_the_emitter(
     (service / "schemas.py").write_text('ORDER_SCHEMA = "the service\'s own"\n')
     (service / "streams.py").write_text('def pipe():\n    return "the service\'s own"\n')
     (service / "main.py").write_text(SERVICE)
-    topic = f"sdk-{uuid.uuid4().hex[:8]}"
+    topic = made_topic(f"sdk-{uuid.uuid4().hex[:8]}")
     done = subprocess.run(
         [str(base_venv / "bin" / "python"), "main.py", kafka_bootstrap, topic, str(tmp_path)],
         cwd=service,
