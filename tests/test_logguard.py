@@ -421,13 +421,14 @@ def test_a_service_at_debug_finds_no_event_of_its_own_in_its_log(
     # the records.
     from lineage.emitter import Emitter
     from tests.helpers import access, debug_records
+    from tests.kafka_helpers import made_topic
 
     marker = f"attr{uuid.uuid4().hex[:8]}"
     with (
         debug_records() as recorder,
         Emitter(
             kafka_bootstrap,
-            topic=f"sdk{uuid.uuid4().hex[:8]}.events",
+            topic=made_topic(f"sdk{uuid.uuid4().hex[:8]}.events"),
             spill_path=tmp_path / "spill.jsonl",
         ) as emitter,
     ):
