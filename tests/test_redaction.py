@@ -288,6 +288,7 @@ def test_a_message_cut_before_it_arrived_keeps_no_digit_of_the_number_it_ends_in
         "4111\u200b1111\u200b",  # ... a zero-width one
         "四一一一－一一一一－",  # kanji digits, a full-width dash
         "〇九〇の一二三四の",
+        "٤١١١ ٤١١١ ",  # Arabic-Indic digits
     ):
         raw = ('{"event_id": "e-1", "note": "' + card).encode()
         record = dead_letter_record(raw, not_json, "t", R)

@@ -185,7 +185,7 @@ def without_trailing_number(text: str, limit: int = 320) -> str:
     digits = False
     while start > 0 and len(text) - start < limit:
         folded = _fold_char(text[start - 1])
-        if folded.isdigit() and folded.isascii():
+        if folded.isdigit():  # of any script, as the regular expression's \d it replaced
             digits = True
         elif folded not in _GROUPING:
             break
