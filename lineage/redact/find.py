@@ -38,7 +38,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 __all__ = ["KINDS", "Found", "find_all"]
@@ -164,19 +164,20 @@ def base64_emails(text: str) -> list[Found]:
     (masked whole)."""
     found: list[Found] = []
     for run in _BASE64_ANY.finditer(text):
-        coded = run.group()
-        if ("-" in coded or "_" in coded) and not _HEX_WORDS.fullmatch(coded):
-            hit = _urlsafe_email(coded, run.start())
-            if hit is not None:
-                found.append(hit)
-                continue
-        # Standard base64, where '-' and '_' end runs (``order-dGFyb0BleGFtcGxlLmpw``).
-        for part in _BASE64.finditer(coded):
-            canonical = _decoded_email(part.group(), b"+/")
+        coded, at = run.group(), run.start()
+        parts: Iterable[tuple[int, int]] = [(0, len(coded))]
+        if "-" in coded or "_" in coded:
+            if not _HEX_WORDS.fullmatch(coded):
+                hit = _urlsafe_email(coded, at)
+                if hit is not None:
+                    found.append(hit)
+                    continue
+            # Standard base64, where '-' and '_' end runs (``order-dGFyb0BleGFtcGxlLmpw``).
+            parts = [part.span() for part in _BASE64.finditer(coded)]
+        for start, end in parts:
+            canonical = _decoded_email(coded[start:end], b"+/")
             if canonical is not None:
-                found.append(
-                    (run.start() + part.start(), run.start() + part.end(), "email", canonical)
-                )
+                found.append((at + start, at + end, "email", canonical))
     return found
 
 
@@ -200,10 +201,9 @@ def _urlsafe_email(coded: str, at: int) -> Found | None:
 
 def _decoded_email(coded: str, altchars: bytes) -> str | None:
     """The canonical address held by the base64 text ``coded``, if any."""
+    bare = coded.rstrip("=")
     try:
-        decoded = base64.b64decode(
-            coded.rstrip("=") + "=" * (-len(coded.rstrip("=")) % 4), altchars, validate=True
-        )
+        decoded = base64.b64decode(bare + "=" * (-len(bare) % 4), altchars, validate=True)
     except (binascii.Error, ValueError):
         return None
     if b"@" not in decoded:
