@@ -122,8 +122,8 @@ def test_a_child_that_dies_fails_the_run_naming_the_view_and_how_it_stopped(
     view = RunView(tmp_path / "subjects.sqlite", detach_after=1)
     view.fold([flow(0)])
     assert view._child is not None
-    view._child.send_signal(signal.SIGKILL)
-    view._child.wait()
+    view._child.process.send_signal(signal.SIGKILL)
+    view._child.process.wait()
     stopped = r"view process for .*subjects\.sqlite stopped \(exit code -9\)"
     with pytest.raises(RunError, match=stopped):
         fold_all(view, facts(), 50)
@@ -135,4 +135,4 @@ def test_a_run_that_fails_stops_its_child(tmp_path: Path) -> None:
     child = view._child
     assert child is not None
     view.close()
-    assert child.returncode is not None
+    assert child.process.returncode is not None

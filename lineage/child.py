@@ -1,0 +1,159 @@
+"""A module of ours run in a child process, spoken to in messages over two pipes.
+
+The per-subject view is folded and written on another core than judging's, by a child
+process: an embedded run's (:mod:`lineage.view_process`) and a worker's
+(:mod:`streams.views`). :class:`Child` is their common part: it starts
+``python -m <module> <read fd> <write fd> <args...>``, hands each message to a thread of
+its own that writes it to the child, so that the caller goes on while the child works
+(and waits only when :data:`QUEUED` messages are behind), and reads the child's answers
+when the caller asks for one. A child that stops, or cannot be written to, surfaces as
+the :class:`~lineage.errors.RunError` it sent, if any, else one naming it and its exit
+code.
+
+In the child, :func:`connections` opens its two ends from its command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+
+import orjson
+
+from lineage.errors import RunError
+
+__all__ = ["QUEUED", "Child", "connections"]
+
+#: Messages waiting for the writer thread: past them, :meth:`Child.send` waits.
+QUEUED = 16
+
+
+class Child:
+    """A child process running ``module``, named ``name`` in errors ("the subjects' view
+    process for ...")."""
+
+    def __init__(self, module: str, args: list[str], name: str) -> None:
+        self.name = name
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
+        self._broken = False  # the writer could not write to the child
+        child_reads, to_child = os.pipe()
+        from_child, child_writes = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", module, str(child_reads), str(child_writes), *args],
+                pass_fds=(child_reads, child_writes),
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            for fd in (to_child, child_reads, child_writes, from_child):
+                os.close(fd)
+            raise RunError(f"cannot start {name}: {exc.strerror}") from exc
+        os.close(child_reads)
+        os.close(child_writes)
+        self._to: Connection | None = Connection(to_child, readable=False)
+        self._from: Connection | None = Connection(from_child, writable=False)
+        self._writer: threading.Thread | None = threading.Thread(
+            target=self._write_all, args=(self._to,), name="lineage-child-writer", daemon=True
+        )
+        self._writer.start()
+
+    def send(self, message: bytes) -> None:
+        """Queue ``message`` for the child, in order."""
+        if self._broken:
+            raise self.died()
+        self._queue.put(message)
+
+    def recv(self) -> bytes:
+        """The child's next answer (blocks until it comes). An answer ``{"error": ...}``
+        (orjson) is for the caller to read: see :func:`error_of`."""
+        if self._broken or self._from is None:
+            raise self.died()
+        try:
+            return self._from.recv_bytes()
+        except (EOFError, OSError):
+            raise self.died() from None
+
+    def finish_sending(self) -> None:
+        """Let the writer write what is queued, and end: the child reads its end."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(None)
+            writer.join()
+        if self._broken:
+            raise self.died()
+
+    def close(self) -> None:
+        """Stop the child (killed if it still runs) and close both pipes."""
+        process = self.process
+        if process.poll() is None:
+            process.kill()  # a write the writer is blocked in fails, and it stops
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(None)
+            writer.join()
+        for conn in (self._to, self._from):
+            if conn is not None:
+                conn.close()
+        self._to = self._from = None
+        process.wait()
+
+    def wait(self) -> int:
+        """Close our end of the pipe to the child and wait for it to end."""
+        self.finish_sending()
+        if self._to is not None:
+            self._to.close()
+            self._to = None
+        return self.process.wait()
+
+    def died(self) -> RunError:
+        """What became of a child that stopped answering: its own error, when it sent
+        one, else one naming it and its exit code. The child is stopped."""
+        error = None
+        if self._from is not None:
+            with contextlib.suppress(EOFError, OSError, orjson.JSONDecodeError):
+                if self._from.poll(0):
+                    error = error_of(self._from.recv_bytes())
+        self.close()
+        if error is not None:
+            return RunError(error)
+        return RunError(f"{self.name} stopped (exit code {self.process.returncode})")
+
+    def _write_all(self, conn: Connection) -> None:
+        """The writer thread: writes the queued messages to the child, so that the caller
+        never waits while the child works (the write releases the GIL)."""
+        messages = self._queue
+        while (message := messages.get()) is not None:
+            try:
+                conn.send_bytes(message)
+            except OSError:
+                self._broken = True
+                while messages.get() is not None:  # let the caller queue on; it sees _broken
+                    pass
+                return
+
+
+def error_of(answer: bytes) -> str | None:
+    """The error a child answered with (``{"error": "..."}``), or None."""
+    if answer[:10] != b'{"error":"':
+        return None
+    error = orjson.loads(answer).get("error")
+    return error if isinstance(error, str) else None
+
+
+def error_answer(exc: BaseException) -> bytes:
+    """The answer of a child that failed with ``exc``."""
+    return orjson.dumps({"error": str(exc)})
+
+
+def connections(argv: list[str]) -> tuple[Connection, Connection, list[str]]:
+    """In the child: (what the parent sends, where answers go, the other arguments)."""
+    # Ctrl-C reaches the whole process group: the parent answers it and stops the child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    read_fd, write_fd, *rest = argv
+    return Connection(int(read_fd), writable=False), Connection(int(write_fd), readable=False), rest
