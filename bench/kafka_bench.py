@@ -56,6 +56,7 @@ _SPENT = {
     "judging": re.compile(r"^lineage_batch_seconds_sum ([0-9.e+-]+)$", re.M),
     "flushing": re.compile(r"^lineage_flush_seconds_sum ([0-9.e+-]+)$", re.M),
     "kafka": re.compile(r"^lineage_kafka_wait_seconds_total\{[^}]*\} ([0-9.e+-]+)$", re.M),
+    "view": re.compile(r"^lineage_view_wait_seconds_total ([0-9.e+-]+)$", re.M),
 }
 
 
@@ -325,7 +326,8 @@ class Worker:
         return int(sum(float(v) for v in _ALERTS.findall(self.metrics())))
 
     def spent(self) -> dict[str, float]:
-        """Seconds judging, flushing, and of the flushes with Kafka (from /metrics)."""
+        """Seconds judging, flushing, and of the flushes with Kafka and awaiting the view
+        process (from /metrics)."""
         text = self.metrics()
         return {part: sum(float(v) for v in found.findall(text)) for part, found in _SPENT.items()}
 

@@ -136,7 +136,8 @@ def run_mix(
     print(
         f"  the worker's time: judging {spent['judging']:.1f} s, flushing "
         f"{spent['flushing']:.1f} s (of which handing to Kafka and awaiting its "
-        f"acknowledgements {spent['kafka']:.1f} s)"
+        f"acknowledgements {spent['kafka']:.1f} s, awaiting the view process "
+        f"{spent['view']:.1f} s)"
     )
     if stopped:
         print(f"  {stopped}")

@@ -220,6 +220,17 @@ _SCHEMA = (
 )
 
 
+#: A flush's writes not made yet: (the newest event time's text, or None when it did not
+#: change; the pairs; the consents; the provision records; whether any pair changed).
+_Staged = tuple[
+    str | None,
+    Iterable[tuple[str, str, bytes]],
+    list[tuple[str, str, float, int, bytes]],
+    list[tuple[str, str, float, str]],
+    bool,
+]
+
+
 class SubjectView:
     """The per-subject view of one partition (or of a whole embedded run), in SQLite.
 
@@ -258,7 +269,11 @@ class SubjectView:
         self._orphans: list[str] = []
         self._pairs: dict[tuple[str, str], PairFacts] = {}
         self._absent: set[tuple[str, str]] = set()
-        self._dirty: set[tuple[str, str]] = set()
+        #: The pairs changed since the last flush, with their text when :meth:`prepare`
+        #: made it since their last change.
+        self._dirty: dict[tuple[str, str], bytes | None] = {}
+        #: The pairs facts touched since the last :meth:`prepare` or flush.
+        self._unprepared: set[tuple[str, str]] = set()
         self._facts: list[ViewFact] = []
         self._consents: list[Consent] = []
         self._records: list[tuple[str, str, float, str]] = []
@@ -266,6 +281,8 @@ class SubjectView:
         self._purged: list[tuple[str, str]] = []
         #: Rows a read's flush made, for the next :meth:`flush` to return first.
         self._unsent: list[Row] = []
+        #: What a flush not written yet leaves SQLite to take (:meth:`write_staged`).
+        self._staged: _Staged | None = None
         newest = self.meta("newest")
         #: The newest event time judged in what the view folds (POSIX seconds): the time
         #: retention is judged against.
@@ -285,10 +302,13 @@ class SubjectView:
         self._apply()
 
     def _apply(self) -> None:
+        self.write_staged()
         facts, self._facts = self._facts, []
         if not facts:
             return
-        self._load_pairs({(f.subject, f.recipient) for f in facts if type(f) is not Consent})
+        keys = {(f.subject, f.recipient) for f in facts if type(f) is not Consent}
+        self._load_pairs(keys)
+        self._unprepared |= keys
         for fact in facts:
             if type(fact) is Flow:
                 self._flow(fact)
@@ -328,7 +348,7 @@ class SubjectView:
         elif pair.applied >= flow.offset:
             return  # delivered again: folded in already
         pair.add(flow)
-        self._dirty.add(key)
+        self._dirty[key] = None
         if flow.record is not None:
             self._records.append((flow.subject, flow.record, flow.posix, flow.recipient))
 
@@ -338,7 +358,19 @@ class SubjectView:
         if pair is None or pair.applied >= retracted.offset:
             return
         pair.retract(retracted.rules, retracted.offset)
-        self._dirty.add(key)
+        self._dirty[key] = None
+
+    def prepare(self) -> None:
+        """Fold the facts taken and make the text of each pair changed since the last
+        flush, which writes it unless the pair changes again (a process that only keeps
+        the view does this while it waits, so that a flush has less to do)."""
+        self._apply()
+        held = self._pairs
+        dirty = self._dirty
+        for key in self._unprepared:
+            if key in dirty and dirty[key] is None:
+                dirty[key] = orjson.dumps(held[key].to_json())
+        self._unprepared.clear()
 
     def observe(self, newest: float) -> None:
         """Judging has seen an event as new as ``newest`` (POSIX seconds)."""
@@ -354,10 +386,14 @@ class SubjectView:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def flush(self, rows_wanted: bool = True) -> list[Row]:
+    def flush(self, rows_wanted: bool = True, *, write: bool = True) -> list[Row]:
         """Write what changed since the last flush, each pair once; return the rows
         written (and deleted), as a compacted topic keeps them (none when not
         ``rows_wanted``: a view kept in one file alone).
+
+        Not ``write``: the rows are made and what SQLite is to take is staged, for
+        :meth:`write_staged` to write (a process that hands the rows on writes its file
+        while they travel); anything else done to the view writes it first.
 
         The pairs' rows come last: a pair's row says which facts are folded in (a fact
         delivered again is skipped), so what folding them made (provision records) must
@@ -365,6 +401,8 @@ class SubjectView:
         of what a read wrote in between come first.
         """
         rows = self._write(rows_wanted)
+        if write:
+            self.write_staged()
         unsent, self._unsent = self._unsent, []
         return unsent + rows if rows_wanted and unsent else rows
 
@@ -377,17 +415,17 @@ class SubjectView:
     def _write(self, rows_wanted: bool) -> list[Row]:
         self._apply()
         rows: list[Row] = []
-        db = self._db
         held = self._pairs
         # In key order: SQLite inserts into its B-tree three times faster so.
-        dirty = sorted(self._dirty)
+        dirty = sorted(self._dirty.items())
         self._dirty.clear()
+        self._unprepared.clear()
         # A view kept in a file alone makes each pair's text as SQLite takes it and frees
         # it: a flush of many pairs then grows no memory, and growing the heap cost
         # five times what making the text did (150,000 pairs: 2.6 s against 0.16 s).
         pairs: Iterable[tuple[str, str, bytes]] = (
-            (subject, recipient, orjson.dumps(held[subject, recipient].to_json()))
-            for subject, recipient in dirty
+            (s, r, text if text is not None else orjson.dumps(held[s, r].to_json()))
+            for (s, r), text in dirty
         )
         if rows_wanted:
             pairs = list(pairs)
@@ -423,24 +461,33 @@ class SubjectView:
             self._orphans = []
             for s, r, facts in pairs:
                 self._pair_rows(s, r, facts, rows)
+        records, self._records = sorted(self._records), []
+        self._staged = (newest, pairs, consents, records, bool(dirty))
+        if not rows_wanted:  # the pairs' text is made as SQLite takes it, from the pairs held
+            self.write_staged()
+        return rows
+
+    def write_staged(self) -> None:
+        """Write to SQLite what the last :meth:`flush` staged, if it is not written yet."""
+        staged, self._staged = self._staged, None
+        if staged is None:
+            return
+        newest, pairs, consents, records, any_pairs = staged
+        db = self._db
         try:
             with db:
                 if newest is not None:
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('newest', ?)", (newest,))
                 db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?)", pairs)
                 db.executemany("INSERT OR IGNORE INTO consents VALUES (?, ?, ?, ?, ?)", consents)
-                db.executemany(
-                    "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?)", sorted(self._records)
-                )
+                db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?)", records)
         except sqlite3.Error as exc:
             raise RunError(f"cannot write the subjects' view {self.path}: {exc}") from exc
-        self._records = []
-        self._empty = self._empty and not dirty
+        self._empty = self._empty and not any_pairs
         limit = self._max_cached
         if limit is not None and len(self._pairs) + len(self._absent) > limit:
             self._pairs.clear()
             self._absent.clear()
-        return rows
 
     def _pair_rows(self, subject: str, recipient: str, facts: bytes, rows: list[Row]) -> None:
         """Append the rows of a pair's ``facts``: one row, or, past ``max_row_bytes``,
@@ -565,7 +612,10 @@ class SubjectView:
         return None if row is None else str(row[0])
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self.write_staged()
+        finally:
+            self._db.close()
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -203,9 +203,7 @@ class Checkpoint:
             partition = chunk.partition
             _, engine = self._partition(partition)
             process = engine.process
-            view = self.views.get(partition)
-            assert view is not None, "prepare() opens the view of a partition judged first"
-            fold_view = view.fold
+            fold_view = self.views.folder(partition)  # prepare() opened it
             touched = self._touched.setdefault(partition, set())
             where = f"{chunk.topic}[{partition}]@"
             for record in chunk.records:
@@ -241,6 +239,7 @@ class Checkpoint:
                     touched.update(outcome.incidents)
                 if outcome.view:
                     fold_view(outcome.view)
+            self.views.ship(partition)
             self.positions[partition] = chunk.records[-1].offset
             self._pending.setdefault(chunk.tp, []).append(chunk)
         metrics = self.metrics
@@ -393,12 +392,14 @@ class Checkpoint:
         self._touched.clear()
         # ... and the rows of each partition's view that changed, each once. Required as
         # the tables' records are: the view is rebuilt from its topic.
-        for partition, view in self.views.held().items():
-            found = self._engines.get(partition)
-            if found is not None:
-                view.observe(found[1].stats.newest)
-            view.retain(self._retention_days)
-            for key, value in view.flush():
+        newest = {p: engine.stats.newest for p, (_, engine) in self._engines.items()}
+        started = time.perf_counter()
+        try:
+            changed = await self.views.flush(newest, self._retention_days)
+        finally:
+            self.metrics.view_wait.inc(time.perf_counter() - started)
+        for partition, rows in changed:
+            for key, value in rows:
                 self.sender.add(
                     self.topics.views, key.encode(), value, partition=partition, required=True
                 )
@@ -514,8 +515,7 @@ class Checkpoint:
 
     async def subject(self, partition: int, spellings: list[str]) -> tuple[str, Lineage | None]:
         """(the spelling found, the subject's lineage or None) in a partition held here."""
-        view = await self.views.open(partition)
-        return view.find(spellings)
+        return await self.views.find(partition, spellings)
 
     def held_partitions(self) -> list[int]:
         """The events partitions with an engine on this worker."""

@@ -90,3 +90,9 @@ class Metrics:
             ["step"],
             registry=r,
         )
+        self.view_wait = Counter(
+            "lineage_view_wait_seconds",
+            "Time flushes spent waiting for the view process to answer with the rows the "
+            "per-subject views changed",
+            registry=r,
+        )
