@@ -72,7 +72,7 @@ class Message:
     def size(self) -> int:
         key = len(self.key) if self.key is not None else 0
         value = len(self.value) if self.value is not None else 0
-        headers = sum(len(k) + len(v) for k, v in self.headers)
+        headers = sum(len(k) + len(v) for k, v in self.headers) if self.headers else 0
         return key + value + headers + _RECORD_OVERHEAD
 
 
