@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streams.store
-from streams.dedup import SeenIndex
+from streams.dedup import SeenIndex, _load
 from streams.idtable import IdTable
 
 # Keys that crowd a few slots of a 16-slot table, the last ones included, so that
@@ -174,29 +175,36 @@ def test_a_redelivered_batch_finds_its_ids_at_their_own_offsets() -> None:
     assert again.get("e-100") is None and again.get("") is None
 
 
-def test_records_of_both_forms_are_read_and_forgotten_alike() -> None:
-    """Records written before the compact form (``{id: [offset, digest]}``), beside
-    records of it (``[first offset, [ids], [offset steps], "digests"]``)."""
+def test_records_of_every_form_are_read_and_forgotten_alike() -> None:
+    """Records written before the compact form (``{id: [offset, digest]}``) and before
+    compression (``[first offset, [ids], [offset steps], "digests"]`` in plain JSON),
+    beside records written now (that list, compressed)."""
     digest = "0123456789abcdef"
     backing: dict[str, Any] = {
         "0|00000000000000000000": orjson.dumps({"old-0": [0, digest], "old-1": [1, digest]}),
         "0|00000000000000000002": [2, ["faust-2", "faust-4"], [0, 2], digest * 2],  # restored
+        "0|00000000000000000003": orjson.dumps([3, ["plain-3"], [0], digest]),
     }
     index = SeenIndex(backing, 0, window=10)
-    assert [index.get(e) for e in ("old-0", "old-1", "faust-2", "faust-4")] == [
-        (0, digest), (1, digest), (2, digest), (4, digest)
+    assert [index.get(e) for e in ("old-0", "old-1", "faust-2", "faust-4", "plain-3")] == [
+        (0, digest), (1, digest), (2, digest), (4, digest), (3, digest)
     ]  # fmt: skip
     for offset in (5, 6, 9):
         index[f"new-{offset}"] = (offset, f"{offset:016x}")
     index.flush()
-    written = orjson.loads(backing["0|00000000000000000005"])
+    raw = backing["0|00000000000000000005"]
+    written = _load(raw)
     assert written == [5, ["new-5", "new-6", "new-9"], [0, 1, 3], "".join(
         f"{o:016x}" for o in (5, 6, 9))]  # fmt: skip
-    assert set(index) == {"old-0", "old-1", "faust-2", "faust-4", "new-5", "new-6", "new-9"}
+    assert raw[:1] == b"x" and raw != orjson.dumps(written)  # zlib's header, not JSON
+    assert set(index) == {
+        "old-0", "old-1", "faust-2", "faust-4", "plain-3", "new-5", "new-6", "new-9"
+    }  # fmt: skip
     for offset in range(10, 16):
         index[f"new-{offset}"] = (offset, f"{offset:016x}")
     index.flush()  # 15 - 10: the records ending below 5 go
     assert "0|00000000000000000000" not in backing and "0|00000000000000000002" not in backing
+    assert "0|00000000000000000003" not in backing
     assert index.get("old-1") is None and index.get("faust-4") is None
     assert index.get("new-5") == (5, f"{5:016x}")
     again = SeenIndex(backing, 0, window=10)
@@ -210,7 +218,7 @@ def test_a_batch_set_out_of_offset_order_is_written_in_it() -> None:
         index[f"e-{offset}"] = (offset, f"{offset:016x}")
     index.flush()
     (record,) = backing.values()
-    assert orjson.loads(record)[:3] == [3, ["e-3", "e-5", "e-7", "e-12"], [0, 2, 2, 5]]
+    assert _load(record)[:3] == [3, ["e-3", "e-5", "e-7", "e-12"], [0, 2, 2, 5]]
     again = SeenIndex(backing, 0, window=100)
     assert [again.get(f"e-{o}") for o in (3, 5, 7, 12)] == [(o, f"{o:016x}") for o in (3, 5, 7, 12)]
 
@@ -226,7 +234,7 @@ def test_a_batch_too_large_for_one_message_is_written_as_several_records() -> No
     assert index.flush() == 5_000
     assert len(backing) > 1
     assert all(len(record) <= streams.store.RECORD_BYTES for record in backing.values())
-    firsts = [orjson.loads(backing[key])[0] for key in sorted(backing)]
+    firsts = [_load(backing[key])[0] for key in sorted(backing)]
     assert firsts == sorted(firsts) and firsts[0] == 0
     again = SeenIndex(backing, 1, window=20_000)
     assert [again.get(f"{name}{o:04d}") for o in range(0, 5_000, 7)] == [
@@ -237,7 +245,7 @@ def test_a_batch_too_large_for_one_message_is_written_as_several_records() -> No
         again[f"later-{offset}"] = (offset, f"{offset:016x}")
         again.flush()
     assert again.get(f"{name}0000") is None and not any(
-        orjson.loads(record)[1][0].startswith(name) for record in backing.values()
+        _load(record)[1][0].startswith(name) for record in backing.values()
     )
 
 
@@ -251,3 +259,16 @@ def test_ids_that_json_escapes_are_split_until_each_record_fits() -> None:
     assert all(len(record) <= streams.store.RECORD_BYTES for record in backing.values())
     again = SeenIndex(backing, 0)
     assert len(again) == 2_000 and again.get("\x01" * 60 + "1999") == (1999, f"{1999:016x}")
+
+
+def test_a_days_ids_take_half_the_bytes_or_less_compressed() -> None:
+    # The ids of one batch share most of their characters: what compression wins.
+    draw = random.Random(18)
+    backing: dict[str, Any] = {}
+    index = SeenIndex(backing, 0, window=100_000)
+    for offset in range(2_000):
+        index[f"e-{offset * 3}"] = (offset, f"{draw.getrandbits(64):016x}")
+    index.flush()
+    written = sum(len(record) for record in backing.values())
+    plain = sum(len(orjson.dumps(_load(record))) for record in backing.values())
+    assert written * 2 <= plain, (written, plain)

@@ -233,13 +233,17 @@ def test_edge_json_round_trip_keeps_times() -> None:
 
 
 def test_state_restored_by_faust_as_decoded_json_reads_the_same(policy: Policy) -> None:
-    # faust's changelog codec hands restored values back already decoded from JSON.
+    # faust's changelog codec hands restored values back already decoded from JSON
+    # (the dedup records, compressed, are read by the tables' raw codec alone).
     backing = tables()
     first = PartitionState(backing, 1)
     engine = Engine(policy, first.as_state())
     engine.process(orjson.dumps(access(recipient="payco")), offset=0, origin="t")
     first.flush()
-    restored = {name: {k: orjson.loads(v) for k, v in t.items()} for name, t in backing.items()}
+    restored = {
+        name: {k: v if name == "seen" else orjson.loads(v) for k, v in t.items()}
+        for name, t in backing.items()
+    }
     again = PartitionState(restored, 1)
     assert again.edges[("flow", "shop", "payco")].count == 1
     assert again.seen.get("e-1")[0] == 0

@@ -57,8 +57,12 @@ def test_a_subject_with_thousands_of_retractable_alerts_is_written_and_read_back
     assert orjson.loads(subjects["1|u-1"]) == {"~pieces": [1, len(_pieces(subjects))]}
     written = state.subjects["u-1"].to_json()
 
-    # A new owner, from the table as written here and as faust restores it (decoded).
-    restored = {name: {k: orjson.loads(v) for k, v in t.items()} for name, t in backing.items()}
+    # A new owner, from the table as written here and as faust restores it (decoded;
+    # the dedup records, compressed, are read by the tables' raw codec alone).
+    restored = {
+        name: {k: v if name == "seen" else orjson.loads(v) for k, v in t.items()}
+        for name, t in backing.items()
+    }
     for tables in (backing, restored):
         assert PartitionState(tables, 1).subjects["u-1"].to_json() == written
 
