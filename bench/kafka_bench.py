@@ -237,6 +237,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _family(pid: int) -> list[int]:
+    """``pid`` and every process below it (a worker and its view process)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    family, todo = [], [pid]
+    while todo:
+        each = todo.pop()
+        family.append(each)
+        todo.extend(children.get(each, ()))
+    return family
+
+
 @dataclass
 class Progress:
     """When a worker started and finished judging a stretch of messages (perf_counter),
@@ -332,17 +351,29 @@ class Worker:
         return {part: sum(float(v) for v in found.findall(text)) for part, found in _SPENT.items()}
 
     def status_kb(self, field: str = "VmRSS") -> int:
-        """A ``/proc/<pid>/status`` figure in kB (VmRSS: resident now; VmHWM: its peak)."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise SystemExit(f"no {field} in /proc/{self.process.pid}/status")
+        """A ``/proc/<pid>/status`` figure in kB (VmRSS: resident now; VmHWM: its peak),
+        summed over the worker and its processes (its view process): what the worker
+        holds. A sum of peaks is at most the peak of the sum."""
+        total = 0
+        for pid in _family(self.process.pid):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(field + ":"):
+                        total += int(line.split()[1])
+        if not total:
+            raise SystemExit(f"no {field} in /proc/{self.process.pid}/status")
+        return total
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the process so far (``/proc/<pid>/stat``)."""
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name: state is field 3
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        """User + system CPU seconds so far of the worker and its processes (its view
+        process; ``/proc/<pid>/stat``)."""
+        ticks = 0
+        for pid in _family(self.process.pid):
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                fields = stat.rsplit(")", 1)[1].split()  # after the command: state is field 3
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def _check_alive(self) -> None:
         if self.process.poll() is not None:
