@@ -22,7 +22,9 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import orjson
 
@@ -146,9 +148,19 @@ def error_of(answer: bytes) -> str | None:
     return error if isinstance(error, str) else None
 
 
-def error_answer(exc: BaseException) -> bytes:
-    """The answer of a child that failed with ``exc``."""
-    return orjson.dumps({"error": str(exc)})
+def error_answer(exc: BaseException, name: str) -> bytes:
+    """The answer of child ``name`` that failed with ``exc``: a
+    :class:`~lineage.errors.RunError`'s own message (ours: a path and SQLite's reason),
+    else the exception's type and where it was raised, never its message, so that no
+    value the child held (a subject) reaches a log."""
+    if isinstance(exc, RunError):
+        return orjson.dumps({"error": str(exc)})
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        where = f" at {Path(last.filename).name}:{last.lineno} ({last.name})"
+    return orjson.dumps({"error": f"{name} failed: {type(exc).__name__}{where}"})
 
 
 def connections(argv: list[str]) -> tuple[Connection, Connection, list[str]]:

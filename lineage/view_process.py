@@ -147,10 +147,10 @@ def _serve(reader: Connection, writer: Connection, path: Path) -> int:
                 return 0
         finally:
             view.close()
-    except RunError as exc:
-        writer.send_bytes(error_answer(exc))
-        return 1
     except EOFError:  # the run stopped without finishing: nothing to write
+        return 1
+    except Exception as exc:  # the run reports it, without its values
+        writer.send_bytes(error_answer(exc, f"the subjects' view process for {path}"))
         return 1
 
 

@@ -285,8 +285,8 @@ def _serve(reader: Connection, writer: Connection, directory: Path) -> int:
                 answer(views[partition].find(spellings))
             elif kind == b"D":
                 drop(int.from_bytes(message[1:5], "big"))
-    except RunError as exc:
-        writer.send_bytes(error_answer(exc))
+    except Exception as exc:  # the worker reports it, without its values
+        writer.send_bytes(error_answer(exc, f"the subjects' view process for {directory}"))
         return 1
     finally:
         for partition in list(views):

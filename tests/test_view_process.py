@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 import lineage.view_process as view_process
+from lineage.child import error_answer, error_of
 from lineage.errors import RunError
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
@@ -136,3 +137,18 @@ def test_a_run_that_fails_stops_its_child(tmp_path: Path) -> None:
     assert child is not None
     view.close()
     assert child.process.returncode is not None
+
+
+def test_a_child_that_fails_unexpectedly_says_where_never_with_what_it_held() -> None:
+    held: dict[tuple[str, str], int] = {}
+    try:
+        held["u-secret-subject", "adco"]  # a pair the child does not hold
+    except KeyError as exc:
+        answer = error_answer(exc, "the subjects' view process for /state/views")
+    error = error_of(answer)
+    assert error is not None and "secret" not in error
+    assert error.startswith("the subjects' view process for /state/views failed: KeyError at ")
+    assert "test_view_process.py:" in error
+    assert error_of(error_answer(RunError("cannot write x: disk full"), "p")) == (
+        "cannot write x: disk full"
+    )
