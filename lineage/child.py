@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -51,6 +50,10 @@ class Child:
                 [sys.executable, "-m", module, str(child_reads), str(child_writes), *args],
                 pass_fds=(child_reads, child_writes),
                 stdin=subprocess.DEVNULL,
+                # A group of its own: Ctrl-C or a SIGTERM to the caller's group (a
+                # supervisor stopping it) is the caller's to answer, and the child ends
+                # when the caller closes its pipe, however the caller ends.
+                process_group=0,
             )
         except OSError as exc:
             for fd in (to_child, child_reads, child_writes, from_child):
@@ -165,7 +168,5 @@ def error_answer(exc: BaseException, name: str) -> bytes:
 
 def connections(argv: list[str]) -> tuple[Connection, Connection, list[str]]:
     """In the child: (what the parent sends, where answers go, the other arguments)."""
-    # Ctrl-C reaches the whole process group: the parent answers it and stops the child.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     read_fd, write_fd, *rest = argv
     return Connection(int(read_fd), writable=False), Connection(int(write_fd), readable=False), rest

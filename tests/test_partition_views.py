@@ -4,6 +4,7 @@ a view kept in the worker would give, and its failures are the worker's."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -142,5 +143,25 @@ def test_a_view_process_that_dies_fails_the_next_flush_saying_how_it_stopped(
                 await views.flush({}, 30)
         finally:
             views.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_signal_to_the_workers_group_is_the_workers_to_answer(tmp_path: Path) -> None:
+    # A supervisor stops a worker with a SIGTERM to its process group (the tests too):
+    # the view process goes on until the worker, stopping, closes its pipe.
+    async def scenario() -> None:
+        views = PartitionViews(tmp_path, no_rows)
+        try:
+            await views.open(0)
+            child = views._child
+            assert child is not None
+            assert os.getpgid(child.process.pid) != os.getpgid(0)  # out of ours
+            views.folder(0)([flow(0)])
+            [(_, rows)] = await views.flush({0: NEWEST}, 30)
+            assert rows
+        finally:
+            views.close()
+        assert child.process.returncode == 0  # it ended as its pipe closed
 
     asyncio.run(scenario())
