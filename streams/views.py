@@ -45,11 +45,17 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from lineage.child import Child, connections, error_answer, error_of
 from lineage.errors import RunError
-from lineage.view import Consent, Flow, Lineage, Retracted, Row, SubjectView, ViewFact
+from lineage.view import (
+    Lineage,
+    Row,
+    SubjectView,
+    ViewFact,
+    decode_facts,
+    encode_facts,
+    process_name,
+)
 from streams.store import RECORD_BYTES
 
 __all__ = ["PartitionViews", "ReadRows"]
@@ -63,9 +69,6 @@ ReadRows = Callable[[int], Awaitable[list[Row]]]
 _CACHED_PAIRS = 10_000
 #: Facts handed to the view process in one message.
 _BATCH = 4_096
-#: A fact's kind by its length on the wire (each is a tuple of its fields).
-_KINDS: dict[int, Any] = {len(Flow._fields): Flow, len(Consent._fields): Consent}
-_KINDS[len(Retracted._fields)] = Retracted
 
 
 _LOCK = ".lock"
@@ -141,15 +144,16 @@ class PartitionViews:
         return list(self._facts)
 
     def ship(self, partition: int) -> None:
-        """Hand the facts of ``partition`` taken so far to the view process."""
+        """Hand the facts of ``partition`` taken so far to the view process. The list
+        is emptied in place: a :meth:`folder` taken before goes on filling it."""
         facts = self._facts.get(partition)
         if not facts:
             return
-        self._facts[partition] = []
         child = self._started()
         head = b"F" + partition.to_bytes(4, "big")
         for start in range(0, len(facts), _BATCH):
-            child.send(head + orjson.dumps(facts[start : start + _BATCH], default=tuple))
+            child.send(head + encode_facts(facts[start : start + _BATCH]))
+        facts.clear()
 
     async def flush(
         self, newest: dict[int, float], retention_days: int
@@ -204,7 +208,7 @@ class PartitionViews:
         if self._child is None:
             child = Child(
                 "streams.views", [str(self.directory)],
-                f"the subjects' view process for {self.directory}",
+                process_name(self.directory),
             )  # fmt: skip
             # A worker's views not closed (a test's checkpoint) stop with it.
             self._stop = weakref.finalize(self, child.close)
@@ -252,7 +256,7 @@ def _serve(reader: Connection, writer: Connection, directory: Path) -> int:
             if kind == b"F":
                 partition = int.from_bytes(message[1:5], "big")
                 view = views[partition]
-                view.fold([_KINDS[len(row)](*row) for row in orjson.loads(message[5:])])
+                view.fold(decode_facts(memoryview(message)[5:]))
                 if reader.poll(0):
                     view.fold_now()
                 else:  # ahead of the worker: do now what its next flush would wait for
@@ -286,7 +290,7 @@ def _serve(reader: Connection, writer: Connection, directory: Path) -> int:
             elif kind == b"D":
                 drop(int.from_bytes(message[1:5], "big"))
     except Exception as exc:  # the worker reports it, without its values
-        writer.send_bytes(error_answer(exc, f"the subjects' view process for {directory}"))
+        writer.send_bytes(error_answer(exc, process_name(directory)))
         return 1
     finally:
         for partition in list(views):

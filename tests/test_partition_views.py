@@ -59,9 +59,11 @@ def test_the_views_of_a_worker_answer_as_views_kept_in_it(tmp_path: Path) -> Non
         try:
             for partition in (0, 1):
                 await views.open(partition)
+            # Taken once: a ship empties the list a folder fills, it does not replace it.
+            folders = {partition: views.folder(partition) for partition in (0, 1)}
             for n, chunk in enumerate(chunks(facts(), 7)):
                 partition = n % 2
-                views.folder(partition)(chunk)
+                folders[partition](chunk)
                 views.ship(partition)
                 here[partition].fold(chunk)
                 if n % 5 == 4:
