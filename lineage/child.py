@@ -86,10 +86,7 @@ class Child:
 
     def finish_sending(self) -> None:
         """Let the writer write what is queued, and end: the child reads its end."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            self._queue.put(None)
-            writer.join()
+        self._stop_writer()
         if self._broken:
             raise self.died()
 
@@ -98,10 +95,7 @@ class Child:
         process = self.process
         if process.poll() is None:
             process.kill()  # a write the writer is blocked in fails, and it stops
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            self._queue.put(None)
-            writer.join()
+        self._stop_writer()
         for conn in (self._to, self._from):
             if conn is not None:
                 conn.close()
@@ -128,6 +122,13 @@ class Child:
         if error is not None:
             return RunError(error)
         return RunError(f"{self.name} stopped (exit code {self.process.returncode})")
+
+    def _stop_writer(self) -> None:
+        """Let the writer thread write what is queued, and wait for it to end."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(None)
+            writer.join()
 
     def _write_all(self, conn: Connection) -> None:
         """The writer thread: writes the queued messages to the child, so that the caller

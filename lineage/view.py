@@ -45,6 +45,9 @@ __all__ = [
     "Row",
     "SubjectView",
     "ViewFact",
+    "decode_facts",
+    "encode_facts",
+    "process_name",
 ]
 
 
@@ -92,6 +95,28 @@ class Retracted(NamedTuple):
 
 
 ViewFact = Flow | Consent | Retracted
+
+#: A fact's kind by its length on the wire (each is the array of its fields).
+_KINDS: dict[int, Any] = {len(Flow._fields): Flow, len(Consent._fields): Consent}
+_KINDS[len(Retracted._fields)] = Retracted
+assert len(_KINDS) == 3, "view facts must differ in length to be told apart on the wire"
+
+
+def encode_facts(facts: list[ViewFact]) -> bytes:
+    """View facts as they cross a pipe to a view process: a JSON array of their fields'
+    arrays (orjson: about a quarter of a microsecond a fact)."""
+    return orjson.dumps(facts, default=tuple)
+
+
+def process_name(where: Path | str) -> str:
+    """How errors name the process that keeps the views of file or folder ``where``."""
+    return f"the subjects' view process for {where}"
+
+
+def decode_facts(data: bytes | memoryview) -> list[ViewFact]:
+    """What :func:`encode_facts` made of view facts, back."""
+    return [_KINDS[len(row)](*row) for row in orjson.loads(data)]
+
 
 #: A row of the view as a compacted topic keeps it: (key, value), None for a deletion.
 Row = tuple[str, bytes | None]

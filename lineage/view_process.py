@@ -22,13 +22,12 @@ from __future__ import annotations
 import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from lineage.child import Child, connections, error_answer, error_of
 from lineage.errors import RunError
-from lineage.view import Consent, Flow, Retracted, SubjectView, ViewFact
+from lineage.view import SubjectView, ViewFact, decode_facts, encode_facts, process_name
 
 __all__ = ["DETACH_AFTER", "RunView"]
 
@@ -37,10 +36,6 @@ __all__ = ["DETACH_AFTER", "RunView"]
 DETACH_AFTER = 20_000
 #: Facts sent to the child in one message.
 _BATCH = 4_096
-#: A fact's kind by its length on the wire (each is a tuple of its fields).
-_KINDS: dict[int, Any] = {len(Flow._fields): Flow, len(Consent._fields): Consent}
-_KINDS[len(Retracted._fields)] = Retracted
-assert len(_KINDS) == 3, "view facts must differ in length to be told apart on the wire"
 
 
 class RunView:
@@ -95,12 +90,12 @@ class RunView:
         if self._child is None:
             self._child = Child(
                 "lineage.view_process", [str(self.path)],
-                f"the subjects' view process for {self.path}",
+                process_name(self.path),
             )  # fmt: skip
         facts, self._facts = self._facts, []
         try:
             for start in range(0, len(facts), _BATCH):
-                self._child.send(b"F" + orjson.dumps(facts[start : start + _BATCH], default=tuple))
+                self._child.send(b"F" + encode_facts(facts[start : start + _BATCH]))
         except RunError:
             self.close()
             raise
@@ -135,7 +130,7 @@ def _serve(reader: Connection, writer: Connection, path: Path) -> int:
             while True:
                 message = reader.recv_bytes()
                 if message[:1] == b"F":
-                    view.fold([_KINDS[len(row)](*row) for row in orjson.loads(message[1:])])
+                    view.fold(decode_facts(memoryview(message)[1:]))
                     if reader.poll(0):
                         view.fold_now()
                     else:  # ahead of the run: write now what the end would have to
@@ -150,7 +145,7 @@ def _serve(reader: Connection, writer: Connection, path: Path) -> int:
     except EOFError:  # the run stopped without finishing: nothing to write
         return 1
     except Exception as exc:  # the run reports it, without its values
-        writer.send_bytes(error_answer(exc, f"the subjects' view process for {path}"))
+        writer.send_bytes(error_answer(exc, process_name(path)))
         return 1
 
 
