@@ -262,33 +262,48 @@ def run_embedded(
     except BaseException as exc:
         view.close()
         if isinstance(exc, OSError):
-            raise RunError(f"cannot write to {out_dir}: {exc.strerror}") from exc
+            raise _unwritable(out_dir, exc) from exc
         raise
     days = policy.policy.records_retention_days
-    purged_from_view, newest = view.finish(
-        engine.stats.newest, days, {"policy_version": policy.version}
-    )
-    purged = (
-        _purge_records(outputs[RECORDS_FILE], newest - days * 86_400) if purged_from_view else 0
-    )
-    if exports:
-        from lineage.export import write_exports
+    # The view's process finishes its file while this one writes the graph exports.
+    view.end(engine.stats.newest, days, {"policy_version": policy.version})
+    try:
+        if exports:
+            from lineage.export import write_exports
 
-        graph = build_graph(policy, engine.state.edges, generated_from=source_name)
-        outputs.update(write_exports(graph, out_dir))
-    summary = RunSummary(
-        stats=engine.stats,
-        incidents=len(board.entries),
-        seconds=time.perf_counter() - started,
-        outputs=outputs,
-        retracted_by_article=retracted,
-        purged=purged,
-    )
-    outputs[SUMMARY] = out_dir / SUMMARY
-    outputs[SUMMARY].write_bytes(
-        orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2) + b"\n"
-    )
+            graph = build_graph(policy, engine.state.edges, generated_from=source_name)
+            outputs.update(write_exports(graph, out_dir))
+    except BaseException as exc:
+        view.close()
+        if isinstance(exc, OSError):
+            raise _unwritable(out_dir, exc) from exc
+        raise
+    purged_from_view, newest = view.result()
+    try:
+        purged = (
+            _purge_records(outputs[RECORDS_FILE], newest - days * 86_400) if purged_from_view else 0
+        )
+        summary = RunSummary(
+            stats=engine.stats,
+            incidents=len(board.entries),
+            seconds=time.perf_counter() - started,
+            outputs=outputs,
+            retracted_by_article=retracted,
+            purged=purged,
+        )
+        outputs[SUMMARY] = out_dir / SUMMARY
+        outputs[SUMMARY].write_bytes(
+            orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2) + b"\n"
+        )
+    except OSError as exc:
+        raise _unwritable(out_dir, exc) from exc
     return summary
+
+
+def _unwritable(out_dir: Path, exc: OSError) -> RunError:
+    """The error of an output that could not be written, naming its file when known."""
+    where = exc.filename if exc.filename is not None else out_dir
+    return RunError(f"cannot write to {where}: {exc.strerror}")
 
 
 def _purge_records(records_file: Path, cutoff: float) -> int:

@@ -46,6 +46,7 @@ class RunView:
         self._detach_after = DETACH_AFTER if detach_after is None else detach_after
         self._facts: list[ViewFact] = []
         self._child: Child | None = None
+        self._done: tuple[int, float] | None = None  # what end() made, without a child
 
     def fold(self, facts: list[ViewFact]) -> None:
         """Take view facts, in the order judging emitted them."""
@@ -57,21 +58,39 @@ class RunView:
         """Fold what is left, purge the provision records past retention, write the view
         and close it. Returns (records purged, the newest event time the view has seen).
         """
+        self.end(newest, retention_days, meta)
+        return self.result()
+
+    def end(self, newest: float, retention_days: int, meta: dict[str, str]) -> None:
+        """:meth:`finish`'s first half: a child is told to finish and the run goes on
+        (writing the graph exports) while it does; :meth:`result` awaits it. Without a
+        child, the view is finished here."""
         if self._child is None:
             view = SubjectView(self.path)
             try:
                 view.fold(self._facts)
                 self._facts = []
-                return _finish(view, newest, retention_days, meta)
+                self._done = _finish(view, newest, retention_days, meta)
             finally:
                 view.close()
+            return
         try:
             self._ship()
             child = self._child
             assert child is not None
             child.send(b"E" + orjson.dumps([_finite(newest), retention_days, meta]))
             child.finish_sending()
-            answer = child.recv()
+        except BaseException:
+            self.close()
+            raise
+
+    def result(self) -> tuple[int, float]:
+        """What :meth:`end` made: (records purged, the newest event time seen)."""
+        if self._child is None:
+            assert self._done is not None, "result() before end()"
+            return self._done
+        try:
+            answer = self._child.recv()
         finally:
             self.close()
         error = error_of(answer)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 import lineage.view_process as view_process
-from lineage.child import error_answer, error_of
+from lineage.child import Child, error_answer, error_of
 from lineage.errors import RunError
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
@@ -137,6 +137,31 @@ def test_a_run_that_fails_stops_its_child(tmp_path: Path) -> None:
     assert child is not None
     view.close()
     assert child.process.returncode is not None
+
+
+def test_a_run_whose_exports_cannot_be_written_names_the_file_and_stops_its_child(
+    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The graph exports are written while the child finishes the view: a failure among
+    # them is one error naming the file, never a traceback, and the child stops.
+    started: list[Child] = []
+
+    class Recorded(Child):
+        def __init__(self, module: str, args: list[str], name: str) -> None:
+            super().__init__(module, args, name)
+            started.append(self)
+
+    monkeypatch.setattr(view_process, "Child", Recorded)
+    monkeypatch.setattr(view_process, "DETACH_AFTER", 1)
+    (tmp_path / "out" / "lineage.dot").mkdir(parents=True)
+    events = [
+        orjson.dumps(access(event_id=f"e-{n}", subject=f"u-{n}", recipient="researchers"))
+        for n in range(5)
+    ]
+    with pytest.raises(RunError, match=r"^cannot write to .*lineage\.dot: Is a directory$"):
+        run_embedded(policy, events, tmp_path / "out", redactor=Redactor(b"k" * 32))
+    assert started
+    assert all(child.process.returncode is not None for child in started)
 
 
 def test_a_child_that_fails_unexpectedly_says_where_never_with_what_it_held() -> None:
