@@ -7,7 +7,8 @@ filled again) keeps the RSS of its peaks. ``malloc_trim(0)`` gives back every wh
 free page of every arena (``madvise``): the worker calls it between two turns of its
 loop every :data:`TRIM_SECONDS` while it works, and once when a turn finds nothing to
 do after turns that did (at most every :data:`IDLE_SECONDS`), so that its RSS follows
-what it holds, and what a burst freed goes back when the burst ends. On this
+what it holds, and what a burst freed goes back when the burst ends. Its view process
+(:mod:`streams.views`) does the same around the messages the worker sends it. On this
 project's 2-vCPU machine a call took under 0.1 ms; a page given back costs a page
 fault when it is used again.
 

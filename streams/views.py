@@ -39,6 +39,7 @@ import pickle
 import shutil
 import sys
 import tempfile
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
@@ -56,6 +57,7 @@ from lineage.view import (
     encode_facts,
     process_name,
 )
+from streams.heap import HeapTrim
 from streams.store import RECORD_BYTES
 
 __all__ = ["PartitionViews", "ReadRows"]
@@ -246,12 +248,16 @@ def _serve(reader: Connection, writer: Connection, directory: Path) -> int:
             view.close()
             _path(directory, partition).unlink(missing_ok=True)
 
+    heap = HeapTrim()
     try:
         while True:
+            if not reader.poll(0):  # nothing asked: what the last work freed goes back
+                heap.maybe(time.monotonic(), worked=False)
             try:
                 message = reader.recv_bytes()
             except EOFError:  # the worker stopped: its views go with it
                 return 0
+            heap.maybe(time.monotonic())
             kind = message[:1]
             if kind == b"F":
                 partition = int.from_bytes(message[1:5], "big")

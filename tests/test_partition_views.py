@@ -167,3 +167,36 @@ def test_a_signal_to_the_workers_group_is_the_workers_to_answer(tmp_path: Path) 
         assert child.process.returncode == 0  # it ended as its pipe closed
 
     asyncio.run(scenario())
+
+
+def test_the_view_process_gives_freed_memory_back_when_it_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Like the worker, the view process trims its heap as it works and, when nothing
+    # more is asked, before it waits.
+    import multiprocessing
+    import pickle
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import streams.views as views_module
+
+    calls: list[bool] = []
+    idle_after_work = threading.Event()
+
+    class Recorded(views_module.HeapTrim):
+        def maybe(self, now: float, worked: bool = True) -> None:
+            calls.append(worked)
+            if not worked and True in calls:
+                idle_after_work.set()
+
+    monkeypatch.setattr(views_module, "HeapTrim", Recorded)
+    to_child, from_worker = multiprocessing.Pipe(duplex=False)
+    from_child, answers = multiprocessing.Pipe(duplex=False)
+    with ThreadPoolExecutor(1) as pool:
+        serving = pool.submit(views_module._serve, to_child, answers, tmp_path)
+        from_worker.send_bytes(b"O" + pickle.dumps((0, [])))
+        assert pickle.loads(from_child.recv_bytes()) == 0  # the open was answered
+        assert idle_after_work.wait(timeout=30)
+        from_worker.close()  # the worker stops
+        assert serving.result(timeout=30) == 0
