@@ -26,6 +26,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -218,68 +219,56 @@ def run_embedded(
         if hasattr(source, "read")
         else (Line(line, len(line)) for line in source)
     )
-    try:
-        with (
-            outputs[ALERTS].open("wb") as alerts,
-            outputs[INCIDENTS].open("wb") as incidents,
-            outputs[DEAD_LETTERS].open("wb") as dead,
-            outputs[RECORDS_FILE].open("wb") as records,
-        ):
-            for number, line in enumerate(lines, start=1):
-                origin = f"{source_name}:{number}"
-                if line.digest is not None:
-                    outcome = engine.refuse(
-                        line.raw, size=line.size, digest=line.digest, origin=origin
-                    )
-                else:
-                    raw = line.raw.rstrip(b"\r\n")
-                    if not raw.strip():
-                        continue
-                    outcome = engine.process(raw, offset=number, origin=origin)
-                if outcome.dead_letter is not None:
-                    dead.write(orjson.dumps(outcome.dead_letter, option=_LINE))
+    with (
+        _writing(out_dir, view),
+        outputs[ALERTS].open("wb") as alerts,
+        outputs[INCIDENTS].open("wb") as incidents,
+        outputs[DEAD_LETTERS].open("wb") as dead,
+        outputs[RECORDS_FILE].open("wb") as records,
+    ):
+        for number, line in enumerate(lines, start=1):
+            origin = f"{source_name}:{number}"
+            if line.digest is not None:
+                outcome = engine.refuse(line.raw, size=line.size, digest=line.digest, origin=origin)
+            else:
+                raw = line.raw.rstrip(b"\r\n")
+                if not raw.strip():
                     continue
-                for alert in outcome.alerts:
-                    alerts.write(orjson.dumps(alert, option=_LINE))
-                    if alert["status"] == "retracted":
-                        retracted[alert["article"]] += 1
-                    if forward is not None:
-                        forward("alert", alert)
-                for record in outcome.records:
-                    records.write(orjson.dumps(record, option=_LINE))
-                if outcome.view:
-                    fold(outcome.view)
-                for iid in outcome.incidents:
-                    publication = board.update(iid, 0, partials[iid], live=True)
-                    if publication is not None:
-                        incidents.write(orjson.dumps(publication, option=_LINE))
-                        if forward is not None:
-                            forward("incident", publication)
-            for publication in board.flush():
-                incidents.write(orjson.dumps(publication, option=_LINE))
+                outcome = engine.process(raw, offset=number, origin=origin)
+            if outcome.dead_letter is not None:
+                dead.write(orjson.dumps(outcome.dead_letter, option=_LINE))
+                continue
+            for alert in outcome.alerts:
+                alerts.write(orjson.dumps(alert, option=_LINE))
+                if alert["status"] == "retracted":
+                    retracted[alert["article"]] += 1
                 if forward is not None:
-                    forward("incident", publication)
-    except BaseException as exc:
-        view.close()
-        if isinstance(exc, OSError):
-            raise _unwritable(out_dir, exc) from exc
-        raise
+                    forward("alert", alert)
+            for record in outcome.records:
+                records.write(orjson.dumps(record, option=_LINE))
+            if outcome.view:
+                fold(outcome.view)
+            for iid in outcome.incidents:
+                publication = board.update(iid, 0, partials[iid], live=True)
+                if publication is not None:
+                    incidents.write(orjson.dumps(publication, option=_LINE))
+                    if forward is not None:
+                        forward("incident", publication)
+        for publication in board.flush():
+            incidents.write(orjson.dumps(publication, option=_LINE))
+            if forward is not None:
+                forward("incident", publication)
     days = policy.policy.records_retention_days
     # The view's process finishes its file while this one writes the graph exports.
     view.end(engine.stats.newest, days, {"policy_version": policy.version})
-    try:
-        if exports:
-            from lineage.export import write_exports
+    if exports:
+        from lineage.export import write_exports
 
+        with _writing(out_dir, view):
             graph = build_graph(policy, engine.state.edges, generated_from=source_name)
             outputs.update(write_exports(graph, out_dir))
-    except BaseException as exc:
-        view.close()
-        if isinstance(exc, OSError):
-            raise _unwritable(out_dir, exc) from exc
-        raise
     purged_from_view, newest = view.result()
-    try:
+    with _writing(out_dir, None):
         purged = (
             _purge_records(outputs[RECORDS_FILE], newest - days * 86_400) if purged_from_view else 0
         )
@@ -295,9 +284,21 @@ def run_embedded(
         outputs[SUMMARY].write_bytes(
             orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2) + b"\n"
         )
-    except OSError as exc:
-        raise _unwritable(out_dir, exc) from exc
     return summary
+
+
+@contextmanager
+def _writing(out_dir: Path, view: RunView | None) -> Iterator[None]:
+    """Writes the run's outputs: an OSError becomes the run's one-line error naming the
+    file, and any error stops the view's process (``view``) unfinished."""
+    try:
+        yield
+    except BaseException as exc:
+        if view is not None:
+            view.close()
+        if isinstance(exc, OSError):
+            raise _unwritable(out_dir, exc) from exc
+        raise
 
 
 def _unwritable(out_dir: Path, exc: OSError) -> RunError:
