@@ -57,7 +57,7 @@ from lineage.view import (
     encode_facts,
     process_name,
 )
-from streams.heap import HeapTrim
+from streams.heap import IDLE_SECONDS, HeapTrim
 from streams.store import RECORD_BYTES
 
 __all__ = ["PartitionViews", "ReadRows"]
@@ -235,8 +235,15 @@ def _path(directory: Path, partition: int) -> Path:
     return directory / f"partition-{partition}.sqlite"
 
 
-def _serve(reader: Connection, writer: Connection, directory: Path) -> int:
-    """The view process: keep the views of the partitions the worker holds, as it asks."""
+def _serve(
+    reader: Connection, writer: Connection, directory: Path, idle: float = IDLE_SECONDS
+) -> int:
+    """The view process: keep the views of the partitions the worker holds, as it asks.
+
+    It gives back what its work freed (:mod:`streams.heap`) every ten seconds of work
+    and once the worker has asked nothing for ``idle`` seconds: a busy worker's batches
+    come milliseconds apart, and trimming in each of those gaps cost page faults and
+    system time on the worker's cores."""
     views: dict[int, SubjectView] = {}
 
     def answer(value: Any) -> None:
@@ -249,21 +256,24 @@ def _serve(reader: Connection, writer: Connection, directory: Path) -> int:
             _path(directory, partition).unlink(missing_ok=True)
 
     heap = HeapTrim()
+    waiting = False  # the worker's next message is known to be there
     try:
         while True:
-            if not reader.poll(0):  # nothing asked: what the last work freed goes back
+            if not waiting and not reader.poll(idle):  # work stopped: what it freed goes back
                 heap.maybe(time.monotonic(), worked=False)
             try:
                 message = reader.recv_bytes()
             except EOFError:  # the worker stopped: its views go with it
                 return 0
+            waiting = False
             heap.maybe(time.monotonic())
             kind = message[:1]
             if kind == b"F":
                 partition = int.from_bytes(message[1:5], "big")
                 view = views[partition]
                 view.fold(decode_facts(memoryview(message)[5:]))
-                if reader.poll(0):
+                waiting = reader.poll(0)
+                if waiting:
                     view.fold_now()
                 else:  # ahead of the worker: do now what its next flush would wait for
                     view.prepare()

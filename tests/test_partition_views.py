@@ -172,8 +172,8 @@ def test_a_signal_to_the_workers_group_is_the_workers_to_answer(tmp_path: Path) 
 def test_the_view_process_gives_freed_memory_back_when_it_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Like the worker, the view process trims its heap as it works and, when nothing
-    # more is asked, before it waits.
+    # Like the worker, the view process trims its heap as it works and once nothing
+    # more has been asked for a while (here 0.05 s), not in every gap between messages.
     import multiprocessing
     import pickle
     import threading
@@ -194,9 +194,40 @@ def test_the_view_process_gives_freed_memory_back_when_it_waits(
     to_child, from_worker = multiprocessing.Pipe(duplex=False)
     from_child, answers = multiprocessing.Pipe(duplex=False)
     with ThreadPoolExecutor(1) as pool:
-        serving = pool.submit(views_module._serve, to_child, answers, tmp_path)
+        serving = pool.submit(views_module._serve, to_child, answers, tmp_path, 0.05)
         from_worker.send_bytes(b"O" + pickle.dumps((0, [])))
         assert pickle.loads(from_child.recv_bytes()) == 0  # the open was answered
         assert idle_after_work.wait(timeout=30)
         from_worker.close()  # the worker stops
         assert serving.result(timeout=30) == 0
+
+
+def test_the_view_process_does_not_trim_between_a_busy_workers_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The child waits for each of these messages, but for less than its idle time.
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    import streams.views as views_module
+
+    calls: list[bool] = []
+
+    class Recorded(views_module.HeapTrim):
+        def maybe(self, now: float, worked: bool = True) -> None:
+            calls.append(worked)
+
+    monkeypatch.setattr(views_module, "HeapTrim", Recorded)
+    to_child, from_worker = multiprocessing.Pipe(duplex=False)
+    from_child, answers = multiprocessing.Pipe(duplex=False)
+    with ThreadPoolExecutor(1) as pool:
+        serving = pool.submit(views_module._serve, to_child, answers, tmp_path, 60.0)
+        for partition in range(3):
+            from_worker.send_bytes(b"O" + pickle.dumps((partition, [])))
+            assert pickle.loads(from_child.recv_bytes()) == 0
+            from_worker.send_bytes(b"Q" + pickle.dumps((partition, ["u-1"])))
+            from_child.recv_bytes()
+        from_worker.close()
+        assert serving.result(timeout=30) == 0
+    assert calls == [True] * 6
