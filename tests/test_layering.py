@@ -104,3 +104,21 @@ def test_the_embedded_commands_load_no_worker() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_run_imports_no_other_command(tmp_path: Path) -> None:
+    """The other commands are imported when named: ``lineage run`` starts without the
+    Kafka commands, the replay or the policy tools."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from lineage.cli import main\n"
+        f"r = CliRunner().invoke(main, ['run', '--source', '-', '--out', {str(tmp_path)!r}])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('lineage.cli.kafka', "
+        "'lineage.cli.replay', 'lineage.cli.policy', 'lineage.replay')))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    assert (tmp_path / "summary.json").is_file()

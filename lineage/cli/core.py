@@ -9,6 +9,7 @@ that stopped the run (an unreadable input, an unreachable broker).
 from __future__ import annotations
 
 import gc
+import importlib
 import sys
 from datetime import date
 from pathlib import Path
@@ -145,7 +146,28 @@ def one_line(exc: click.ClickException) -> str:
 
 
 class LineageGroup(click.Group):
-    """Turns every error of ours that reaches the top into one line and an exit code."""
+    """Turns every error of ours that reaches the top into one line and an exit code, and
+    imports a command added with :meth:`add_lazy` only when it is named (or listed), so
+    that ``lineage run`` does not start by importing the worker's command line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy: dict[str, str] = {}
+
+    def add_lazy(self, name: str, target: str) -> None:
+        """Add the command ``name`` that ``target`` (``"module:attribute"``) is."""
+        self._lazy[name] = target
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self._lazy.pop(cmd_name, None)
+        if target is not None:
+            module, attribute = target.split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def main(
         self,
