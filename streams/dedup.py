@@ -36,7 +36,7 @@ def _seen(value: Any) -> Seen:
     return int(value[0]), str(value[1])
 
 
-#: The digest's length in a record of the compact form (``_fingerprint``'s hex).
+#: The digest's length in a record of the compact form (:func:`lineage.scanning.fingerprint`'s hex).
 _DIGEST = 16
 
 #: What an id costs in a record beside its own characters (quotes, commas, its step

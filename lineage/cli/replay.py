@@ -19,9 +19,9 @@ import click
 from lineage.cli.options import policy_or_exit, redactor_or_exit
 from lineage.durations import parse_duration, parse_instant
 from lineage.errors import LineageError
+from lineage.lines import read_lines
 from lineage.policy import DEFAULT_POLICY, Policy
 from lineage.replay import Message, ReplayReport, file_messages, replay
-from lineage.run import read_lines
 from lineage.schemas import Severity
 
 __all__ = ["replay_command"]

@@ -24,13 +24,10 @@ same facts, and changes no count.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import traceback
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-
-import orjson
 
 from lineage.engine.consents import RETRACTABLE, ConsentBook
 from lineage.engine.judging import THIRD_PARTY_KINDS, Judge
@@ -49,6 +46,7 @@ from lineage.engine.partials import Partials
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.rules import RuleSpec
+from lineage.scanning import Scanned, scan
 from lineage.schemas import (
     MAX_EVENT_BYTES,
     AccessEvent,
@@ -219,22 +217,4 @@ class Engine:
 
     def scan(self, event: AccessEvent | ConsentEvent, raw: bytes | None = None) -> Scanned:
         """(the event redacted, what was found where, a digest of its content)."""
-        event, raw_findings = self.redactor.scan_event(event, raw)
-        return event, raw_findings, _fingerprint(event, raw, bool(raw_findings))
-
-
-#: What :meth:`Engine.scan` makes of an event.
-Scanned = tuple[AccessEvent | ConsentEvent, dict[str, list[str]], str]
-
-
-def _fingerprint(event: AccessEvent | ConsentEvent, raw: bytes | None, has_raw_data: bool) -> str:
-    """A digest of an event's content, whatever the order of its keys.
-
-    Taken of the message itself when it holds no raw personal data, else of the event
-    as redacted: the digest stored for dedup never stands for a raw value.
-    """
-    if raw is None or has_raw_data:
-        content = event.model_dump_json().encode()
-    else:
-        content = orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(content, digest_size=8).hexdigest()
+        return scan(self.redactor, event, raw)

@@ -21,6 +21,7 @@ from lineage.redact import Redactor
 from lineage.redact.fold import without_trailing_number
 from lineage.rules import CATALOGUE, RuleSpec
 from lineage.schemas import AccessEvent, ConsentEvent, EventRejected
+from lineage.schemas.outputs import DEAD_LETTER_KEEP, DEAD_LETTER_MARGIN
 from lineage.view import ViewFact
 
 __all__ = [
@@ -161,12 +162,6 @@ class Alerts:
             "status": "open",
         }
 
-
-#: The most of a bad message's bytes a dead letter keeps; beyond it, its start, size and digest.
-DEAD_LETTER_KEEP = 64 * 1024
-#: How much more than that is read and masked, so that a value the cut falls in is masked
-#: whole before the cut, never cut first and then missed.
-DEAD_LETTER_MARGIN = 1024
 
 # A cut can halve a value; what follows the last separator is dropped with it, and so is
 # the number it ends in (lineage.redact.fold.without_trailing_number), and the blanks and

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from lineage.errors import RunError
+from lineage.lines import Line
 from lineage.policy.diff import policy_changes
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
@@ -27,13 +28,12 @@ from lineage.replay.report import (
     summarize,
     write_lines,
 )
-from lineage.run import Line
 
 __all__ = ["file_messages", "replay"]
 
 
 def file_messages(lines: Iterable[Line], name: str) -> Iterable[Message]:
-    """The messages of a file's lines (:func:`lineage.run.read_lines`), blank ones passed
+    """The messages of a file's lines (:func:`lineage.lines.read_lines`), blank ones passed
     over, each named ``name:line`` as ``lineage run`` names them."""
     for number, line in enumerate(lines, start=1):
         origin = f"{name}:{number}"

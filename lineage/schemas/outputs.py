@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from lineage.schemas.types import Form, Severity
 
 __all__ = [
+    "DEAD_LETTER_KEEP",
+    "DEAD_LETTER_MARGIN",
     "Alert",
     "AlertStatus",
     "ConsentOnRecord",
@@ -83,6 +85,13 @@ class Incident(BaseModel):
     last_seen: datetime = Field(description="latest event time of a breach")
     sample_event_ids: list[str] = Field(description="a few breaching event ids, earliest first")
     status: IncidentStatus = Field(description="'open' when first published, then 'updated'")
+
+
+#: The most of a bad message's bytes a dead letter keeps; beyond it, its start, size and digest.
+DEAD_LETTER_KEEP = 64 * 1024
+#: How much more than that is read and masked, so that a value the cut falls in is masked
+#: whole before the cut, never cut first and then missed.
+DEAD_LETTER_MARGIN = 1024
 
 
 class DeadLetter(BaseModel):
