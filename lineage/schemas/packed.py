@@ -1,0 +1,196 @@
+"""Validated events in a compact form that crosses a pipe cheaply, and back.
+
+An embedded run decodes and validates its events in a process of its own
+(:mod:`lineage.decode_process`) and hands the judging process what validation made of
+each. Pickling a pydantic model costs more than validating the JSON again; these
+tuples of plain values (``marshal`` carries them) cost a fifth of it to rebuild, and
+:func:`unpack` makes the very model :func:`~lineage.schemas.decode_event` made: the
+same field values and types (pydantic's own ``TzInfo`` on the time), the same fields
+set. No validation runs on the way back: :func:`pack` takes only events that were
+validated.
+
+>>> from lineage.schemas import decode_event
+>>> event = decode_event(b'{"event_id": "e1", "occurred_at": "2026-04-01T10:00:00+09:00",'
+...     b' "source": "crm", "action": "use", "categories": ["contact.email"],'
+...     b' "purpose": "support"}')
+>>> unpack(pack(event)) == event
+True
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import TzInfo
+
+from lineage.schemas.events import AccessEvent, ConsentEvent, ExceptionClaim, Pseudonymization
+from lineage.schemas.types import Action, ConsentStatus, ExceptionKind, Form, LegalBasis
+
+__all__ = ["ACCESS_FIELDS", "CONSENT_FIELDS", "Packed", "pack", "unpack"]
+
+#: What :func:`pack` makes: (0 for access or 1 for consent, the fields' values by name,
+#: the fields set as bits in the order of :data:`ACCESS_FIELDS` or :data:`CONSENT_FIELDS`).
+Packed = tuple[int, dict[str, Any], int]
+
+#: The fields of each model, in the order their values are packed. A field added to a
+#: model must be added here too (``tests/test_packed.py`` checks).
+ACCESS_FIELDS: tuple[str, ...] = (
+    "type",
+    "schema_version",
+    "event_id",
+    "occurred_at",
+    "source",
+    "action",
+    "subject",
+    "categories",
+    "form",
+    "pseudonymization",
+    "purpose",
+    "recipient",
+    "via",
+    "legal_basis",
+    "exception",
+    "encrypted_in_transit",
+    "attributes",
+)
+CONSENT_FIELDS: tuple[str, ...] = (
+    "type",
+    "schema_version",
+    "event_id",
+    "occurred_at",
+    "subject",
+    "recipient",
+    "purposes",
+    "status",
+    "reference",
+)
+
+_ACTION = Action._value2member_map_
+_FORM = Form._value2member_map_
+_BASIS = LegalBasis._value2member_map_
+_STATUS = ConsentStatus._value2member_map_
+_EXCEPTION = ExceptionKind._value2member_map_
+_new = object.__new__
+_zones: dict[int, TzInfo] = {}
+
+
+_BIT: dict[tuple[str, ...], dict[str, int]] = {
+    order: {name: 1 << i for i, name in enumerate(order)}
+    for order in (ACCESS_FIELDS, CONSENT_FIELDS)
+}
+_ACCESS_SETS: dict[int, frozenset[str]] = {}
+_CONSENT_SETS: dict[int, frozenset[str]] = {}
+
+
+def _bits(fields_set: set[str], order: tuple[str, ...]) -> int:
+    bit = _BIT[order]
+    return sum(bit[name] for name in fields_set)
+
+
+def _names(bits: int, sets: dict[int, frozenset[str]], order: tuple[str, ...]) -> set[str]:
+    """The fields set that ``bits`` stands for: a set of its own per model, as
+    validation gives each (few combinations occur; each is made once)."""
+    names = sets.get(bits)
+    if names is None:
+        names = sets[bits] = frozenset(n for i, n in enumerate(order) if bits >> i & 1)
+    return set(names)
+
+
+def _time(moment: datetime) -> tuple[int, ...]:
+    offset = moment.utcoffset()
+    assert offset is not None, "a validated event time has its offset"
+    return (
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+        offset.days * 86_400 + offset.seconds,
+    )
+
+
+def _moment(parts: tuple[int, ...]) -> datetime:
+    y, mo, d, h, mi, s, us, offset = parts
+    zone = _zones.get(offset)
+    if zone is None:
+        zone = _zones[offset] = TzInfo(offset)
+    return datetime(y, mo, d, h, mi, s, us, zone)
+
+
+_base = BaseModel.__dict__
+_set_dict = _base["__dict__"].__set__
+_set_fields = _base["__pydantic_fields_set__"].__set__
+_set_extra = _base["__pydantic_extra__"].__set__
+_set_private = _base["__pydantic_private__"].__set__
+
+
+def _model(cls: type[Any], values: dict[str, Any], fields_set: set[str]) -> Any:
+    """An instance of ``cls`` with these values, as validation leaves one."""
+    instance = _new(cls)
+    _set_dict(instance, values)
+    _set_fields(instance, fields_set)
+    _set_extra(instance, None)
+    _set_private(instance, None)
+    return instance
+
+
+def pack(event: AccessEvent | ConsentEvent) -> Packed:
+    """A validated event as plain values (str, int, float, bool, None, and lists, tuples
+    and dicts of them), in a dict in the order of the model's fields."""
+    values = dict(event.__dict__)
+    values["occurred_at"] = _time(values["occurred_at"])
+    if isinstance(event, ConsentEvent):
+        values["status"] = values["status"].value
+        return 1, values, _bits(event.model_fields_set, CONSENT_FIELDS)
+    values["action"] = values["action"].value
+    values["form"] = values["form"].value
+    basis: LegalBasis | None = values["legal_basis"]
+    if basis is not None:
+        values["legal_basis"] = basis.value
+    pseudo: Pseudonymization | None = values["pseudonymization"]
+    if pseudo is not None:
+        values["pseudonymization"] = (pseudo.method, pseudo.keyed)
+    claim: ExceptionClaim | None = values["exception"]
+    if claim is not None:
+        values["exception"] = (
+            claim.kind.value,
+            claim.reference,
+            "reference" in claim.model_fields_set,
+        )
+    return 0, values, _bits(event.model_fields_set, ACCESS_FIELDS)
+
+
+def unpack(packed: Packed) -> AccessEvent | ConsentEvent:
+    """The model :func:`pack` was given, made again without validating (``packed`` is
+    taken over: its dict becomes the model's)."""
+    kind, values, bits = packed
+    values["occurred_at"] = _moment(values["occurred_at"])
+    if kind == 1:
+        values["status"] = _STATUS[values["status"]]
+        consent: ConsentEvent = _model(
+            ConsentEvent, values, _names(bits, _CONSENT_SETS, CONSENT_FIELDS)
+        )
+        return consent
+    values["action"] = _ACTION[values["action"]]
+    values["form"] = _FORM[values["form"]]
+    basis = values["legal_basis"]
+    if basis is not None:
+        values["legal_basis"] = _BASIS[basis]
+    pseudo = values["pseudonymization"]
+    if pseudo is not None:
+        values["pseudonymization"] = _model(
+            Pseudonymization, {"method": pseudo[0], "keyed": pseudo[1]}, {"method", "keyed"}
+        )
+    claim = values["exception"]
+    if claim is not None:
+        values["exception"] = _model(
+            ExceptionClaim,
+            {"kind": _EXCEPTION[claim[0]], "reference": claim[1]},
+            {"kind", "reference"} if claim[2] else {"kind"},
+        )
+    event: AccessEvent = _model(AccessEvent, values, _names(bits, _ACCESS_SETS, ACCESS_FIELDS))
+    return event
