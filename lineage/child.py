@@ -2,7 +2,8 @@
 
 The per-subject view is folded and written on another core than judging's, by a child
 process: an embedded run's (:mod:`lineage.view_process`) and a worker's
-(:mod:`streams.views`). :class:`Child` is their common part: it starts
+(:mod:`streams.views`); a long embedded run's events are decoded ahead of it by another
+(:mod:`lineage.decode_process`). :class:`Child` is their common part: it starts
 ``python -m <module> <read fd> <write fd> <args...>``, hands each message to a thread of
 its own that writes it to the child, so that the caller goes on while the child works
 (and waits only when :data:`QUEUED` messages are behind), and reads the child's answers
@@ -39,7 +40,9 @@ class Child:
     """A child process running ``module``, named ``name`` in errors ("the subjects' view
     process for ...")."""
 
-    def __init__(self, module: str, args: list[str], name: str) -> None:
+    def __init__(
+        self, module: str, args: list[str], name: str, *, pass_fds: tuple[int, ...] = ()
+    ) -> None:
         self.name = name
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
         self._broken = False  # the writer could not write to the child
@@ -48,7 +51,7 @@ class Child:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", module, str(child_reads), str(child_writes), *args],
-                pass_fds=(child_reads, child_writes),
+                pass_fds=(child_reads, child_writes, *pass_fds),
                 stdin=subprocess.DEVNULL,
                 # A group of its own: Ctrl-C or a SIGTERM to the caller's group (a
                 # supervisor stopping it) is the caller's to answer, and the child ends
@@ -82,6 +85,15 @@ class Child:
         try:
             return self._from.recv_bytes()
         except (EOFError, OSError):
+            raise self.died() from None
+
+    def ready(self) -> bool:
+        """Whether an answer (or the child's end) waits to be read."""
+        if self._broken or self._from is None:
+            raise self.died()
+        try:
+            return self._from.poll(0)
+        except OSError:
             raise self.died() from None
 
     def finish_sending(self) -> None:

@@ -33,6 +33,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
+from lineage.decode_process import DecodeAhead
 from lineage.engine import Engine, Stats
 from lineage.errors import RunError
 from lineage.graph import build_graph
@@ -141,7 +142,9 @@ def run_embedded(
         if hasattr(source, "read")
         else (Line(line, len(line)) for line in source)
     )
+    ahead = DecodeAhead.start(source, engine.redactor)
     with (
+        _stopping(ahead),
         _writing(out_dir, view),
         outputs[ALERTS].open("wb") as alerts,
         outputs[INCIDENTS].open("wb") as incidents,
@@ -156,7 +159,11 @@ def run_embedded(
                 raw = line.raw.rstrip(b"\r\n")
                 if not raw.strip():
                     continue
-                outcome = engine.process(raw, offset=number, origin=origin)
+                scanned = ahead.scanned(number, len(raw)) if ahead is not None else None
+                if scanned is not None:
+                    outcome = engine.process_scanned(raw, scanned, offset=number, origin=origin)
+                else:
+                    outcome = engine.process(raw, offset=number, origin=origin)
             if outcome.dead_letter is not None:
                 dead.write(orjson.dumps(outcome.dead_letter, option=_LINE))
                 continue
@@ -207,6 +214,16 @@ def run_embedded(
             orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2) + b"\n"
         )
     return summary
+
+
+@contextmanager
+def _stopping(ahead: DecodeAhead | None) -> Iterator[None]:
+    """Stops the process decoding ahead, if there is one, however the loop ends."""
+    try:
+        yield
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 @contextmanager

@@ -16,6 +16,7 @@ difference says which output moved.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -24,6 +25,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
 
@@ -76,16 +78,31 @@ def _subjects(path: Path) -> tuple[int, str]:
     return n, digest.hexdigest()
 
 
-def digests(name: str, policy_path: Path | None, lines: Iterable[bytes]) -> dict[str, Any]:
+def digests(
+    name: str, policy_path: Path | None, lines: Iterable[bytes], *, ahead: bool = False
+) -> dict[str, Any]:
+    """``ahead``: judge the lines from a file, with every valid line that holds no raw
+    personal data decoded by the process that decodes ahead (lineage.decode_process)."""
+    from lineage.decode_process import DecodeAhead
     from lineage.policy import load_policy
     from lineage.redact import Redactor
     from lineage.run import run_embedded
 
     with tempfile.TemporaryDirectory(prefix=f"golden-{name}-") as tmp:
-        out = Path(tmp)
-        summary = run_embedded(
-            load_policy(policy_path), lines, out, source_name=name, redactor=Redactor(KEY)
-        )
+        out = Path(tmp) / "out"
+        if not ahead:
+            summary = run_embedded(
+                load_policy(policy_path), lines, out, source_name=name, redactor=Redactor(KEY)
+            )
+        else:
+            path = Path(tmp) / "events.jsonl"
+            path.write_bytes(b"".join(line + b"\n" for line in lines))
+            start = DecodeAhead.start
+            every_line = functools.partial(start.__func__, DecodeAhead, least=0, wait=True)  # type: ignore[attr-defined]
+            with path.open("rb") as source, mock.patch.object(DecodeAhead, "start", every_line):
+                summary = run_embedded(
+                    load_policy(policy_path), source, out, source_name=name, redactor=Redactor(KEY)
+                )
         found: dict[str, Any] = {
             "alerts": _lines(out / "alerts.jsonl"),
             "incidents": _lines(out / "incidents.jsonl"),

@@ -126,6 +126,16 @@ class Engine:
         except Exception as exc:
             return self.failed(raw, exc, origin, received_at)
 
+    def process_scanned(self, raw: bytes, scanned: Scanned, *, offset: int, origin: str) -> Outcome:
+        """:meth:`process` of a message another process decoded, validated and scanned
+        already (:mod:`lineage.decode_process`): ``scanned`` is what :meth:`scan` would
+        have made of it."""
+        self.stats.messages += 1
+        try:
+            return self.apply(scanned[0], offset=offset, raw=raw, scanned=scanned)
+        except Exception as exc:
+            return self.failed(raw, exc, origin)
+
     def failed(
         self, raw: bytes, exc: Exception, origin: str, received_at: datetime | None = None
     ) -> Outcome:

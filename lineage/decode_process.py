@@ -1,0 +1,243 @@
+"""An embedded run's events decoded, validated and scanned ahead, in a process of its own.
+
+Of what judging one message costs, about two fifths do not depend on anything judged
+before it: decoding and strictly validating the JSON, the scan for raw personal data
+and the content's digest for dedup. For a run of a large file, :class:`DecodeAhead`
+starts ``python -m lineage.decode_process``, which reads the same file and does that
+part on another core, and hands the run, in batches, what it made of each line that
+is a valid event holding no raw personal data: the validated model in a compact form
+(:mod:`lineage.schemas.packed`) and its digest. The run judges those
+(:meth:`~lineage.engine.Engine.process_scanned`) and every other line as before
+(:meth:`~lineage.engine.Engine.process`): a dead letter, a message with raw personal
+data to mask (masking needs the run's key) and any line whose batch has not come yet.
+The run never waits for the child, so the outputs are the same whichever of the two
+decoded a line, and a child that stops (or never starts) only leaves the run to do
+the work alone.
+
+The child reads the file by position (``pread``) through a descriptor the run passes
+it, from where the run's own reading starts, and numbers the lines as the run does;
+each verdict carries its line's length, which the run checks against its own. When
+the run finds no batch ready, it tells the child which line it is at, and the child
+passes over the lines the run will have decoded alone by the time its next batch is
+ready: a child that starts late, or that the other processes slow down, does not
+decode again what the run did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import logging
+import marshal
+import os
+import stat
+import sys
+from typing import Any
+
+from lineage.child import Child, connections
+from lineage.errors import RunError
+from lineage.redact import Redactor
+from lineage.scanning import Scanned
+from lineage.schemas.packed import unpack
+
+__all__ = ["DECODE_AHEAD_BYTES", "DecodeAhead"]
+
+log = logging.getLogger("lineage.run")
+
+#: The least a file must hold, past where the run starts reading, for a run to decode it
+#: in a child: below it, the child's start (an interpreter and the event models, about
+#: a third of a second) would come when the run is nearly done.
+DECODE_AHEAD_BYTES = 8 << 20
+#: Lines the child decodes into one batch (about 160 bytes a line).
+_BATCH = 1_024
+#: The pipe's size the child asks for: about six batches.
+_PIPE_BYTES = 1 << 20
+#: Lines the run decodes alone after finding no batch ready, before it looks again.
+_PATIENCE = 256
+#: How far past the line the run last said it was at the child starts again: the run
+#: goes on alone while the child decodes a batch.
+_LEAD = 2 * _BATCH
+#: Lines between the child's looks at what the run said.
+_LISTEN = 64
+
+#: One verdict: (line number, the line's length, its content's digest, the packed event).
+_Verdict = tuple[int, int, str, Any]
+
+
+class DecodeAhead:
+    """The verdicts of a child decoding the lines of one file ahead of the run."""
+
+    def __init__(self, fd: int, start: int, *, wait: bool = False) -> None:
+        self._child: Child | None = Child(
+            "lineage.decode_process", [str(fd), str(start)], "the run's decoding process",
+            pass_fds=(fd,),
+        )  # fmt: skip
+        self._verdicts: list[_Verdict] = []
+        self._at = 0  # the next verdict to look at
+        self._last = 0  # the last line the verdicts in hand cover
+        self._patience = 0
+        self._wait = wait  # wait for each batch (tests: every line the child's)
+
+    @classmethod
+    def start(
+        cls,
+        source: Any,
+        redactor: Redactor | None,
+        *,
+        least: int | None = None,
+        wait: bool = False,
+    ) -> DecodeAhead | None:
+        """A child for ``source`` when it is a regular file with at least
+        :data:`DECODE_AHEAD_BYTES` (``least``) left to read, else None. ``wait``: wait
+        for each batch rather than decode alone meanwhile (for tests).
+
+        Only with our own :class:`Redactor` (whatever its key: finding raw values does not
+        depend on it), so that the child finds what the run's would.
+        """
+        if redactor is not None and type(redactor) is not Redactor:
+            return None
+        try:
+            fd = source.fileno()
+            start = source.tell()
+            info = os.fstat(fd)
+        except (AttributeError, OSError, ValueError):
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if info.st_size - start < (DECODE_AHEAD_BYTES if least is None else least):
+            return None
+        # A descriptor of the child's own: the run's may be 0, its standard input, which
+        # the child's start replaces.
+        fd = os.dup(fd)
+        try:
+            return cls(fd, start, wait=wait)
+        except RunError as exc:
+            log.warning("%s; the run decodes its events itself", exc)
+            return None
+        finally:
+            os.close(fd)
+
+    def scanned(self, number: int, size: int) -> Scanned | None:
+        """What the child made of line ``number`` (``size`` bytes without its line end),
+        or None when the run must decode it itself."""
+        verdicts, at = self._verdicts, self._at
+        while True:
+            while at < len(verdicts) and verdicts[at][0] < number:
+                at += 1
+            if at < len(verdicts):
+                line, length, digest, packed = verdicts[at]
+                if line != number:
+                    self._at = at
+                    return None
+                self._at = at + 1
+                return (unpack(packed), {}, digest) if length == size else None
+            if number <= self._last or not self._next(number):
+                self._at = at
+                return None
+            verdicts, at = self._verdicts, 0
+
+    def close(self) -> None:
+        """Stop the child, if it still runs."""
+        child, self._child = self._child, None
+        if child is not None:
+            child.close()
+
+    def _next(self, number: int) -> bool:
+        """Take the child's next batch, if one is ready; if none is, tell the child that
+        the run is at line ``number`` (it goes ahead of it, not over what the run did)."""
+        child = self._child
+        if child is None:
+            return False
+        if self._patience:
+            self._patience -= 1
+            return False
+        try:
+            if not self._wait and not child.ready():
+                self._patience = _PATIENCE
+                child.send(b"%d" % number)
+                return False
+            message = child.recv()
+        except RunError:
+            message = b""
+        if not message:  # the child is done, or stopped
+            self.close()
+            return False
+        self._last, self._verdicts = marshal.loads(message)
+        return True
+
+
+def _serve(fd: int, start: int, send: Any, heard: Any = None) -> None:
+    """The child: decode, validate and scan the lines of the file at ``fd`` from byte
+    ``start``, numbered as the run numbers them, and send the verdicts. ``heard()``:
+    the line the run last said it was at, or None; the child passes over the lines up
+    to :data:`_LEAD` past it, which the run will have decoded alone by then."""
+    from lineage.lines import read_lines
+    from lineage.scanning import fingerprint
+    from lineage.schemas import decode_event
+    from lineage.schemas.packed import pack
+
+    redactor = Redactor()
+    verdicts: list[_Verdict] = []
+    number = 0
+    skip_to = 0
+    for number, line in enumerate(read_lines(_Positioned(fd, start)), start=1):
+        if heard is not None and number % _LISTEN == 0:
+            at = heard()
+            if at is not None:
+                skip_to = max(skip_to, at + _LEAD)
+        if line.digest is None and number >= skip_to:
+            raw = line.raw.rstrip(b"\r\n")
+            try:
+                event = decode_event(raw)
+                event, found = redactor.scan_event(event, raw)
+                if not found:
+                    verdicts.append((number, len(raw), fingerprint(event, raw, False), pack(event)))
+            except Exception:
+                # The run decodes this line itself: it writes the dead letter of a bad
+                # event, and sets aside a message that fails here as failing there.
+                pass
+        if number % _BATCH == 0:
+            send(marshal.dumps((number, verdicts)))
+            verdicts = []
+    if verdicts:
+        send(marshal.dumps((number, verdicts)))
+
+
+class _Positioned:
+    """A file read by position, leaving the descriptor's own offset (the run's) alone."""
+
+    def __init__(self, fd: int, at: int) -> None:
+        self.fd, self.at = fd, at
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self.fd, size, self.at)
+        self.at += len(data)
+        return data
+
+
+def main(argv: list[str]) -> int:
+    # As in the run (lineage.cli.core): the models made per line are freed at once.
+    gc.set_threshold(50_000, 20, 100)
+    reader, writer, (fd, start) = connections(argv)
+    resize = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux's
+    if resize is not None:
+        with contextlib.suppress(OSError):
+            # Room for several batches, so that the run never reads one half written.
+            fcntl.fcntl(writer.fileno(), resize, _PIPE_BYTES)
+
+    def heard() -> int | None:
+        at = None
+        while reader.poll(0):
+            at = int(reader.recv_bytes())
+        return at
+
+    try:
+        _serve(int(fd), int(start), writer.send_bytes, heard)
+    except (BrokenPipeError, ConnectionResetError):  # the run is done with us
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

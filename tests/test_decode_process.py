@@ -1,0 +1,198 @@
+"""An embedded run whose events a child process decodes ahead writes what a run alone
+writes, whichever of the two decoded a line, and goes on alone when the child stops."""
+
+from __future__ import annotations
+
+import functools
+import marshal
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import lineage.decode_process as decode_process
+from lineage.decode_process import DecodeAhead, _serve
+from lineage.engine import Engine
+from lineage.lines import read_lines
+from lineage.policy.model import Policy
+from lineage.redact import Redactor
+from lineage.run import RunSummary, run_embedded
+from tests.golden import _subjects
+from tests.helpers import access, consent
+
+KEY = b"k" * 32
+
+
+def day() -> list[bytes]:
+    """Every kind of line a run meets: lawful and breaching flows, consents (some late),
+    raw personal data to mask, duplicates and conflicting duplicates, bad JSON, invalid
+    events, blank lines, CRLF line ends, and a line over the size limit."""
+    lines: list[bytes] = []
+    for n in range(1_500):
+        at = f"2025-06-{1 + n % 28:02d}T12:{n % 60:02d}:00+09:00"
+        subject = f"u-{n % 40}"
+        if n % 50 == 7:
+            lines.append(orjson.dumps(consent(event_id=f"c-{n}", subject=subject, occurred_at=at)))
+        fields = access(
+            event_id=f"e-{n}", subject=subject, occurred_at=at,
+            recipient=("researchers", "adco", "mailer", "nowhere")[n % 4],
+            purpose=("research", "billing", "ads")[n % 3],
+        )  # fmt: skip
+        if n % 97 == 3:
+            fields["attributes"] = {"note": f"mail taro{n}@example.jp"}
+        lines.append(orjson.dumps(fields))
+        if n % 101 == 5:
+            lines.append(lines[-1])  # a producer's retry
+        if n % 103 == 9:
+            lines.append(orjson.dumps({**fields, "purpose": "ads"}))  # same id, other content
+        if n % 89 == 1:
+            lines.append(b'{"event_id": "bad-' + str(n).encode() + b'", "occurred_at": 5}')
+        if n % 83 == 2:
+            lines.append(b"{not json")
+        if n % 71 == 4:
+            lines.append(b"   ")
+        if n % 67 == 6:
+            lines[-1] += b"\r"
+    lines.insert(700, b'{"event_id": "huge", "note": "' + b"x" * (70 * 1024) + b'"}')
+    return lines
+
+
+def outputs(out: Path) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        name: (out / name).read_bytes()
+        for name in ("alerts.jsonl", "incidents.jsonl", "provision-records.jsonl")
+    }
+    found["dead"] = [
+        {k: v for k, v in orjson.loads(line).items() if k != "received_at"}
+        for line in (out / "dead-letter.jsonl").read_bytes().splitlines()
+    ]
+    found["subjects"] = _subjects(out / "subjects.sqlite")
+    return found
+
+
+def run(policy: Policy, path: Path, out: Path) -> RunSummary:
+    with path.open("rb") as source:
+        return run_embedded(policy, source, out, redactor=Redactor(KEY), exports=False)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many messages the run judged from the child's verdicts, and how many alone."""
+    calls = {"ahead": 0, "alone": 0}
+    process, process_scanned = Engine.process, Engine.process_scanned
+
+    def alone(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        calls["alone"] += 1
+        return process(self, *args, **kwargs)
+
+    def ahead(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        calls["ahead"] += 1
+        return process_scanned(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "process", alone)
+    monkeypatch.setattr(Engine, "process_scanned", ahead)
+    return calls
+
+
+def test_a_run_decoded_ahead_writes_what_a_run_alone_writes(
+    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(day()) + b"\n")
+    alone = run(policy, path, tmp_path / "alone")
+    assert counted["ahead"] == 0  # a small file: no child
+    judged_alone = counted["alone"]
+    counted["alone"] = 0
+    monkeypatch.setattr(
+        decode_process.DecodeAhead, "start",
+        functools.partial(DecodeAhead.start.__func__, DecodeAhead, least=0, wait=True),  # type: ignore[attr-defined]
+    )  # fmt: skip
+    ahead = run(policy, path, tmp_path / "ahead")
+    # Every valid line without raw personal data came decoded from the child; the run
+    # decoded the others itself (bad lines, raw values to mask, the oversized line is
+    # refused whole).
+    assert counted["ahead"] > 1_400
+    assert counted["ahead"] + counted["alone"] == judged_alone
+    assert alone.stats == ahead.stats
+    assert alone.stats.dead_letters > 40 and alone.stats.conflicts > 5
+    assert alone.stats.duplicates > 5 and alone.stats.alerts > 100
+    assert outputs(tmp_path / "ahead") == outputs(tmp_path / "alone")
+
+
+def test_a_run_whose_decoding_process_stops_goes_on_alone(
+    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
+) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(day()) + b"\n")
+    alone = run(policy, path, tmp_path / "alone")
+    counted["alone"] = 0
+    taken = DecodeAhead._next
+
+    def kill_after_one(self: DecodeAhead, number: int) -> bool:
+        took = taken(self, number)
+        if took and self._child is not None:
+            self._child.process.kill()
+            self._child.process.wait()
+        return took
+
+    monkeypatch.setattr(DecodeAhead, "_next", kill_after_one)
+    monkeypatch.setattr(
+        decode_process.DecodeAhead, "start",
+        functools.partial(DecodeAhead.start.__func__, DecodeAhead, least=0, wait=True),  # type: ignore[attr-defined]
+    )  # fmt: skip
+    ahead = run(policy, path, tmp_path / "ahead")
+    # The first batch's lines came from the child; the run decoded the rest alone.
+    assert 0 < counted["ahead"] <= decode_process._BATCH < counted["ahead"] + counted["alone"]
+    assert counted["alone"] > 500
+    assert alone.stats == ahead.stats
+    assert outputs(tmp_path / "ahead") == outputs(tmp_path / "alone")
+
+
+def test_the_child_numbers_lines_as_the_run_does(tmp_path: Path) -> None:
+    lines = day()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"junk before the run's start\n" + b"\n".join(lines))  # no last newline
+    sent: list[bytes] = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _serve(fd, len(b"junk before the run's start\n"), sent.append)
+    finally:
+        os.close(fd)
+    verdicts = [v for message in sent for v in marshal.loads(message)[1]]
+    with path.open("rb") as source:
+        source.readline()
+        read = list(enumerate(read_lines(source), start=1))
+    assert len(read) == len(lines)
+    by_number = {number: line for number, line in read}
+    for number, size, _digest, packed in verdicts:
+        raw = by_number[number].raw.rstrip(b"\r\n")
+        assert len(raw) == size
+        assert orjson.loads(raw)["event_id"] == packed[1]["event_id"]
+    assert len(verdicts) > 1_400
+
+
+def test_only_a_large_regular_file_is_decoded_ahead(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"x" * 100)
+    with path.open("rb") as source:
+        assert DecodeAhead.start(source, None) is None  # too small for a child to pay
+        ahead = DecodeAhead.start(source, None, least=100)
+        assert ahead is not None
+        ahead.close()
+        source.read(1)
+        assert DecodeAhead.start(source, None, least=100) is None  # 99 bytes left
+
+        class Finer(Redactor):
+            pass
+
+        # A redactor of the caller's own may find what the child's would not.
+        assert DecodeAhead.start(source, Finer(), least=0) is None
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            assert DecodeAhead.start(pipe, None, least=0) is None
+    finally:
+        os.close(write_end)
+    assert DecodeAhead.start([b"a line"], None, least=0) is None
