@@ -89,13 +89,16 @@ class DecodeAhead:
         wait: bool = False,
     ) -> DecodeAhead | None:
         """A child for ``source`` when it is a regular file with at least
-        :data:`DECODE_AHEAD_BYTES` (``least``) left to read, else None. ``wait``: wait
-        for each batch rather than decode alone meanwhile (for tests).
+        :data:`DECODE_AHEAD_BYTES` (``least``) left to read and the run may use more
+        than one core, else None. ``wait``: wait for each batch rather than decode
+        alone meanwhile (for tests).
 
         Only with our own :class:`Redactor` (whatever its key: finding raw values does not
         depend on it), so that the child finds what the run's would.
         """
         if redactor is not None and type(redactor) is not Redactor:
+            return None
+        if _cores() < 2:  # the child would only take the run's own core from it
             return None
         try:
             fd = source.fileno()
@@ -165,6 +168,14 @@ class DecodeAhead:
             return False
         self._last, self._verdicts = marshal.loads(message)
         return True
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _serve(fd: int, start: int, send: Any, heard: Any = None) -> None:

@@ -196,3 +196,11 @@ def test_only_a_large_regular_file_is_decoded_ahead(tmp_path: Path) -> None:
     finally:
         os.close(write_end)
     assert DecodeAhead.start([b"a line"], None, least=0) is None
+
+
+def test_a_run_on_one_core_decodes_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"x" * 100)
+    monkeypatch.setattr(decode_process, "_cores", lambda: 1)
+    with path.open("rb") as source:
+        assert DecodeAhead.start(source, None, least=0) is None
