@@ -240,10 +240,10 @@ def _serve(
 ) -> int:
     """The view process: keep the views of the partitions the worker holds, as it asks.
 
-    It gives back what its work freed (:mod:`streams.heap`) every ten seconds of work
-    and once the worker has asked nothing for ``idle`` seconds: a busy worker's batches
-    come milliseconds apart, and trimming in each of those gaps cost page faults and
-    system time on the worker's cores."""
+    It gives back what its work freed (:mod:`streams.heap`) after each
+    :data:`~streams.heap.TRIM_SECONDS` of work, and once the worker has asked nothing
+    for ``idle`` seconds: a busy worker's batches come milliseconds apart, and trimming
+    in each of those gaps cost page faults and system time on the worker's cores."""
     views: dict[int, SubjectView] = {}
 
     def answer(value: Any) -> None:
