@@ -72,6 +72,21 @@ def outputs(out: Path) -> dict[str, Any]:
     return found
 
 
+def day_file(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(day()) + b"\n")
+    return path
+
+
+def decode_every_line_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, a run of a file, however small, has a child decode ahead, and
+    waits for each of its batches: every valid line without raw values is the child's."""
+    monkeypatch.setattr(
+        decode_process.DecodeAhead, "start",
+        functools.partial(DecodeAhead.start.__func__, DecodeAhead, least=0, wait=True),  # type: ignore[attr-defined]
+    )  # fmt: skip
+
+
 def run(policy: Policy, path: Path, out: Path) -> RunSummary:
     with path.open("rb") as source:
         return run_embedded(policy, source, out, redactor=Redactor(KEY), exports=False)
@@ -99,16 +114,12 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 def test_a_run_decoded_ahead_writes_what_a_run_alone_writes(
     policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
 ) -> None:
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(b"\n".join(day()) + b"\n")
+    path = day_file(tmp_path)
     alone = run(policy, path, tmp_path / "alone")
     assert counted["ahead"] == 0  # a small file: no child
     judged_alone = counted["alone"]
     counted["alone"] = 0
-    monkeypatch.setattr(
-        decode_process.DecodeAhead, "start",
-        functools.partial(DecodeAhead.start.__func__, DecodeAhead, least=0, wait=True),  # type: ignore[attr-defined]
-    )  # fmt: skip
+    decode_every_line_ahead(monkeypatch)
     ahead = run(policy, path, tmp_path / "ahead")
     # Every valid line without raw personal data came decoded from the child; the run
     # decoded the others itself (bad lines, raw values to mask, the oversized line is
@@ -124,8 +135,7 @@ def test_a_run_decoded_ahead_writes_what_a_run_alone_writes(
 def test_a_run_whose_decoding_process_stops_goes_on_alone(
     policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
 ) -> None:
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(b"\n".join(day()) + b"\n")
+    path = day_file(tmp_path)
     alone = run(policy, path, tmp_path / "alone")
     counted["alone"] = 0
     taken = DecodeAhead._next
@@ -138,10 +148,7 @@ def test_a_run_whose_decoding_process_stops_goes_on_alone(
         return took
 
     monkeypatch.setattr(DecodeAhead, "_next", kill_after_one)
-    monkeypatch.setattr(
-        decode_process.DecodeAhead, "start",
-        functools.partial(DecodeAhead.start.__func__, DecodeAhead, least=0, wait=True),  # type: ignore[attr-defined]
-    )  # fmt: skip
+    decode_every_line_ahead(monkeypatch)
     ahead = run(policy, path, tmp_path / "ahead")
     # The first batch's lines came from the child; the run decoded the rest alone.
     assert 0 < counted["ahead"] <= decode_process._BATCH < counted["ahead"] + counted["alone"]
