@@ -99,7 +99,11 @@ def digests(
             path.write_bytes(b"".join(line + b"\n" for line in lines))
             start = DecodeAhead.start
             every_line = functools.partial(start.__func__, DecodeAhead, least=0, wait=True)  # type: ignore[attr-defined]
-            with path.open("rb") as source, mock.patch.object(DecodeAhead, "start", every_line):
+            with (
+                path.open("rb") as source,
+                mock.patch.object(DecodeAhead, "start", every_line),
+                mock.patch("lineage.decode_process._cores", lambda: 2),  # one core too
+            ):
                 summary = run_embedded(
                     load_policy(policy_path), source, out, source_name=name, redactor=Redactor(KEY)
                 )

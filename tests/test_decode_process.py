@@ -80,7 +80,9 @@ def day_file(tmp_path: Path) -> Path:
 
 def decode_every_line_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     """From here on, a run of a file, however small, has a child decode ahead, and
-    waits for each of its batches: every valid line without raw values is the child's."""
+    waits for each of its batches: every valid line without raw values is the child's
+    (on a machine of one core too)."""
+    monkeypatch.setattr(decode_process, "_cores", lambda: 2)
     monkeypatch.setattr(
         decode_process.DecodeAhead, "start",
         functools.partial(DecodeAhead.start.__func__, DecodeAhead, least=0, wait=True),  # type: ignore[attr-defined]
@@ -180,7 +182,10 @@ def test_the_child_numbers_lines_as_the_run_does(tmp_path: Path) -> None:
     assert len(verdicts) > 1_400
 
 
-def test_only_a_large_regular_file_is_decoded_ahead(tmp_path: Path) -> None:
+def test_only_a_large_regular_file_is_decoded_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decode_process, "_cores", lambda: 2)  # whatever this machine has
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"x" * 100)
     with path.open("rb") as source:
