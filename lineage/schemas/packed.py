@@ -2,12 +2,12 @@
 
 An embedded run decodes and validates its events in a process of its own
 (:mod:`lineage.decode_process`) and hands the judging process what validation made of
-each. Pickling a pydantic model costs more than validating the JSON again; these
-tuples of plain values (``marshal`` carries them) cost a fifth of it to rebuild, and
-:func:`unpack` makes the very model :func:`~lineage.schemas.decode_event` made: the
-same field values and types (pydantic's own ``TzInfo`` on the time), the same fields
-set. No validation runs on the way back: :func:`pack` takes only events that were
-validated.
+each. Pickling a pydantic model costs more than validating the JSON again; a dict of
+plain values that ``marshal`` carries costs about half of it, read and made back into
+the model, and :func:`unpack` makes the very model :func:`~lineage.schemas.decode_event`
+made: the same field values and types (pydantic's own ``TzInfo`` on the time), the
+same fields set. No validation runs on the way back: :func:`pack` takes only events
+that were validated.
 
 >>> from lineage.schemas import decode_event
 >>> event = decode_event(b'{"event_id": "e1", "occurred_at": "2026-04-01T10:00:00+09:00",'
