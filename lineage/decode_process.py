@@ -33,13 +33,16 @@ import marshal
 import os
 import stat
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from lineage.child import Child, connections
 from lineage.errors import RunError
+from lineage.lines import read_lines
 from lineage.redact import Redactor
-from lineage.scanning import Scanned
-from lineage.schemas.packed import unpack
+from lineage.scanning import Scanned, fingerprint
+from lineage.schemas import decode_event
+from lineage.schemas.packed import pack, unpack
 
 __all__ = ["DECODE_AHEAD_BYTES", "DecodeAhead"]
 
@@ -178,16 +181,16 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _serve(fd: int, start: int, send: Any, heard: Any = None) -> None:
+def _serve(
+    fd: int,
+    start: int,
+    send: Callable[[bytes], object],
+    heard: Callable[[], int | None] | None = None,
+) -> None:
     """The child: decode, validate and scan the lines of the file at ``fd`` from byte
     ``start``, numbered as the run numbers them, and send the verdicts. ``heard()``:
     the line the run last said it was at, or None; the child passes over the lines up
     to :data:`_LEAD` past it, which the run will have decoded alone by then."""
-    from lineage.lines import read_lines
-    from lineage.scanning import fingerprint
-    from lineage.schemas import decode_event
-    from lineage.schemas.packed import pack
-
     redactor = Redactor()
     verdicts: list[_Verdict] = []
     number = 0
