@@ -22,7 +22,8 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -78,12 +79,27 @@ def _subjects(path: Path) -> tuple[int, str]:
     return n, digest.hexdigest()
 
 
+@contextmanager
+def decoding_every_line_ahead() -> Iterator[None]:
+    """While it lasts, a run of a file, however small, has a child decode ahead
+    (lineage.decode_process) and waits for each of its batches: every valid line without
+    raw personal data is the child's, on a machine of one core too."""
+    from lineage.decode_process import DecodeAhead
+
+    start = DecodeAhead.start.__func__  # type: ignore[attr-defined]
+    every_line = functools.partial(start, DecodeAhead, least=0, wait=True)
+    with (
+        mock.patch.object(DecodeAhead, "start", every_line),
+        mock.patch("lineage.decode_process._cores", lambda: 2),
+    ):
+        yield
+
+
 def digests(
     name: str, policy_path: Path | None, lines: Iterable[bytes], *, ahead: bool = False
 ) -> dict[str, Any]:
     """``ahead``: judge the lines from a file, with every valid line that holds no raw
     personal data decoded by the process that decodes ahead (lineage.decode_process)."""
-    from lineage.decode_process import DecodeAhead
     from lineage.policy import load_policy
     from lineage.redact import Redactor
     from lineage.run import run_embedded
@@ -97,13 +113,7 @@ def digests(
         else:
             path = Path(tmp) / "events.jsonl"
             path.write_bytes(b"".join(line + b"\n" for line in lines))
-            start = DecodeAhead.start
-            every_line = functools.partial(start.__func__, DecodeAhead, least=0, wait=True)  # type: ignore[attr-defined]
-            with (
-                path.open("rb") as source,
-                mock.patch.object(DecodeAhead, "start", every_line),
-                mock.patch("lineage.decode_process._cores", lambda: 2),  # one core too
-            ):
+            with path.open("rb") as source, decoding_every_line_ahead():
                 summary = run_embedded(
                     load_policy(policy_path), source, out, source_name=name, redactor=Redactor(KEY)
                 )

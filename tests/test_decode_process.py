@@ -3,7 +3,6 @@ writes, whichever of the two decoded a line, and goes on alone when the child st
 
 from __future__ import annotations
 
-import functools
 import marshal
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ from lineage.lines import read_lines
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.run import RunSummary, run_embedded
-from tests.golden import _subjects
+from tests.golden import _subjects, decoding_every_line_ahead
 from tests.helpers import access, consent
 
 KEY = b"k" * 32
@@ -78,17 +77,6 @@ def day_file(tmp_path: Path) -> Path:
     return path
 
 
-def decode_every_line_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From here on, a run of a file, however small, has a child decode ahead, and
-    waits for each of its batches: every valid line without raw values is the child's
-    (on a machine of one core too)."""
-    monkeypatch.setattr(decode_process, "_cores", lambda: 2)
-    monkeypatch.setattr(
-        decode_process.DecodeAhead, "start",
-        functools.partial(DecodeAhead.start.__func__, DecodeAhead, least=0, wait=True),  # type: ignore[attr-defined]
-    )  # fmt: skip
-
-
 def run(policy: Policy, path: Path, out: Path) -> RunSummary:
     with path.open("rb") as source:
         return run_embedded(policy, source, out, redactor=Redactor(KEY), exports=False)
@@ -114,15 +102,15 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
 
 def test_a_run_decoded_ahead_writes_what_a_run_alone_writes(
-    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
+    policy: Policy, tmp_path: Path, counted: dict[str, int]
 ) -> None:
     path = day_file(tmp_path)
     alone = run(policy, path, tmp_path / "alone")
     assert counted["ahead"] == 0  # a small file: no child
     judged_alone = counted["alone"]
     counted["alone"] = 0
-    decode_every_line_ahead(monkeypatch)
-    ahead = run(policy, path, tmp_path / "ahead")
+    with decoding_every_line_ahead():
+        ahead = run(policy, path, tmp_path / "ahead")
     # Every valid line without raw personal data came decoded from the child; the run
     # decoded the others itself (bad lines, raw values to mask, the oversized line is
     # refused whole).
@@ -150,8 +138,8 @@ def test_a_run_whose_decoding_process_stops_goes_on_alone(
         return took
 
     monkeypatch.setattr(DecodeAhead, "_next", kill_after_one)
-    decode_every_line_ahead(monkeypatch)
-    ahead = run(policy, path, tmp_path / "ahead")
+    with decoding_every_line_ahead():
+        ahead = run(policy, path, tmp_path / "ahead")
     # The first batch's lines came from the child; the run decoded the rest alone.
     assert 0 < counted["ahead"] <= decode_process._BATCH < counted["ahead"] + counted["alone"]
     assert counted["alone"] > 500
