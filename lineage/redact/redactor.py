@@ -20,7 +20,7 @@ import os
 import re
 from typing import Any
 
-from lineage.redact.find import find_all
+from lineage.redact.find import base64_emails, find_all
 from lineage.redact.fold import fold
 from lineage.schemas import AccessEvent, ConsentEvent
 
@@ -97,6 +97,17 @@ _POSTAL_WORD = re.compile(rb"(?:zip|postal|post ?code)[^0-9]{0,16}[0-9]{3}-?[0-9
 # The base64 alphabet as 'A': base64 of an address is a run of 18 or more (find.py).
 _BASE64_AS_A = _table((_DIGITS + _UPPER + _LOWER + b"+/", b"A"))
 _BASE64_RUN = b"A" * 18
+# The URL-safe alphabet ('-' and '_' too) as 'A', every other byte as ' ': an address's
+# URL-safe base64 may have a '-' or '_' in every stretch of 18 of the standard alphabet.
+_URLSAFE_ALPHABET = _DIGITS + _UPPER + _LOWER + b"+/-_"
+_URLSAFE_AS_A = bytes(ord("A") if c in _URLSAFE_ALPHABET else ord(" ") for c in range(256))
+#: Runs of the URL-safe alphabet found to be no address's base64 (and to hold no run of
+#: the standard one), so that the words a
+#: fleet's events repeat (``encrypted_in_transit``) are decoded once; emptied when full.
+_CLEAN_RUNS: dict[bytes, None] = {}
+_CLEAN_RUNS_MOST = 4096
+#: The longest run remembered as clean (an id, a word), so the memory stays small.
+_CLEAN_RUN_LONGEST = 128
 
 
 def may_hold_raw_values(raw: bytes) -> bool:
@@ -104,15 +115,18 @@ def may_hold_raw_values(raw: bytes) -> bool:
 
     A superset of what :meth:`Redactor.spans` finds: an e-mail has an '@', a percent
     escape (``%40``), a spelt-out at sign (``[at]``) or is base64 (a run of 18 or more
-    of its alphabet); a number is ten or more ASCII digits with only separators
-    between them, a passport number two capitals and seven digits, a postal code seven
-    digits after its word; anything written with other characters (full-width forms,
-    other scripts' digits, format characters) is non-ASCII, and a JSON escape
-    ('\\u0040') or a percent escape is escaped: those take the full scan.
+    of its alphabet, or a run of the URL-safe alphabet that decodes to an address); a
+    number is ten or more ASCII digits with only separators between them, a passport
+    number two capitals and seven digits, a postal code seven digits after its word;
+    anything written with other characters (full-width forms, other scripts' digits,
+    format characters) is non-ASCII, and a JSON escape ('\\u0040') or a percent escape
+    is escaped: those take the full scan.
 
-    This runs on every message: three byte translations and six searches, all in C
+    This runs on every message: three byte translations and six searches (a fourth and
+    seventh for each run of the URL-safe alphabet), all in C
     (``find``, not ``in``: ``in`` first tries its operand as an integer, and the
-    error it clears costs as much as the search).
+    error it clears costs as much as the search); a message with a run of the URL-safe
+    alphabet also decodes each run it has not seen before (:func:`_may_be_base64_address`).
     """
     shapes = raw.translate(_SHAPES, _SEPARATORS)
     if shapes.find(b"!") >= 0 or shapes.find(b"0000000000") >= 0 or shapes.find(b"UU0000000") >= 0:
@@ -124,7 +138,34 @@ def may_hold_raw_values(raw: bytes) -> bool:
             return True
         if (b"zip" in lower or b"post" in lower) and _POSTAL_WORD.search(lower):
             return True
-    return raw.translate(_BASE64_AS_A).find(_BASE64_RUN) >= 0
+    urlsafe = raw.translate(_URLSAFE_AS_A)
+    start = urlsafe.find(_BASE64_RUN)
+    while start >= 0:  # each run of 18 or more of the URL-safe alphabet, which holds
+        end = urlsafe.find(b" ", start)  # every run of the standard one
+        if end < 0:
+            end = len(raw)
+        if _may_be_base64_address(raw[start:end]):
+            return True
+        start = urlsafe.find(_BASE64_RUN, end)
+    return False
+
+
+def _may_be_base64_address(coded: bytes) -> bool:
+    """Whether a whole run of the URL-safe alphabet (ASCII) holds 18 or more of the
+    standard one in a row, or decodes to an address as the full scan would decode it:
+    ids and words joined by '-' or '_' are in most messages and are no address's
+    base64."""
+    if coded in _CLEAN_RUNS:
+        return False
+    if coded.translate(_BASE64_AS_A).find(_BASE64_RUN) >= 0:
+        return True
+    if base64_emails(coded.decode("ascii")):
+        return True
+    if len(coded) <= _CLEAN_RUN_LONGEST:
+        if len(_CLEAN_RUNS) >= _CLEAN_RUNS_MOST:
+            _CLEAN_RUNS.clear()
+        _CLEAN_RUNS[coded] = None
+    return False
 
 
 def _may_hold(text: str) -> bool:
