@@ -69,7 +69,13 @@ FOUND = {
     "1234 5678 9018": "my_number",
     "123456789018": "my_number",
     "１２３４－５６７８－９０１８": "my_number",
+    # in the groups of the card, joined by another separator
+    "1234.5678.9018": "my_number",
+    "1234/5678/9018": "my_number",
+    "1234_5678_9018": "my_number",
+    "１２３４・５６７８・９０１８": "my_number",  # middle dots
     "5835678256246": "corporate_number",
+    "5.8356.7825.6246": "corporate_number",
     "TK1234567": "passport",
     "〒123-4567": "postal_code",
     "〒１２３－４５６７": "postal_code",
@@ -97,6 +103,10 @@ LEFT_ALONE = [
     "東京都港区芝公園4丁目2の8",  # an address's block numbers joined by の
     "checkout-service-eu-west-1-primary",  # words that are base64's alphabet
     "dGhpcyBpcyBub3QgYW4gYWRkcmVzcw-v2",  # URL-safe base64 of no address
+    "1234.5678.9011",  # My Number's groups, a wrong check digit
+    "12.3456.7890.18",  # its digits and check digit, not its groups
+    "1234.5678.9018.5",  # a fourth group: a version, not a number of a card
+    "1234./5678/9018",  # two separators
 ]
 
 

@@ -281,11 +281,25 @@ def _corporate_number(digits: str) -> bool:
     return len(digits) == 13 and bool(cn.is_valid(digits))
 
 
+#: How an identity number is printed on its card or certificate: groups of these
+#: lengths. So grouped, it may be joined by any one separator people write between
+#: digit groups (``1234.5678.9018``), not only by spaces or hyphens.
+_PRINTED = {(4, 4, 4): "my_number", (1, 4, 4, 4): "corporate_number"}
+_PRINTED_JOINS = ({"."}, {"/"}, {"_"})
+
+
 def _classify(
-    digits: str, plus: bool, separators: set[str], glued: bool, integer: bool, whole: bool = True
+    digits: str,
+    plus: bool,
+    separators: set[str],
+    glued: bool,
+    integer: bool,
+    whole: bool = True,
+    groups: tuple[int, ...] = (),
 ) -> tuple[str, str] | None:
     """(kind, canonical) of a number written as one, or None (``whole``: the digits are a
-    whole run, not a stretch of a longer one, which an identity number never is)."""
+    whole run, not a stretch of a longer one, which an identity number never is;
+    ``groups``: the lengths of its digit groups as written)."""
     if plus or digits.startswith(("0", "81")):
         phone = _phone(digits, plus)
         if phone is not None:
@@ -294,8 +308,16 @@ def _classify(
         return None
     if _card(digits):
         return "card", digits
-    # Identity numbers are written bare, spaced or hyphenated, never glued to a word.
-    if glued or not whole or not separators <= {" ", "-"}:
+    # Identity numbers are written bare, spaced or hyphenated (or joined by one other
+    # separator in their printed groups), never glued to a word.
+    if glued or not whole:
+        return None
+    if not separators <= {" ", "-"}:
+        printed = _PRINTED.get(groups) if separators in _PRINTED_JOINS else None
+        if printed == "my_number" and _my_number(digits):
+            return "my_number", digits
+        if printed == "corporate_number" and not integer and _corporate_number(digits):
+            return "corporate_number", digits
         return None
     if _my_number(digits):
         return "my_number", digits
@@ -337,12 +359,15 @@ def numbers(text: str, integer: bool = False) -> list[Found]:
         if glued and _in_blob(text, start, end):
             continue
         written = run.group()
-        digits = "".join(_GROUP.findall(written))
+        parts = _GROUP.findall(written)
+        digits = "".join(parts)
         if len(digits) < _DIGITS_MIN:
             continue
         if len(digits) <= _DIGITS_MAX:
             separators = set(written) - set("0123456789+")
-            hit = _classify(digits, written.startswith("+"), separators, glued, integer)
+            plus = written.startswith("+")
+            groups = tuple(map(len, parts))
+            hit = _classify(digits, plus, separators, glued, integer, groups=groups)
             if hit is not None:
                 found.append((start, end, *hit))
                 continue
