@@ -101,9 +101,9 @@ _BASE64_RUN = b"A" * 18
 # URL-safe base64 may have a '-' or '_' in every stretch of 18 of the standard alphabet.
 _URLSAFE_ALPHABET = _DIGITS + _UPPER + _LOWER + b"+/-_"
 _URLSAFE_AS_A = bytes(ord("A") if c in _URLSAFE_ALPHABET else ord(" ") for c in range(256))
-#: Runs of the URL-safe alphabet found to be no address's base64 (and to hold no run of
-#: the standard one), so that the words a
-#: fleet's events repeat (``encrypted_in_transit``) are decoded once; emptied when full.
+#: Runs of the URL-safe alphabet found to hold no run of the standard one and to be no
+#: address's base64, so that the words a fleet's events repeat (``encrypted_in_transit``)
+#: are decoded once; emptied when full.
 _CLEAN_RUNS: dict[bytes, None] = {}
 _CLEAN_RUNS_MOST = 4096
 #: The longest run remembered as clean (an id, a word), so the memory stays small.
@@ -122,11 +122,11 @@ def may_hold_raw_values(raw: bytes) -> bool:
     format characters) is non-ASCII, and a JSON escape ('\\u0040') or a percent escape
     is escaped: those take the full scan.
 
-    This runs on every message: three byte translations and six searches (a fourth and
-    seventh for each run of the URL-safe alphabet), all in C
+    This runs on every message: three byte translations and six searches, all in C
     (``find``, not ``in``: ``in`` first tries its operand as an integer, and the
-    error it clears costs as much as the search); a message with a run of the URL-safe
-    alphabet also decodes each run it has not seen before (:func:`_may_be_base64_address`).
+    error it clears costs as much as the search). Each run of 18 or more of the
+    URL-safe alphabet then costs a dict lookup, and a run not seen before is decoded
+    (:func:`_may_be_base64_address`).
     """
     shapes = raw.translate(_SHAPES, _SEPARATORS)
     if shapes.find(b"!") >= 0 or shapes.find(b"0000000000") >= 0 or shapes.find(b"UU0000000") >= 0:
