@@ -281,10 +281,10 @@ def _corporate_number(digits: str) -> bool:
     return len(digits) == 13 and bool(cn.is_valid(digits))
 
 
-#: How an identity number is printed on its card or certificate: groups of these
-#: lengths. So grouped, it may be joined by any one separator people write between
-#: digit groups (``1234.5678.9018``), not only by spaces or hyphens.
-_PRINTED = {(4, 4, 4): "my_number", (1, 4, 4, 4): "corporate_number"}
+#: How an identity number is printed on its card or certificate (My Number 4-4-4, a
+#: corporate number 1-4-4-4): so grouped, it may be joined by any one separator people
+#: write between digit groups (``1234.5678.9018``), not only by spaces or hyphens.
+_PRINTED_GROUPS = {(4, 4, 4), (1, 4, 4, 4)}
 _PRINTED_JOINS = ({"."}, {"/"}, {"_"})
 
 
@@ -312,12 +312,9 @@ def _classify(
     # separator in their printed groups), never glued to a word.
     if glued or not whole:
         return None
-    if not separators <= {" ", "-"}:
-        printed = _PRINTED.get(groups) if separators in _PRINTED_JOINS else None
-        if printed == "my_number" and _my_number(digits):
-            return "my_number", digits
-        if printed == "corporate_number" and not integer and _corporate_number(digits):
-            return "corporate_number", digits
+    if not separators <= {" ", "-"} and not (
+        separators in _PRINTED_JOINS and groups in _PRINTED_GROUPS
+    ):
         return None
     if _my_number(digits):
         return "my_number", digits
