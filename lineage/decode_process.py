@@ -21,6 +21,10 @@ the run finds no batch ready, it tells the child which line it is at, and the ch
 passes over the lines the run will have decoded alone by the time its next batch is
 ready: a child that starts late, or that the other processes slow down, does not
 decode again what the run did.
+
+A worker on Kafka starts the same child with the argument :data:`MESSAGES`
+(:mod:`streams.ahead`): it sends the bytes of the records fetched and waiting behind
+the batch it judges, and takes back one verdict a record, made as here.
 """
 
 from __future__ import annotations
@@ -42,9 +46,9 @@ from lineage.lines import read_lines
 from lineage.redact import Redactor
 from lineage.scanning import Scanned, fingerprint
 from lineage.schemas import decode_event
-from lineage.schemas.packed import pack, unpack
+from lineage.schemas.packed import Packed, pack, unpack
 
-__all__ = ["DECODE_AHEAD_BYTES", "DecodeAhead"]
+__all__ = ["DECODE_AHEAD_BYTES", "MESSAGES", "DecodeAhead", "cores", "verdict"]
 
 log = logging.getLogger("lineage.run")
 
@@ -63,6 +67,10 @@ _PATIENCE = 256
 _LEAD = 2 * _BATCH
 #: Lines between the child's looks at what the run said.
 _LISTEN = 64
+
+#: The child's argument that makes it decode the messages it is sent (a worker's),
+#: not a file's lines.
+MESSAGES = "messages"
 
 #: One verdict: (line number, the line's length, its content's digest, the packed event).
 _Verdict = tuple[int, int, str, Any]
@@ -101,7 +109,7 @@ class DecodeAhead:
         """
         if redactor is not None and type(redactor) is not Redactor:
             return None
-        if _cores() < 2:  # the child would only take the run's own core from it
+        if cores() < 2:  # the child would only take the run's own core from it
             return None
         try:
             fd = source.fileno()
@@ -173,7 +181,7 @@ class DecodeAhead:
         return True
 
 
-def _cores() -> int:
+def cores() -> int:
     """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
@@ -202,20 +210,43 @@ def _serve(
                 skip_to = max(skip_to, at + _LEAD)
         if line.digest is None and number >= skip_to:
             raw = line.raw.rstrip(b"\r\n")
-            try:
-                event = decode_event(raw)
-                event, found = redactor.scan_event(event, raw)
-                if not found:
-                    verdicts.append((number, len(raw), fingerprint(event, raw, False), pack(event)))
-            except Exception:
-                # The run decodes this line itself: it writes the dead letter of a bad
-                # event, and sets aside a message that fails here as failing there.
-                pass
+            found = verdict(redactor, raw)
+            if found is not None:
+                verdicts.append((number, len(raw), *found))
         if number % _BATCH == 0:
             send(marshal.dumps((number, verdicts)))
             verdicts = []
     if verdicts:
         send(marshal.dumps((number, verdicts)))
+
+
+def verdict(redactor: Redactor, raw: bytes) -> tuple[str, Packed] | None:
+    """(its content's digest, the packed event) of a message that is a valid event
+    holding no raw personal data, else None: the judging process decodes that message
+    itself (it writes the dead letter of a bad event, masks raw values with its own
+    key, and sets aside a message that fails here as failing there)."""
+    try:
+        event = decode_event(raw)
+        event, found = redactor.scan_event(event, raw)
+        if found:
+            return None
+        return fingerprint(event, raw, False), pack(event)
+    except Exception:
+        return None
+
+
+def _serve_messages(recv: Callable[[], bytes], send: Callable[[bytes], object]) -> None:
+    """The child of a worker (:mod:`streams.ahead`): each request is ``(number, [the
+    messages' bytes])`` in ``marshal``, each answer ``(number, [verdict or None])``,
+    one verdict (:func:`verdict`) a message, in the order they came."""
+    redactor = Redactor()
+    while True:
+        try:
+            request = recv()
+        except EOFError:  # the worker is done with us
+            return
+        number, messages = marshal.loads(request)
+        send(marshal.dumps((number, [verdict(redactor, raw) for raw in messages])))
 
 
 class _Positioned:
@@ -233,7 +264,7 @@ class _Positioned:
 def main(argv: list[str]) -> int:
     # As in the run (lineage.cli.core): the models made per line are freed at once.
     gc.set_threshold(50_000, 20, 100)
-    reader, writer, (fd, start) = connections(argv)
+    reader, writer, args = connections(argv)
     resize = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux's
     if resize is not None:
         with contextlib.suppress(OSError):
@@ -247,7 +278,11 @@ def main(argv: list[str]) -> int:
         return at
 
     try:
-        _serve(int(fd), int(start), writer.send_bytes, heard)
+        if args == [MESSAGES]:
+            _serve_messages(reader.recv_bytes, writer.send_bytes)
+        else:
+            fd, start = args
+            _serve(int(fd), int(start), writer.send_bytes, heard)
     except (BrokenPipeError, ConnectionResetError):  # the run is done with us
         return 0
     return 0

@@ -90,7 +90,7 @@ def decoding_every_line_ahead() -> Iterator[None]:
     every_line = functools.partial(start, DecodeAhead, least=0, wait=True)
     with (
         mock.patch.object(DecodeAhead, "start", every_line),
-        mock.patch("lineage.decode_process._cores", lambda: 2),
+        mock.patch("lineage.decode_process.cores", lambda: 2),
     ):
         yield
 

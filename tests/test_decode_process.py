@@ -173,7 +173,7 @@ def test_the_child_numbers_lines_as_the_run_does(tmp_path: Path) -> None:
 def test_only_a_large_regular_file_is_decoded_ahead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(decode_process, "_cores", lambda: 2)  # whatever this machine has
+    monkeypatch.setattr(decode_process, "cores", lambda: 2)  # whatever this machine has
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"x" * 100)
     with path.open("rb") as source:
@@ -201,6 +201,6 @@ def test_only_a_large_regular_file_is_decoded_ahead(
 def test_a_run_on_one_core_decodes_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"x" * 100)
-    monkeypatch.setattr(decode_process, "_cores", lambda: 1)
+    monkeypatch.setattr(decode_process, "cores", lambda: 1)
     with path.open("rb") as source:
         assert DecodeAhead.start(source, None, least=0) is None
