@@ -13,7 +13,8 @@ fetched records of the events and incident-partials topics from the intake
 every ``flush_events`` records, or when nothing more waits and the oldest record not
 yet flushed was taken ``flush_linger_ms`` ago, and republishes changed incidents
 every ``incident_flush_seconds``. Alerts do not wait for a flush: they leave as soon
-as their events are judged. Outputs leave in batches through the
+as their events are judged. Chunks that wait in the intake meanwhile are decoded ahead
+in a process of the worker's own (:mod:`streams.ahead`). Outputs leave in batches through the
 :class:`~streams.outputs.Sender`.
 
 With a routes file (``LINEAGE_ROUTES``), the alerts and incidents Kafka acknowledged
@@ -42,6 +43,7 @@ from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.subjects import answer
 from lineage.view import Row
+from streams.ahead import Lookahead
 from streams.changelog import murmur2_partition, read_view
 from streams.checkpoint import Checkpoint, StateNotWritten
 from streams.faust_internals import (
@@ -92,7 +94,8 @@ class LineageWorker:
             )
         self.redactor = Redactor(key)
         self.metrics = Metrics()
-        self.intake = Intake({self.topics.events, self.topics.partials})
+        self.lookahead = Lookahead(self.topics.events)
+        self.intake = Intake({self.topics.events, self.topics.partials}, ahead=self.lookahead)
         self.app = LineageApp(settings.app_id, **self.config.faust_app())
         self.app.intake = self.intake
         self.app.fetch_wait_ms = settings.fetch_wait_ms
@@ -159,6 +162,7 @@ class LineageWorker:
             cached_subjects=settings.cached_subjects,
             consent_lateness=settings.consent_lateness,
             on_delivered=self._forward if self.router is not None else None,
+            ahead=self.lookahead.verdicts,
         )
         #: The partitions this worker holds, as faust last said.
         self.assignment: frozenset[Any] = frozenset()
@@ -347,6 +351,7 @@ class LineageWorker:
         finally:
             await self.sender.stop()
             self.checkpoint.views.close()
+            self.lookahead.close()
             if self.router is not None:
                 stats = await asyncio.to_thread(self.router.close, _NOTIFY_TIMEOUT)
                 log.info("%s", summary_line(stats))

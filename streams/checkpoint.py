@@ -8,10 +8,11 @@ so it is tested on dicts with no broker.
 
     prepare(chunks) each events partition seen for the first time gets its engine,
                     and its per-subject view rebuilt from the subject-view topic
-    judge(chunk)    events: each record is decoded and judged by its partition's
-                    engine; alerts and dead letters go to the sender at once; state
-                    changes stay in the partition's tables' views, view facts are
-                    folded into the partition's view
+    judge(chunk)    events: each record is decoded (or taken as the worker's decoding
+                    process decoded it, :mod:`streams.ahead`) and judged by its
+                    partition's engine; alerts and dead letters go to the sender at
+                    once; state changes stay in the partition's tables' views, view
+                    facts are folded into the partition's view
     fold(chunk)     incident partials: merged into the incident board, which says
                     what to publish
     flush()         1. incident partials of the incidents that changed go to the sender,
@@ -63,8 +64,11 @@ from lineage.errors import LineageError
 from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
+from lineage.scanning import Scanned
+from lineage.schemas.packed import unpack
 from lineage.state import IncidentPartial
 from lineage.view import Lineage
+from streams.ahead import Verdict
 from streams.intake import Chunk
 from streams.metrics import Metrics
 from streams.outputs import OutputsLost, Sender
@@ -74,9 +78,13 @@ from streams.tables import BoardView, PartitionState
 from streams.topics import Topics
 from streams.views import PartitionViews
 
-__all__ = ["Checkpoint", "StateNotWritten", "dead_letter_headers"]
+__all__ = ["Ahead", "Checkpoint", "StateNotWritten", "dead_letter_headers"]
 
 log = logging.getLogger("lineage.worker")
+
+#: A chunk's verdicts from another process, one a record, or None: the chunk is
+#: decoded here (:meth:`streams.ahead.Lookahead.verdicts`).
+Ahead = Callable[[Chunk], list[Verdict] | None]
 
 #: The longest key a dead letter keeps of its message's key.
 _DEAD_KEY_BYTES = 1024
@@ -126,6 +134,7 @@ class Checkpoint:
         cached_subjects: int | None = None,
         consent_lateness: timedelta = timedelta(hours=24),
         on_delivered: OnDelivered | None = None,
+        ahead: Ahead | None = None,
     ) -> None:
         self.policy = policy
         self.redactor = redactor
@@ -153,6 +162,9 @@ class Checkpoint:
         self.on_delivered = on_delivered
         self._sent_alerts: list[dict[str, Any]] = []
         self._sent_incidents: list[dict[str, Any]] = []
+        #: A chunk's records decoded by another process, if it has them
+        #: (:class:`streams.ahead.Lookahead`).
+        self.ahead = ahead
 
     # -- 1. judge ----------------------------------------------------------------------------------
 
@@ -199,18 +211,29 @@ class Checkpoint:
         counts: Tally[str] = Tally()
         alert_counts: Tally[tuple[str, str]] = Tally()
         forwarded = self._sent_alerts if self.on_delivered is not None else None
+        ahead = self.ahead
         for chunk in chunks:
             partition = chunk.partition
             _, engine = self._partition(partition)
-            process = engine.process
+            process, process_scanned = engine.process, engine.process_scanned
             fold_view = self.views.folder(partition)  # prepare() opened it
             touched = self._touched.setdefault(partition, set())
             where = f"{chunk.topic}[{partition}]@"
-            for record in chunk.records:
+            verdicts = ahead(chunk) if ahead is not None else None
+            if verdicts is not None:
+                counts["ahead"] += sum(v is not None for v in verdicts)
+            for n, record in enumerate(chunk.records):
                 offset = record.offset
                 raw = record.value if isinstance(record.value, bytes) else b""
                 origin = f"{where}{offset}"
-                outcome = process(raw, offset=offset, partition=partition, origin=origin)
+                verdict = verdicts[n] if verdicts is not None else None
+                if verdict is None:
+                    outcome = process(raw, offset=offset, partition=partition, origin=origin)
+                else:  # decoded, validated and scanned as process() would have; the
+                    # child passes over a message holding raw personal data (none found)
+                    digest, packed = verdict
+                    scanned: Scanned = (unpack(packed), {}, digest)
+                    outcome = process_scanned(raw, scanned, offset=offset, origin=origin)
                 dead = outcome.dead_letter
                 if dead is not None:
                     counts["dead_letter"] += 1
@@ -254,6 +277,8 @@ class Checkpoint:
             metrics.retracted.inc(counts["retracted"])
         if counts["record"]:
             metrics.records.inc(counts["record"])
+        if counts["ahead"]:
+            metrics.decoded_ahead.inc(counts["ahead"])
         for (article, severity), n in alert_counts.items():
             metrics.alerts.labels(article, severity).inc(n)
         metrics.batch_seconds.observe(time.perf_counter() - started)

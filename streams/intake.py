@@ -10,16 +10,21 @@ them to the :class:`~streams.checkpoint.Checkpoint`.
 
 A chunk of an older generation was fetched before a rebalance: it is dropped
 unjudged and read again from the new assignment's committed offsets.
+
+A chunk that waits here (the evaluate loop is judging or flushing) is handed to the
+worker's decoding process (:mod:`streams.ahead`) as it comes in.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections import deque
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from itertools import islice
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["Chunk", "Intake", "TopicPartition"]
+__all__ = ["Ahead", "Chunk", "Intake", "TopicPartition"]
 
 
 class TopicPartition(NamedTuple):
@@ -49,15 +54,49 @@ class Chunk:
         return int(self.tp.partition)
 
 
-class Intake:
-    """A bounded queue of fetched chunks of the worker's own topics."""
+class _Chunks(asyncio.Queue[Chunk]):
+    """asyncio's queue, whose waiting chunks can be read in order. It keeps them where
+    its subclasses do (LifoQueue, PriorityQueue): in ``_queue``, made by ``_init``."""
 
-    def __init__(self, topics: Collection[str], max_chunks: int = 64) -> None:
+    def _init(self, maxsize: int) -> None:
+        self._queue: deque[Chunk] = deque()
+
+    @property
+    def waiting(self) -> deque[Chunk]:
+        return self._queue
+
+
+class Ahead(Protocol):
+    """What decodes chunks ahead of judging (:class:`streams.ahead.Lookahead`)."""
+
+    def send(self, chunks: Iterable[Chunk]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class Intake:
+    """A bounded queue of fetched chunks of the worker's own topics.
+
+    A chunk holds up to two batches' records (what a fetch brings,
+    :mod:`streams.kafka_config`); ``max_chunks`` bounds the records waiting here with it.
+
+    ``ahead`` is given the chunks waiting here to be taken, in order, whenever one
+    comes (but one a waiting :meth:`take` gets as it comes) and after each take, and
+    is told when the queue is cleared."""
+
+    def __init__(
+        self, topics: Collection[str], max_chunks: int = 32, ahead: Ahead | None = None
+    ) -> None:
         self.topics = frozenset(topics)
-        self._queue: asyncio.Queue[Chunk] = asyncio.Queue(maxsize=max_chunks)
+        self.ahead = ahead
+        self._queue = _Chunks(maxsize=max_chunks)
+        self._taking = False  # a take waits for the next chunk
 
     async def put(self, chunk: Chunk) -> None:
         await self._queue.put(chunk)
+        if self.ahead is not None:
+            # The first chunk a waiting take gets is judged as soon as it comes.
+            self.ahead.send(islice(self._queue.waiting, 1 if self._taking else 0, None))
 
     async def take(self, max_records: int, timeout: float | None = None) -> list[Chunk]:
         """Wait for one chunk (at most ``timeout`` seconds: then []), then take what else
@@ -69,16 +108,21 @@ class Intake:
         elif timeout is not None and timeout <= 0:
             return []
         else:
+            self._taking = True
             try:
                 first = await asyncio.wait_for(self._queue.get(), timeout)
             except TimeoutError:
                 return []
+            finally:
+                self._taking = False
         chunks = [first]
         n = len(first.records)
         while n < max_records and not self._queue.empty():
             chunk = self._queue.get_nowait()
             chunks.append(chunk)
             n += len(chunk.records)
+        if self.ahead is not None and not self._queue.empty():
+            self.ahead.send(self._queue.waiting)  # while these are judged
         return chunks
 
     def empty(self) -> bool:
@@ -90,4 +134,6 @@ class Intake:
         while not self._queue.empty():
             self._queue.get_nowait()
             dropped += 1
+        if self.ahead is not None:
+            self.ahead.clear()
         return dropped

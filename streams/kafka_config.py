@@ -61,7 +61,10 @@ class KafkaConfig:
             "web_graph_enabled": False,
             "web_metrics_enabled": False,
             "stream_wait_empty": False,
-            "broker_max_poll_records": s.batch_size,
+            # Two batches a fetch: under load the second waits in the intake while the
+            # first is judged, and the decoding process has it decoded by its turn
+            # (streams.ahead).
+            "broker_max_poll_records": 2 * s.batch_size,
             "consumer_max_fetch_size": s.fetch_bytes,
             "broker_commit_interval": s.commit_interval,
             "broker_session_timeout": s.session_timeout,

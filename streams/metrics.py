@@ -26,6 +26,12 @@ class Metrics:
             ["article", "severity"],
             registry=r,
         )
+        self.decoded_ahead = Counter(
+            "lineage_events_decoded_ahead",
+            "Messages judged from what the worker's decoding process made of them, not "
+            "decoded by the judging thread",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "lineage_dead_letters", "Messages sent to the dead letters", registry=r
         )
