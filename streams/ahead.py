@@ -4,23 +4,25 @@ Of what judging one message costs the worker's one judging thread, about a quart
 does not depend on anything judged before it: decoding and strictly validating the
 JSON, the scan for raw personal data and the content's digest for dedup. Under load,
 fetched chunks wait in the :class:`~streams.intake.Intake` while a batch is judged or
-a flush awaits Kafka; :class:`Lookahead` sends each chunk that will wait to ``python
--m lineage.decode_process messages``, which does that part on another core and
-answers with one verdict a record: the validated model in a compact form
-(:mod:`lineage.schemas.packed`) and its digest, or None for a record the worker must
-decode itself (a bad event becomes a dead letter, raw personal data is masked with the
-worker's own key, a message the child failed on is set aside as failing here).
+a flush awaits Kafka; :class:`Lookahead` sends their records, in the order they will
+be judged and in parts of :data:`PART`, to ``python -m lineage.decode_process
+messages``, which does that part on another core and answers with one verdict a
+record: the validated model in a compact form (:mod:`lineage.schemas.packed`) and its
+digest, or None for a record the worker must decode itself (a bad event becomes a dead
+letter, raw personal data is masked with the worker's own key, a message the child
+failed on is set aside as failing here).
 
-Judging never waits for the child (:meth:`Lookahead.verdicts`): a chunk whose answer
-has not come is decoded in the judging thread, as it always was, so the outputs are
-the same whoever decoded a record. A chunk taken as soon as it was fetched (the
-evaluate loop was waiting: no load) is never sent; nor is one while
-:data:`IN_FLIGHT` chunks wait for their answers. Verdicts are the chunk's own (kept by
-the chunk object, whose records are the bytes the child decoded), and chunks are
-judged in the order they were fetched, so those sent before the chunk judged now and
-not judged are dropped (given back at a rebalance). A child that stops is started again
-after :data:`RETRY_SECONDS`; meanwhile the worker decodes everything itself. On one core
-no child is started.
+Judging never waits for the child (:meth:`Lookahead.verdicts`): a record whose part
+has not been answered is decoded in the judging thread, as it always was, so the
+outputs are the same whoever decoded a record. A chunk taken as soon as it was
+fetched (the evaluate loop was waiting: no load) is never sent, and no more is sent
+while :data:`IN_FLIGHT` parts wait for their answers: the intake offers what waits
+again after each take. Verdicts are the chunk's own (kept by the chunk object, whose
+records are the bytes the child decoded), and chunks are judged in the order they
+were fetched, so those sent before the chunk judged now and not judged are dropped
+(given back at a rebalance). A child that stops is started again after
+:data:`RETRY_SECONDS`; meanwhile the worker decodes everything itself. On one core no
+child is started.
 """
 
 from __future__ import annotations
@@ -93,9 +95,8 @@ class Lookahead:
             if chunk.topic != self.topic:
                 continue
             entry = self._sent.get(id(chunk))
-            if entry is None:
-                entry = self._sent[id(chunk)] = ([], chunk)
-            parts, records = entry[0], chunk.records
+            parts = entry[0] if entry is not None else []
+            records = chunk.records
             for start in range(parts[-1][1] + PART if parts else 0, len(records), PART):
                 if self._unanswered >= IN_FLIGHT:
                     return
@@ -111,20 +112,22 @@ class Lookahead:
                 self._number += 1
                 self._unanswered += 1
                 parts.append((self._number, start))
+                if entry is None:
+                    entry = self._sent[id(chunk)] = (parts, chunk)
 
     def verdicts(self, chunk: Chunk) -> list[Verdict] | None:
         """One verdict a record of ``chunk`` (None for a record of a part the child has
         not answered for), or None when it answered for none (the worker decodes the
         chunk itself). Call it for each chunk judged, in the order they were fetched."""
         entry = self._sent.pop(id(chunk), None)
-        if entry is None or entry[1] is not chunk or not entry[0]:
+        if entry is None or entry[1] is not chunk:
             self._receive()  # frees the room of answers no chunk waits for
             return None
         parts = entry[0]
         first, last = parts[0][0], parts[-1][0]
         self._floor = first - 1  # those sent before it are never judged now
         if self._sent:
-            self._sent = {k: v for k, v in self._sent.items() if not v[0] or v[0][0][0] > last}
+            self._sent = {k: v for k, v in self._sent.items() if v[0][0][0] > last}
         self._receive(last)
         records = chunk.records
         verdicts: list[Verdict] | None = None

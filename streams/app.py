@@ -13,9 +13,9 @@ fetched records of the events and incident-partials topics from the intake
 every ``flush_events`` records, or when nothing more waits and the oldest record not
 yet flushed was taken ``flush_linger_ms`` ago, and republishes changed incidents
 every ``incident_flush_seconds``. Alerts do not wait for a flush: they leave as soon
-as their events are judged. Chunks that wait in the intake meanwhile are decoded ahead
-in a process of the worker's own (:mod:`streams.ahead`). Outputs leave in batches through the
-:class:`~streams.outputs.Sender`.
+as their events are judged. Chunks that wait in the intake meanwhile are decoded
+ahead in a process of the worker's own (:mod:`streams.ahead`). Outputs leave in
+batches through the :class:`~streams.outputs.Sender`.
 
 With a routes file (``LINEAGE_ROUTES``), the alerts and incidents Kafka acknowledged
 are also handed to a :class:`~lineage.notify.Router` (alert routing), which forwards

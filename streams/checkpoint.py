@@ -78,13 +78,13 @@ from streams.tables import BoardView, PartitionState
 from streams.topics import Topics
 from streams.views import PartitionViews
 
-__all__ = ["Ahead", "Checkpoint", "StateNotWritten", "dead_letter_headers"]
+__all__ = ["Checkpoint", "StateNotWritten", "VerdictsOf", "dead_letter_headers"]
 
 log = logging.getLogger("lineage.worker")
 
 #: A chunk's verdicts from another process, one a record, or None: the chunk is
 #: decoded here (:meth:`streams.ahead.Lookahead.verdicts`).
-Ahead = Callable[[Chunk], list[Verdict] | None]
+VerdictsOf = Callable[[Chunk], list[Verdict] | None]
 
 #: The longest key a dead letter keeps of its message's key.
 _DEAD_KEY_BYTES = 1024
@@ -134,7 +134,7 @@ class Checkpoint:
         cached_subjects: int | None = None,
         consent_lateness: timedelta = timedelta(hours=24),
         on_delivered: OnDelivered | None = None,
-        ahead: Ahead | None = None,
+        ahead: VerdictsOf | None = None,
     ) -> None:
         self.policy = policy
         self.redactor = redactor
