@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
 import logging
 import marshal
 import os
@@ -42,6 +41,7 @@ from typing import Any
 
 from lineage.child import Child, connections
 from lineage.errors import RunError
+from lineage.garbage import collect_garbage_seldom
 from lineage.lines import read_lines
 from lineage.redact import Redactor
 from lineage.scanning import Scanned, fingerprint
@@ -262,8 +262,7 @@ class _Positioned:
 
 
 def main(argv: list[str]) -> int:
-    # As in the run (lineage.cli.core): the models made per line are freed at once.
-    gc.set_threshold(50_000, 20, 100)
+    collect_garbage_seldom()
     reader, writer, args = connections(argv)
     resize = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux's
     if resize is not None:

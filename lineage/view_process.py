@@ -27,6 +27,7 @@ import orjson
 
 from lineage.child import Child, connections, error_answer, error_of
 from lineage.errors import RunError
+from lineage.garbage import collect_garbage_seldom
 from lineage.view import SubjectView, ViewFact, decode_facts, encode_facts, process_name
 
 __all__ = ["DETACH_AFTER", "RunView"]
@@ -169,6 +170,7 @@ def _serve(reader: Connection, writer: Connection, path: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
+    collect_garbage_seldom()
     reader, writer, (path,) = connections(argv)
     return _serve(reader, writer, Path(path))
 

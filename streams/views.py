@@ -48,6 +48,7 @@ from typing import Any
 
 from lineage.child import Child, connections, error_answer, error_of
 from lineage.errors import RunError
+from lineage.garbage import collect_garbage_seldom
 from lineage.view import (
     Lineage,
     Row,
@@ -314,6 +315,7 @@ def _serve(
 
 
 def main(argv: list[str]) -> int:
+    collect_garbage_seldom()
     reader, writer, (directory,) = connections(argv)
     return _serve(reader, writer, Path(directory))
 

@@ -8,7 +8,6 @@ that stopped the run (an unreadable input, an unreachable broker).
 
 from __future__ import annotations
 
-import gc
 import importlib
 import sys
 from datetime import date
@@ -22,6 +21,7 @@ from click.core import ParameterSource
 from lineage.cli.options import policy_option, policy_or_exit, redactor_or_exit
 from lineage.durations import parse_duration
 from lineage.errors import LineageError, PolicyError
+from lineage.garbage import collect_garbage_seldom
 from lineage.logguard import install_log_guard
 from lineage.policy import Policy, load_policy
 from lineage.redact import Redactor
@@ -209,19 +209,7 @@ class LineageGroup(click.Group):
 @click.version_option(package_name="privacy-lineage")
 def main() -> None:
     """privacy-lineage: watch personal-data flows, build their lineage graph, raise alerts."""
-    _collect_garbage_seldom()
-
-
-def _collect_garbage_seldom() -> None:
-    """Run CPython's cycle collector every 50,000 container allocations, not every 700.
-
-    Judging keeps many long-lived objects (the partitions' state) and allocates a few
-    dozen short-lived ones per event, none of them in a cycle: at the default threshold
-    the collector walked the young objects every few events, and the older generations
-    over the whole state as it grew (a breach storm judged 64 us an event, 38 at this
-    threshold). Cycles, where there are any, are still collected.
-    """
-    gc.set_threshold(50_000, 20, 100)
+    collect_garbage_seldom()
 
 
 @main.command()
