@@ -48,7 +48,15 @@ from lineage.scanning import Scanned, fingerprint
 from lineage.schemas import decode_event
 from lineage.schemas.packed import Packed, pack, unpack
 
-__all__ = ["DECODE_AHEAD_BYTES", "MESSAGES", "DecodeAhead", "cores", "verdict"]
+__all__ = [
+    "DECODE_AHEAD_BYTES",
+    "MESSAGES",
+    "DecodeAhead",
+    "answer_number",
+    "answer_verdicts",
+    "cores",
+    "verdict",
+]
 
 log = logging.getLogger("lineage.run")
 
@@ -56,6 +64,9 @@ log = logging.getLogger("lineage.run")
 #: in a child: below it, the child's start (an interpreter and the event models, about
 #: a third of a second) would come when the run is nearly done.
 DECODE_AHEAD_BYTES = 8 << 20
+#: The bytes of the request's number that open each answer of the messages mode: the
+#: worker reads which part an answer is for without reading its verdicts.
+_NUMBER_BYTES = 8
 #: Lines the child decodes into one batch (about 160 bytes a line).
 _BATCH = 1_024
 #: The pipe's size the child asks for: about six batches.
@@ -237,8 +248,10 @@ def verdict(redactor: Redactor, raw: bytes) -> tuple[str, Packed] | None:
 
 def _serve_messages(recv: Callable[[], bytes], send: Callable[[bytes], object]) -> None:
     """The child of a worker (:mod:`streams.ahead`): each request is ``(number, [the
-    messages' bytes])`` in ``marshal``, each answer ``(number, [verdict or None])``,
-    one verdict (:func:`verdict`) a message, in the order they came."""
+    messages' bytes])`` in ``marshal``, each answer the request's number
+    (:func:`answer_number`) then ``[verdict or None]`` in ``marshal``
+    (:func:`answer_verdicts`), one verdict (:func:`verdict`) a message, in the order
+    they came."""
     redactor = Redactor()
     while True:
         try:
@@ -246,7 +259,19 @@ def _serve_messages(recv: Callable[[], bytes], send: Callable[[bytes], object]) 
         except EOFError:  # the worker is done with us
             return
         number, messages = marshal.loads(request)
-        send(marshal.dumps((number, [verdict(redactor, raw) for raw in messages])))
+        verdicts = [verdict(redactor, raw) for raw in messages]
+        send(number.to_bytes(_NUMBER_BYTES, "big") + marshal.dumps(verdicts))
+
+
+def answer_number(answer: bytes) -> int:
+    """The number of the request ``answer`` (of the messages mode) is for."""
+    return int.from_bytes(answer[:_NUMBER_BYTES], "big")
+
+
+def answer_verdicts(answer: bytes) -> list[tuple[str, Packed] | None]:
+    """The verdicts ``answer`` (of the messages mode) carries, one a message sent."""
+    verdicts: list[tuple[str, Packed] | None] = marshal.loads(memoryview(answer)[_NUMBER_BYTES:])
+    return verdicts
 
 
 class _Positioned:

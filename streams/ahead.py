@@ -31,10 +31,9 @@ import logging
 import marshal
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from lineage.child import Child
-from lineage.decode_process import MESSAGES, cores
+from lineage.decode_process import MESSAGES, answer_number, answer_verdicts, cores
 from lineage.errors import RunError
 from lineage.schemas.packed import Packed
 from streams.intake import Chunk
@@ -74,7 +73,9 @@ class Lookahead:
         self._number = 0  # of the last part sent
         #: id(chunk): ((the number and first record of each part sent), the chunk)
         self._sent: dict[int, tuple[list[tuple[int, int]], Chunk]] = {}
-        self._answers: dict[int, list[Any]] = {}  # a part's number: its verdicts
+        #: A part's number: the child's answer, its verdicts read when the part is judged
+        #: (read, they take about ten times the bytes, for every record of the intake).
+        self._answers: dict[int, bytes] = {}
         self._unanswered = 0
         #: Parts sent as this number or before are judged or dropped.
         self._floor = 0
@@ -132,8 +133,11 @@ class Lookahead:
         records = chunk.records
         verdicts: list[Verdict] | None = None
         for number, start in parts:
-            found = self._answers.pop(number, None)
-            if found is None or len(found) != len(records[start : start + PART]):
+            answer = self._answers.pop(number, None)
+            if answer is None:
+                continue
+            found = answer_verdicts(answer)
+            if len(found) != len(records[start : start + PART]):
                 continue
             if verdicts is None:
                 verdicts = [None] * len(records)
@@ -168,10 +172,11 @@ class Lookahead:
                     self._wait and number and number not in self._answers
                 ):
                     return
-                answered, verdicts = marshal.loads(child.recv())
+                answer = child.recv()
                 self._unanswered -= 1
+                answered = answer_number(answer)
                 if answered > self._floor:
-                    self._answers[answered] = verdicts
+                    self._answers[answered] = answer
         except RunError as exc:
             self._lost(exc)
 

@@ -12,7 +12,14 @@ import orjson
 import pytest
 
 import lineage.decode_process as decode_process
-from lineage.decode_process import DecodeAhead, _serve
+from lineage.decode_process import (
+    DecodeAhead,
+    _serve,
+    _serve_messages,
+    answer_number,
+    answer_verdicts,
+    verdict,
+)
 from lineage.engine import Engine
 from lineage.lines import read_lines
 from lineage.policy.model import Policy
@@ -168,6 +175,27 @@ def test_the_child_numbers_lines_as_the_run_does(tmp_path: Path) -> None:
         assert len(raw) == size
         assert orjson.loads(raw)["event_id"] == packed[1]["event_id"]
     assert len(verdicts) > 1_400
+
+
+def test_a_worker_reads_which_part_an_answer_is_for_then_its_verdicts() -> None:
+    # The messages mode, as a worker's Lookahead drives it: numbered parts in, each
+    # answer its part's number, then one verdict a message, the same as verdict() gives.
+    lines = day()
+    parts = [(7, lines[:400]), (8, lines[400:401]), (2**40, lines[401:])]
+    requests = [marshal.dumps(part) for part in parts]
+    answers: list[bytes] = []
+
+    def recv() -> bytes:
+        if not requests:
+            raise EOFError
+        return requests.pop(0)
+
+    _serve_messages(recv, answers.append)
+    redactor = Redactor()
+    assert [answer_number(answer) for answer in answers] == [number for number, _ in parts]
+    for answer, (_, messages) in zip(answers, parts, strict=True):
+        assert answer_verdicts(answer) == [verdict(redactor, raw) for raw in messages]
+    assert sum(v is not None for a in answers for v in answer_verdicts(a)) > 1_400
 
 
 def test_only_a_large_regular_file_is_decoded_ahead(
