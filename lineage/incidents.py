@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lineage.rules import CATALOGUE
-from lineage.state import IncidentPartial
+from lineage.state import INCIDENT_SAMPLES, IncidentPartial
 
 __all__ = ["BoardEntry", "IncidentBoard"]
 
@@ -133,7 +133,7 @@ class IncidentBoard:
         partials = list(entry.partials.values())
         head = partials[0]
         spec = CATALOGUE.get(head.rule)
-        samples = sorted(s for p in partials for s in p.samples)[: IncidentPartial.SAMPLES]
+        samples = sorted(s for p in partials for s in p.samples)[:INCIDENT_SAMPLES]
         return {
             "incident_id": incident_id,
             "rule": head.rule,

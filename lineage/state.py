@@ -22,6 +22,8 @@ from typing import Any
 from lineage.schemas import ConsentStatus
 
 __all__ = [
+    "INCIDENT_RESERVE",
+    "INCIDENT_SAMPLES",
     "ConsentDecision",
     "EdgeAggregate",
     "EdgeKey",
@@ -499,6 +501,13 @@ class EdgeAggregate:
         )
 
 
+#: Event ids an incident shows: the earliest standing alerts' (docs/contract.md).
+INCIDENT_SAMPLES = 5
+#: Kept beyond those for a rule whose alerts a late consent may retract: a sample
+#: retracted is replaced by the next earliest standing one.
+INCIDENT_RESERVE = 15
+
+
 @dataclass(slots=True)
 class IncidentPartial:
     """One partition's share of an incident (rule, source, recipient)."""
@@ -517,14 +526,8 @@ class IncidentPartial:
     _last: float = float("-inf")
     _latest_sample: float = float("inf")
 
-    #: Event ids an incident shows: the earliest standing alerts' (docs/contract.md).
-    SAMPLES = 5
-    #: Kept beyond those for a rule whose alerts a late consent may retract: a sample
-    #: retracted is replaced by the next earliest standing one.
-    RESERVE = 15
-
     def add(
-        self, at: datetime, event_id: str, posix: float | None = None, keep: int = SAMPLES
+        self, at: datetime, event_id: str, posix: float | None = None, keep: int = INCIDENT_SAMPLES
     ) -> None:
         """Count one breach at ``at`` (``posix``: the same instant as POSIX seconds);
         ``keep`` the earliest breaches' samples to hold."""

@@ -12,6 +12,8 @@ from datetime import datetime
 from lineage.engine.outputs import incident_id
 from lineage.rules import RuleSpec
 from lineage.state import (
+    INCIDENT_RESERVE,
+    INCIDENT_SAMPLES,
     EdgeAggregate,
     EdgeKey,
     EdgeRetraction,
@@ -60,9 +62,9 @@ class Partials:
         if partial is None:
             partial = IncidentPartial(rule=spec.id, source=source, recipient=recipient)
         if partial.applied < offset:
-            keep = IncidentPartial.SAMPLES
+            keep = INCIDENT_SAMPLES
             if spec.retractable:
-                keep += IncidentPartial.RESERVE
+                keep += INCIDENT_RESERVE
             partial.add(at, event_id, posix, keep)
             partial.applied = offset
             incidents[iid] = partial
