@@ -16,6 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from lineage.compiled import choose
+
+choose()  # the engine compiled or interpreted, before any of it is imported
+
 if TYPE_CHECKING:
     from lineage.engine import Engine, Outcome, alert_id, incident_id
     from lineage.errors import LineageError, PolicyError, RunError

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from lineage.cli.options import policy_option, policy_or_exit
+from lineage.compiled import how as how_judging
 from lineage.errors import LineageError
 from lineage.export import FORMATS
 from lineage.logguard import install_log_guard, protect
@@ -233,7 +234,7 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
         click.echo(f"created topics: {', '.join(created)}", err=True)
     click.echo(
         f"lineage worker: {settings.bootstrap}, topics {settings.topic_prefix}*, "
-        f"policy {policy.policy.name} ({policy.version})",
+        f"policy {policy.policy.name} ({policy.version}), judging {how_judging()}",
         err=True,
     )
     from streams.runner import lineage_runner
