@@ -248,7 +248,9 @@ def _reorder(
 
     def bary(slot: str) -> float:
         near = [pos[m] for m in neighbours[slot] if (col[m] < index if left else col[m] > index)]
-        return sum(near) / len(near) if near else pos[slot]
+        # fsum: the exact sum, whatever the set's order (it follows the string hash, which
+        # differs between processes); a float sum's last bit could break a tie differently.
+        return math.fsum(near) / len(near) if near else pos[slot]
 
     regrouped = [(group, sorted(slots, key=lambda n: (bary(n), n))) for group, slots in c.groups]
     if c.role == "category":
