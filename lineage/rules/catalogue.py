@@ -13,6 +13,8 @@ docstring, and which rules a late consent retracts from their registration.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import inspect
 import sys
 from collections.abc import Iterable
@@ -21,7 +23,7 @@ from pathlib import Path
 from lineage.rules import CATALOGUE, RuleSpec, Scope
 from lineage.rules.base import art_label, article_key
 
-__all__ = ["DEFAULT_OUT", "SCOPE_TEXT", "main", "render_markdown"]
+__all__ = ["DEFAULT_OUT", "SCOPE_TEXT", "docstring", "main", "render_markdown"]
 
 #: The page lives in the docs of the source checkout, not in the package.
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
@@ -87,11 +89,28 @@ def _paragraphs(doc: str | None) -> list[str]:
     return [" ".join(p.split("\n")) for p in inspect.cleandoc(doc).split("\n\n") if p.strip()]
 
 
+def docstring(module: str, function: str | None = None) -> str | None:
+    """The docstring of ``module``, or of its ``function``, read from its source: a
+    compiled module (:mod:`lineage.compiled`) keeps none."""
+    found = importlib.util.find_spec(module)
+    origin = Path(found.origin) if found is not None and found.origin else None
+    if origin is None:
+        return None
+    source = origin.with_name(origin.name.split(".", 1)[0] + ".py")
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    if function is None:
+        return ast.get_docstring(tree, clean=False)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            return ast.get_docstring(node, clean=False)
+    return None
+
+
 def _rule_text(spec: RuleSpec) -> tuple[list[str], str | None]:
     """(what the rule checks, its lawful near-miss) from the rule's docstring."""
     checks: list[str] = []
     near_miss = None
-    for paragraph in _paragraphs(spec.fn.__doc__):
+    for paragraph in _paragraphs(docstring(spec.fn.__module__, spec.fn.__name__)):
         if paragraph.startswith(_NEAR_MISS):
             near_miss = paragraph.removeprefix(_NEAR_MISS).strip()
         else:
@@ -103,7 +122,7 @@ def _rule_text(spec: RuleSpec) -> tuple[list[str], str | None]:
 
 def _module_text(spec: RuleSpec) -> tuple[str, list[str]]:
     """(heading, introduction) of a rule's article, from its module's docstring."""
-    paragraphs = _paragraphs(sys.modules[spec.fn.__module__].__doc__)
+    paragraphs = _paragraphs(docstring(spec.fn.__module__))
     if not paragraphs:
         raise ValueError(f"module {spec.fn.__module__} has no docstring")
     return paragraphs[0].rstrip("."), paragraphs[1:]
