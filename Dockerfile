@@ -15,7 +15,8 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --find-links /wheels "privacy-lineage[worker]" \
+# The wheel file itself, not the name: a package of that name on the index must not win.
+RUN pip install --no-cache-dir "$(echo /wheels/privacy_lineage-*.whl)[worker]" \
  && rm -rf /wheels \
  && useradd --system --create-home --home-dir /var/lib/lineage lineage
 USER lineage
