@@ -1,11 +1,12 @@
 """The judging core, compiled to C with mypyc where a C compiler is at hand.
 
 Everything else about the package is in ``pyproject.toml``. The modules in
-``lineage.compiled.COMPILED`` are plain, strictly typed Python that mypyc compiles as they are;
-judging then takes about two thirds of the time (``docs/benchmarks.md``, "Compiled
-judging"). Without a compiler, or with ``LINEAGE_PURE_PYTHON=1`` at install, the same
-modules run interpreted and give the same outputs byte for byte
-(``tests/test_compiled.py``); ``lineage.compiled`` also says when the compiled ones run.
+``lineage.compiled.COMPILED`` are plain, strictly typed Python that mypyc compiles as
+they are; the engine then takes about three quarters of its interpreted time, and
+``lineage run`` about 0.9 of it (``docs/benchmarks.md``, "Compiled judging"). Without a
+compiler, or with ``LINEAGE_PURE_PYTHON=1`` at install, the same modules run
+interpreted and give the same outputs byte for byte (``tests/test_compiled.py``);
+``lineage.compiled`` also says when the compiled ones run.
 """
 
 from __future__ import annotations

@@ -108,14 +108,14 @@ def interpreted(root: Path = _ROOT) -> None:
         sys.path_importer_cache[folder] = machinery.FileFinder(folder, *loaders)
 
 
-def choose() -> bool:
-    """Run :data:`COMPILED` compiled or interpreted (module docstring); True: compiled,
-    as far as it was built."""
+def choose() -> None:
+    """Run :data:`COMPILED` compiled or interpreted (module docstring); :func:`how` says
+    which, and why."""
     global _how
     if pure_python_asked():
         _how = "interpreted (LINEAGE_PURE_PYTHON is set)"
         interpreted()
-        return False
+        return
     changed = stale()
     if changed:
         _how = f"interpreted ({', '.join(changed)} changed after it was compiled)"
@@ -126,10 +126,9 @@ def choose() -> bool:
             stacklevel=2,
         )
         interpreted()
-        return False
+        return
     built = _extension(_ROOT / COMPILED[0]) is not None
     _how = "compiled" if built else "interpreted (not compiled at install)"
-    return True
 
 
 def how() -> str:
