@@ -21,6 +21,7 @@ from lineage.graph import merge_partials
 from lineage.records import parse_record
 from lineage.state import EdgeAggregate, EdgeKey
 from lineage.view import Lineage, Row, SubjectView, rows_of
+from streams.faust_internals import reconnect_backoff
 from streams.kafka_config import KafkaConfig
 from streams.settings import Settings
 from streams.tables import edge_records
@@ -43,6 +44,7 @@ async def partitions_of(settings: Settings, topic: str, *, timeout: float = 30.0
     admin = AIOKafkaAdminClient(
         request_timeout_ms=int(timeout * 1000), **KafkaConfig(settings).aiokafka()
     )
+    reconnect_backoff(admin._client)
     try:
         await asyncio.wait_for(admin.start(), timeout)
         described = await asyncio.wait_for(admin.describe_topics([topic]), timeout)
@@ -81,6 +83,7 @@ async def read_topic(
         request_timeout_ms=int(timeout * 1000),
         **KafkaConfig(settings).aiokafka(),
     )
+    reconnect_backoff(consumer._client)
     try:
         await asyncio.wait_for(consumer.start(), timeout)
     except (KafkaError, TimeoutError, OSError) as exc:

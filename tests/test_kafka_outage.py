@@ -108,7 +108,11 @@ def test_a_worker_backs_off_while_its_broker_is_away(
 ) -> None:
     """Every client of the worker waits longer and longer between attempts to reach a
     broker that is away (capped at 2 s): about 700 connects a second and a whole core
-    before, where a few clients now try about once each every two seconds."""
+    before, where a few clients now try about once each every two seconds.
+
+    The broker stops as the first events arrive, while the worker rebuilds the views of
+    the partitions it takes from the subject-view topic: the clients that read it back
+    back off too (30 connects a second when they did not)."""
     if shutil.which("strace") is None:
         if os.environ.get("LINEAGE_REQUIRE_TOOLS") == "1":
             pytest.fail("strace is needed to count the worker's connection attempts")
@@ -120,7 +124,6 @@ def test_a_worker_backs_off_while_its_broker_is_away(
     try:
         worker.start().wait_ready()
         deployment.produce(list(generate_day(events=500, seed=2)))
-        deployment.read("alerts", lambda ms: len(ms) > 0, 60, alive=[worker])
         kafka_local("stop", "--dir", str(folder))
         hold(5, worker)  # past the first few, quick, attempts
         assert worker.process is not None
