@@ -171,24 +171,34 @@ def reconnect_backoff(
     caller slows down with it; a connection that succeeds resets it. Kafka's Java
     client does the same (``reconnect.backoff.ms``, ``reconnect.backoff.max.ms``), and
     kafka-python too.
+
+    The callers of one node take turns (a lock per node), each waiting out the backoff
+    its predecessor's failure set: callers that waited side by side for the same moment
+    would otherwise each make an attempt when it came, a burst of one attempt per caller
+    every backoff. While the node is up nobody waits: the lock is free and taken at once.
     """
     connect = client._get_conn
     failures: dict[Any, int] = {}
     retry_at: dict[Any, float] = {}
+    turns: dict[Any, asyncio.Lock] = {}
 
     async def _get_conn(node_id: Any, **kwargs: Any) -> Any:
-        wait = retry_at.get(node_id, 0.0) - clock()
-        if wait > 0:
-            await sleep(wait)
-        conn = await connect(node_id, **kwargs)
-        if conn is None:
-            failures[node_id] = n = failures.get(node_id, 0) + 1
-            delay = min(cap, base * 2 ** (n - 1)) * random.uniform(0.8, 1.2)
-            retry_at[node_id] = clock() + delay
-        elif node_id in failures:
-            del failures[node_id]
-            del retry_at[node_id]
-        return conn
+        turn = turns.get(node_id)
+        if turn is None:
+            turn = turns[node_id] = asyncio.Lock()
+        async with turn:
+            wait = retry_at.get(node_id, 0.0) - clock()
+            if wait > 0:
+                await sleep(wait)
+            conn = await connect(node_id, **kwargs)
+            if conn is None:
+                failures[node_id] = n = failures.get(node_id, 0) + 1
+                delay = min(cap, base * 2 ** (n - 1)) * random.uniform(0.8, 1.2)
+                retry_at[node_id] = clock() + delay
+            elif node_id in failures:
+                del failures[node_id]
+                del retry_at[node_id]
+            return conn
 
     client._get_conn = _get_conn
     return client

@@ -468,6 +468,40 @@ def test_reconnect_backoff_spaces_the_attempts_to_a_broker_that_is_away() -> Non
     assert [at for node, at in attempts if node == "b"] == [times[5]]
 
 
+def test_reconnect_backoff_lets_callers_waiting_together_make_one_attempt_per_wait() -> None:
+    """Callers of one node that wait at the same time take turns: the attempts stay one
+    per backoff, however many callers there are (the fetcher, the coordinator, the
+    sender and the metadata refresh of one client all ask for the same broker)."""
+    from streams.faust_internals import reconnect_backoff
+
+    now = [0.0]
+    attempts: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    class Client:
+        async def _get_conn(self, node_id: str, **kwargs: object) -> object:
+            attempts.append(now[0])
+            await asyncio.sleep(0)  # a refused connection still takes a turn of the loop
+            return None
+
+    client = reconnect_backoff(Client(), base=0.1, cap=0.4, clock=lambda: now[0], sleep=sleep)
+
+    async def caller() -> None:
+        for _ in range(3):
+            assert await client._get_conn("a") is None
+
+    async def main() -> None:
+        await asyncio.gather(*(caller() for _ in range(10)))
+
+    asyncio.run(main())
+    assert len(attempts) == 30
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert min(gaps) >= 0.8 * 0.1, gaps  # never two attempts without a wait between
+
+
 # -- the seek to the committed offsets, and records fetched while it runs --------------------------
 
 
