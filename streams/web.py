@@ -98,7 +98,11 @@ def register_pages(
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def scrape(web: Any, request: Any) -> Any:
-        body = generate_latest(metrics.registry).decode()
+        # ?name[]=...: only those series, as prometheus_client's own exposition answers
+        # (a frequent poller of a few counters costs the judging loop less).
+        names = request.query.getall("name[]", [])
+        registry = metrics.registry.restricted_registry(names) if names else metrics.registry
+        body = generate_latest(registry).decode()
         return web.text(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/graph")  # type: ignore[untyped-decorator]

@@ -83,6 +83,10 @@ def test_health_and_metrics_answer_within_a_second_through_a_backlog(
             worker.assert_running()
             time.sleep(0.05)
         assert "lineage_events_total" in body
+        # Only the series asked for, when asked by name (Prometheus' name[] parameter).
+        only = worker.get("/metrics?name[]=lineage_events_total&name[]=lineage_duplicates_total")
+        series = {line.split("{")[0].split(" ")[0] for line in only.splitlines() if line[:1] != "#"}
+        assert series == {"lineage_events_total", "lineage_duplicates_total"}, only
         assert polls >= 20 and judged_during > 0, (polls, judged_during)
         assert slowest["/health"] < 1.0 and slowest["/metrics"] < 1.0, slowest
         print(f"slowest answers through the backlog: {slowest}")
