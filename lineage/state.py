@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timezone, tzinfo
 from typing import Any
+
+from pydantic_core import TzInfo
 
 from lineage.schemas import ConsentStatus
 
@@ -35,6 +37,7 @@ __all__ = [
     "SubjectState",
     "edge_key_from_str",
     "edge_key_to_str",
+    "posix_of",
 ]
 
 #: ("system", source, "") for what a system used without passing it on; ("flow", source,
@@ -64,6 +67,39 @@ def _drop(counter: dict[str, int], key: str) -> None:
         counter[key] = n
     else:
         counter.pop(key, None)
+
+
+#: Time zones whose offset does not depend on the date: pydantic's, on every validated
+#: event time, and the standard library's fixed offsets.
+_FIXED_ZONES = (TzInfo, timezone)
+#: The epoch in each such zone's own time, by zone (pydantic makes a zone per validated
+#: time, equal to and hashing as every other of the same offset).
+_epochs: dict[tzinfo, datetime] = {}
+_EPOCH = datetime(1970, 1, 1)
+
+
+def posix_of(moment: datetime) -> float:
+    """``moment.timestamp()``, the same float, for the events' times.
+
+    ``timestamp()`` subtracts the epoch in UTC, which asks the event's zone for its
+    offset: a call into pydantic's ``TzInfo`` that cost a tenth of judging an event.
+    Subtracted from the epoch in the same zone object, as every event time unpacked
+    from the decoding process has it, a time needs no offset at all; the difference is
+    the same, and so is ``total_seconds()`` of it. Other zones (and naive times) are
+    left to ``timestamp()``.
+    """
+    zone = moment.tzinfo
+    if zone is None or not isinstance(zone, _FIXED_ZONES):
+        return moment.timestamp()
+    epoch = _epochs.get(zone)
+    if epoch is None:
+        offset = moment.utcoffset()
+        assert offset is not None, "a fixed zone has an offset"
+        epoch = (_EPOCH + offset).replace(tzinfo=zone)
+        if len(_epochs) >= 1_024:
+            _epochs.clear()
+        _epochs[zone] = epoch
+    return (moment - epoch).total_seconds()
 
 
 def _iso(moment: datetime) -> str:
@@ -381,7 +417,7 @@ class EdgeAggregate:
             if day:
                 breach_days = self.breach_days
                 breach_days[day] = breach_days.get(day, 0) + 1
-        ts = at.timestamp() if posix is None else posix
+        ts = posix_of(at) if posix is None else posix
         if ts < self._first:
             self._first, self.first_seen = ts, at
         if ts > self._last:
@@ -532,7 +568,7 @@ class IncidentPartial:
         """Count one breach at ``at`` (``posix``: the same instant as POSIX seconds);
         ``keep`` the earliest breaches' samples to hold."""
         self.count += 1
-        ts = at.timestamp() if posix is None else posix
+        ts = posix_of(at) if posix is None else posix
         if ts < self._first:
             self._first, self.first_seen = ts, at
         if ts > self._last:

@@ -29,6 +29,7 @@ from lineage.state import (
     Retraction,
     State,
     SubjectState,
+    posix_of,
 )
 from lineage.view import Consent, Retracted
 
@@ -85,7 +86,7 @@ class ConsentBook:
         )
         subject.decisions.append(decision)
         subject.applied = offset
-        posix = event.occurred_at.timestamp()
+        posix = posix_of(event.occurred_at)
         if posix > self.stats.newest:
             self.stats.newest = posix
         self.advance(subject, posix)
@@ -261,7 +262,7 @@ class ConsentBook:
         # The ledgers keep the last retractions, and every one of this consent.
         del subject.retracted[:-_RETRACTIONS_KEPT]
         del subject.unbreached[:-_RETRACTIONS_KEPT]
-        granted_at = decision.occurred_at.timestamp()
+        granted_at = posix_of(decision.occurred_at)
         keep: list[PendingEvent] = []
         taken: dict[str, dict[str, int]] = {}  # recipient -> rule -> breaches taken back
         for pending in subject.pending:

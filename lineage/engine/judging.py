@@ -10,6 +10,7 @@ the subject's consents or the event's attributes, run every time.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from lineage.engine.consents import ConsentBook
@@ -21,7 +22,7 @@ from lineage.rules import CATALOGUE, Breach, Context, RuleSpec, Scope, is_person
 from lineage.rules.art9 import consent_decision
 from lineage.rules.base import scopes_for
 from lineage.schemas import AccessEvent, Action, ConsentEvent, LegalBasis
-from lineage.state import EdgeKey, State
+from lineage.state import EdgeKey, State, posix_of
 from lineage.view import Flow
 
 __all__ = ["THIRD_PARTY_KINDS", "Judge"]
@@ -32,6 +33,9 @@ THIRD_PARTY_KINDS = frozenset({"third_party", "ad_provider", "info_module", "unk
 
 _TRANSFER = Action.TRANSFER  # enum member lookups cost on the hot path
 _CACHE_SIZE = 65_536
+#: What :meth:`Judge._flow_to` tells of a recipient.
+_Flow = tuple[Recipient | None, str | None, bool, bool, str]
+_NOWHERE: _Flow = (None, None, False, False, "")
 
 
 class Judge:
@@ -59,6 +63,11 @@ class Judge:
         ] = {}
         self._judgments: dict[tuple[Any, ...], list[tuple[RuleSpec, Breach]]] = {}
         self._resolved: dict[str, tuple[Recipient | None, str | None]] = {}
+        # Transfer facts by recipient id (:meth:`_flow_to`).
+        self._flows: dict[str, _Flow] = {}
+        # The policy day and its ISO text by UTC minute (every zone's offset is whole
+        # minutes, so a minute lies in one day).
+        self._days: dict[int, tuple[date, str]] = {}
 
     def resolve(self, rid: str | None) -> tuple[Recipient | None, str | None]:
         """The policy's recipient and its kind ('internal', 'unknown' when it has none)."""
@@ -76,6 +85,39 @@ class Judge:
             if len(self._resolved) < _CACHE_SIZE:
                 self._resolved[rid] = resolved
         return resolved
+
+    def _flow_to(self, rid: str) -> _Flow:
+        """(:meth:`resolve`'s recipient and kind, whether a transfer to it needs the
+        subject's consent as one abroad (:meth:`Policy.foreign_without_basis`), whether
+        it is abroad, its country code or "")."""
+        flow = self._flows.get(rid)
+        if flow is None:
+            recipient, kind = self.resolve(rid)
+            if recipient is None:
+                flow = (None, kind, False, False, "")
+            else:
+                flow = (
+                    recipient,
+                    kind,
+                    self.policy.foreign_without_basis(recipient),
+                    self.policy.abroad(recipient),
+                    recipient.country_code,
+                )
+            if len(self._flows) < _CACHE_SIZE:
+                self._flows[rid] = flow
+        return flow
+
+    def _day_of(self, posix: float) -> tuple[date, str]:
+        """The policy's day at ``posix`` and its ISO text (:meth:`Policy.day_at`)."""
+        minute = int(posix // 60)
+        day = self._days.get(minute)
+        if day is None:
+            at = self.policy.day_at(posix)
+            day = (at, self.policy.day_text(at))
+            if len(self._days) >= _CACHE_SIZE:
+                self._days.clear()
+            self._days[minute] = day
+        return day
 
     def _rules_for(
         self, transfer: bool, kind: str | None, via_kind: str | None, foreign: bool
@@ -99,14 +141,17 @@ class Judge:
         transfer = event.action is _TRANSFER
         foreign = False
         if transfer:
-            recipient, kind = self.resolve(event.recipient)
+            recipient, kind, foreign, abroad, country = (
+                self._flow_to(event.recipient) if event.recipient is not None else _NOWHERE
+            )
             via, via_kind = self.resolve(event.via) if event.via else (None, None)
-            foreign = recipient is not None and self.policy.foreign_without_basis(recipient)
         else:
             recipient = via = None
             kind = via_kind = None
+            abroad = False
+            country = ""
         personal = is_personal(event)
-        posix = event.occurred_at.timestamp()
+        posix = posix_of(event.occurred_at)
         if posix > self.stats.newest:
             self.stats.newest = posix
         subject = self.state.subjects.get(event.subject) if event.subject else None
@@ -121,6 +166,7 @@ class Judge:
             raw_findings,
             personal,
             posix,
+            self._day_of(posix),
         )
         categories = tuple(event.categories)
         cacheable, every_time = self._rules_for(transfer, kind, via_kind, foreign)
@@ -179,21 +225,28 @@ class Judge:
             key = ("flow", event.source, event.recipient or "")
         edge(key, event.occurred_at, posix, shape, offset, personal, fired, day)
         if transfer and kind != "internal":
-            record = self._provision(ctx, recipient, kind, outcome, at_text) if personal else None
+            if at_text is None and (personal or event.subject is not None):
+                # The provision record and the view's flow both carry it: made once.
+                at_text = event.occurred_at.isoformat()
+            record = (
+                self._provision(ctx, recipient, kind, abroad, country, outcome, at_text)
+                if personal
+                else None
+            )
             if event.subject is not None:
-                if at_text is None:
-                    at_text = event.occurred_at.isoformat()
+                assert at_text is not None
                 outcome.view.append(
                     Flow(
                         event.subject,
                         event.recipient or "",
                         recipient.name if recipient is not None else event.recipient or "",
                         kind or "unknown",
-                        recipient.country_code if recipient is not None else "",
+                        country,
                         categories,
                         event.purpose,
-                        event.legal_basis.value if event.legal_basis else "unstated",
-                        event.form.value,
+                        # StrEnums: str() is the value, without .value's descriptor call.
+                        str(event.legal_basis) if event.legal_basis else "unstated",
+                        str(event.form),
                         at_text,
                         posix,
                         personal,
@@ -219,18 +272,20 @@ class Judge:
         ctx: Context,
         recipient: Recipient | None,
         kind: str | None,
+        abroad: bool,
+        country: str,
         outcome: Outcome,
         at_text: str | None = None,
     ) -> dict[str, Any] | None:
         """The provision record of a transfer (APPI Art. 29), or None when it needs none;
-        ``at_text``: the event time as text, when the caller has made it already.
+        ``abroad`` and ``country`` as :meth:`_flow_to` tells them; ``at_text``: the event
+        time as text, when the caller has made it already.
 
         To a third party in APPI's sense (third party, ad provider, information module,
         unknown) or abroad: recorded, lawful or not. Outsourcing and joint use at home,
         and a disclosure under a valid Art. 9 exception anywhere, are not.
         """
         event = ctx.event
-        abroad = recipient is not None and self.policy.abroad(recipient)
         if kind not in THIRD_PARTY_KINDS and not abroad:
             return None
         claim = event.exception
@@ -247,11 +302,11 @@ class Judge:
             "provided_at": at_text or event.occurred_at.isoformat(),
             "recipient": event.recipient,
             "recipient_name": recipient.name if recipient is not None else event.recipient,
-            "recipient_country": recipient.country_code if recipient is not None else None,
+            "recipient_country": country if recipient is not None else None,
             "subject": event.subject,
             "categories": list(event.categories),
             "purpose": event.purpose,
-            "legal_basis": event.legal_basis.value if event.legal_basis else None,
+            "legal_basis": str(event.legal_basis) if event.legal_basis else None,
             "consent_reference": decision.reference
             if state == "granted" and decision is not None
             else None,

@@ -22,7 +22,7 @@ from typing import Any
 from lineage.policy.model import Policy, Recipient
 from lineage.schemas import AccessEvent, Form, Severity
 from lineage.schemas.types import RecipientKind
-from lineage.state import ConsentDecision, SubjectState
+from lineage.state import ConsentDecision, SubjectState, posix_of
 
 __all__ = [
     "CATALOGUE",
@@ -77,6 +77,7 @@ class Context:
 
     __slots__ = (
         "_day",
+        "_day_text",
         "_ledger",
         "_offset",
         "event",
@@ -101,10 +102,11 @@ class Context:
         raw_findings: Mapping[str, list[str]],
         personal: bool | None = None,
         posix: float | None = None,
+        day: tuple[date, str] | None = None,
     ) -> None:
         self.event = event
         #: The event time as POSIX seconds (aware-datetime arithmetic is slow; do it once).
-        self.posix = event.occurred_at.timestamp() if posix is None else posix
+        self.posix = posix_of(event.occurred_at) if posix is None else posix
         self.policy = policy
         self.recipient = recipient
         self.recipient_kind = recipient_kind
@@ -113,7 +115,11 @@ class Context:
         self._offset = offset
         self.raw_findings = raw_findings
         self.personal = is_personal(event) if personal is None else personal
+        # ``day``: the event's day and its ISO text, when the caller has them.
         self._day: date | None = None
+        self._day_text: str | None = None
+        if day is not None:
+            self._day, self._day_text = day
 
     @property
     def consents(self) -> tuple[ConsentDecision, ...]:
@@ -131,7 +137,9 @@ class Context:
     @property
     def day_text(self) -> str:
         """:attr:`day` in ISO form."""
-        return self.policy.day_text(self.day)
+        if self._day_text is None:
+            self._day_text = self.policy.day_text(self.day)
+        return self._day_text
 
 
 RuleFn = Callable[[Context], Breach | None]

@@ -1,0 +1,60 @@
+"""An event time's POSIX seconds, as the engine reads them (``lineage.state.posix_of``),
+are the float ``datetime.timestamp()`` gives, whatever its zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic_core import TzInfo
+
+from lineage.schemas import decode_event
+from lineage.schemas.packed import pack, unpack
+from lineage.state import posix_of
+
+# Offsets up to a day either way, to the microsecond, as datetime.timezone allows.
+_offsets = st.integers(min_value=-86_399_999_999, max_value=86_399_999_999)
+
+
+def _zones() -> st.SearchStrategy[tzinfo]:
+    return st.one_of(
+        _offsets.map(lambda us: timezone(timedelta(microseconds=us))),
+        st.integers(min_value=-86_399, max_value=86_399).map(TzInfo),
+        st.sampled_from([UTC, ZoneInfo("Asia/Tokyo"), ZoneInfo("America/New_York")]),
+    )
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    _zones(),
+)
+def test_posix_seconds_are_the_timestamp(naive: datetime, zone: tzinfo) -> None:
+    moment = naive.replace(tzinfo=zone)
+    try:
+        expected = moment.timestamp()
+    except (OverflowError, ValueError):  # outside the years datetime can shift to UTC
+        return
+    assert posix_of(moment) == expected
+    assert posix_of(moment) == expected  # the zone's offset remembered
+
+
+def test_zones_of_one_offset_and_of_another_are_not_confused() -> None:
+    # pydantic makes a zone per validated time; equal offsets share what is remembered.
+    at = datetime(2026, 4, 1, 10, 0)
+    for seconds in (32_400, 0, -18_000, 32_400, 19_800):
+        for zone in (TzInfo(seconds), timezone(timedelta(seconds=seconds))):
+            moment = at.replace(tzinfo=zone)
+            assert posix_of(moment) == moment.timestamp()
+
+
+def test_an_events_time_decoded_or_unpacked_gives_the_same_seconds() -> None:
+    event = decode_event(
+        b'{"event_id": "e1", "occurred_at": "2026-04-01T10:00:00.123456+09:00",'
+        b' "source": "crm", "action": "use", "categories": ["contact.email"],'
+        b' "purpose": "support"}'
+    )
+    unpacked = unpack(pack(event))
+    assert posix_of(event.occurred_at) == posix_of(unpacked.occurred_at)
+    assert posix_of(event.occurred_at) == event.occurred_at.timestamp() == 1775005200.123456
