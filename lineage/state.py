@@ -84,9 +84,10 @@ def posix_of(moment: datetime) -> float:
     ``timestamp()`` subtracts the epoch in UTC, which asks the event's zone for its
     offset: a call into pydantic's ``TzInfo`` that cost a tenth of judging an event.
     Subtracted from the epoch in the same zone object, as every event time unpacked
-    from the decoding process has it, a time needs no offset at all; the difference is
-    the same, and so is ``total_seconds()`` of it. Other zones (and naive times) are
-    left to ``timestamp()``.
+    from the decoding process has it (one zone per offset), a time needs no offset at
+    all; the difference is the same, and so is ``total_seconds()`` of it. Other times
+    (a zone of their own, a zone whose offset depends on the date, none) are left to
+    ``timestamp()``.
     """
     zone = moment.tzinfo
     if zone is None or not isinstance(zone, _FIXED_ZONES):
@@ -99,6 +100,10 @@ def posix_of(moment: datetime) -> float:
         if len(_epochs) >= 1_024:
             _epochs.clear()
         _epochs[zone] = epoch
+    elif epoch.tzinfo is not zone:
+        # An equal zone of another time (pydantic's own, one per validated time): the
+        # subtraction would ask both for their offsets.
+        return moment.timestamp()
     return (moment - epoch).total_seconds()
 
 
