@@ -13,7 +13,10 @@ storm (about 90%). For each, alternating so that all see the same machine state:
 - with ``--against REV``: the same command from a git worktree of ``REV`` (an earlier
   engine), to show what changed.
 
-Both trees are byte-compiled first, as an installed product is (:func:`compiled`).
+Both trees are byte-compiled first, as an installed product is (:func:`compiled`), and
+the other tree's judging core is built with mypyc as its install would build it
+(:func:`built`): this tree runs as it was installed. Each tree's line says whether its
+core ran compiled.
 
 Each figure is the best of ``--rounds`` runs (wall clock). Prints events/s and the
 ratio to the bare loop. Targets (issue 11): at least 0.30 on a typical day, 0.15 in
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +65,39 @@ def compiled(python: str, tree: Path) -> None:
     subprocess.run([python, "-m", "compileall", "-q", str(tree / "lineage")], check=True)
 
 
+def built(python: str, tree: Path, wheels: Path) -> None:
+    """Build the extensions of ``tree``'s judging core (``lineage/compiled.py``, from
+    2026-12-04 on) as its install would, and put them beside its sources: a worktree
+    has none, and an engine timed interpreted against one compiled would be slower by
+    the compiler's gain, not by its code. The wheel is built in a clean environment
+    (pip's build isolation), as ``pip install`` builds it."""
+    if not (tree / "lineage" / "compiled.py").exists():
+        return
+    subprocess.run(
+        [python, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(tree)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    (wheel,) = wheels.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            if name.endswith(".so"):
+                archive.extract(name, tree)
+
+
+def how(python: str, tree: Path) -> str:
+    """Whether ``tree``'s judging core runs compiled (``lineage.compiled.how``)."""
+    probe = "import lineage.compiled as c; print(c.how() if hasattr(c, 'how') else '?')"
+    done = subprocess.run(
+        [python, "-W", "ignore", "-c", f"import lineage; {probe}"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "interpreted (no lineage.compiled)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -84,9 +121,13 @@ def main() -> int:
                 capture_output=True,
             )
         try:
+            if other is not None:
+                built(python, other, tmp / "wheel")
             for tree in (ROOT, other):
                 if tree is not None:
                     compiled(python, tree)
+                    name = "this tree" if tree == ROOT else f"@{args.against}"
+                    print(f"{name}: the judging core runs {how(python, tree)}")
             for mix, share in MIXES.items():
                 day = tmp / f"{mix}.jsonl"
                 subprocess.run(
