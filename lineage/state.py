@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone, tzinfo
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_core import TzInfo
-
 from lineage.schemas import ConsentStatus
+from lineage.schemas.zones import EPOCHS
 
 __all__ = [
     "INCIDENT_RESERVE",
@@ -69,40 +68,20 @@ def _drop(counter: dict[str, int], key: str) -> None:
         counter.pop(key, None)
 
 
-#: Time zones whose offset does not depend on the date: pydantic's, on every validated
-#: event time, and the standard library's fixed offsets.
-_FIXED_ZONES = (TzInfo, timezone)
-#: The epoch in each such zone's own time, by zone (pydantic makes a zone per validated
-#: time, equal to and hashing as every other of the same offset).
-_epochs: dict[tzinfo, datetime] = {}
-_EPOCH = datetime(1970, 1, 1)
-
-
 def posix_of(moment: datetime) -> float:
     """``moment.timestamp()``, the same float, for the events' times.
 
     ``timestamp()`` subtracts the epoch in UTC, which asks the event's zone for its
     offset: a call into pydantic's ``TzInfo`` that cost a tenth of judging an event.
-    Subtracted from the epoch in the same zone object, as every event time unpacked
-    from the decoding process has it (one zone per offset), a time needs no offset at
-    all; the difference is the same, and so is ``total_seconds()`` of it. Other times
-    (a zone of their own, a zone whose offset depends on the date, none) are left to
-    ``timestamp()``.
+    A time in a zone of :func:`lineage.schemas.zones.zone_of`, as every event time
+    unpacked from the decoding process is, is subtracted from the epoch in that same
+    zone object instead, which needs no offset at all: the difference is the same, and
+    so is its ``total_seconds()``. Other times (decoded in this process, each with a
+    zone of its own) are left to ``timestamp()``.
     """
     zone = moment.tzinfo
-    if zone is None or not isinstance(zone, _FIXED_ZONES):
-        return moment.timestamp()
-    epoch = _epochs.get(zone)
+    epoch = EPOCHS.get(id(zone)) if zone is not None else None
     if epoch is None:
-        offset = moment.utcoffset()
-        assert offset is not None, "a fixed zone has an offset"
-        epoch = (_EPOCH + offset).replace(tzinfo=zone)
-        if len(_epochs) >= 1_024:
-            _epochs.clear()
-        _epochs[zone] = epoch
-    elif epoch.tzinfo is not zone:
-        # An equal zone of another time (pydantic's own, one per validated time): the
-        # subtraction would ask both for their offsets.
         return moment.timestamp()
     return (moment - epoch).total_seconds()
 

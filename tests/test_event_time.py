@@ -12,6 +12,7 @@ from pydantic_core import TzInfo
 
 from lineage.schemas import decode_event
 from lineage.schemas.packed import pack, unpack
+from lineage.schemas.zones import EPOCHS, zone_of
 from lineage.state import posix_of
 
 # Offsets up to a day either way, to the microsecond, as datetime.timezone allows.
@@ -19,9 +20,11 @@ _offsets = st.integers(min_value=-86_399_999_999, max_value=86_399_999_999)
 
 
 def _zones() -> st.SearchStrategy[tzinfo]:
+    seconds = st.integers(min_value=-86_399, max_value=86_399)
     return st.one_of(
+        seconds.map(zone_of),  # the zones unpacked times share: read without asking them
+        seconds.map(TzInfo),  # a validated time's own zone
         _offsets.map(lambda us: timezone(timedelta(microseconds=us))),
-        st.integers(min_value=-86_399, max_value=86_399).map(TzInfo),
         st.sampled_from([UTC, ZoneInfo("Asia/Tokyo"), ZoneInfo("America/New_York")]),
     )
 
@@ -40,13 +43,17 @@ def test_posix_seconds_are_the_timestamp(naive: datetime, zone: tzinfo) -> None:
     assert posix_of(moment) == expected  # the zone's offset remembered
 
 
-def test_zones_of_one_offset_and_of_another_are_not_confused() -> None:
-    # pydantic makes a zone per validated time; equal offsets share what is remembered.
+def test_only_the_shared_zones_are_read_without_asking_them() -> None:
     at = datetime(2026, 4, 1, 10, 0)
     for seconds in (32_400, 0, -18_000, 32_400, 19_800):
-        for zone in (TzInfo(seconds), timezone(timedelta(seconds=seconds))):
+        shared = zone_of(seconds)
+        assert zone_of(seconds) is shared
+        assert id(shared) in EPOCHS
+        for zone in (shared, TzInfo(seconds), timezone(timedelta(seconds=seconds))):
             moment = at.replace(tzinfo=zone)
             assert posix_of(moment) == moment.timestamp()
+        own = TzInfo(seconds)  # pydantic may hand out one zone for UTC: then it is shared
+        assert own is shared or id(own) not in EPOCHS
 
 
 def test_an_events_time_decoded_or_unpacked_gives_the_same_seconds() -> None:
@@ -56,5 +63,6 @@ def test_an_events_time_decoded_or_unpacked_gives_the_same_seconds() -> None:
         b' "purpose": "support"}'
     )
     unpacked = unpack(pack(event))
+    assert unpacked.occurred_at.tzinfo is zone_of(32_400)
     assert posix_of(event.occurred_at) == posix_of(unpacked.occurred_at)
     assert posix_of(event.occurred_at) == event.occurred_at.timestamp() == 1775005200.123456

@@ -27,6 +27,7 @@ from pydantic_core import TzInfo
 
 from lineage.schemas.events import AccessEvent, ConsentEvent, ExceptionClaim, Pseudonymization
 from lineage.schemas.types import Action, ConsentStatus, ExceptionKind, Form, LegalBasis
+from lineage.schemas.zones import zone_of
 
 __all__ = ["ACCESS_FIELDS", "CONSENT_FIELDS", "Packed", "pack", "unpack"]
 
@@ -117,7 +118,7 @@ def _moment(parts: tuple[int, ...]) -> datetime:
     y, mo, d, h, mi, s, us, offset = parts
     zone = _zones.get(offset)
     if zone is None:
-        zone = _zones[offset] = TzInfo(offset)
+        zone = _zones[offset] = zone_of(offset)
     return datetime(y, mo, d, h, mi, s, us, zone)
 
 

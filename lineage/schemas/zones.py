@@ -1,0 +1,31 @@
+"""One time zone per UTC offset for the event times unpacked from the decoding process.
+
+Validation gives each event time a zone of its own (pydantic's ``TzInfo``). The times
+:mod:`lineage.schemas.packed` makes again share one per offset, from :func:`zone_of`,
+and each such zone has the epoch in its own time beside it: a time minus that epoch
+is its POSIX seconds without asking the zone for its offset
+(:func:`lineage.state.posix_of`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic_core import TzInfo
+
+__all__ = ["EPOCHS", "zone_of"]
+
+_ZONES: dict[int, TzInfo] = {}
+#: The epoch in each zone of :func:`zone_of`'s own time, by the zone's id (the zones are
+#: kept here for good, so no other object takes one of their ids).
+EPOCHS: dict[int, datetime] = {}
+_EPOCH = datetime(1970, 1, 1)
+
+
+def zone_of(offset: int) -> TzInfo:
+    """The one zone of ``offset`` seconds east of UTC that unpacked event times share."""
+    zone = _ZONES.get(offset)
+    if zone is None:
+        zone = _ZONES[offset] = TzInfo(offset)
+        EPOCHS[id(zone)] = (_EPOCH + timedelta(seconds=offset)).replace(tzinfo=zone)
+    return zone
