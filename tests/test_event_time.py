@@ -40,7 +40,6 @@ def test_posix_seconds_are_the_timestamp(naive: datetime, zone: tzinfo) -> None:
     except (OverflowError, ValueError):  # outside the years datetime can shift to UTC
         return
     assert posix_of(moment) == expected
-    assert posix_of(moment) == expected  # the zone's offset remembered
 
 
 def test_only_the_shared_zones_are_read_without_asking_them() -> None:

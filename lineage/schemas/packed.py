@@ -23,11 +23,10 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_core import TzInfo
 
 from lineage.schemas.events import AccessEvent, ConsentEvent, ExceptionClaim, Pseudonymization
 from lineage.schemas.types import Action, ConsentStatus, ExceptionKind, Form, LegalBasis
-from lineage.schemas.zones import zone_of
+from lineage.schemas.zones import ZONES, zone_of
 
 __all__ = ["ACCESS_FIELDS", "CONSENT_FIELDS", "Packed", "pack", "unpack"]
 
@@ -74,7 +73,6 @@ _BASIS = LegalBasis._value2member_map_
 _STATUS = ConsentStatus._value2member_map_
 _EXCEPTION = ExceptionKind._value2member_map_
 _new = object.__new__
-_zones: dict[int, TzInfo] = {}
 
 
 _BIT: dict[tuple[str, ...], dict[str, int]] = {
@@ -116,9 +114,9 @@ def _time(moment: datetime) -> tuple[int, ...]:
 
 def _moment(parts: tuple[int, ...]) -> datetime:
     y, mo, d, h, mi, s, us, offset = parts
-    zone = _zones.get(offset)
+    zone = ZONES.get(offset)
     if zone is None:
-        zone = _zones[offset] = zone_of(offset)
+        zone = zone_of(offset)
     return datetime(y, mo, d, h, mi, s, us, zone)
 
 

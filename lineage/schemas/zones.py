@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 from pydantic_core import TzInfo
 
-__all__ = ["EPOCHS", "zone_of"]
+__all__ = ["EPOCHS", "ZONES", "zone_of"]
 
-_ZONES: dict[int, TzInfo] = {}
+#: The zones of :func:`zone_of`, by offset (read it first where a call costs).
+ZONES: dict[int, TzInfo] = {}
 #: The epoch in each zone of :func:`zone_of`'s own time, by the zone's id (the zones are
 #: kept here for good, so no other object takes one of their ids).
 EPOCHS: dict[int, datetime] = {}
@@ -24,8 +25,8 @@ _EPOCH = datetime(1970, 1, 1)
 
 def zone_of(offset: int) -> TzInfo:
     """The one zone of ``offset`` seconds east of UTC that unpacked event times share."""
-    zone = _ZONES.get(offset)
+    zone = ZONES.get(offset)
     if zone is None:
-        zone = _ZONES[offset] = TzInfo(offset)
+        zone = ZONES[offset] = TzInfo(offset)
         EPOCHS[id(zone)] = (_EPOCH + timedelta(seconds=offset)).replace(tzinfo=zone)
     return zone
