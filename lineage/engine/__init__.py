@@ -95,7 +95,14 @@ class Engine:
         partials = Partials(self.state)
         self.judge = Judge(policy, self.state, alerts, self.stats, partials, rules)
         self.consents = ConsentBook(
-            policy, self.state, alerts, self.stats, partials, self.judge.resolve, self.lateness
+            policy,
+            self.state,
+            alerts,
+            self.stats,
+            partials,
+            self.judge.resolve,
+            self.judge.days,
+            self.lateness,
         )
         self.judge.consents = self.consents
 

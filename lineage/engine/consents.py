@@ -21,6 +21,7 @@ from lineage.engine.outputs import Alerts, Outcome, Stats
 from lineage.engine.partials import Partials
 from lineage.policy.model import Policy, Recipient
 from lineage.rules import CATALOGUE, Context
+from lineage.rules.base import Days
 from lineage.schemas import AccessEvent, Action, ConsentEvent, ConsentStatus, Form, LegalBasis
 from lineage.state import (
     ConsentDecision,
@@ -55,6 +56,7 @@ class ConsentBook:
         stats: Stats,
         partials: Partials,
         resolve: Resolve,
+        days: Days,
         lateness: float,
     ) -> None:
         self.policy = policy
@@ -63,6 +65,7 @@ class ConsentBook:
         self.stats = stats
         self.partials = partials
         self.resolve = resolve
+        self.days = days
         self.lateness = lateness
 
     # -- consent events --------------------------------------------------------------------------
@@ -224,6 +227,7 @@ class ConsentBook:
             {},
             True,  # it raised an alert of these rules: it carried personal data
             pending.at,
+            self.days.at(pending.at),
         )
 
     def _alert_of(

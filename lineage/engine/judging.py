@@ -10,7 +10,6 @@ the subject's consents or the event's attributes, run every time.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
 from typing import Any
 
 from lineage.engine.consents import ConsentBook
@@ -20,7 +19,7 @@ from lineage.policy.model import Policy, Recipient
 from lineage.redact import KIND_CATEGORY, raw_facts
 from lineage.rules import CATALOGUE, Breach, Context, RuleSpec, Scope, is_personal
 from lineage.rules.art9 import consent_decision
-from lineage.rules.base import scopes_for
+from lineage.rules.base import Days, scopes_for
 from lineage.schemas import AccessEvent, Action, ConsentEvent, LegalBasis
 from lineage.state import EdgeKey, State, posix_of
 from lineage.view import Flow
@@ -62,29 +61,17 @@ class Judge:
             tuple[bool, str | None, str | None, bool], tuple[list[RuleSpec], list[RuleSpec]]
         ] = {}
         self._judgments: dict[tuple[Any, ...], list[tuple[RuleSpec, Breach]]] = {}
-        self._resolved: dict[str, tuple[Recipient | None, str | None]] = {}
-        # Transfer facts by recipient id (:meth:`_flow_to`).
+        # What the policy tells of each recipient id (:meth:`_flow_to`).
         self._flows: dict[str, _Flow] = {}
-        # The policy day and its ISO text by UTC minute (every zone's offset is whole
-        # minutes, so a minute lies in one day).
-        self._days: dict[int, tuple[date, str]] = {}
+        #: The policy's day at an event's time.
+        self.days = Days(policy.zone)
 
     def resolve(self, rid: str | None) -> tuple[Recipient | None, str | None]:
         """The policy's recipient and its kind ('internal', 'unknown' when it has none)."""
         if rid is None:
             return None, None
-        resolved = self._resolved.get(rid)
-        if resolved is None:
-            recipient = self.policy.recipients.get(rid)
-            if recipient is not None:
-                resolved = (recipient, recipient.kind.value)
-            elif rid in self.policy.systems:
-                resolved = (None, "internal")
-            else:
-                resolved = (None, "unknown")
-            if len(self._resolved) < _CACHE_SIZE:
-                self._resolved[rid] = resolved
-        return resolved
+        flow = self._flow_to(rid)
+        return flow[0], flow[1]
 
     def _flow_to(self, rid: str) -> _Flow:
         """(:meth:`resolve`'s recipient and kind, whether a transfer to it needs the
@@ -92,10 +79,12 @@ class Judge:
         it is abroad, its country code or "")."""
         flow = self._flows.get(rid)
         if flow is None:
-            recipient, kind = self.resolve(rid)
+            recipient = self.policy.recipients.get(rid)
             if recipient is None:
+                kind = "internal" if rid in self.policy.systems else "unknown"
                 flow = (None, kind, False, False, "")
             else:
+                kind = recipient.kind.value
                 flow = (
                     recipient,
                     kind,
@@ -106,18 +95,6 @@ class Judge:
             if len(self._flows) < _CACHE_SIZE:
                 self._flows[rid] = flow
         return flow
-
-    def _day_of(self, posix: float) -> tuple[date, str]:
-        """The policy's day at ``posix`` and its ISO text (:meth:`Policy.day_at`)."""
-        minute = int(posix // 60)
-        day = self._days.get(minute)
-        if day is None:
-            at = self.policy.day_at(posix)
-            day = (at, self.policy.day_text(at))
-            if len(self._days) >= _CACHE_SIZE:
-                self._days.clear()
-            self._days[minute] = day
-        return day
 
     def _rules_for(
         self, transfer: bool, kind: str | None, via_kind: str | None, foreign: bool
@@ -166,7 +143,7 @@ class Judge:
             raw_findings,
             personal,
             posix,
-            self._day_of(posix),
+            self.days.at(posix),
         )
         categories = tuple(event.categories)
         cacheable, every_time = self._rules_for(transfer, kind, via_kind, foreign)

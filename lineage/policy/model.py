@@ -277,41 +277,6 @@ class Policy(BaseModel):
         """The calendar day of ``moment`` in the policy's zone: the day its dates speak of."""
         return moment.astimezone(self.zone).date()
 
-    def day_at(self, posix: float) -> date:
-        """:meth:`day_of` for an instant given as POSIX seconds, remembered per minute.
-
-        Every zone's offset is whole minutes, so one UTC minute lies in one policy day;
-        the zone conversion costs more than the rest of a rule.
-        """
-        minute = int(posix // 60)
-        cache = self._days
-        day = cache.get(minute)
-        if day is None:
-            day = datetime.fromtimestamp(minute * 60, self.zone).date()
-            if len(cache) >= 100_000:
-                cache.clear()
-            cache[minute] = day
-        return day
-
-    def day_text(self, day: date) -> str:
-        """``day`` in ISO form, made once per day (the edges and retractions of a day
-        all carry it)."""
-        texts = self._day_texts
-        text = texts.get(day)
-        if text is None:
-            if len(texts) >= 100_000:
-                texts.clear()
-            text = texts[day] = day.isoformat()
-        return text
-
-    @functools.cached_property
-    def _days(self) -> dict[int, date]:
-        return {}
-
-    @functools.cached_property
-    def _day_texts(self) -> dict[date, str]:
-        return {}
-
     @functools.cached_property
     def _retention(self) -> tuple[tuple[str, int], ...]:
         # Longest entry first, so 'activity.ip_address' beats 'activity'.

@@ -15,19 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
 from lineage.policy.model import Policy, Recipient
 from lineage.schemas import AccessEvent, Form, Severity
 from lineage.schemas.types import RecipientKind
-from lineage.state import ConsentDecision, SubjectState, posix_of
+from lineage.state import ConsentDecision, SubjectState
 
 __all__ = [
     "CATALOGUE",
     "Breach",
     "Context",
+    "Days",
     "RuleFn",
     "RuleSpec",
     "Scope",
@@ -72,14 +73,48 @@ def is_personal(event: AccessEvent) -> bool:
     return False
 
 
+#: Minutes (and days) a :class:`Days` remembers before it starts again.
+_DAYS_HELD = 100_000
+
+
+class Days:
+    """The calendar day in a policy's zone at an instant, and its ISO text, remembered
+    per UTC minute: every zone's offset is whole minutes, so one UTC minute lies in one
+    day, and the zone conversion costs more than the rest of a rule. A day's text is one
+    string, shared by every edge and retraction of that day."""
+
+    __slots__ = ("_minutes", "_texts", "_zone")
+
+    def __init__(self, zone: tzinfo) -> None:
+        self._zone = zone
+        self._minutes: dict[int, tuple[date, str]] = {}
+        self._texts: dict[date, str] = {}
+
+    def at(self, posix: float) -> tuple[date, str]:
+        """(the day at ``posix``, POSIX seconds; its ISO text)."""
+        minute = int(posix // 60)
+        found = self._minutes.get(minute)
+        if found is None:
+            day = datetime.fromtimestamp(minute * 60, self._zone).date()
+            text = self._texts.get(day)
+            if text is None:
+                if len(self._texts) >= _DAYS_HELD:
+                    self._texts.clear()
+                text = self._texts[day] = day.isoformat()
+            if len(self._minutes) >= _DAYS_HELD:
+                self._minutes.clear()
+            found = self._minutes[minute] = (day, text)
+        return found
+
+
 class Context:
     """What a rule may read about one event."""
 
     __slots__ = (
-        "_day",
-        "_day_text",
         "_ledger",
         "_offset",
+        "day",
+        "day_text",
         "event",
         "personal",
         "policy",
@@ -100,13 +135,13 @@ class Context:
         ledger: SubjectState | None,
         offset: int,
         raw_findings: Mapping[str, list[str]],
-        personal: bool | None = None,
-        posix: float | None = None,
-        day: tuple[date, str] | None = None,
+        personal: bool,
+        posix: float,
+        day: tuple[date, str],
     ) -> None:
         self.event = event
-        #: The event time as POSIX seconds (aware-datetime arithmetic is slow; do it once).
-        self.posix = posix_of(event.occurred_at) if posix is None else posix
+        #: The event time as POSIX seconds (:func:`~lineage.state.posix_of`).
+        self.posix = posix
         self.policy = policy
         self.recipient = recipient
         self.recipient_kind = recipient_kind
@@ -114,32 +149,17 @@ class Context:
         self._ledger = ledger
         self._offset = offset
         self.raw_findings = raw_findings
-        self.personal = is_personal(event) if personal is None else personal
-        # ``day``: the event's day and its ISO text, when the caller has them.
-        self._day: date | None = None
-        self._day_text: str | None = None
-        if day is not None:
-            self._day, self._day_text = day
+        #: Whether the event carries personal data (:func:`is_personal`).
+        self.personal = personal
+        #: The event's calendar day in the policy's zone, the day policy dates speak of,
+        #: and its ISO text (:meth:`Days.at`).
+        self.day, self.day_text = day
 
     @property
     def consents(self) -> tuple[ConsentDecision, ...]:
         """The subject's consent decisions that came before this event in its partition
         (the rules count those made at or before the event's time)."""
         return self._ledger.known_before(self._offset) if self._ledger is not None else ()
-
-    @property
-    def day(self) -> date:
-        """The event's calendar day in the policy's zone, the day policy dates speak of."""
-        if self._day is None:
-            self._day = self.policy.day_at(self.posix)
-        return self._day
-
-    @property
-    def day_text(self) -> str:
-        """:attr:`day` in ISO form."""
-        if self._day_text is None:
-            self._day_text = self.policy.day_text(self.day)
-        return self._day_text
 
 
 RuleFn = Callable[[Context], Breach | None]
