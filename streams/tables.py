@@ -236,8 +236,11 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         return found
 
     def get(self, key: K, default: Any = None) -> Any:
-        # The engine's lookups go through here: no exception for the common miss.
-        found = self._lookup(key)
+        # The engine's lookups go through here: no exception for the common miss, and a
+        # key held costs one dict lookup.
+        found = self._objects.get(key)
+        if found is None:
+            found = self._lookup(key)
         return default if found is None else found
 
     def __setitem__(self, key: K, value: V) -> None:
