@@ -160,6 +160,10 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         found = self._objects.get(key)
         if found is not None or key in self._absent:
             return found
+        return self._fetch(key)
+
+    def _fetch(self, key: K) -> V | None:
+        """:meth:`_lookup` of a key neither held nor known absent: read from the table."""
         # Most subjects have no consent record: remember the misses too, since a miss in
         # a faust table costs as much as judging a rule.
         table_key = self._key(key)
@@ -239,8 +243,8 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         # The engine's lookups go through here: no exception for the common miss, and a
         # key held costs one dict lookup.
         found = self._objects.get(key)
-        if found is None:
-            found = self._lookup(key)
+        if found is None and key not in self._absent:
+            found = self._fetch(key)
         return default if found is None else found
 
     def __setitem__(self, key: K, value: V) -> None:
