@@ -79,8 +79,7 @@ def posix_of(moment: datetime) -> float:
     so is its ``total_seconds()``. Other times (decoded in this process, each with a
     zone of its own) are left to ``timestamp()``.
     """
-    zone = moment.tzinfo
-    epoch = EPOCHS.get(id(zone)) if zone is not None else None
+    epoch = EPOCHS.get(id(moment.tzinfo))  # None, a zone kept for good, is no key there
     if epoch is None:
         return moment.timestamp()
     return (moment - epoch).total_seconds()
