@@ -147,3 +147,26 @@ def test_help_and_version_still_print_in_full() -> None:
     assert helped.exit_code == 0 and "--consent-lateness" in helped.output
     group = runner.invoke(main, ["policy"])  # a group alone shows its commands
     assert "diff" in group.output and "init" in group.output
+
+
+def test_the_program_leaves_its_objects_to_the_end_of_its_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``lineage`` (the installed script and ``python -m lineage.cli``) ends its process
+    on every exit, after moving what it holds out of the collector's last walk."""
+    import tomllib
+
+    import lineage.cli
+
+    left: list[bool] = []
+    monkeypatch.setattr(lineage.cli, "leave_to_exit", lambda: left.append(True))
+    monkeypatch.setattr("sys.argv", ["lineage", "--version"])
+    with pytest.raises(SystemExit) as done:
+        lineage.cli.command()
+    assert done.value.code == 0 and left == [True]
+    monkeypatch.setattr("sys.argv", ["lineage", "run", "--policy", "no-such-policy.yaml"])
+    with pytest.raises(SystemExit) as done:
+        lineage.cli.command()
+    assert done.value.code == 2 and left == [True, True]
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["lineage"] == "lineage.cli:command"

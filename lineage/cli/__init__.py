@@ -8,7 +8,10 @@ replay --fail-on-new`` met; 1 anything else that stopped the command (an unreada
 input, an unreachable broker).
 """
 
+from typing import NoReturn
+
 from lineage.cli.core import main
+from lineage.garbage import leave_to_exit
 
 # Imported when named: ``lineage run`` starts without them (the Kafka commands' module
 # alone took 57 ms, asyncio with it).
@@ -17,4 +20,17 @@ main.add_lazy("replay", "lineage.cli.replay:replay_command")
 main.add_lazy("worker", "lineage.cli.kafka:worker")
 main.add_lazy("export", "lineage.cli.kafka:export")
 
-__all__ = ["main"]
+
+def command() -> NoReturn:
+    """The ``lineage`` program: :data:`main` as the whole of a process. Its exit, of
+    any code, ends the process, which leaves the objects it holds to that end
+    (:func:`~lineage.garbage.leave_to_exit`)."""
+    try:
+        main()
+    except SystemExit:
+        leave_to_exit()
+        raise
+    raise AssertionError("click's main exits")  # pragma: no cover
+
+
+__all__ = ["command", "main"]

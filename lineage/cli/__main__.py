@@ -1,5 +1,5 @@
 """``python -m lineage.cli``: the same as the ``lineage`` command."""
 
-from lineage.cli import main
+from lineage.cli import command
 
-main()
+command()
