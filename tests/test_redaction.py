@@ -322,6 +322,27 @@ def test_a_cut_dead_letter_keeps_no_digit_of_a_card_on_the_cut() -> None:
         assert "4111" not in record["original"], shift
 
 
+def test_a_cut_looks_for_the_value_it_falls_in_at_the_end_of_the_text_only() -> None:
+    # What a cut drops (the value it falls in, then the number that ends in) lies in the
+    # text's last few hundred characters; read there alone, it is what the expressions
+    # find over the whole text, across runs as long as they can match and longer.
+    from lineage.engine import outputs
+    from lineage.redact.fold import without_trailing_number
+
+    def over_the_whole(text: str) -> str:
+        kept = without_trailing_number(outputs._CUT_TAIL.sub("", text))
+        return outputs._CUT_DIGITS.sub("", kept)
+
+    pieces = ["x", "7", "a1", " ", "\n", "-", ",", '"', "{", "漢", "四", "\u200b", "(", "."]
+    lengths = (1, 2, 50, 319, 320, 321, 322, 323, 700)
+    draw = random.Random(18)
+    for _ in range(600):
+        text = "".join(
+            draw.choice(pieces) * draw.choice(lengths) for _ in range(draw.randint(1, 5))
+        )
+        assert outputs._cut(text) == over_the_whole(text), text[-40:]
+
+
 def test_a_message_cut_before_it_arrived_keeps_no_digit_of_the_number_it_ends_in() -> None:
     # A card short of its check digit is confirmed by no detector; its start is as
     # personal as the whole. Full-width digits are digits too.

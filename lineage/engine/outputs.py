@@ -168,6 +168,12 @@ class Alerts:
 # separators before it.
 _CUT_TAIL = re.compile(r"[^\s\"',;:{}\[\]<>]{0,320}$")
 _CUT_DIGITS = re.compile(r"[\d\s\-/_.()+]{0,320}$")
+#: Where a match of either can start: within the last 321 characters (320 of them, and
+#: a final newline ``$`` may stand before). The expressions are run over the text's last
+#: :data:`_CUT_SPAN` characters only: over the whole of a 64 KB start with no separator,
+#: ``re`` tried each position for up to 320 characters, a quarter of a second a
+#: message.
+_CUT_SPAN = 322
 
 
 def dead_letter_record(
@@ -248,4 +254,11 @@ def _cut(text: str) -> str:
     """The start of a masked text that fits :data:`DEAD_LETTER_KEEP` bytes, without the
     value the cut falls in."""
     cut = text.encode("utf-8")[:DEAD_LETTER_KEEP].decode("utf-8", errors="ignore")
-    return _CUT_DIGITS.sub("", without_trailing_number(_CUT_TAIL.sub("", cut)))
+    return _without_end(_CUT_DIGITS, without_trailing_number(_without_end(_CUT_TAIL, cut)))
+
+
+def _without_end(pattern: re.Pattern[str], text: str) -> str:
+    """``pattern.sub("", text)`` for a pattern that matches only within the last
+    :data:`_CUT_SPAN` characters, run over those alone."""
+    split = max(0, len(text) - _CUT_SPAN)
+    return text[:split] + pattern.sub("", text[split:])
