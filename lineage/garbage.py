@@ -11,15 +11,15 @@ until its flush: a young generation of 50,000 was walked about once a flush, ove
 objects about to be freed. What each threshold cost is in docs/benchmarks.md
 ("The cycle collector").
 
+The middle generation is collected every fifth collection of the young one, so that
+it never holds more than a million objects: its collection is the longest pause the
+collector makes in a worker, about 0.1 s.
+
 A command that is done leaves what it held to the end of its process
 (:func:`leave_to_exit`): an embedded run's state is a few cycles of objects (the
 engine's jobs refer to each other) that the collector would walk once more as the
 interpreter ends, about a quarter of a second after 200,000 events, only to free
 memory the process gives back as it exits.
-
-The middle generation is collected every fifth collection of the young one, so that
-it never holds more than a million objects: its collection is the longest pause the
-collector makes in a worker, about 0.1 s.
 """
 
 from __future__ import annotations
