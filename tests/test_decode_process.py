@@ -78,9 +78,9 @@ def outputs(out: Path) -> dict[str, Any]:
     return found
 
 
-def day_file(tmp_path: Path) -> Path:
+def day_file(tmp_path: Path, days: int = 1) -> Path:
     path = tmp_path / "events.jsonl"
-    path.write_bytes(b"\n".join(day()) + b"\n")
+    path.write_bytes(b"\n".join(day() * days) + b"\n")
     return path
 
 
@@ -136,8 +136,7 @@ def test_a_run_whose_decoding_process_stops_goes_on_alone(
     # its pipe holds (1 MiB, under 5 batches) ahead of the batch the run takes, so when
     # it is killed as the run takes its first batch, lines are left that it never sent.
     # (One day is two batches, which the child may have sent whole by then.)
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(b"\n".join(day() * 8) + b"\n")
+    path = day_file(tmp_path, days=8)
     alone = run(policy, path, tmp_path / "alone")
     judged = counted["alone"]
     counted["alone"] = 0
