@@ -366,3 +366,86 @@ def test_a_message_cut_before_it_arrived_keeps_no_digit_of_the_number_it_ends_in
     raw = b'{"event_id": "e-1", "n": 12}'
     record = dead_letter_record(raw, not_json, "t", R)
     assert record["original"] == raw.decode() and not record["redacted"]
+
+
+def _longest_stretches(text: str) -> list[tuple[int, int, str, str]]:
+    """What a long run of digit groups holds, by the search's definition read plainly:
+    from each group on, the longest stretch of consecutive groups (10 to 19 digits)
+    that spells a phone or card number, then on after it."""
+    from lineage.redact import find
+
+    groups = list(find._GROUP.finditer(text))
+    found, i = [], 0
+    while i < len(groups):
+        lo = groups[i].start()
+        while lo > 0 and text[lo - 1] in "+(":
+            lo -= 1
+        hit, digits = None, ""
+        for j in range(i, len(groups)):
+            digits += groups[j].group()
+            if len(digits) > 19:
+                break
+            number = find._phone_or_card(digits, text[lo] == "+") if len(digits) >= 10 else None
+            if number is not None:
+                hit = (lo, groups[j].end(), *number)
+        if hit is None:
+            i += 1
+            continue
+        found.append(hit)
+        i = next(k for k, group in enumerate(groups) if group.end() == hit[1]) + 1
+    return found
+
+
+def test_a_long_run_of_digit_groups_is_searched_for_its_longest_numbers() -> None:
+    # Phone numbers, cards that pass and fail the Luhn check, and digits that start
+    # neither, grouped every way, in runs too long to be one number.
+    from lineage.redact import find
+
+    pieces = ["090", "1234", "5678", "+81", "81", "0", "00", "010", "4111", "1111", "5555",
+              "4444", "2", "3", "6", "1", "7", "9", "8", "12", "378282", "246310005"]  # fmt: skip
+    joins = [" ", "-", "-", " ", "/", "_", ".", "(", ")", ") ", " ("]
+    draw, searched = random.Random(39), 0
+    for _ in range(3000):
+        run = draw.choice(pieces)
+        for _ in range(draw.randint(4, 30)):
+            run += draw.choice(joins) + draw.choice(pieces).lstrip("+")
+        if len(re.sub(r"\D", "", run)) <= 19 or find._DIGIT_RUN.fullmatch(run) is None:
+            continue
+        found = list(find._search_run(run, 0, len(run)))
+        assert found == _longest_stretches(run), run
+        searched += bool(found)
+    assert searched > 1000
+
+
+@pytest.mark.parametrize("written", ["1-", "5 ", "81-", "12-"])
+def test_a_long_run_that_holds_no_number_asks_the_libraries_nothing(
+    written: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 64 KB of one- or two-digit groups: a stretch that cannot start a phone number, or
+    # fails the Luhn check, never reaches libphonenumber or python-stdnum (once hundreds
+    # of thousands of calls, seconds of the judging thread for one dead letter).
+    import phonenumbers
+    from stdnum import luhn
+
+    from lineage.redact import find
+
+    asked = {"parse": 0, "luhn": 0}
+    parse, is_valid = phonenumbers.parse, luhn.is_valid
+
+    def counted_parse(*args: object, **kwargs: object) -> object:
+        asked["parse"] += 1
+        return parse(*args, **kwargs)  # type: ignore[arg-type]
+
+    def counted_luhn(number: str) -> bool:
+        asked["luhn"] += 1
+        return bool(is_valid(number))
+
+    monkeypatch.setattr(phonenumbers, "parse", counted_parse)
+    monkeypatch.setattr(luhn, "is_valid", counted_luhn)
+    find._phone.cache_clear()
+    text = written * (64 * 1024 // len(written))
+    assert find.numbers(text) == []
+    assert asked["luhn"] == 0
+    # "8181..." starts a phone number: of its even lengths, 12 is one Japan's country
+    # code allows, asked once (cached).
+    assert asked["parse"] == (1 if written == "81-" else 0)

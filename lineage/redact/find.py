@@ -38,8 +38,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from itertools import accumulate
 
 __all__ = ["KINDS", "Found", "find_all"]
 
@@ -264,9 +266,11 @@ def _phone(digits: str, plus: bool) -> str | None:
 
 
 def _card(digits: str) -> bool:
+    if not (13 <= len(digits) <= 19 and "2" <= digits[0] <= "6"):
+        return False
     from stdnum import luhn
 
-    return 13 <= len(digits) <= 19 and "2" <= digits[0] <= "6" and luhn.is_valid(digits)
+    return bool(luhn.is_valid(digits))
 
 
 def _my_number(digits: str) -> bool:
@@ -288,29 +292,34 @@ _PRINTED_GROUPS = {(4, 4, 4), (1, 4, 4, 4)}
 _PRINTED_JOINS = ({"."}, {"/"}, {"_"})
 
 
+def _phone_or_card(digits: str, plus: bool) -> tuple[str, str] | None:
+    """("phone" or "card", canonical) of digits that spell either, or None: the numbers
+    a stretch of a longer run of digits may hold."""
+    if plus or digits.startswith(("0", "81")):
+        phone = _phone(digits, plus)
+        if phone is not None:
+            return "phone", phone
+    if not plus and _card(digits):
+        return "card", digits
+    return None
+
+
 def _classify(
     digits: str,
     plus: bool,
     separators: set[str],
     glued: bool,
     integer: bool,
-    whole: bool = True,
     groups: tuple[int, ...] = (),
 ) -> tuple[str, str] | None:
-    """(kind, canonical) of a number written as one, or None (``whole``: the digits are a
-    whole run, not a stretch of a longer one, which an identity number never is;
-    ``groups``: the lengths of its digit groups as written)."""
-    if plus or digits.startswith(("0", "81")):
-        phone = _phone(digits, plus)
-        if phone is not None:
-            return "phone", phone
-    if plus:
-        return None
-    if _card(digits):
-        return "card", digits
+    """(kind, canonical) of a whole run of digits written as one number, or None
+    (``groups``: the lengths of its digit groups as written)."""
+    hit = _phone_or_card(digits, plus)
+    if hit is not None or plus:
+        return hit
     # Identity numbers are written bare, spaced or hyphenated (or joined by one other
     # separator in their printed groups), never glued to a word.
-    if glued or not whole:
+    if glued:
         return None
     if not separators <= {" ", "-"} and not (
         separators in _PRINTED_JOINS and groups in _PRINTED_GROUPS
@@ -364,48 +373,95 @@ def numbers(text: str, integer: bool = False) -> list[Found]:
             separators = set(written) - set("0123456789+")
             plus = written.startswith("+")
             groups = tuple(map(len, parts))
-            hit = _classify(digits, plus, separators, glued, integer, groups=groups)
+            hit = _classify(digits, plus, separators, glued, integer, groups)
             if hit is not None:
                 found.append((start, end, *hit))
                 continue
-        found.extend(_search_run(text, start, end, glued, integer))
+        found.extend(_search_run(text, start, end))
     return found
 
 
-def _search_run(text: str, start: int, end: int, glued: bool, integer: bool) -> Iterator[Found]:
-    """The numbers inside a run of digit groups that is not one number itself.
+def _search_run(text: str, start: int, end: int) -> Iterator[Found]:
+    """The phone and card numbers inside a run of digit groups that is not one number
+    itself (an identity number is never a stretch of a longer run).
 
     From each group on, the longest stretch of consecutive groups that reads as a
-    number is taken, and the search goes on after it. A stretch holds at most 19
-    digits, so each group starts a bounded number of tries: linear in the run.
+    number is taken (the stretches are tried longest first), and the search goes on
+    after it. A stretch holds at most 19 digits, so each group starts a bounded number
+    of tries: linear in the run. Only the tries that can succeed reach the libraries:
+    a phone number starts with ``+``, ``0`` or ``81``, and a card starts with 2-6 and
+    passes the Luhn check, which :class:`_LuhnSums` answers for any stretch in
+    constant time.
     """
     run = text[start:end]
-    groups = [(m.start(), m.end()) for m in _GROUP.finditer(run)]
+    spans = [m.span() for m in _GROUP.finditer(run)]
+    digits = "".join(run[a:b] for a, b in spans)
+    ends = list(accumulate(b - a for a, b in spans))  # where each group ends in ``digits``
+    luhn: _LuhnSums | None = None
     i = 0
-    while i < len(groups):
-        lo = groups[i][0]
+    while i < len(spans):
+        at = ends[i] - (spans[i][1] - spans[i][0])  # where the group starts in ``digits``
+        lo = spans[i][0]
         while lo > 0 and run[lo - 1] in "+(":
             lo -= 1
         plus = run[lo] == "+"
+        phone = plus or digits.startswith(("0", "81"), at)
+        card = not plus and "2" <= digits[at] <= "6"
+        if not (phone or card):
+            i += 1
+            continue
+        if card and luhn is None:
+            luhn = _LuhnSums(digits)
         hit: tuple[int, str, str] | None = None
-        digits = ""
-        for j in range(i, len(groups)):
-            digits += run[groups[j][0] : groups[j][1]]
-            if len(digits) > _DIGITS_MAX:
-                break
-            if len(digits) < _DIGITS_MIN:
+        shortest = max(i, bisect_left(ends, at + _DIGITS_MIN))
+        for j in range(bisect_right(ends, at + _DIGITS_MAX) - 1, shortest - 1, -1):
+            if not phone and (ends[j] - at < 13 or luhn is None or not luhn.valid(at, ends[j])):
                 continue
-            written = run[lo : groups[j][1]]
-            separators = set(written) - set("0123456789+")
-            found = _classify(digits, plus, separators, glued, integer, whole=False)
+            found = _phone_or_card(digits[at : ends[j]], plus)
             if found is not None:
                 hit = (j, *found)
+                break
         if hit is None:
             i += 1
             continue
         j, kind, canonical = hit
-        yield start + lo, start + groups[j][1], kind, canonical
+        yield start + lo, start + spans[j][1], kind, canonical
         i = j + 1
+
+
+class _LuhnSums:
+    """The Luhn check of any stretch of one string of digits, in constant time.
+
+    The check doubles every second digit counting from the stretch's last one, so which
+    digits are doubled depends on where the stretch ends. ``_sums[p][k]`` adds up the
+    first ``k`` digits, doubling those whose position's parity is not ``p``: the
+    stretch ``[a, b)`` sums to ``_sums[(b - 1) % 2][b] - _sums[(b - 1) % 2][a]``. It is
+    a filter: what passes is confirmed by python-stdnum.
+    """
+
+    __slots__ = ("_sums",)
+
+    def __init__(self, digits: str) -> None:
+        values = [ord(c) - 48 for c in digits]
+        doubled = [_DOUBLED[v] for v in values]
+        self._sums = tuple(
+            [
+                0,
+                *accumulate(
+                    v if k % 2 == parity else d
+                    for k, (v, d) in enumerate(zip(values, doubled, strict=True))
+                ),
+            ]
+            for parity in (0, 1)
+        )
+
+    def valid(self, start: int, end: int) -> bool:
+        sums = self._sums[(end - 1) % 2]
+        return (sums[end] - sums[start]) % 10 == 0
+
+
+#: A digit doubled by the Luhn check, its digits added: 2·d, less 9 above 9.
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
 # -- identifiers with letters ------------------------------------------------------------------
