@@ -49,8 +49,9 @@ What the worker needs that the libraries do not offer publicly, and why:
   commit gives up when no record left its buffer for 100 ms and misses the record its
   sender task holds (``docs/upstream.md``, section 8).
 - **The runner** (:func:`quiet_runner`): faust's terminal spinner turns the root
-  logger to DEBUG, and mode's SIGUSR1 handler prints frame locals (which can hold
-  the raw events the monitor watches).
+  logger to DEBUG, mode's SIGUSR1 handler prints frame locals (which can hold
+  the raw events the monitor watches), and its SIGUSR2 handler stops the event loop
+  in pdb.
 - **The RocksDB store** (:class:`PartitionStore`, built by :class:`LineageTable`
   for ``rocksdb://``): faust's store files a key under the partition of "the current
   event", which a task that writes state for several partitions at once does not
@@ -912,13 +913,27 @@ def _aiohttp_app(app: faust.App) -> Any:
 
 
 def quiet_runner(app: faust.App, loglevel: str, dump_tasks: Callable[[], None]) -> faust.Worker:
-    """faust's Worker without the spinner, with ``dump_tasks`` as its SIGUSR1 handler.
+    """faust's Worker without the spinner, with ``dump_tasks`` as its SIGUSR1 handler,
+    and without mode's debugger on SIGUSR2.
+
+    mode answers SIGUSR2 with ``pdb.set_trace()`` in the event loop: a worker with a
+    terminal, or a stdin held open by its supervisor, stops judging, heartbeating and
+    committing until someone types ``continue``, and one whose stdin is closed has
+    ``BdbQuit`` raised in the middle of whatever the loop ran. A worker logs the
+    signal and goes on.
 
     The Worker is configured, not subclassed: a subclass of faust's Worker consumed
     nothing at all (seen in the Kafka tests with faust-streaming 0.15.3).
     """
     runner = faust.Worker(app, loglevel=loglevel)
     runner.spinner = None
-    # mode binds its SIGUSR1 handler when the loop starts: replace it on the instance.
+    # mode binds its signal handlers when the loop starts: replace them on the instance.
     runner._on_sigusr1 = dump_tasks  # type: ignore[method-assign]
+    runner._on_sigusr2 = _no_debugger  # type: ignore[method-assign]
     return runner
+
+
+def _no_debugger() -> None:
+    log.warning(
+        "SIGUSR2 ignored: a worker opens no debugger (kill -USR1 logs where its tasks wait)"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -199,6 +200,27 @@ def test_the_runner_has_no_spinner_and_takes_our_task_dump(app: LineageApp) -> N
     assert runner.spinner is None
     runner._on_sigusr1()
     assert dumped == [True]
+
+
+def test_the_runner_opens_no_debugger_on_sigusr2(
+    app: LineageApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # mode's handler runs pdb.set_trace() in the event loop: the worker would stop
+    # judging and heartbeating until someone typed "continue" at its terminal.
+    import pdb
+
+    def debugger(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pdb.set_trace() called")
+
+    monkeypatch.setattr(pdb, "set_trace", debugger)
+    runner = quiet_runner(app, "info", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="lineage.worker"):
+        runner._on_sigusr2()
+    assert [r.getMessage() for r in caplog.records] == [
+        "SIGUSR2 ignored: a worker opens no debugger (kill -USR1 logs where its tasks wait)"
+    ]
+    with pytest.raises(AssertionError, match="pdb"):
+        faust.Worker(app, loglevel="info")._on_sigusr2()  # what it replaces
 
 
 def test_a_graceful_stop_runs_the_hooks_first(app: LineageApp) -> None:
