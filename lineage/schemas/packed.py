@@ -19,8 +19,9 @@ True
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -32,6 +33,8 @@ __all__ = ["ACCESS_FIELDS", "CONSENT_FIELDS", "Packed", "pack", "unpack"]
 
 #: What :func:`pack` makes: (0 for access or 1 for consent, the fields' values by name,
 #: the fields set as bits in the order of :data:`ACCESS_FIELDS` or :data:`CONSENT_FIELDS`).
+#: By name: marshal writes each name once a message and refers back to it after, and
+#: the dict it makes becomes the model's as it is.
 Packed = tuple[int, dict[str, Any], int]
 
 #: The fields of each model, in the order their values are packed. A field added to a
@@ -79,13 +82,20 @@ _BIT: dict[tuple[str, ...], dict[str, int]] = {
     order: {name: 1 << i for i, name in enumerate(order)}
     for order in (ACCESS_FIELDS, CONSENT_FIELDS)
 }
+#: Each combination of fields set met so far and its bits (few occur; at most one per
+#: combination of the optional fields).
+_BITS_OF: dict[frozenset[str], int] = {}
 _ACCESS_SETS: dict[int, frozenset[str]] = {}
 _CONSENT_SETS: dict[int, frozenset[str]] = {}
 
 
 def _bits(fields_set: set[str], order: tuple[str, ...]) -> int:
-    bit = _BIT[order]
-    return sum(bit[name] for name in fields_set)
+    key = frozenset(fields_set)
+    bits = _BITS_OF.get(key)
+    if bits is None:
+        bit = _BIT[order]
+        bits = _BITS_OF[key] = sum(bit[name] for name in fields_set)
+    return bits
 
 
 def _names(bits: int, sets: dict[int, frozenset[str]], order: tuple[str, ...]) -> set[str]:
@@ -97,27 +107,26 @@ def _names(bits: int, sets: dict[int, frozenset[str]], order: tuple[str, ...]) -
     return set(names)
 
 
-def _time(moment: datetime) -> tuple[int, ...]:
+def _time(moment: datetime) -> tuple[bytes, int]:
+    """The time as (the 10 bytes ``datetime`` pickles itself as, its UTC offset in
+    seconds): what :func:`_moment` makes again, with the zone of that offset."""
     offset = moment.utcoffset()
     assert offset is not None, "a validated event time has its offset"
-    return (
-        moment.year,
-        moment.month,
-        moment.day,
-        moment.hour,
-        moment.minute,
-        moment.second,
-        moment.microsecond,
-        offset.days * 86_400 + offset.seconds,
-    )
+    reduced = cast(tuple[Any, tuple[bytes, Any]], moment.__reduce__())
+    state = reduced[1][0]
+    return state, offset.days * 86_400 + offset.seconds
 
 
-def _moment(parts: tuple[int, ...]) -> datetime:
-    y, mo, d, h, mi, s, us, offset = parts
+#: ``datetime`` called as unpickling calls it: the bytes :func:`_time` took, and a zone.
+_from_state = cast(Callable[[bytes, tzinfo], datetime], datetime)
+
+
+def _moment(parts: tuple[bytes, int]) -> datetime:
+    state, offset = parts
     zone = ZONES.get(offset)
     if zone is None:
         zone = zone_of(offset)
-    return datetime(y, mo, d, h, mi, s, us, zone)
+    return _from_state(state, zone)
 
 
 _base = BaseModel.__dict__
@@ -138,25 +147,26 @@ def _model(cls: type[Any], values: dict[str, Any], fields_set: set[str]) -> Any:
 
 
 def pack(event: AccessEvent | ConsentEvent) -> Packed:
-    """A validated event as plain values (str, int, float, bool, None, and lists, tuples
-    and dicts of them), in a dict in the order of the model's fields."""
+    """A validated event as plain values (str, int, float, bool, None, bytes, and lists,
+    tuples and dicts of them), in a dict in the order of the model's fields."""
     values = dict(event.__dict__)
     values["occurred_at"] = _time(values["occurred_at"])
+    # An enum member's _value_ is a plain attribute; .value is a descriptor call.
     if isinstance(event, ConsentEvent):
-        values["status"] = values["status"].value
+        values["status"] = values["status"]._value_
         return 1, values, _bits(event.model_fields_set, CONSENT_FIELDS)
-    values["action"] = values["action"].value
-    values["form"] = values["form"].value
+    values["action"] = values["action"]._value_
+    values["form"] = values["form"]._value_
     basis: LegalBasis | None = values["legal_basis"]
     if basis is not None:
-        values["legal_basis"] = basis.value
+        values["legal_basis"] = basis._value_
     pseudo: Pseudonymization | None = values["pseudonymization"]
     if pseudo is not None:
         values["pseudonymization"] = (pseudo.method, pseudo.keyed)
     claim: ExceptionClaim | None = values["exception"]
     if claim is not None:
         values["exception"] = (
-            claim.kind.value,
+            claim.kind._value_,
             claim.reference,
             "reference" in claim.model_fields_set,
         )
