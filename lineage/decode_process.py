@@ -52,6 +52,7 @@ __all__ = [
     "DECODE_AHEAD_BYTES",
     "MESSAGES",
     "DecodeAhead",
+    "Verdict",
     "answer_number",
     "answer_verdicts",
     "cores",
@@ -83,8 +84,13 @@ _LISTEN = 64
 #: not a file's lines.
 MESSAGES = "messages"
 
-#: One verdict: (line number, the line's length, its content's digest, the packed event).
-_Verdict = tuple[int, int, str, Any]
+#: What the child made of one message: (its content's digest, the packed event), or
+#: None when the judging process decodes it itself (:func:`verdict`).
+Verdict = tuple[str, Packed] | None
+
+#: One line's verdict: (line number, the line's length, its content's digest, the packed
+#: event).
+_LineVerdict = tuple[int, int, str, Any]
 
 
 class DecodeAhead:
@@ -95,7 +101,7 @@ class DecodeAhead:
             "lineage.decode_process", [str(fd), str(start)], "the run's decoding process",
             pass_fds=(fd,),
         )  # fmt: skip
-        self._verdicts: list[_Verdict] = []
+        self._verdicts: list[_LineVerdict] = []
         self._at = 0  # the next verdict to look at
         self._last = 0  # the last line the verdicts in hand cover
         self._patience = 0
@@ -211,7 +217,7 @@ def _serve(
     the line the run last said it was at, or None; the child passes over the lines up
     to :data:`_LEAD` past it, which the run will have decoded alone by then."""
     redactor = Redactor()
-    verdicts: list[_Verdict] = []
+    verdicts: list[_LineVerdict] = []
     number = 0
     skip_to = 0
     for number, line in enumerate(read_lines(_Positioned(fd, start)), start=1):
@@ -231,7 +237,7 @@ def _serve(
         send(marshal.dumps((number, verdicts)))
 
 
-def verdict(redactor: Redactor, raw: bytes) -> tuple[str, Packed] | None:
+def verdict(redactor: Redactor, raw: bytes) -> Verdict:
     """(its content's digest, the packed event) of a message that is a valid event
     holding no raw personal data, else None: the judging process decodes that message
     itself (it writes the dead letter of a bad event, masks raw values with its own
@@ -268,9 +274,9 @@ def answer_number(answer: bytes) -> int:
     return int.from_bytes(answer[:_NUMBER_BYTES], "big")
 
 
-def answer_verdicts(answer: bytes) -> list[tuple[str, Packed] | None]:
+def answer_verdicts(answer: bytes) -> list[Verdict]:
     """The verdicts ``answer`` (of the messages mode) carries, one a message sent."""
-    verdicts: list[tuple[str, Packed] | None] = marshal.loads(memoryview(answer)[_NUMBER_BYTES:])
+    verdicts: list[Verdict] = marshal.loads(memoryview(answer)[_NUMBER_BYTES:])
     return verdicts
 
 

@@ -33,18 +33,13 @@ import time
 from collections.abc import Iterable
 
 from lineage.child import Child
-from lineage.decode_process import MESSAGES, answer_number, answer_verdicts, cores
+from lineage.decode_process import MESSAGES, Verdict, answer_number, answer_verdicts, cores
 from lineage.errors import RunError
-from lineage.schemas.packed import Packed
 from streams.intake import Chunk
 
-__all__ = ["IN_FLIGHT", "PART", "RETRY_SECONDS", "Lookahead", "Verdict"]
+__all__ = ["IN_FLIGHT", "PART", "RETRY_SECONDS", "Lookahead"]
 
 log = logging.getLogger("lineage.worker")
-
-#: What the child made of one record: (its content's digest, the packed event), or
-#: None when the worker decodes it itself.
-Verdict = tuple[str, Packed] | None
 
 #: Records the child decodes in one part: a chunk's parts are judged from the child's
 #: verdicts as they come, so a chunk the child is still decoding is not decoded twice

@@ -59,6 +59,7 @@ from typing import Any
 
 import orjson
 
+from lineage.decode_process import Verdict
 from lineage.engine import Engine
 from lineage.errors import LineageError
 from lineage.incidents import IncidentBoard
@@ -68,7 +69,6 @@ from lineage.scanning import Scanned
 from lineage.schemas.packed import unpack
 from lineage.state import IncidentPartial
 from lineage.view import Lineage
-from streams.ahead import Verdict
 from streams.intake import Chunk
 from streams.metrics import Metrics
 from streams.outputs import OutputsLost, Sender
