@@ -47,10 +47,10 @@ KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
 
 #: Every message a worker has dealt with: judged events of each type, dead letters and
 #: dropped duplicates. Their sum reaches the number of messages produced.
-_DONE = re.compile(
-    r"^lineage_(?:events_total\{[^}]*\}|dead_letters_total|duplicates_total) ([0-9.e+]+)$", re.M
-)
 _DONE_SERIES = ("lineage_events_total", "lineage_dead_letters_total", "lineage_duplicates_total")
+_DONE = re.compile(
+    rf"^(?:{'|'.join(map(re.escape, _DONE_SERIES))})(?:\{{[^}}]*\}})? ([0-9.e+]+)$", re.M
+)
 _ALERTS = re.compile(r"^lineage_alerts_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 #: The worker's own account of its time (streams.metrics): judging, flushing, and of the
 #: flushes, handing messages to Kafka and waiting for its acknowledgements.
