@@ -402,7 +402,8 @@ def test_a_long_run_of_digit_groups_is_searched_for_its_longest_numbers() -> Non
     from lineage.redact import find
 
     pieces = ["090", "1234", "5678", "+81", "81", "0", "00", "010", "4111", "1111", "5555",
-              "4444", "2", "3", "6", "1", "7", "9", "8", "12", "378282", "246310005"]  # fmt: skip
+              "4444", "2", "3", "6", "1", "7", "9", "8", "12", "378282", "246310005",
+              "٤١١١", "١١١١", "४१११", "4१", "٠٩٠", "८१"]  # other scripts' digits  # fmt: skip
     joins = [" ", "-", "-", " ", "/", "_", ".", "(", ")", ") ", " ("]
     draw, searched = random.Random(39), 0
     for _ in range(3000):

@@ -436,13 +436,15 @@ class _LuhnSums:
     digits are doubled depends on where the stretch ends. ``_sums[p][k]`` adds up the
     first ``k`` digits, doubling those whose position's parity is not ``p``: the
     stretch ``[a, b)`` sums to ``_sums[(b - 1) % 2][b] - _sums[(b - 1) % 2][a]``. It is
-    a filter: what passes is confirmed by python-stdnum.
+    a filter: what passes is confirmed by python-stdnum. A group may hold the digits of
+    other scripts (``\\d`` matches them): each is read by its value, and python-stdnum
+    finds no card in them.
     """
 
     __slots__ = ("_sums",)
 
     def __init__(self, digits: str) -> None:
-        values = [ord(c) - 48 for c in digits]
+        values = [int(c) for c in digits]
         doubled = [_DOUBLED[v] for v in values]
         self._sums = tuple(
             [
