@@ -82,19 +82,20 @@ _BIT: dict[tuple[str, ...], dict[str, int]] = {
     order: {name: 1 << i for i, name in enumerate(order)}
     for order in (ACCESS_FIELDS, CONSENT_FIELDS)
 }
-#: Each combination of fields set met so far and its bits (few occur; at most one per
-#: combination of the optional fields).
-_BITS_OF: dict[frozenset[str], int] = {}
+#: Each model's combinations of fields set met so far, and their bits (few occur; at
+#: most one per combination of the optional fields).
+_ACCESS_BITS: dict[frozenset[str], int] = {}
+_CONSENT_BITS: dict[frozenset[str], int] = {}
 _ACCESS_SETS: dict[int, frozenset[str]] = {}
 _CONSENT_SETS: dict[int, frozenset[str]] = {}
 
 
-def _bits(fields_set: set[str], order: tuple[str, ...]) -> int:
+def _bits(fields_set: set[str], known: dict[frozenset[str], int], order: tuple[str, ...]) -> int:
     key = frozenset(fields_set)
-    bits = _BITS_OF.get(key)
+    bits = known.get(key)
     if bits is None:
         bit = _BIT[order]
-        bits = _BITS_OF[key] = sum(bit[name] for name in fields_set)
+        bits = known[key] = sum(bit[name] for name in fields_set)
     return bits
 
 
@@ -154,7 +155,7 @@ def pack(event: AccessEvent | ConsentEvent) -> Packed:
     # An enum member's _value_ is a plain attribute; .value is a descriptor call.
     if isinstance(event, ConsentEvent):
         values["status"] = values["status"]._value_
-        return 1, values, _bits(event.model_fields_set, CONSENT_FIELDS)
+        return 1, values, _bits(event.model_fields_set, _CONSENT_BITS, CONSENT_FIELDS)
     values["action"] = values["action"]._value_
     values["form"] = values["form"]._value_
     basis: LegalBasis | None = values["legal_basis"]
@@ -170,7 +171,7 @@ def pack(event: AccessEvent | ConsentEvent) -> Packed:
             claim.reference,
             "reference" in claim.model_fields_set,
         )
-    return 0, values, _bits(event.model_fields_set, ACCESS_FIELDS)
+    return 0, values, _bits(event.model_fields_set, _ACCESS_BITS, ACCESS_FIELDS)
 
 
 def unpack(packed: Packed) -> AccessEvent | ConsentEvent:
