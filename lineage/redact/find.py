@@ -223,6 +223,11 @@ def _decoded_email(coded: str, altchars: bytes) -> str | None:
 _DIGIT_RUN = re.compile(r"\+?\(?\d[\d \-/_.()]*\d")
 _GROUP = re.compile(r"\d+")
 _DIGITS_MIN, _DIGITS_MAX = 10, 19
+#: How a phone number written without '+' starts: with the trunk prefix 0, or with
+#: Japan's country code 81.
+_PHONE_STARTS = ("0", "81")
+#: How many digits a card number has.
+_CARD_LENGTHS = range(13, 20)
 _HEX_WORD = re.compile(r"[0-9A-Fa-f]+")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -265,8 +270,13 @@ def _phone(digits: str, plus: bool) -> str | None:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+def _card_issuer(first: str) -> bool:
+    """Whether a card number may start with this digit (the issuer prefixes 2-6)."""
+    return "2" <= first <= "6"
+
+
 def _card(digits: str) -> bool:
-    if not (13 <= len(digits) <= 19 and "2" <= digits[0] <= "6"):
+    if not (len(digits) in _CARD_LENGTHS and _card_issuer(digits[0])):
         return False
     from stdnum import luhn
 
@@ -295,7 +305,7 @@ _PRINTED_JOINS = ({"."}, {"/"}, {"_"})
 def _phone_or_card(digits: str, plus: bool) -> tuple[str, str] | None:
     """("phone" or "card", canonical) of digits that spell either, or None: the numbers
     a stretch of a longer run of digits may hold."""
-    if plus or digits.startswith(("0", "81")):
+    if plus or digits.startswith(_PHONE_STARTS):
         phone = _phone(digits, plus)
         if phone is not None:
             return "phone", phone
@@ -405,8 +415,8 @@ def _search_run(text: str, start: int, end: int) -> Iterator[Found]:
         while lo > 0 and run[lo - 1] in "+(":
             lo -= 1
         plus = run[lo] == "+"
-        phone = plus or digits.startswith(("0", "81"), at)
-        card = not plus and "2" <= digits[at] <= "6"
+        phone = plus or digits.startswith(_PHONE_STARTS, at)
+        card = not plus and _card_issuer(digits[at])
         if not (phone or card):
             i += 1
             continue
@@ -415,7 +425,9 @@ def _search_run(text: str, start: int, end: int) -> Iterator[Found]:
         hit: tuple[int, str, str] | None = None
         shortest = max(i, bisect_left(ends, at + _DIGITS_MIN))
         for j in range(bisect_right(ends, at + _DIGITS_MAX) - 1, shortest - 1, -1):
-            if not phone and (ends[j] - at < 13 or luhn is None or not luhn.valid(at, ends[j])):
+            if not phone and (
+                ends[j] - at not in _CARD_LENGTHS or luhn is None or not luhn.valid(at, ends[j])
+            ):
                 continue
             found = _phone_or_card(digits[at : ends[j]], plus)
             if found is not None:
