@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from lineage.cli import main
+from lineage.decode_process import DecodeAhead
 from lineage.demo import generate_day
 from lineage.policy import Policy, load_policy, load_policy_text
 from lineage.policy.diff import policy_changes
@@ -22,6 +23,7 @@ from lineage.replay import Message, replay
 from lineage.run import run_embedded
 from lineage.schemas import Severity
 from tests.conftest import DATA
+from tests.golden import decoding_every_line_ahead
 from tests.helpers import access, consent
 
 KEY = b"replay-test-key"
@@ -376,6 +378,54 @@ def test_the_command_writes_every_output_and_says_what_changed(files: dict[str, 
     assert f"alerts added: +{summary['added']['alerts']}" in result.output
     assert summary["baseline"]["file"] == files["old"]
     assert summary["candidate"]["file"] == files["new"]
+
+
+def replay_outputs(out: Path) -> dict[str, Any]:
+    """What a replay wrote, less what differs from one replay to the next (its time)."""
+    found: dict[str, Any] = {
+        name: (out / name).read_bytes()
+        for name in ("replay-alerts.jsonl", "replay-records.jsonl", "replay-flows.jsonl")
+    }
+    summary = orjson.loads((out / "replay.json").read_bytes())
+    found["summary"] = {k: v for k, v in summary.items() if k != "seconds"}
+    found["dead"] = [
+        {k: v for k, v in letter.items() if k != "received_at"}
+        for letter in jsonl(out / "dead-letter.jsonl")
+    ]
+    return found
+
+
+def test_a_replay_decoded_ahead_writes_what_a_replay_alone_writes(
+    files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = {"ahead": 0}
+    scanned = DecodeAhead.scanned
+
+    def counting(self: DecodeAhead, number: int, size: int) -> Any:
+        found = scanned(self, number, size)
+        taken["ahead"] += found is not None
+        return found
+
+    monkeypatch.setattr(DecodeAhead, "scanned", counting)
+    # The week twice (its second half all duplicates), a line holding raw personal data
+    # (the replay masks it with its own key) and a line with a CRLF end.
+    raw_value = access(event_id="raw-1", attributes={"note": "mail taro@example.jp"})
+    crlf = orjson.dumps(access(event_id="crlf-1", recipient="researchers")) + b"\r"
+    source = tmp_path / "weeks.jsonl"
+    source.write_bytes(b"\n".join([*week(), *lines(raw_value), crlf, *week()]) + b"\n")
+    args = ("--policy", files["new"], "--baseline", files["old"], "--source", str(source))
+    alone = invoke(*args, "--out", str(tmp_path / "alone"))
+    assert alone.exit_code == 0, alone.output
+    assert taken["ahead"] == 0  # a small file: no process decodes it ahead
+    with decoding_every_line_ahead():
+        ahead = invoke(*args, "--out", str(tmp_path / "ahead"))
+    assert ahead.exit_code == 0, ahead.output
+    # Every valid line without raw personal data came decoded: the week's twelve valid
+    # events (duplicates too: the engine tells them apart) twice, and the CRLF line.
+    assert taken["ahead"] == 25
+    found = replay_outputs(tmp_path / "ahead")
+    assert found == replay_outputs(tmp_path / "alone")
+    assert found["summary"]["added"]["alerts"] > 0 and len(found["dead"]) > 3
 
 
 def test_the_baseline_is_lineage_policy_else_the_seed(files: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ from typing import IO, Any, NamedTuple, NoReturn
 import click
 
 from lineage.cli.options import policy_or_exit, redactor_or_exit
+from lineage.decode_process import DecodeAhead
 from lineage.durations import parse_duration, parse_instant
 from lineage.errors import LineageError
 from lineage.lines import read_lines
@@ -253,10 +254,17 @@ def _from_file(job: _Job, source: IO[bytes]) -> ReplayReport:
             size = os.stat(name).st_size
         except OSError:
             size = 0
-    messages = file_messages(read_lines(source), name)
-    if size >= _PROGRESS_MIN_BYTES:
-        messages = _with_progress(messages, size, "judging events", "bytes")
-    return job.run(messages, name)
+    # A large regular file is decoded ahead by a process of its own, as `lineage run`
+    # decodes it: the replay then judges on both sides while the next lines are decoded.
+    ahead = DecodeAhead.start(source, None)
+    try:
+        messages = file_messages(read_lines(source), name, ahead)
+        if size >= _PROGRESS_MIN_BYTES:
+            messages = _with_progress(messages, size, "judging events", "bytes")
+        return job.run(messages, name)
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 def _from_kafka(

@@ -4,7 +4,9 @@ Each side is an :class:`~lineage.engine.Engine` on fresh state, fed exactly what
 ``lineage run`` would feed it with that policy, so each side's alerts, retractions and
 provision records are the run's. An event is decoded once and applied on both sides
 with the same offset (a running sequence number, strictly increasing, as the engine's
-exactness watermarks need).
+exactness watermarks need). A message may come decoded already, by the process that
+decodes a file ahead (:class:`lineage.decode_process.DecodeAhead`), as it does for
+``lineage run``.
 
 What an alert *raised* means here: it stands at the end. An alert a late consent can
 still retract (:data:`~lineage.engine.RETRACTABLE`) is held until the end; any other is
@@ -43,12 +45,14 @@ NO_RECIPIENT = "(none)"
 class Message:
     """One message to judge: its bytes and where it came from (``file:line`` or
     ``topic[partition]@offset``); ``size`` and ``digest`` when only its start was read
-    (a line over the size limit)."""
+    (a line over the size limit); ``scanned`` when the process decoding ahead decoded,
+    validated and digested it already, and found no raw personal data in it."""
 
     raw: bytes
     origin: str
     size: int | None = None
     digest: str | None = None
+    scanned: Scanned | None = None
 
 
 @dataclass(slots=True)
@@ -200,17 +204,21 @@ class Comparison:
                 message.raw, size=size, digest=message.digest, origin=message.origin
             )
             return refused.dead_letter
-        try:
-            event = decode_event(message.raw)
-        except EventRejected as rejection:
-            self.dead_letters += 1
-            return dead_letter_record(message.raw, rejection, message.origin, self.redactor)
+        scanned = message.scanned
+        if scanned is not None:
+            event = scanned[0]
+        else:
+            try:
+                event = decode_event(message.raw)
+            except EventRejected as rejection:
+                self.dead_letters += 1
+                return dead_letter_record(message.raw, rejection, message.origin, self.redactor)
+            # Redacted and digested once for both sides (one redactor, one key).
+            try:
+                scanned = base.engine.scan(event, message.raw)
+            except Exception:  # each side then sets the message aside as its engine would
+                scanned = None
         offset = self._offset
-        # Redacted and digested once for both sides (one redactor, one key).
-        try:
-            scanned: Scanned | None = base.engine.scan(event, message.raw)
-        except Exception:  # each side then sets the message aside as its engine would
-            scanned = None
         before = base.judge(event, offset, message.raw, message.origin, scanned)
         after = cand.judge(event, offset, message.raw, message.origin, scanned)
         dead = before.dead_letter or after.dead_letter

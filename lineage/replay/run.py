@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from lineage.decode_process import DecodeAhead
 from lineage.errors import RunError
 from lineage.lines import Line
 from lineage.policy.diff import policy_changes
@@ -32,9 +33,13 @@ from lineage.replay.report import (
 __all__ = ["file_messages", "replay"]
 
 
-def file_messages(lines: Iterable[Line], name: str) -> Iterable[Message]:
+def file_messages(
+    lines: Iterable[Line], name: str, ahead: DecodeAhead | None = None
+) -> Iterable[Message]:
     """The messages of a file's lines (:func:`lineage.lines.read_lines`), blank ones passed
-    over, each named ``name:line`` as ``lineage run`` names them."""
+    over, each named ``name:line`` as ``lineage run`` names them; with what ``ahead``, the
+    process decoding that file ahead (:meth:`DecodeAhead.start`), made of each line,
+    where it made anything."""
     for number, line in enumerate(lines, start=1):
         origin = f"{name}:{number}"
         if line.digest is not None:
@@ -42,7 +47,8 @@ def file_messages(lines: Iterable[Line], name: str) -> Iterable[Message]:
             continue
         raw = line.raw.rstrip(b"\r\n")
         if raw.strip():
-            yield Message(raw, origin)
+            scanned = ahead.scanned(number, len(raw)) if ahead is not None else None
+            yield Message(raw, origin, scanned=scanned)
 
 
 def replay(
