@@ -22,6 +22,9 @@ passes over the lines the run will have decoded alone by the time its next batch
 ready: a child that starts late, or that the other processes slow down, does not
 decode again what the run did.
 
+``lineage replay`` of a file takes the same help: its comparison judges a line the child
+decoded on both sides (:func:`lineage.replay.file_messages`).
+
 A worker on Kafka starts the same child with the argument :data:`MESSAGES`
 (:mod:`streams.ahead`): it sends the bytes of the records fetched and waiting behind
 the batch it judges, and takes back one verdict a record, made as here.
