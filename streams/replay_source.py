@@ -15,6 +15,9 @@ a subject's events (keyed by subject, hence in one partition) keep their order.
         print(source.total)                 # messages to read
         for message in source.messages():   # lineage.replay.Message, origin topic[p]@offset
             ...
+
+``batches()`` gives them in the batches they were fetched in, for
+:func:`lineage.replay.decoded_ahead`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ from streams.kafka_config import KafkaConfig
 from streams.settings import Settings
 from streams.topics import KafkaUnavailable, Topics
 
-__all__ = ["EventsRange"]
+__all__ = ["BATCH", "EventsRange"]
+
+#: The most messages one fetch returns.
+BATCH = 5000
 
 
 def _millis(moment: datetime) -> int:
@@ -131,6 +137,12 @@ class EventsRange:
 
     def messages(self) -> Iterator[Message]:
         """Every message of the range, each partition in offset order."""
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[Message]]:
+        """Every message of the range, in the batches the consumer fetches them in (at
+        most :data:`BATCH` messages), each partition in offset order."""
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("open() the range first")
@@ -148,7 +160,7 @@ class EventsRange:
             remaining = dict(wanted)
             deadline = time.monotonic() + self.timeout
             while remaining:
-                batches = consumer.poll(timeout_ms=500, max_records=5000)
+                batches = consumer.poll(timeout_ms=500, max_records=BATCH)
                 if batches:
                     deadline = time.monotonic() + self.timeout
                 elif time.monotonic() > deadline:
@@ -156,6 +168,7 @@ class EventsRange:
                         f"timed out reading {self.topic} from {self.settings.bootstrap}: "
                         f"nothing came for {self.timeout:.0f} s"
                     )
+                batch: list[Message] = []
                 for tp, records in batches.items():
                     if tp not in remaining:
                         continue
@@ -164,7 +177,10 @@ class EventsRange:
                         if record.offset >= stop:
                             break
                         value = record.value if isinstance(record.value, bytes) else b""
-                        yield Message(value, f"{tp.topic}[{tp.partition}]@{record.offset}")
+                        origin = f"{tp.topic}[{tp.partition}]@{record.offset}"
+                        batch.append(Message(value, origin))
+                if batch:
+                    yield batch
                 for tp in list(remaining):
                     if consumer.position(tp) >= remaining[tp][1]:
                         del remaining[tp]

@@ -13,13 +13,15 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+import lineage.replay.run as replay_run
+from lineage.child import Child
 from lineage.cli import main
 from lineage.decode_process import DecodeAhead
 from lineage.demo import generate_day
 from lineage.policy import Policy, load_policy, load_policy_text
 from lineage.policy.diff import policy_changes
 from lineage.redact import Redactor
-from lineage.replay import Message, replay
+from lineage.replay import Message, decoded_ahead, replay
 from lineage.run import run_embedded
 from lineage.schemas import Severity
 from tests.conftest import DATA
@@ -426,6 +428,55 @@ def test_a_replay_decoded_ahead_writes_what_a_replay_alone_writes(
     found = replay_outputs(tmp_path / "ahead")
     assert found == replay_outputs(tmp_path / "alone")
     assert found["summary"]["added"]["alerts"] > 0 and len(found["dead"]) > 3
+
+
+def weeks_with_raw_values() -> list[Message]:
+    raw_value = access(event_id="raw-1", attributes={"note": "mail taro@example.jp"})
+    return messages([*week(), *lines(raw_value), *week()])
+
+
+def test_batches_decoded_ahead_replay_as_their_messages_alone(
+    policy: Policy, candidate: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay_run, "cores", lambda: 2)  # whatever this machine has
+    plain = weeks_with_raw_values()
+    replay(policy, candidate, plain, tmp_path / "alone", redactor=Redactor(KEY))
+    batches = [plain[n : n + 4] for n in range(0, len(plain), 4)]
+    decoded = list(decoded_ahead(batches))
+    assert [m.raw for m in decoded] == [m.raw for m in plain]
+    # Every valid message without raw personal data, duplicates too: twelve a week.
+    assert sum(m.scanned is not None for m in decoded) == 24
+    replay(policy, candidate, decoded, tmp_path / "ahead", redactor=Redactor(KEY))
+    assert replay_outputs(tmp_path / "ahead") == replay_outputs(tmp_path / "alone")
+
+
+def test_batches_go_on_undecoded_when_the_decoding_process_stops(
+    policy: Policy, candidate: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = 0
+
+    class Dying(Child):
+        def recv(self) -> bytes:
+            nonlocal answers
+            answers += 1
+            if answers == 2:  # killed when the second answer is asked for
+                self.process.kill()
+                self.process.wait()
+            return super().recv()
+
+    monkeypatch.setattr(replay_run, "cores", lambda: 2)
+    monkeypatch.setattr(replay_run, "Child", Dying)
+    plain = weeks_with_raw_values()
+    replay(policy, candidate, plain, tmp_path / "alone", redactor=Redactor(KEY))
+    batches = [plain[n : n + 4] for n in range(0, len(plain), 4)]
+    decoded = list(decoded_ahead(batches))
+    assert [m.raw for m in decoded] == [m.raw for m in plain]
+    came = [m.scanned is not None for m in decoded]
+    # The first batch was answered. The second and third were sent before the kill and
+    # may have been answered already; the child was dead before the fourth was sent.
+    assert all(came[:4]) and not any(came[12:])
+    replay(policy, candidate, decoded, tmp_path / "ahead", redactor=Redactor(KEY))
+    assert replay_outputs(tmp_path / "ahead") == replay_outputs(tmp_path / "alone")
 
 
 def test_the_baseline_is_lineage_policy_else_the_seed(files: dict[str, str]) -> None:

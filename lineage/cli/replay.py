@@ -22,7 +22,7 @@ from lineage.durations import parse_duration, parse_instant
 from lineage.errors import LineageError
 from lineage.lines import read_lines
 from lineage.policy import DEFAULT_POLICY, Policy
-from lineage.replay import Message, ReplayReport, file_messages, replay
+from lineage.replay import Message, ReplayReport, decoded_ahead, file_messages, replay
 from lineage.schemas import Severity
 
 __all__ = ["replay_command"]
@@ -284,7 +284,10 @@ def _from_kafka(
     try:
         check_connection(settings)
         with EventsRange(settings, since=since, until=until) as events:
-            messages = _with_progress(events.messages(), events.total, "reading events", "messages")
+            # Each fetch is decoded ahead while the one before is judged.
+            messages = _with_progress(
+                decoded_ahead(events.batches()), events.total, "reading events", "messages"
+            )
             return job.run(messages, f"{events.topic} on {settings.bootstrap}")
     except LineageError as exc:
         _fail(str(exc), 1)

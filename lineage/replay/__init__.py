@@ -17,6 +17,6 @@ Kafka is the stream processors' part (``streams.replay_source``).
 
 from lineage.replay.compare import Comparison, Message
 from lineage.replay.report import ReplayReport
-from lineage.replay.run import file_messages, replay
+from lineage.replay.run import decoded_ahead, file_messages, replay
 
-__all__ = ["Comparison", "Message", "ReplayReport", "file_messages", "replay"]
+__all__ = ["Comparison", "Message", "ReplayReport", "decoded_ahead", "file_messages", "replay"]

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import marshal
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
 
-from lineage.decode_process import DecodeAhead
+from lineage.child import Child
+from lineage.decode_process import (
+    MESSAGES,
+    DecodeAhead,
+    Verdict,
+    answer_number,
+    answer_verdicts,
+    cores,
+)
 from lineage.errors import RunError
 from lineage.lines import Line
 from lineage.policy.diff import policy_changes
@@ -29,8 +40,12 @@ from lineage.replay.report import (
     summarize,
     write_lines,
 )
+from lineage.scanning import Scanned
+from lineage.schemas.packed import unpack
 
-__all__ = ["file_messages", "replay"]
+__all__ = ["decoded_ahead", "file_messages", "replay"]
+
+log = logging.getLogger("lineage.replay")
 
 
 def file_messages(
@@ -49,6 +64,89 @@ def file_messages(
         if raw.strip():
             scanned = ahead.scanned(number, len(raw)) if ahead is not None else None
             yield Message(raw, origin, scanned=scanned)
+
+
+def decoded_ahead(batches: Iterable[list[Message]]) -> Iterator[Message]:
+    """The messages of ``batches``, each batch decoded, validated, scanned and digested by
+    ``python -m lineage.decode_process messages`` while the replay judges the batch
+    before it (:attr:`Message.scanned` of each valid message holding no raw personal
+    data). On one core, or without that process (it could not start, or it stopped),
+    the messages come as they are and the replay decodes them itself: the files written
+    are the same either way."""
+    decoder = _Decoder()
+    try:
+        sent: deque[tuple[int | None, list[Message]]] = deque()
+        for batch in batches:
+            sent.append((decoder.send(batch), batch))
+            if len(sent) > 1:
+                yield from decoder.answered(*sent.popleft())
+        while sent:
+            yield from decoder.answered(*sent.popleft())
+    finally:
+        decoder.close()
+
+
+class _Decoder:
+    """The decoding process of :func:`decoded_ahead`, and what to do when it stops."""
+
+    def __init__(self) -> None:
+        self._child: Child | None = None
+        self._number = 0  # of the last batch sent
+        if cores() < 2:  # the child would only take the replay's own core from it
+            return
+        try:
+            self._child = Child("lineage.decode_process", [MESSAGES], _DECODER)
+        except RunError as exc:
+            self._lost(exc)
+
+    def send(self, batch: list[Message]) -> int | None:
+        """Send ``batch`` to be decoded; its number, or None when it was not sent."""
+        if self._child is None:
+            return None
+        self._number += 1
+        try:
+            self._child.send(marshal.dumps((self._number, [m.raw for m in batch])))
+        except RunError as exc:
+            self._lost(exc)
+            return None
+        return self._number
+
+    def answered(self, number: int | None, batch: list[Message]) -> Iterator[Message]:
+        """The messages of ``batch`` (sent as ``number``), with what the child made of
+        each (waits for its answer)."""
+        verdicts: list[Verdict] | None = None
+        if number is not None and self._child is not None:
+            try:
+                answer = self._child.recv()
+            except RunError as exc:
+                self._lost(exc)
+            else:
+                if answer_number(answer) == number:
+                    verdicts = answer_verdicts(answer)
+                else:  # it answers in the order it was asked: it is not sound
+                    self._lost(RunError(f"{_DECODER} answered out of order"))
+        if verdicts is None or len(verdicts) != len(batch):
+            yield from batch
+            return
+        for message, verdict in zip(batch, verdicts, strict=True):
+            if verdict is None:
+                yield message
+            else:
+                digest, packed = verdict
+                scanned: Scanned = (unpack(packed), {}, digest)
+                yield Message(message.raw, message.origin, message.size, message.digest, scanned)
+
+    def close(self) -> None:
+        child, self._child = self._child, None
+        if child is not None:
+            child.close()
+
+    def _lost(self, exc: RunError) -> None:
+        log.warning("%s; the replay decodes its events itself", exc)
+        self.close()
+
+
+_DECODER = "the replay's decoding process"
 
 
 def replay(
