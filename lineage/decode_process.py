@@ -22,8 +22,10 @@ passes over the lines the run will have decoded alone by the time its next batch
 ready: a child that starts late, or that the other processes slow down, does not
 decode again what the run did.
 
-``lineage replay`` of a file takes the same help: its comparison judges a line the child
-decoded on both sides (:func:`lineage.replay.file_messages`).
+``lineage replay`` takes the same help: of a file as here
+(:func:`lineage.replay.file_messages`), and from Kafka a fetch ahead, through the
+messages mode below (:func:`lineage.replay.decoded_ahead`); its comparison judges a
+message the child decoded on both sides.
 
 A worker on Kafka starts the same child with the argument :data:`MESSAGES`
 (:mod:`streams.ahead`): it sends the bytes of the records fetched and waiting behind
