@@ -4,9 +4,10 @@ Each side is an :class:`~lineage.engine.Engine` on fresh state, fed exactly what
 ``lineage run`` would feed it with that policy, so each side's alerts, retractions and
 provision records are the run's. An event is decoded once and applied on both sides
 with the same offset (a running sequence number, strictly increasing, as the engine's
-exactness watermarks need). A message may come decoded already, by the process that
-decodes a file ahead (:class:`lineage.decode_process.DecodeAhead`), as it does for
-``lineage run``.
+exactness watermarks need). A message may come decoded already (:attr:`Message.scanned`)
+by ``lineage.decode_process``: a file's lines as for ``lineage run``
+(:func:`~lineage.replay.run.file_messages`), Kafka's messages a fetch ahead as for the
+worker (:func:`~lineage.replay.run.decoded_ahead`).
 
 What an alert *raised* means here: it stands at the end. An alert a late consent can
 still retract (:data:`~lineage.engine.RETRACTABLE`) is held until the end; any other is
