@@ -60,7 +60,9 @@ __all__ = [
     "Verdict",
     "answer_number",
     "answer_verdicts",
+    "as_scanned",
     "cores",
+    "request",
     "verdict",
 ]
 
@@ -167,7 +169,7 @@ class DecodeAhead:
                     self._at = at
                     return None
                 self._at = at + 1
-                return (unpack(packed), {}, digest) if length == size else None
+                return as_scanned(digest, packed) if length == size else None
             if number <= self._last or not self._next(number):
                 self._at = at
                 return None
@@ -257,12 +259,24 @@ def verdict(redactor: Redactor, raw: bytes) -> Verdict:
         return None
 
 
+def as_scanned(digest: str, packed: Packed) -> Scanned:
+    """A verdict's event as the judging process judges it
+    (:meth:`~lineage.engine.Engine.process_scanned`): the child found no raw values to
+    mask."""
+    return unpack(packed), {}, digest
+
+
+def request(number: int, messages: list[bytes]) -> bytes:
+    """A request of the messages mode: decode ``messages``, answering as ``number``."""
+    return marshal.dumps((number, messages))
+
+
 def _serve_messages(recv: Callable[[], bytes], send: Callable[[bytes], object]) -> None:
-    """The child of a worker (:mod:`streams.ahead`): each request is ``(number, [the
-    messages' bytes])`` in ``marshal``, each answer the request's number
-    (:func:`answer_number`) then ``[verdict or None]`` in ``marshal``
-    (:func:`answer_verdicts`), one verdict (:func:`verdict`) a message, in the order
-    they came."""
+    """The child of a worker (:mod:`streams.ahead`) or of a replay from Kafka
+    (:func:`lineage.replay.decoded_ahead`): each request is made by :func:`request`,
+    each answer is the request's number (:func:`answer_number`) then ``[verdict or
+    None]`` in ``marshal`` (:func:`answer_verdicts`), one verdict (:func:`verdict`) a
+    message, in the order they came."""
     redactor = Redactor()
     while True:
         try:

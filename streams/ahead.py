@@ -28,12 +28,18 @@ child is started.
 from __future__ import annotations
 
 import logging
-import marshal
 import time
 from collections.abc import Iterable
 
 from lineage.child import Child
-from lineage.decode_process import MESSAGES, Verdict, answer_number, answer_verdicts, cores
+from lineage.decode_process import (
+    MESSAGES,
+    Verdict,
+    answer_number,
+    answer_verdicts,
+    cores,
+    request,
+)
 from lineage.errors import RunError
 from streams.intake import Chunk
 
@@ -101,7 +107,7 @@ class Lookahead:
                     for r in records[start : start + PART]
                 ]
                 try:
-                    child.send(marshal.dumps((self._number + 1, values)))
+                    child.send(request(self._number + 1, values))
                 except RunError as exc:
                     self._lost(exc)
                     return

@@ -59,14 +59,12 @@ from typing import Any
 
 import orjson
 
-from lineage.decode_process import Verdict
+from lineage.decode_process import Verdict, as_scanned
 from lineage.engine import Engine
 from lineage.errors import LineageError
 from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
-from lineage.scanning import Scanned
-from lineage.schemas.packed import unpack
 from lineage.state import IncidentPartial
 from lineage.view import Lineage
 from streams.intake import Chunk
@@ -231,9 +229,8 @@ class Checkpoint:
                     outcome = process(raw, offset=offset, partition=partition, origin=origin)
                 else:  # decoded, validated and scanned as process() would have; the
                     # child passes over a message holding raw personal data (none found)
-                    digest, packed = verdict
-                    scanned: Scanned = (unpack(packed), {}, digest)
-                    outcome = process_scanned(raw, scanned, offset=offset, origin=origin)
+                    made = as_scanned(*verdict)
+                    outcome = process_scanned(raw, made, offset=offset, origin=origin)
                 dead = outcome.dead_letter
                 if dead is not None:
                     counts["dead_letter"] += 1

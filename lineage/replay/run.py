@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import marshal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -19,7 +18,9 @@ from lineage.decode_process import (
     Verdict,
     answer_number,
     answer_verdicts,
+    as_scanned,
     cores,
+    request,
 )
 from lineage.errors import RunError
 from lineage.lines import Line
@@ -40,8 +41,6 @@ from lineage.replay.report import (
     summarize,
     write_lines,
 )
-from lineage.scanning import Scanned
-from lineage.schemas.packed import unpack
 
 __all__ = ["decoded_ahead", "file_messages", "replay"]
 
@@ -105,7 +104,7 @@ class _Decoder:
             return None
         self._number += 1
         try:
-            self._child.send(marshal.dumps((self._number, [m.raw for m in batch])))
+            self._child.send(request(self._number, [m.raw for m in batch]))
         except RunError as exc:
             self._lost(exc)
             return None
@@ -132,9 +131,8 @@ class _Decoder:
             if verdict is None:
                 yield message
             else:
-                digest, packed = verdict
-                scanned: Scanned = (unpack(packed), {}, digest)
-                yield Message(message.raw, message.origin, message.size, message.digest, scanned)
+                made = as_scanned(*verdict)
+                yield Message(message.raw, message.origin, message.size, message.digest, made)
 
     def close(self) -> None:
         child, self._child = self._child, None
