@@ -8,6 +8,7 @@ and print as ``**********``.
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
 from datetime import timedelta
 from pathlib import Path
@@ -67,6 +68,11 @@ class Settings(BaseSettings):
         "loopback needs a web token",
     )
     web_port: int = Field(default=6066, ge=0, le=65535, description="0 turns the web server off")
+    processes: int | Literal["auto"] = Field(
+        default=1,
+        description="processes that judge, the partitions split between them (auto: one a "
+        "core this worker may run on); process i serves the web pages on web_port + i",
+    )
     batch_size: int = Field(default=2000, ge=1, description="most events judged per batch")
     fetch_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="most bytes fetched per partition at once"
@@ -211,6 +217,36 @@ class Settings(BaseSettings):
                 why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
                 raise ValueError(f"TLS files ({files or 'none'}) do not load: {why}") from None
         return self
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes(cls, value: Any) -> Any:
+        text = str(value).strip()
+        if text == "auto":
+            return text
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"processes is a number, 1 or more, or auto; got {value!r}")
+        return int(text)
+
+    @model_validator(mode="after")
+    def _ports_for_processes(self) -> Settings:
+        last = self.web_port + self.process_count - 1
+        if self.web_port and last > 65535:
+            raise ValueError(
+                f"web_port {self.web_port} leaves no port for process {self.process_count - 1} "
+                f"of {self.process_count} (web_port + i, at most 65535)"
+            )
+        return self
+
+    @property
+    def process_count(self) -> int:
+        """How many processes judge: ``processes``, or the cores this one may run on."""
+        if self.processes != "auto":
+            return self.processes
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1
 
     @field_validator("consent_lateness", mode="before")
     @classmethod

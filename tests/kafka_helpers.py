@@ -67,10 +67,21 @@ def delete_made_topics(bootstrap: str) -> list[str]:
     return names
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = int(s.getsockname()[1])
+        if first + count - 1 > 65535:
+            continue
+        try:
+            for port in range(first + 1, first + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
 
 
 def event_key(line: bytes) -> bytes | None:
@@ -388,7 +399,9 @@ class Deployment:
 
 class Worker:
     """A `lineage worker` subprocess. ``state``: the name of its state folder (default: its
-    own name), so that a new worker can start on the folder of one that stopped."""
+    own name), so that a new worker can start on the folder of one that stopped.
+    ``processes``: its ``LINEAGE_PROCESSES``; process i serves its web pages on
+    ``web_port + i``."""
 
     def __init__(
         self,
@@ -396,14 +409,16 @@ class Worker:
         name: str,
         loglevel: str = "info",
         state: str | None = None,
+        processes: int = 1,
         **env: str,
     ) -> None:
         self.deployment = deployment
         self.name = name
         self.loglevel = loglevel
         self.state_dir = deployment.tmp / f"state-{state or name}"
+        self.processes = processes
         self.extra_env = env
-        self.web_port = free_port()
+        self.web_port = free_port(processes)
         self.log = deployment.tmp / f"worker-{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._log_start = 0
@@ -413,6 +428,7 @@ class Worker:
             LINEAGE_STATE_DIR=str(self.state_dir),
             LINEAGE_WEB_PORT=str(self.web_port),
             LINEAGE_WEB_HOST="127.0.0.1",
+            LINEAGE_PROCESSES=str(self.processes),
             **self.extra_env,
         )
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
@@ -441,15 +457,20 @@ class Worker:
 
     def wait_ready(self, timeout: float = 90) -> Worker:
         wait_until(
-            lambda: "Worker]: Ready" in self.text(), timeout, f"{self.name} ready", alive=[self]
+            lambda: self.text().count("Worker]: Ready") >= self.processes,  # each says it
+            timeout,
+            f"{self.name} ready",
+            alive=[self],
         )
         # A topic missing from the group leader's metadata is left out of the assignment
         # (faust logs it and goes on): a changelog left out is a table not recovered.
         assert "Ignoring missing topic" not in self.text(), self.tail()
         return self
 
-    def get(self, path: str, timeout: float = 30, token: str | None = None) -> str:
-        url = f"http://127.0.0.1:{self.web_port}{path}"
+    def get(
+        self, path: str, timeout: float = 30, token: str | None = None, process: int = 0
+    ) -> str:
+        url = f"http://127.0.0.1:{self.web_port + process}{path}"
         request = urllib.request.Request(url)
         if token is None:
             token = self.extra_env.get("LINEAGE_WEB_TOKEN")
@@ -458,8 +479,18 @@ class Worker:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return str(response.read().decode())
 
-    def health(self) -> dict[str, Any]:
-        return dict(json.loads(self.get("/health")))
+    def health(self, process: int = 0) -> dict[str, Any]:
+        return dict(json.loads(self.get("/health", process=process)))
+
+    def children(self) -> list[int]:
+        """The pids of the processes this one started (a worker of several processes:
+        its judging processes)."""
+        assert self.process is not None
+        pid = self.process.pid
+        found: list[int] = []
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            found.extend(int(child) for child in children.read_text().split())
+        return found
 
     def metric(self, name: str) -> float:
         """The sum of a metric's samples on /metrics (0 when absent)."""

@@ -298,7 +298,7 @@ def test_every_command_and_option_is_in_the_contract() -> None:
             continue
         section = _section(text, heading)
         for param in command.params:
-            if not isinstance(param, click.Option):
+            if not isinstance(param, click.Option) or param.hidden:  # hidden: internal
                 continue
             for opt in param.opts:
                 if opt.startswith("--") and not re.search(rf"`{re.escape(opt)}[ `]", section):

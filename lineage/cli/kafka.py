@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -154,6 +155,15 @@ class _WorkerCommand(click.Command):
     help="Port of /graph, /health, /metrics (0: off).",
 )
 @click.option(
+    "--processes",
+    envvar="LINEAGE_PROCESSES",
+    show_envvar=True,
+    metavar="N|auto",
+    help="Processes that judge, the partitions split between them (auto: one a core); "
+    "process i serves the web pages on the web port + i  [default: 1]",
+)
+@click.option("--supervised-by", type=int, hidden=True)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     envvar="LINEAGE_BATCH_SIZE",
@@ -192,7 +202,9 @@ class _WorkerCommand(click.Command):
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
+def worker(
+    policy_path: Path | None, loglevel: str, supervised_by: int | None, **options: Any
+) -> None:
     """Run the stream processors on Kafka: judge lineage.events, raise alerts and incidents."""
     need_worker("lineage worker")
     settings = settings_or_exit(policy=policy_path, **options)
@@ -219,6 +231,8 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
             for problem in exc.problems:
                 click.echo(f"lineage: routes error: {problem}", err=True)
             sys.exit(2)
+    if supervised_by is None and settings.process_count > 1:
+        _run_processes(settings, policy, {"policy": policy_path, **options}, loglevel)
     from streams.app import LineageWorker
     from streams.preflight import check_connection, check_web_port
 
@@ -239,8 +253,37 @@ def worker(policy_path: Path | None, loglevel: str, **options: Any) -> None:
     )
     from streams.runner import lineage_runner
 
+    if supervised_by is not None:
+        from streams.processes import watch_supervisor
+
+        watch_supervisor(supervised_by)
     install_log_guard()  # again when faust has configured logging (lineage_runner)
     lineage_runner(lineage_worker.app, loglevel).execute_from_commandline()
+
+
+def _run_processes(settings: Any, policy: Any, given: dict[str, Any], loglevel: str) -> NoReturn:
+    """``lineage worker`` with more than one process (:mod:`streams.processes`): the
+    ports, the broker and the topics checked once, then the processes run."""
+    from streams.preflight import check_connection, check_web_port
+    from streams.processes import run_processes
+    from streams.topics import ensure_topics
+
+    count = settings.process_count
+    try:
+        for index in range(count if settings.web_port else 0):
+            check_web_port(settings.model_copy(update={"web_port": settings.web_port + index}))
+        check_connection(settings)
+        retention = policy.policy.records_retention_days
+        created = ensure_topics(settings, 30.0, records_retention_days=retention)
+    except LineageError as exc:
+        click.echo(f"lineage: error: {exc}", err=True)
+        sys.exit(1)
+    if created:
+        click.echo(f"created topics: {', '.join(created)}", err=True)
+    install_log_guard()
+    said = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as faust says it
+    logging.basicConfig(level=loglevel.upper(), format=said)
+    sys.exit(run_processes(settings, given, loglevel))
 
 
 @click.command()

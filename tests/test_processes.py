@@ -1,0 +1,83 @@
+"""What each process of ``lineage worker --processes N`` is given, and the setting itself
+(streams/processes.py, streams/settings.py). The processes running on Kafka are in
+tests/test_kafka_processes.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from streams.processes import child_environment
+from streams.settings import Settings
+
+
+def test_each_process_gets_the_settings_given_and_a_port_and_folder_of_its_own() -> None:
+    settings = Settings(processes=3, web_port=7000, state_dir=Path("/var/lib/lineage"))
+    given = {"broker": "k1:9092", "topic_prefix": "acme.", "processes": "3", "store": None}
+    environ = {"PATH": "/bin", "LINEAGE_BATCH_SIZE": "500"}
+    envs = [child_environment(settings, given, i, environ, None) for i in range(3)]
+    for i, env in enumerate(envs):
+        assert env["PATH"] == "/bin" and env["LINEAGE_BATCH_SIZE"] == "500"
+        assert env["LINEAGE_BROKER"] == "k1:9092" and env["LINEAGE_TOPIC_PREFIX"] == "acme."
+        assert "LINEAGE_STORE" not in env  # not given: each reads its own default
+        assert env["LINEAGE_PROCESSES"] == "1"  # each judges; none starts more
+        assert env["LINEAGE_WEB_PORT"] == str(7000 + i)
+        assert env["LINEAGE_STATE_DIR"] == f"/var/lib/lineage/process-{i}"
+        assert "LINEAGE_REDACTION_KEY" not in env
+    assert environ == {"PATH": "/bin", "LINEAGE_BATCH_SIZE": "500"}  # left as it was
+
+
+def test_without_a_web_server_no_process_has_one() -> None:
+    settings = Settings(processes=2, web_port=0)
+    assert child_environment(settings, {}, 1, {}, None)["LINEAGE_WEB_PORT"] == "0"
+
+
+def test_the_processes_share_the_key_made_for_them_over_any_key_file() -> None:
+    settings = Settings(processes=2)
+    environ = {"LINEAGE_REDACTION_KEY_FILE": "/missing"}
+    env = child_environment(settings, {}, 0, environ, "k3y")
+    assert env["LINEAGE_REDACTION_KEY"] == "k3y"
+    assert "LINEAGE_REDACTION_KEY_FILE" not in env
+
+
+@pytest.mark.parametrize(("value", "count"), [(1, 1), ("4", 4), (" 2 ", 2)])
+def test_processes_is_a_count(value: object, count: int) -> None:
+    assert Settings(processes=value).process_count == count
+
+
+def test_auto_is_one_process_a_core_this_worker_may_run_on() -> None:
+    import os
+
+    assert Settings(processes="auto").process_count == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "", 1.5])
+def test_processes_that_are_no_count_are_refused_by_name_and_value(value: object) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(processes=value)
+    assert f"processes is a number, 1 or more, or auto; got {value!r}" in str(refused.value)
+
+
+def test_the_ports_of_every_process_must_exist() -> None:
+    assert Settings(processes=2, web_port=65534).process_count == 2
+    with pytest.raises(ValidationError) as refused:
+        Settings(processes=3, web_port=65534)
+    assert "web_port 65534 leaves no port for process 2 of 3" in str(refused.value)
+
+
+def test_the_command_refuses_a_bad_count_before_it_starts_anything() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "lineage.cli", "worker", "--processes", "none"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 2
+    assert "setting processes: processes is a number, 1 or more, or auto; got 'none'" in (
+        done.stderr
+    )
