@@ -45,6 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lineage.child import Child, connections
+from lineage.cores import cores
 from lineage.errors import RunError
 from lineage.garbage import collect_garbage_seldom
 from lineage.lines import read_lines
@@ -61,7 +62,6 @@ __all__ = [
     "answer_number",
     "answer_verdicts",
     "as_scanned",
-    "cores",
     "request",
     "verdict",
 ]
@@ -203,14 +203,6 @@ class DecodeAhead:
             return False
         self._last, self._verdicts = marshal.loads(message)
         return True
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _serve(

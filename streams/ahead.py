@@ -32,12 +32,12 @@ import time
 from collections.abc import Iterable
 
 from lineage.child import Child
+from lineage.cores import cores
 from lineage.decode_process import (
     MESSAGES,
     Verdict,
     answer_number,
     answer_verdicts,
-    cores,
     request,
 )
 from lineage.errors import RunError

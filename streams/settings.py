@@ -8,7 +8,6 @@ and print as ``**********``.
 from __future__ import annotations
 
 import ipaddress
-import os
 import ssl
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lineage.cores import cores
 from lineage.durations import parse_duration
 
 __all__ = ["Settings", "is_loopback"]
@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     processes: int | Literal["auto"] = Field(
         default=1,
         description="processes that judge, the partitions split between them (auto: one a "
-        "core this worker may run on); process i serves the web pages on web_port + i",
+        "core this worker may use, within its CPU quota); process i serves the web pages on "
+        "web_port + i",
     )
     batch_size: int = Field(default=2000, ge=1, description="most events judged per batch")
     fetch_bytes: int = Field(
@@ -240,13 +241,9 @@ class Settings(BaseSettings):
 
     @property
     def process_count(self) -> int:
-        """How many processes judge: ``processes``, or the cores this one may run on."""
-        if self.processes != "auto":
-            return self.processes
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
+        """How many processes judge: ``processes``, or the cores this one may use
+        (:func:`lineage.cores.cores`: its affinity, within its CPU quota)."""
+        return cores() if self.processes == "auto" else self.processes
 
     @field_validator("consent_lateness", mode="before")
     @classmethod

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+import lineage.cores as cores_module
+from lineage.cores import cpu_quota
 from streams.processes import child_environment
 from streams.settings import Settings
 
@@ -49,12 +51,6 @@ def test_processes_is_a_count(value: object, count: int) -> None:
     assert Settings(processes=value).process_count == count
 
 
-def test_auto_is_one_process_a_core_this_worker_may_run_on() -> None:
-    import os
-
-    assert Settings(processes="auto").process_count == len(os.sched_getaffinity(0))
-
-
 @pytest.mark.parametrize("value", ["0", "-1", "two", "", 1.5])
 def test_processes_that_are_no_count_are_refused_by_name_and_value(value: object) -> None:
     with pytest.raises(ValidationError) as refused:
@@ -81,3 +77,37 @@ def test_the_command_refuses_a_bad_count_before_it_starts_anything() -> None:
     assert "setting processes: processes is a number, 1 or more, or auto; got 'none'" in (
         done.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),
+        ({}, None),
+        ({"cpu.max": "garbled\n"}, None),
+    ],
+    ids=["v2-none", "v2-1.5", "v1-none", "v1-0.5", "no-cgroup", "unreadable"],
+)
+def test_a_cpu_quota_is_read_from_either_cgroup_version(
+    tmp_path: Path, files: dict[str, str], quota: float | None
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(tmp_path) == quota
+
+
+@pytest.mark.parametrize(("quota", "count"), [(None, 8), (1.5, 2), (0.5, 1), (16.0, 8)])
+def test_auto_counts_the_cores_within_the_quota(
+    monkeypatch: pytest.MonkeyPatch, quota: float | None, count: int
+) -> None:
+    monkeypatch.setattr(cores_module.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(cores_module, "cpu_quota", lambda: quota)
+    cores_module.cores.cache_clear()
+    try:
+        assert Settings(processes="auto").process_count == count
+    finally:
+        cores_module.cores.cache_clear()

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from lineage.child import Child
+from lineage.cores import cores
 from lineage.decode_process import (
     MESSAGES,
     DecodeAhead,
@@ -19,7 +20,6 @@ from lineage.decode_process import (
     answer_number,
     answer_verdicts,
     as_scanned,
-    cores,
     request,
 )
 from lineage.errors import RunError
