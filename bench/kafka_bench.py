@@ -233,10 +233,21 @@ def produce(
 # -- a worker process -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = int(s.getsockname()[1])
+        if first + count - 1 > 65535:
+            continue
+        try:
+            for port in range(first + 1, first + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
 
 
 def _family(pid: int) -> list[int]:
@@ -296,10 +307,14 @@ class Worker:
         name: str = "worker",
         settings: dict[str, str] | None = None,
         cwd: Path = ROOT,
+        processes: int = 1,
     ) -> None:
         """``settings``: more LINEAGE_* variables for it (the caller's own are not passed);
-        ``cwd``: the checkout whose code it runs (a worktree of another revision)."""
-        self.port = free_port()
+        ``cwd``: the checkout whose code it runs (a worktree of another revision);
+        ``processes``: ``LINEAGE_PROCESSES`` (each serves its /metrics on a port of its
+        own, from :attr:`port` up; their series are read together)."""
+        self.processes, self.partitions = processes, partitions
+        self.port = free_port(processes)
         self.app_id = f"bench-{prefix.rstrip('.')}-{name}"
         self.log = tmp / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
@@ -310,6 +325,7 @@ class Worker:
             LINEAGE_STATE_DIR=str(tmp / f"state-{name}"),
             LINEAGE_PARTITIONS=str(partitions),  # the topics it creates match the events topic
             LINEAGE_WEB_PORT=str(self.port),
+            LINEAGE_PROCESSES=str(processes),
             LINEAGE_WEB_HOST="127.0.0.1",
             LINEAGE_REDACTION_KEY="bench",
         )
@@ -332,12 +348,15 @@ class Worker:
         """/metrics, or only the series ``names``: the worker's loop serves each poll
         between its batches, and a smaller answer takes less of it."""
         query = "?" + urllib.parse.urlencode([("name[]", n) for n in names]) if names else ""
-        try:
-            url = f"http://127.0.0.1:{self.port}/metrics{query}"
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return str(response.read().decode())
-        except OSError:
-            return ""
+        texts = []
+        for port in range(self.port, self.port + self.processes):
+            try:
+                url = f"http://127.0.0.1:{port}/metrics{query}"
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    texts.append(response.read().decode())
+            except OSError:
+                pass
+        return "\n".join(texts)
 
     def done(self) -> int:
         """Messages dealt with: judged events, dead letters and duplicates (from /metrics)."""
@@ -384,7 +403,8 @@ class Worker:
             raise SystemExit(f"the worker exited ({self.process.returncode}); {self.log}:\n{tail}")
 
     def _note_ready(self) -> None:
-        if self.ready_at is None and "Worker]: Ready" in self.log.read_text(errors="replace"):
+        said = self.log.read_text(errors="replace").count("Worker]: Ready")  # each process
+        if self.ready_at is None and said >= self.processes:
             self.ready_at = time.perf_counter()
 
     # -- waiting for it (polls a process from outside: every 50 ms) --
@@ -399,6 +419,31 @@ class Worker:
                 return self.ready_at - self.started
             time.sleep(0.05)
         raise SystemExit(f"the worker was not Ready in {timeout:.0f} s; see {self.log}")
+
+    def held(self) -> list[list[int]]:
+        """The partitions each process holds (its /health); [] for one that does not
+        answer."""
+        held = []
+        for port in range(self.port, self.port + self.processes):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    held.append(list(orjson.loads(r.read()).get("partitions", [])))
+            except OSError:
+                held.append([])
+        return held
+
+    def wait_settled(self, timeout: float = 120.0) -> float:
+        """Wait until every process holds partitions and together they hold all of the
+        events topic; when (perf_counter)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            held = self.held()
+            together = sorted(p for each in held for p in each)
+            if all(held) and together == list(range(self.partitions)):
+                return time.perf_counter()
+            time.sleep(0.05)
+        raise SystemExit(f"the worker's processes held {self.held()} after {timeout:.0f} s")
 
     def wait_done(self, total: int, *, since: int = 0, timeout: float = 1800.0) -> Progress:
         """Wait until /metrics shows ``total`` messages done; ``since`` is the count at the
