@@ -99,19 +99,13 @@ def run_processes(settings: Settings, given: Mapping[str, Any], loglevel: str) -
     children: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
     stopping = False
 
+    def pass_on(signum: int, frame: FrameType | None = None) -> None:
+        _signal_all(children, signum)
+
     def stop_all(signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
         nonlocal stopping
         stopping = True
-        for _, child in children.values():
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.send_signal(signal.SIGTERM)
-
-    def pass_on(signum: int, frame: FrameType | None = None) -> None:
-        for _, child in children.values():
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.send_signal(signum)
+        _signal_all(children, signal.SIGTERM)
 
     previous = {s: signal.signal(s, stop_all) for s in (signal.SIGTERM, signal.SIGINT)}
     # faust's dump of its tasks, each process's into the log.
@@ -153,6 +147,16 @@ def run_processes(settings: Settings, given: Mapping[str, Any], loglevel: str) -
         os.close(watching)
 
 
+def _signal_all(children: dict[int, tuple[int, subprocess.Popen[bytes]]], signum: int) -> None:
+    """Send ``signum`` to each process not yet reaped. With os.kill, not
+    Popen.send_signal: that polls, and would reap a process that :func:`_wait` must see
+    exit. Until it is reaped, a process keeps its pid."""
+    for _, child in children.values():
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signum)
+
+
 def _wait(
     children: dict[int, tuple[int, subprocess.Popen[bytes]]],
     stop_all: Callable[[], None],
@@ -162,7 +166,10 @@ def _wait(
     code = 0
     left = len(children)
     while left:
-        pid, status = os.wait()
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:  # none left (reaped elsewhere): nothing more to hear
+            break
         if pid not in children:
             continue
         index, child = children[pid]

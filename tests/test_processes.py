@@ -4,8 +4,10 @@ tests/test_kafka_processes.py."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from pydantic import ValidationError
 
 import lineage.cores as cores_module
 from lineage.cores import cpu_quota
-from streams.processes import child_environment
+from streams.processes import _signal_all, _wait, child_environment
 from streams.settings import Settings
 
 
@@ -111,3 +113,36 @@ def test_auto_counts_the_cores_within_the_quota(
         assert Settings(processes="auto").process_count == count
     finally:
         cores_module.cores.cache_clear()
+
+
+def _exited(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_processes_that_exit_together_are_each_heard_once() -> None:
+    """The first to exit unasked gives the worker's exit code; stopping the other, which
+    has exited too, must not reap it behind the wait's back."""
+    children = {}
+    for index, code in enumerate((3, 5)):
+        child = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+        children[child.pid] = (index, child)
+    deadline = time.monotonic() + 30
+    while not all(_exited(pid) for pid in children):  # both exited, neither reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    stopped = []
+
+    def stop_all() -> None:
+        stopped.append(True)
+        _signal_all(children, signal.SIGTERM)
+
+    code = _wait(children, stop_all, lambda: bool(stopped))
+    assert code in (3, 5) and stopped == [True]
+    assert sorted(child.returncode for _, child in children.values()) == [3, 5]
+
+
+def test_a_process_killed_is_said_as_a_shell_says_it() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child.kill()
+    assert _wait({child.pid: (0, child)}, lambda: None, lambda: False) == 128 + signal.SIGKILL
