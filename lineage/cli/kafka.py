@@ -280,9 +280,9 @@ def _run_processes(settings: Any, policy: Any, given: dict[str, Any], loglevel: 
         sys.exit(1)
     if created:
         click.echo(f"created topics: {', '.join(created)}", err=True)
-    install_log_guard()
     said = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as faust says it
     logging.basicConfig(level=loglevel.upper(), format=said)
+    install_log_guard()  # on the handler just made
     sys.exit(run_processes(settings, given, loglevel))
 
 
