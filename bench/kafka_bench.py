@@ -312,9 +312,15 @@ class Worker:
         """``settings``: more LINEAGE_* variables for it (the caller's own are not passed);
         ``cwd``: the checkout whose code it runs (a worktree of another revision);
         ``processes``: ``LINEAGE_PROCESSES`` (each serves its /metrics on a port of its
-        own, from :attr:`port` up; their series are read together)."""
+        own, :attr:`ports`; their series are read there, not through the worker's own
+        port, whose merging would add to what is timed)."""
         self.processes, self.partitions = processes, partitions
-        self.port = free_port(processes)
+        self.port = free_port(processes + 1 if processes > 1 else 1)
+        #: Where each process serves its pages: the worker's port, or for a worker of
+        #: several processes the ports after it (streams.processes).
+        self.ports = (
+            [self.port] if processes == 1 else [self.port + 1 + i for i in range(processes)]
+        )
         self.app_id = f"bench-{prefix.rstrip('.')}-{name}"
         self.log = tmp / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LINEAGE_")}
@@ -349,7 +355,7 @@ class Worker:
         between its batches, and a smaller answer takes less of it."""
         query = "?" + urllib.parse.urlencode([("name[]", n) for n in names]) if names else ""
         texts = []
-        for port in range(self.port, self.port + self.processes):
+        for port in self.ports:
             try:
                 url = f"http://127.0.0.1:{port}/metrics{query}"
                 with urllib.request.urlopen(url, timeout=2) as response:
@@ -424,7 +430,7 @@ class Worker:
         """The partitions each process holds (its /health); [] for one that does not
         answer."""
         held = []
-        for port in range(self.port, self.port + self.processes):
+        for port in self.ports:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
                     held.append(list(orjson.loads(r.read()).get("partitions", [])))

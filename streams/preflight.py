@@ -22,7 +22,13 @@ from streams.kafka_config import KafkaConfig
 from streams.settings import Settings
 from streams.topics import KafkaUnavailable
 
-__all__ = ["KafkaRefused", "WebPortUnavailable", "check_connection", "check_web_port"]
+__all__ = [
+    "KafkaRefused",
+    "WebPortUnavailable",
+    "check_connection",
+    "check_web_port",
+    "hold_web_port",
+]
 
 
 class KafkaRefused(KafkaUnavailable):
@@ -103,8 +109,24 @@ def check_web_port(settings: Settings) -> None:
     on), so only a port another process listens on, or an address not of this machine,
     is refused.
     """
+    for sock in _bound(settings):
+        sock.close()
+
+
+def hold_web_port(settings: Settings) -> list[socket.socket]:
+    """Listen on ``web_host:web_port`` (each of its addresses) now, for a server that
+    starts later (:class:`streams.front.Front`); refused as :func:`check_web_port`
+    says."""
+    socks = _bound(settings)
+    for sock in socks:
+        sock.listen(128)
+        sock.setblocking(False)
+    return socks
+
+
+def _bound(settings: Settings) -> list[socket.socket]:
     if not settings.web_port:
-        return
+        return []
     host, port = settings.web_host, settings.web_port
     where = f"{host}:{port}"
     advice = "stop it, or set --web-port or LINEAGE_WEB_PORT (0 turns the web server off)"
@@ -115,14 +137,21 @@ def check_web_port(settings: Settings) -> None:
             f"the web server cannot listen on {where}: {exc.strerror or exc} "
             "(check --web-host or LINEAGE_WEB_HOST)"
         ) from None
+    socks: list[socket.socket] = []
     for family, kind, proto, _, address in found:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                busy = " (another worker on this machine?): " + advice
-                why = busy if exc.errno == errno.EADDRINUSE else " (check --web-host)"
-                raise WebPortUnavailable(
-                    f"the web server cannot listen on {where}: {exc.strerror}{why}"
-                ) from None
+        sock = socket.socket(family, kind, proto)
+        socks.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # as aiohttp: each family its own socket
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            for opened in socks:
+                opened.close()
+            busy = " (another worker on this machine?): " + advice
+            why = busy if exc.errno == errno.EADDRINUSE else " (check --web-host)"
+            raise WebPortUnavailable(
+                f"the web server cannot listen on {where}: {exc.strerror}{why}"
+            ) from None
+    return socks

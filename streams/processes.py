@@ -11,10 +11,12 @@ share nothing but the group, and their outputs are those of one worker.
 Each process ``i`` (from 0) runs ``lineage worker`` with this worker's settings, but
 
 - ``LINEAGE_PROCESSES=1``;
-- its web pages on ``web_port + i``: each serves ``/health`` and ``/metrics`` of its
-  own (Prometheus scrapes each), ``/graph`` of every partition, and ``/subjects/...``
-  of any subject (forwarded to the process that holds its partition, as between
-  workers);
+- its web pages on ``web_port + 1 + i``: each serves ``/health`` and ``/metrics`` of
+  its own, ``/graph`` of every partition, and ``/subjects/...`` of any subject
+  (forwarded to the process that holds its partition, as between workers). This
+  process serves the worker's own ``web_port`` (:mod:`streams.front`): one
+  ``/health`` and one ``/metrics`` for all of them, and every other page from one of
+  them;
 - its state in ``state_dir/process-i`` (a RocksDB store is one process's);
 - the redaction key: when none is set, one random key for all of them, so that the
   same value is masked with the same token whichever process judged it.
@@ -35,17 +37,19 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from streams.front import Front, reachable_host
 from streams.settings import Settings
 
-__all__ = ["child_environment", "run_processes", "watch_supervisor"]
+__all__ = ["child_environment", "process_port", "run_processes", "watch_supervisor"]
 
 log = logging.getLogger("lineage.worker")
 
@@ -68,12 +72,17 @@ def child_environment(
         if value is not None:
             env[f"LINEAGE_{name.upper()}"] = str(value)
     env["LINEAGE_PROCESSES"] = "1"
-    env["LINEAGE_WEB_PORT"] = str(settings.web_port + index if settings.web_port else 0)
+    env["LINEAGE_WEB_PORT"] = str(process_port(settings, index))
     env["LINEAGE_STATE_DIR"] = str(Path(settings.state_dir) / f"process-{index}")
     if redaction_key is not None:
         env.pop("LINEAGE_REDACTION_KEY_FILE", None)
         env["LINEAGE_REDACTION_KEY"] = redaction_key
     return env
+
+
+def process_port(settings: Settings, index: int) -> int:
+    """The web port of process ``index`` (0 when the worker serves no web pages)."""
+    return settings.web_port + 1 + index if settings.web_port else 0
 
 
 def _exit_code(status: int) -> int:
@@ -82,11 +91,21 @@ def _exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def run_processes(settings: Settings, given: Mapping[str, Any], loglevel: str) -> int:
+def run_processes(
+    settings: Settings,
+    given: Mapping[str, Any],
+    loglevel: str,
+    web: Sequence[socket.socket] = (),
+) -> int:
     """Run ``settings.process_count`` worker processes until they stop; the exit code
     (module docstring). ``given``: the settings given on the command line, by field name
-    (the processes read them from their environment)."""
+    (the processes read them from their environment). ``web``: the sockets that listen
+    on the worker's web port, served by :class:`~streams.front.Front` meanwhile."""
     count = settings.process_count
+    front = None
+    if web:
+        host = reachable_host(settings.web_host)
+        front = Front(web, host, [process_port(settings, i) for i in range(count)]).start()
     key = None
     if settings.redaction_key is None:
         key = secrets.token_hex(32)
@@ -135,7 +154,8 @@ def run_processes(settings: Settings, given: Mapping[str, Any], loglevel: str) -
         finally:
             os.close(watched)
         if settings.web_port:
-            ports = f", web ports {settings.web_port}-{settings.web_port + count - 1}"
+            first, last = process_port(settings, 0), process_port(settings, count - 1)
+            ports = f", web port {settings.web_port} (processes {first}-{last})"
         else:
             ports = ""
         pids = ", ".join(map(str, children))
@@ -145,6 +165,8 @@ def run_processes(settings: Settings, given: Mapping[str, Any], loglevel: str) -
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         os.close(watching)
+        if front is not None:
+            front.close()
 
 
 def _signal_all(children: dict[int, tuple[int, subprocess.Popen[bytes]]], signum: int) -> None:

@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     processes: int | Literal["auto"] = Field(
         default=1,
         description="processes that judge, the partitions split between them (auto: one a "
-        "core this worker may use, within its CPU quota); process i serves the web pages on "
-        "web_port + i",
+        "core this worker may use, within its CPU quota); with more than one, the worker "
+        "serves web_port and process i web_port + 1 + i",
     )
     batch_size: int = Field(default=2000, ge=1, description="most events judged per batch")
     fetch_bytes: int = Field(
@@ -231,11 +231,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _ports_for_processes(self) -> Settings:
-        last = self.web_port + self.process_count - 1
+        count = self.process_count
+        last = self.web_port + count if count > 1 else self.web_port
         if self.web_port and last > 65535:
             raise ValueError(
-                f"web_port {self.web_port} leaves no port for process {self.process_count - 1} "
-                f"of {self.process_count} (web_port + i, at most 65535)"
+                f"web_port {self.web_port} leaves no port for process {count - 1} "
+                f"of {count} (web_port + 1 + i, at most 65535)"
             )
         return self
 

@@ -400,8 +400,8 @@ class Deployment:
 class Worker:
     """A `lineage worker` subprocess. ``state``: the name of its state folder (default: its
     own name), so that a new worker can start on the folder of one that stopped.
-    ``processes``: its ``LINEAGE_PROCESSES``; process i serves its web pages on
-    ``web_port + i``."""
+    ``processes``: its ``LINEAGE_PROCESSES``; the worker serves ``web_port``, and
+    with more than one, process i serves its own pages on ``web_port + 1 + i``."""
 
     def __init__(
         self,
@@ -418,7 +418,7 @@ class Worker:
         self.state_dir = deployment.tmp / f"state-{state or name}"
         self.processes = processes
         self.extra_env = env
-        self.web_port = free_port(processes)
+        self.web_port = free_port(processes + 1 if processes > 1 else 1)
         self.log = deployment.tmp / f"worker-{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._log_start = 0
@@ -468,9 +468,11 @@ class Worker:
         return self
 
     def get(
-        self, path: str, timeout: float = 30, token: str | None = None, process: int = 0
+        self, path: str, timeout: float = 30, token: str | None = None, process: int | None = None
     ) -> str:
-        url = f"http://127.0.0.1:{self.web_port + process}{path}"
+        """A page of the worker's port, or of its process ``process``'s own."""
+        port = self.web_port if process is None else self.web_port + 1 + process
+        url = f"http://127.0.0.1:{port}{path}"
         request = urllib.request.Request(url)
         if token is None:
             token = self.extra_env.get("LINEAGE_WEB_TOKEN")
@@ -479,7 +481,7 @@ class Worker:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return str(response.read().decode())
 
-    def health(self, process: int = 0) -> dict[str, Any]:
+    def health(self, process: int | None = None) -> dict[str, Any]:
         return dict(json.loads(self.get("/health", process=process)))
 
     def children(self) -> list[int]:

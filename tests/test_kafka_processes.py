@@ -1,9 +1,9 @@
 """``lineage worker --processes 2`` on a real Apache Kafka: one worker, two judging
 processes in its consumer group (streams/processes.py).
 
-The outputs are the embedded run's, as of any worker; each process serves its own
-web pages and answers for every subject; the worker stops as a whole, whichever of
-its processes ends and however.
+The outputs are the embedded run's, as of any worker; the worker's port answers for
+all of its processes, each process serves its own web pages and answers for every
+subject; the worker stops as a whole, whichever of its processes ends and however.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ pytestmark = pytest.mark.kafka
 
 #: The series whose sum over a worker's processes counts every message produced.
 _DONE = ("lineage_events_total{", "lineage_dead_letters_total ", "lineage_duplicates_total ")
+#: The same series on the worker's port, where each has its process's label.
+_DONE_LABELLED = tuple(name.rstrip(" {") + "{" for name in _DONE)
 
 
 def _gone(pid: int) -> bool:
@@ -83,8 +85,18 @@ def test_a_worker_of_two_processes_gives_the_embedded_outputs(
             for i in range(2)
         ]
         assert all(done) and sum(done) == len(day), done
-        subjects = sorted({r["subject"] for r in reference.records if r["subject"]})[:4]
+        # The worker's own port: one probe and one scrape for both processes.
+        health = worker.health()
+        assert health["status"] == "ok" and health["partitions"] == [0, 1, 2, 3], health
+        assert [p["partitions"] for p in health["processes"]] == held
+        scraped = worker.get("/metrics").splitlines()
         for i in range(2):
+            label = f'process="{i}"'
+            mine = [line for line in scraped if line.startswith(_DONE_LABELLED) and label in line]
+            assert sum(float(line.rsplit(" ", 1)[1]) for line in mine) == done[i], mine
+            assert f"lineage_process_up{{{label}}} 1.0" in scraped
+        subjects = sorted({r["subject"] for r in reference.records if r["subject"]})[:4]
+        for i in (None, 0, 1):  # the worker's port, then each process's
             served = json.loads(worker.get("/graph?format=json", process=i))
             assert graph_facts(served) == graph_facts(reference.graph)
             for subject in subjects:  # its own, or forwarded to the other process

@@ -29,7 +29,7 @@ def test_each_process_gets_the_settings_given_and_a_port_and_folder_of_its_own()
         assert env["LINEAGE_BROKER"] == "k1:9092" and env["LINEAGE_TOPIC_PREFIX"] == "acme."
         assert "LINEAGE_STORE" not in env  # not given: each reads its own default
         assert env["LINEAGE_PROCESSES"] == "1"  # each judges; none starts more
-        assert env["LINEAGE_WEB_PORT"] == str(7000 + i)
+        assert env["LINEAGE_WEB_PORT"] == str(7001 + i)  # 7000 is the worker's own
         assert env["LINEAGE_STATE_DIR"] == f"/var/lib/lineage/process-{i}"
         assert "LINEAGE_REDACTION_KEY" not in env
     assert environ == {"PATH": "/bin", "LINEAGE_BATCH_SIZE": "500"}  # left as it was
@@ -61,10 +61,11 @@ def test_processes_that_are_no_count_are_refused_by_name_and_value(value: object
 
 
 def test_the_ports_of_every_process_must_exist() -> None:
-    assert Settings(processes=2, web_port=65534).process_count == 2
+    assert Settings(processes=2, web_port=65533).process_count == 2
+    assert Settings(processes=1, web_port=65535).process_count == 1  # no process port
     with pytest.raises(ValidationError) as refused:
-        Settings(processes=3, web_port=65534)
-    assert "web_port 65534 leaves no port for process 2 of 3" in str(refused.value)
+        Settings(processes=2, web_port=65534)
+    assert "web_port 65534 leaves no port for process 1 of 2" in str(refused.value)
 
 
 def test_the_command_refuses_a_bad_count_before_it_starts_anything() -> None:

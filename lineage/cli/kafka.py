@@ -160,7 +160,8 @@ class _WorkerCommand(click.Command):
     show_envvar=True,
     metavar="N|auto",
     help="Processes that judge, the partitions split between them (auto: one a core); "
-    "process i serves the web pages on the web port + i  [default: 1]",
+    "the worker serves its web port for all of them, process i the web port + 1 + i  "
+    "[default: 1]",
 )
 @click.option("--supervised-by", type=int, hidden=True)
 @click.option(
@@ -264,14 +265,16 @@ def worker(
 def _run_processes(settings: Any, policy: Any, given: dict[str, Any], loglevel: str) -> NoReturn:
     """``lineage worker`` with more than one process (:mod:`streams.processes`): the
     ports, the broker and the topics checked once, then the processes run."""
-    from streams.preflight import check_connection, check_web_port
-    from streams.processes import run_processes
+    from streams.preflight import check_connection, check_web_port, hold_web_port
+    from streams.processes import process_port, run_processes
     from streams.topics import ensure_topics
 
     count = settings.process_count
     try:
         for index in range(count if settings.web_port else 0):
-            check_web_port(settings.model_copy(update={"web_port": settings.web_port + index}))
+            port = process_port(settings, index)
+            check_web_port(settings.model_copy(update={"web_port": port}))
+        web = hold_web_port(settings)  # the worker's own, served by this process
         check_connection(settings)
         retention = policy.policy.records_retention_days
         created = ensure_topics(settings, 30.0, records_retention_days=retention)
@@ -283,7 +286,7 @@ def _run_processes(settings: Any, policy: Any, given: dict[str, Any], loglevel: 
     said = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as faust says it
     logging.basicConfig(level=loglevel.upper(), format=said)
     install_log_guard()  # on the handler just made
-    sys.exit(run_processes(settings, given, loglevel))
+    sys.exit(run_processes(settings, given, loglevel, web))
 
 
 @click.command()
