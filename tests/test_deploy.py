@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
+from streams.front import UP
 from streams.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,6 +287,7 @@ def exposed_names() -> set[str]:
     for family in Metrics().registry.collect():
         names.update(sample.name for sample in family.samples)
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+    names.add(UP)  # a worker of several processes adds it (streams/front.py)
     return names
 
 
