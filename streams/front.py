@@ -64,11 +64,15 @@ def merge_metrics(answers: Sequence[str | None], names: Iterable[str] = ()) -> b
     ``/metrics``, None when it did not answer), each with its ``process`` label, and
     :data:`UP` for each process (unless ``names`` asks for other series only)."""
     families: dict[str, Metric] = {}
+    read: list[bool] = []
     for index, text in enumerate(answers):
-        if text is None:
-            continue
+        try:
+            parsed = list(text_string_to_metric_families(text)) if text is not None else None
+        except ValueError:  # not an exposition: as good as no answer
+            parsed = None
+        read.append(parsed is not None)
         label = {"process": str(index)}
-        for family in text_string_to_metric_families(text):
+        for family in parsed or ():
             merged = families.get(family.name)
             if merged is None:
                 merged = families[family.name] = Metric(
@@ -78,8 +82,8 @@ def merge_metrics(answers: Sequence[str | None], names: Iterable[str] = ()) -> b
     wanted = set(names)
     if not wanted or UP in wanted:
         up = Metric(UP, "Whether the worker's process answered for its series", "gauge")
-        for index, text in enumerate(answers):
-            up.add_sample(UP, {"process": str(index)}, 0.0 if text is None else 1.0)
+        for index, answered in enumerate(read):
+            up.add_sample(UP, {"process": str(index)}, 1.0 if answered else 0.0)
         families[UP] = up
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collected(list(families.values())))
@@ -190,8 +194,9 @@ class Front:
             if isinstance(said, str):
                 processes.append({"process": index, "status": "unavailable", "reason": said})
                 continue
-            processes.append({"process": index, "status": "ok", "partitions": said["partitions"]})
-            partitions.extend(said["partitions"])
+            held = said.get("partitions", [])
+            processes.append({"process": index, "status": "ok", "partitions": held})
+            partitions.extend(held)
             policy = {key: said[key] for key in ("policy", "policy_version") if key in said}
         ok = all(p["status"] == "ok" for p in processes)
         body = {

@@ -65,6 +65,11 @@ def test_a_process_that_did_not_answer_is_down_and_has_no_series() -> None:
     assert not any(dict(labels).get("process") == "0" for name, labels in got if name != UP)
 
 
+def test_an_answer_that_is_no_exposition_counts_as_none() -> None:
+    got = _samples(merge_metrics(["<html>busy</html>", _exposition(3, 0)]).decode())
+    assert got[UP, (("process", "0"),)] == 0 and got[UP, (("process", "1"),)] == 1
+
+
 def test_asked_for_some_series_the_front_adds_its_own_only_when_asked() -> None:
     assert UP not in merge_metrics([_exposition(1, 1)], ["lineage_events_total"]).decode()
     assert UP in merge_metrics([_exposition(1, 1)], [UP]).decode()
