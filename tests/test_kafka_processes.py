@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import urllib.error
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +44,23 @@ def _gone(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def _pid_of(worker: Worker, index: int) -> int:
+    """The pid of the worker's process ``index`` (the one serving its port)."""
+    port = f"LINEAGE_WEB_PORT={worker.web_port + 1 + index}".encode()
+    for pid in worker.children():
+        if port in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            return pid
+    raise AssertionError(f"no process of the worker serves port {port!r}")
+
+
+def _probe(worker: Worker) -> tuple[int, dict[str, Any]]:
+    """The worker's /health as a probe sees it: its status and what it says."""
+    try:
+        return 200, worker.health()
+    except urllib.error.HTTPError as refused:
+        return refused.code, dict(json.loads(refused.read()))
 
 
 def _started(deployment: Deployment) -> Worker:
@@ -103,6 +122,20 @@ def test_a_worker_of_two_processes_gives_the_embedded_outputs(
                 path = f"/subjects/{urllib.parse.quote(subject, safe='')}"
                 got = json.loads(worker.get(path, process=i))
                 assert without_time(got) == embedded_answer(reference, subject), (i, subject)
+        # A process that hangs fails the worker's probe and shows down on its scrape,
+        # while the other answers on; running again, it answers again.
+        hung = _pid_of(worker, 1)
+        os.kill(hung, signal.SIGSTOP)
+        try:
+            status, said = _probe(worker)
+            up = worker.get("/metrics?name[]=lineage_process_up")
+        finally:
+            os.kill(hung, signal.SIGCONT)
+        assert status == 503 and said["status"] == "unavailable", said
+        assert said["processes"][0]["status"] == "ok"
+        assert said["processes"][1]["reason"] == "no answer within 0.8 s", said
+        assert 'lineage_process_up{process="1"} 0.0' in up and 'process="0"} 1.0' in up, up
+        wait_until(lambda: _probe(worker)[0] == 200, 30, "the process to answer again")
     finally:
         code = worker.stop()
     assert code == 0, worker.tail()  # SIGTERM: each process's last flush succeeded
