@@ -41,6 +41,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from streams.settings import process_port
+
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "bench" / "policies" / "sakura-retail.yaml"
 KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
@@ -319,7 +321,9 @@ class Worker:
         #: Where each process serves its pages: the worker's port, or for a worker of
         #: several processes the ports after it (streams.processes).
         self.ports = (
-            [self.port] if processes == 1 else [self.port + 1 + i for i in range(processes)]
+            [self.port]
+            if processes == 1
+            else [process_port(self.port, i) for i in range(processes)]
         )
         self.app_id = f"bench-{prefix.rstrip('.')}-{name}"
         self.log = tmp / f"{name}.log"

@@ -47,9 +47,9 @@ from types import FrameType
 from typing import Any
 
 from streams.front import Front, reachable_host
-from streams.settings import Settings
+from streams.settings import Settings, process_port
 
-__all__ = ["child_environment", "process_port", "run_processes", "watch_supervisor"]
+__all__ = ["child_environment", "run_processes", "watch_supervisor"]
 
 log = logging.getLogger("lineage.worker")
 
@@ -72,17 +72,12 @@ def child_environment(
         if value is not None:
             env[f"LINEAGE_{name.upper()}"] = str(value)
     env["LINEAGE_PROCESSES"] = "1"
-    env["LINEAGE_WEB_PORT"] = str(process_port(settings, index))
+    env["LINEAGE_WEB_PORT"] = str(process_port(settings.web_port, index))
     env["LINEAGE_STATE_DIR"] = str(Path(settings.state_dir) / f"process-{index}")
     if redaction_key is not None:
         env.pop("LINEAGE_REDACTION_KEY_FILE", None)
         env["LINEAGE_REDACTION_KEY"] = redaction_key
     return env
-
-
-def process_port(settings: Settings, index: int) -> int:
-    """The web port of process ``index`` (0 when the worker serves no web pages)."""
-    return settings.web_port + 1 + index if settings.web_port else 0
 
 
 def _exit_code(status: int) -> int:
@@ -105,7 +100,7 @@ def run_processes(
     front = None
     if web:
         host = reachable_host(settings.web_host)
-        front = Front(web, host, [process_port(settings, i) for i in range(count)]).start()
+        front = Front(web, host, [process_port(settings.web_port, i) for i in range(count)]).start()
     key = None
     if settings.redaction_key is None:
         key = secrets.token_hex(32)
@@ -154,7 +149,10 @@ def run_processes(
         finally:
             os.close(watched)
         if settings.web_port:
-            first, last = process_port(settings, 0), process_port(settings, count - 1)
+            first, last = (
+                process_port(settings.web_port, 0),
+                process_port(settings.web_port, count - 1),
+            )
             ports = f", web port {settings.web_port} (processes {first}-{last})"
         else:
             ports = ""

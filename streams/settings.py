@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lineage.cores import cores
 from lineage.durations import parse_duration
 
-__all__ = ["Settings", "is_loopback"]
+__all__ = ["Settings", "is_loopback", "process_port"]
 
 #: Settings that are secrets, each also readable from ``<name>_file``.
 _SECRETS = ("web_token", "sasl_password", "redaction_key")
@@ -33,6 +33,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def process_port(web_port: int, index: int) -> int:
+    """The web port of process ``index`` of a worker of several processes, whose own
+    port is ``web_port`` (0: no web pages, none either). The one statement of that
+    layout: the worker, its settings' check, the tests and the benchmarks read it."""
+    return web_port + 1 + index if web_port else 0
 
 
 class Settings(BaseSettings):
@@ -232,7 +239,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _ports_for_processes(self) -> Settings:
         count = self.process_count
-        last = self.web_port + count if count > 1 else self.web_port
+        last = process_port(self.web_port, count - 1) if count > 1 else self.web_port
         if self.web_port and last > 65535:
             raise ValueError(
                 f"web_port {self.web_port} leaves no port for process {count - 1} "

@@ -26,6 +26,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from lineage.policy import load_policy
 from lineage.redact import Redactor
 from lineage.run import run_embedded
+from streams.settings import process_port
 
 REDACTION_KEY = "test-redaction-key"
 
@@ -471,7 +472,7 @@ class Worker:
         self, path: str, timeout: float = 30, token: str | None = None, process: int | None = None
     ) -> str:
         """A page of the worker's port, or of its process ``process``'s own."""
-        port = self.web_port if process is None else self.web_port + 1 + process
+        port = self.web_port if process is None else process_port(self.web_port, process)
         url = f"http://127.0.0.1:{port}{path}"
         request = urllib.request.Request(url)
         if token is None:

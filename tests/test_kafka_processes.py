@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from lineage.demo import generate_day
+from streams.settings import process_port
 from tests.kafka_helpers import (
     Deployment,
     Reference,
@@ -48,7 +49,7 @@ def _gone(pid: int) -> bool:
 
 def _pid_of(worker: Worker, index: int) -> int:
     """The pid of the worker's process ``index`` (the one serving its port)."""
-    port = f"LINEAGE_WEB_PORT={worker.web_port + 1 + index}".encode()
+    port = f"LINEAGE_WEB_PORT={process_port(worker.web_port, index)}".encode()
     for pid in worker.children():
         if port in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
             return pid

@@ -266,13 +266,14 @@ def _run_processes(settings: Any, policy: Any, given: dict[str, Any], loglevel: 
     """``lineage worker`` with more than one process (:mod:`streams.processes`): the
     ports, the broker and the topics checked once, then the processes run."""
     from streams.preflight import check_connection, check_web_port, hold_web_port
-    from streams.processes import process_port, run_processes
+    from streams.processes import run_processes
+    from streams.settings import process_port
     from streams.topics import ensure_topics
 
     count = settings.process_count
     try:
         for index in range(count if settings.web_port else 0):
-            port = process_port(settings, index)
+            port = process_port(settings.web_port, index)
             check_web_port(settings.model_copy(update={"web_port": port}))
         web = hold_web_port(settings)  # the worker's own, served by this process
         check_connection(settings)
