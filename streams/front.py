@@ -37,7 +37,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-__all__ = ["PROBE_SECONDS", "Front", "merge_metrics", "reachable_host"]
+__all__ = ["PROBE_SECONDS", "Front", "asked_again", "merge_metrics", "reachable_host"]
 
 #: How long ``/health`` waits for the processes' answers, together.
 PROBE_SECONDS = 0.8
@@ -57,6 +57,14 @@ def reachable_host(web_host: str) -> str:
     if web_host == "::":
         return "::1"
     return web_host
+
+
+def asked_again(base: str, raw_path: str) -> URL:
+    """The URL that asks the server at ``base`` what ``raw_path`` (a request's path and
+    query) asked here. They go on as the caller wrote them: decoded, a subject holding
+    ``#``, ``?``, ``/`` or a ``%`` escape would be asked there as another subject, whose
+    answer would go to the caller."""
+    return URL(f"{base.rstrip('/')}{raw_path}", encoded=True)
 
 
 def merge_metrics(answers: Sequence[str | None], names: Iterable[str] = ()) -> bytes:
@@ -169,7 +177,7 @@ class Front:
         did not answer."""
         try:
             async with session.get(
-                URL(base + request.raw_path, encoded=True),
+                asked_again(base, request.raw_path),
                 headers={"Accept-Encoding": "identity"},
                 timeout=aiohttp.ClientTimeout(total=seconds),
             ) as response:
@@ -232,7 +240,7 @@ class Front:
         for index, base in enumerate(self._bases):
             try:
                 async with session.get(
-                    URL(base + request.raw_path, encoded=True), headers=headers
+                    asked_again(base, request.raw_path), headers=headers
                 ) as response:
                     passed = {
                         name: response.headers[name]

@@ -26,12 +26,12 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from yarl import URL
 
 from lineage.graph import build_graph
 from lineage.policy.model import Policy
 from streams.changelog import read_edges
 from streams.faust_internals import guard_web
+from streams.front import asked_again
 from streams.metrics import Metrics
 from streams.settings import Settings
 
@@ -148,12 +148,9 @@ def register_pages(
 
 
 async def _forward(web: Any, request: Any, url: str) -> Any:
-    """Ask the worker at ``url`` the same question (with the same bearer token).
-
-    The path and query go on as the caller wrote them: decoded, a subject holding
-    ``#``, ``?``, ``/`` or a ``%`` escape would be asked of the other worker as another
-    subject, whose answer would go to the caller."""
-    target = URL(f"{url.rstrip('/')}{request.raw_path}", encoded=True)
+    """Ask the worker at ``url`` the same question (:func:`~streams.front.asked_again`),
+    with the same bearer token."""
+    target = asked_again(url, request.raw_path)
     headers = (
         {"Authorization": request.headers["Authorization"]}
         if "Authorization" in request.headers
