@@ -50,11 +50,13 @@ _RECORD_OVERHEAD = 64
 class OutputsLost(LineageError):
     """Kafka did not acknowledge outputs in time; the events behind them must be judged
     again. ``refused``: how many of them were ``required`` messages refused as too large
-    (refused again if judged again)."""
+    (refused again if judged again); ``required``: how many ``required`` messages were
+    not acknowledged, refused or lost."""
 
-    def __init__(self, message: str, refused: int = 0) -> None:
+    def __init__(self, message: str, refused: int = 0, required: int = 0) -> None:
         super().__init__(message)
         self.refused = refused
+        self.required = required
 
 
 @dataclass(slots=True)
@@ -160,18 +162,23 @@ class Sender:
         for message in queued:
             groups.setdefault((message.topic, partition_of(message)), []).append(message)
         for (topic, partition), messages in groups.items():
-            await self._submit(topic, partition, messages)
+            handed = await self._submit(topic, partition, messages)
+            # Looked up after the await: a flush may have taken the list meanwhile.
+            self._in_flight.extend(handed)
 
     async def flush(self) -> None:
-        """Send what is queued and wait until Kafka acknowledged every message added.
+        """Send what is queued and wait until Kafka acknowledged every message added
+        before this call.
 
+        What is added while it waits is left to the next flush: a worker judges on, and
+        adds, while a flush awaits Kafka (:class:`streams.checkpoint.Checkpoint`).
         Raises :class:`OutputsLost` when a batch could not be delivered in time.
         """
         lost: list[Message] = []
         refused: list[Message] = []  # required, and refused as too large
-        while self._queued or self._in_flight:
-            await self.send()
-            in_flight, self._in_flight = self._in_flight, []
+        await self.send()
+        in_flight, self._in_flight = self._in_flight, []
+        while in_flight:
             results = await asyncio.gather(*(f for f, _ in in_flight), return_exceptions=True)
             singles: list[Message] = []
             for (_, messages), result in zip(in_flight, results, strict=True):
@@ -206,8 +213,9 @@ class Sender:
                         type(result).__name__,
                     )
                     lost.extend(messages)
+            in_flight = []
             for message in singles:
-                await self._submit(message.topic, self._partition(message), [message])
+                in_flight += await self._submit(message.topic, self._partition(message), [message])
         refused.extend(self._unsent)
         self._unsent = []
         if lost or refused:
@@ -215,13 +223,18 @@ class Sender:
                 f"{len(lost) + len(refused)} outputs were not acknowledged by Kafka; their "
                 "events will be judged again",
                 refused=len(refused),
+                required=len(refused) + sum(m.required for m in lost),
             )
 
     def discard(self) -> int:
-        """Forget what is queued and not yet handed over (its events are read again)."""
+        """Forget what is queued and what was handed over and not yet awaited (their
+        events are read again). Returns how many messages were queued."""
         n = len(self._queued)
         self._queued = []
         self._unsent = []
+        for future, _ in self._in_flight:
+            future.add_done_callback(_retrieved)  # no one awaits its fate now
+        self._in_flight = []
         return n
 
     # -- inside ----------------------------------------------------------------------------------
@@ -248,10 +261,14 @@ class Sender:
             self._partition_of[cache_key] = found
         return found
 
-    async def _submit(self, topic: str, partition: int, messages: list[Message]) -> None:
+    async def _submit(
+        self, topic: str, partition: int, messages: list[Message]
+    ) -> list[tuple[asyncio.Future[Any], list[Message]]]:
+        """Hand ``messages`` to the producer in batches; (future, messages) of each."""
         producer = self._producer
         batch = producer.create_batch()
         in_batch: list[Message] = []
+        handed: list[tuple[asyncio.Future[Any], list[Message]]] = []
         for message in messages:
             if (
                 batch.append(
@@ -262,7 +279,7 @@ class Sender:
                 )
                 is None
             ):
-                await self._send_batch(batch, topic, partition, in_batch)
+                handed.append(await self._send_batch(batch, topic, partition, in_batch))
                 batch, in_batch = producer.create_batch(), []
                 batch.append(
                     timestamp=None,
@@ -272,21 +289,28 @@ class Sender:
                 )
             in_batch.append(message)
         if in_batch:
-            await self._send_batch(batch, topic, partition, in_batch)
+            handed.append(await self._send_batch(batch, topic, partition, in_batch))
+        return handed
 
     async def _send_batch(
         self, batch: Any, topic: str, partition: int, messages: list[Message]
-    ) -> None:
+    ) -> tuple[asyncio.Future[Any], list[Message]]:
         batch.close()
         try:
             future = await self._producer.send_batch(batch, topic, partition=partition)
         except KafkaError as exc:
             future = asyncio.get_running_loop().create_future()
             future.set_exception(exc)
-        self._in_flight.append((future, messages))
+        return future, messages
 
     def _refuse(self, message: Message, reason: str) -> None:
         fate = "is not written" if message.required else "was dropped"
         log.error("an output for %s %s: %s (%d bytes)", message.topic, fate, reason, message.size)
         if self._on_refused is not None:
             self._on_refused(message.topic, reason)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark the fate of a batch no one awaits as seen (asyncio logs one never seen)."""
+    if not future.cancelled():
+        future.exception()

@@ -41,7 +41,8 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,9 @@ class PartitionViews:
         self._facts: dict[int, list[ViewFact]] = {}
         self._opening: dict[int, asyncio.Task[None]] = {}
         self._child: Child | None = None
-        self._asking: asyncio.Lock | None = None
+        #: The answers awaited, in the order asked, and the task that reads them.
+        self._answers: deque[asyncio.Future[bytes]] = deque()
+        self._reading: asyncio.Task[None] | None = None
         self._stop: weakref.finalize[[], PartitionViews] | None = None
 
     async def open(self, partition: int) -> None:
@@ -165,14 +168,20 @@ class PartitionViews:
         ``retention_days`` before the newest event time judged (``newest`` of its
         partition, when known), write it, and return the rows each changed:
         (partition, rows), in the order held."""
+        return await self.ask_flush(newest, retention_days)
+
+    def ask_flush(
+        self, newest: dict[int, float], retention_days: int
+    ) -> Coroutine[Any, Any, list[tuple[int, list[Row]]]]:
+        """:meth:`flush`, asked now: the rows cover the facts handed over before this
+        call, whatever is judged before they are awaited."""
         if not self._facts:
-            return []
+            return _nothing()
         for partition in self._facts:
             self.ship(partition)
         wanted = [(p, newest.get(p, float("-inf"))) for p in self._facts]
         message = pickle.dumps((wanted, retention_days), protocol=pickle.HIGHEST_PROTOCOL)
-        rows: list[tuple[int, list[Row]]] = await self._ask(b"S" + message)
-        return rows
+        return self._answer(self._send(b"S" + message))
 
     async def find(self, partition: int, spellings: list[str]) -> tuple[str, Lineage | None]:
         """(the spelling found, the subject's lineage or None) in ``partition``'s view."""
@@ -219,17 +228,48 @@ class PartitionViews:
         return self._child
 
     async def _ask(self, message: bytes) -> Any:
-        """Send ``message`` to the view process and await its answer, one at a time."""
-        if self._asking is None:
-            self._asking = asyncio.Lock()
-        async with self._asking:
-            child = self._started()
-            child.send(message)
-            answer = await asyncio.get_running_loop().run_in_executor(None, child.recv)
-        error = error_of(answer)
+        """Send ``message`` to the view process and await its answer."""
+        return await self._answer(self._send(message))
+
+    def _send(self, message: bytes) -> asyncio.Future[bytes]:
+        """Send ``message`` to the view process now; the future of its answer. The
+        process answers in the order it is asked, and the answers are read in that
+        order by one task (a thread of the loop's executor waits on the pipe)."""
+        child = self._started()
+        child.send(message)
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._answers.append(answer)
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read_answers(child))
+        return answer
+
+    async def _read_answers(self, child: Child) -> None:
+        answers = self._answers
+        try:
+            while answers:
+                answer = await asyncio.get_running_loop().run_in_executor(None, child.recv)
+                waiting = answers.popleft()
+                if not waiting.done():
+                    waiting.set_result(answer)
+        except Exception as exc:  # the process is gone: every answer awaited fails
+            while answers:
+                waiting = answers.popleft()
+                if not waiting.done():
+                    waiting.set_exception(exc)
+        finally:
+            self._reading = None
+
+    @staticmethod
+    async def _answer(answer: Awaitable[bytes]) -> Any:
+        found = await answer
+        error = error_of(found)
         if error is not None:
             raise RunError(error)
-        return pickle.loads(answer)
+        return pickle.loads(found)
+
+
+async def _nothing() -> list[tuple[int, list[Row]]]:
+    return []
 
 
 def _path(directory: Path, partition: int) -> Path:

@@ -527,3 +527,23 @@ def test_records_past_retention_are_deleted_from_the_view_topic(policy: Policy) 
     assert [s.key for s in tombstones] == [f"r\x1fu-1\x1f{record_id('d-0')}".encode()]
     _, lineage = asyncio.run(h.checkpoint.subject(0, ["u-1"]))
     assert lineage is not None and lineage.records == [record_id("d-1")]
+
+
+def test_the_sender_flush_waits_for_what_was_added_before_it() -> None:
+    producer = FakeProducer()
+    producer.ack_delay = 0.05
+    sender = Sender(producer, max_bytes=10_000)
+
+    async def scenario() -> None:
+        sender.add("t", b"k", b"1")
+        flushing = asyncio.ensure_future(sender.flush())
+        await asyncio.sleep(0.01)
+        sender.add("t", b"k", b"2")
+        await sender.send()
+        await flushing
+        assert sender.pending == 1  # the second: the next flush's
+        await sender.flush()
+        assert sender.pending == 0
+
+    asyncio.run(scenario())
+    assert [s.value for s in producer.sent] == [b"1", b"2"]
