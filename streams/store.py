@@ -9,7 +9,7 @@ store's dict where there is one) and, for what is read one partition whole,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, cast
 
 import orjson
@@ -17,12 +17,15 @@ import orjson
 __all__ = [
     "MAPPING",
     "RECORD_BYTES",
+    "DeferredWriter",
+    "Held",
     "MappingWriter",
     "Writer",
     "load_json",
     "partition_items",
     "partition_of",
     "reader",
+    "reader_for",
 ]
 
 
@@ -114,3 +117,142 @@ def reader(table: Any) -> Callable[[str], Any]:
     if isinstance(held, dict):
         return held.get
     return cast(Callable[[str], Any], table.get)
+
+
+#: (table, key, value): one record a :class:`DeferredWriter` holds; ``None`` deletes.
+Held = tuple[Any, str, bytes | None]
+
+_ABSENT = object()
+
+
+class DeferredWriter:
+    """Holds the table records each flush makes until that flush may write them.
+
+    A worker judges the next events while a flush awaits Kafka
+    (:class:`streams.checkpoint.Checkpoint`). The flush's records are made when it
+    starts, from the state as judged up to then; they may reach the tables and their
+    changelogs only once Kafka has acknowledged the outputs of those events. So they
+    are held here: :meth:`cut` closes the records made so far as one flush's, and
+    :meth:`write` hands a flush's records, and those of any flush before it, to the
+    ``inner`` writer in the order they were made. What is held is read before the
+    table (:meth:`reader`): the views over the tables that forget what they hold
+    after a flush, and the dedup index that reads its records back, see their own
+    writes at once, as they would if the records were written.
+
+    :meth:`forget` drops what is held for revoked partitions, :meth:`discard` all of
+    it: what was judged is judged again from the tables as they are.
+    """
+
+    def __init__(self, inner: Writer) -> None:
+        self.inner = inner
+        #: The records held, one list a flush, oldest first; the last is being made.
+        self._held: list[list[Held]] = [[]]
+        #: By table: the newest value held of each key, and how many records hold it.
+        self._newest: dict[int, dict[str, bytes | None]] = {}
+        self._counts: dict[int, dict[str, int]] = {}
+
+    def set(self, table: Any, key: str, value: bytes) -> None:
+        self._hold(table, key, value)
+
+    def delete(self, table: Any, key: str) -> None:
+        self._hold(table, key, None)
+
+    def _hold(self, table: Any, key: str, value: bytes | None) -> None:
+        self._held[-1].append((table, key, value))
+        self._newest_of(table)[key] = value
+        counts = self._counts.setdefault(id(table), {})
+        counts[key] = counts.get(key, 0) + 1
+
+    def _newest_of(self, table: Any) -> dict[str, bytes | None]:
+        newest = self._newest.get(id(table))
+        if newest is None:
+            newest = self._newest[id(table)] = {}
+        return newest
+
+    def written(self) -> None:
+        self.inner.written()
+
+    def reader(self, table: Any) -> Callable[[str], Any]:
+        """How to read one key of ``table``: its newest record held, else the table's."""
+        read = reader(table)
+        newest = self._newest_of(table)  # one dict for the table's life, changed in place
+
+        def read_held(key: str) -> Any:
+            found = newest.get(key, _ABSENT)
+            return read(key) if found is _ABSENT else found
+
+        return read_held
+
+    @property
+    def held(self) -> int:
+        """Records held, of every flush."""
+        return sum(len(records) for records in self._held)
+
+    def cut(self) -> list[Held]:
+        """Close the records made so far as one flush's; what follows is the next's."""
+        records = self._held[-1]
+        self._held.append([])
+        return records
+
+    def write(self, records: list[Held]) -> int:
+        """Write ``records`` (a :meth:`cut`), and every flush's held before them, through
+        the inner writer, in the order they were made. Returns how many."""
+        if not any(held is records for held in self._held[:-1]):
+            return 0  # written before, or dropped with everything held
+        written = 0
+        while self._held[0] is not records:
+            written += self._write(self._held.pop(0))
+        return written + self._write(self._held.pop(0))
+
+    def _write(self, records: list[Held]) -> int:
+        inner = self.inner
+        for table, key, value in records:
+            if value is None:
+                inner.delete(table, key)
+            else:
+                inner.set(table, key, value)
+            self._release(table, key)
+        return len(records)
+
+    def _release(self, table: Any, key: str) -> None:
+        counts = self._counts[id(table)]
+        left = counts[key] - 1
+        if left:
+            counts[key] = left
+        else:
+            del counts[key]
+            del self._newest[id(table)][key]
+
+    def forget(self, tables: Iterable[Any], partition: int) -> int:
+        """Drop what is held of ``partition``'s keys of ``tables`` (revoked). Returns how
+        many records."""
+        ids = {id(t) for t in tables}
+        prefix = f"{partition}|"
+        dropped = 0
+        for records in self._held:
+            kept = [r for r in records if not (id(r[0]) in ids and r[1].startswith(prefix))]
+            dropped += len(records) - len(kept)
+            for table, key, _ in records:
+                if id(table) in ids and key.startswith(prefix):
+                    self._release(table, key)
+            records[:] = kept  # in place: a flush under way holds this list
+        return dropped
+
+    def discard(self) -> int:
+        """Drop everything held. Returns how many records."""
+        dropped = self.held
+        for records in self._held:
+            records.clear()
+        self._held = [[]]
+        for newest in self._newest.values():
+            newest.clear()
+        self._counts.clear()
+        return dropped
+
+
+def reader_for(table: Any, writer: Writer) -> Callable[[str], Any]:
+    """How to read one key of ``table`` where ``writer`` writes it: through the records a
+    :class:`DeferredWriter` holds, else :func:`reader`."""
+    if isinstance(writer, DeferredWriter):
+        return writer.reader(table)
+    return reader(table)

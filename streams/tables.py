@@ -51,7 +51,7 @@ from streams.store import (
     load_json,
     partition_items,
     partition_of,
-    reader,
+    reader_for,
 )
 
 __all__ = [
@@ -139,7 +139,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         writer: Writer = MAPPING,
     ) -> None:
         self._table = table
-        self._read = reader(table)
+        self._read = reader_for(table, writer)
         self._writer = writer
         self._max_cached = max_cached
         self._prefix = f"{partition}|"

@@ -27,7 +27,7 @@ from streams.dedup import SeenIndex
 from streams.heap import HeapTrim
 from streams.runner import RepeatFilter, awaiting, install_repeat_filter
 from streams.settings import Settings
-from streams.store import partition_of
+from streams.store import DeferredWriter, MappingWriter, partition_of
 from streams.tables import CachedView, PartitionState, edge_records
 from streams.views import PartitionViews
 from tests.helpers import access
@@ -593,6 +593,46 @@ def test_consent_decisions_go_before_their_subject_and_a_crash_between_counts_no
     assert [d.event_id for d in reloaded.decisions] == [f"c-{n}" for n in range(20)][
         : len(reloaded.decisions)
     ]
+
+
+def test_records_held_are_read_first_and_written_in_the_order_made() -> None:
+    table: dict[str, bytes] = {"0|a": b"old", "0|b": b"gone"}
+    held = DeferredWriter(MappingWriter())
+    read = held.reader(table)
+    held.set(table, "0|a", b"first")
+    first = held.cut()
+    held.set(table, "0|a", b"second")
+    held.delete(table, "0|b")
+    second = held.cut()
+    held.set(table, "0|c", b"third")  # the flush being made
+    assert table == {"0|a": b"old", "0|b": b"gone"}  # nothing written yet
+    assert (read("0|a"), read("0|b"), read("0|c"), read("0|z")) == (b"second", None, b"third", None)
+    assert held.write(second) == 3  # the first flush's record too, before it
+    assert table == {"0|a": b"second"}
+    assert read("0|c") == b"third" and held.held == 1
+    assert held.write(first) == 0  # written already
+    held.write(held.cut())
+    assert table == {"0|a": b"second", "0|c": b"third"} and held.held == 0
+    assert read("0|a") == b"second"  # from the table now
+
+
+def test_records_held_of_a_revoked_partition_are_dropped_and_the_rest_kept() -> None:
+    seen: dict[str, bytes] = {}
+    board: dict[str, bytes] = {}
+    held = DeferredWriter(MappingWriter())
+    for partition in (0, 1):
+        held.set(seen, f"{partition}|x", b"s")
+        held.set(board, f"{partition}|x", b"b")
+    under_way = held.cut()
+    held.set(seen, "1|y", b"s")
+    assert held.forget([seen], 1) == 2  # in the flush under way and in the next
+    assert held.reader(seen)("1|x") is None and held.reader(board)("1|x") == b"b"
+    held.write(under_way)
+    assert seen == {"0|x": b"s"} and board == {"0|x": b"b", "1|x": b"b"}
+    held.set(seen, "0|z", b"s")
+    cut = held.cut()
+    assert held.discard() == 1 and held.write(cut) == 0  # a rewind: nothing written
+    assert held.reader(seen)("0|z") is None and "0|z" not in seen
 
 
 def test_the_intake_hands_over_queued_chunks_when_no_time_is_left() -> None:
