@@ -54,11 +54,14 @@ _DONE = re.compile(
     rf"^(?:{'|'.join(map(re.escape, _DONE_SERIES))})(?:\{{[^}}]*\}})? ([0-9.e+]+)$", re.M
 )
 _ALERTS = re.compile(r"^lineage_alerts_total\{[^}]*\} ([0-9.e+]+)$", re.M)
-#: The worker's own account of its time (streams.metrics): judging, flushing, and of the
-#: flushes, handing messages to Kafka and waiting for its acknowledgements.
+#: The worker's own account of its time (streams.metrics): judging; flushing, from each
+#: flush's start to its acks, and of the flushes, handing messages to Kafka and waiting
+#: for its acknowledgements, and awaiting the view process (the worker judges on
+#: meanwhile); and what flushes took of the judging loop.
 _SPENT = {
     "judging": re.compile(r"^lineage_batch_seconds_sum ([0-9.e+-]+)$", re.M),
     "flushing": re.compile(r"^lineage_flush_seconds_sum ([0-9.e+-]+)$", re.M),
+    "flush_loop": re.compile(r"^lineage_flush_loop_seconds_total ([0-9.e+-]+)$", re.M),
     "kafka": re.compile(r"^lineage_kafka_wait_seconds_total\{[^}]*\} ([0-9.e+-]+)$", re.M),
     "view": re.compile(r"^lineage_view_wait_seconds_total ([0-9.e+-]+)$", re.M),
 }
@@ -378,7 +381,7 @@ class Worker:
 
     def spent(self) -> dict[str, float]:
         """Seconds judging, flushing, and of the flushes with Kafka and awaiting the view
-        process (from /metrics)."""
+        process, and what flushes took of the judging loop (from /metrics)."""
         text = self.metrics()
         return {part: sum(float(v) for v in found.findall(text)) for part, found in _SPENT.items()}
 

@@ -167,10 +167,11 @@ def run_worker(
         print("  (too few events to time the worker's steady rate: use more --events)")
     print(f"  alerts raised: {alerts:,} ({alerts / n:.2f} per message)")
     print(
-        f"  the worker's time: judging {spent['judging']:.1f} s, flushing "
-        f"{spent['flushing']:.1f} s (of which handing to Kafka and awaiting its "
-        f"acknowledgements {spent['kafka']:.1f} s, awaiting the view process "
-        f"{spent['view']:.1f} s)"
+        f"  the worker's time: judging {spent['judging']:.1f} s; flushes took "
+        f"{spent['flush_loop']:.1f} s of the judging loop (starting them, waiting for "
+        f"one to end), and ran {spent['flushing']:.1f} s beside it (of which handing "
+        f"to Kafka and awaiting its acknowledgements {spent['kafka']:.1f} s, awaiting "
+        f"the view process {spent['view']:.1f} s)"
     )
     if stopped:
         print(f"  {stopped}")

@@ -9,13 +9,15 @@
 One task, ``evaluate``, does all the work, so its steps never interleave: it takes
 fetched records of the events and incident-partials topics from the intake
 (:mod:`streams.intake`), hands them to the :class:`~streams.checkpoint.Checkpoint`
-(which judges events, folds partials and says when state is durable), flushes it
+(which judges events, folds partials and says when state is durable), starts a flush
 every ``flush_events`` records, or when nothing more waits and the oldest record not
 yet flushed was taken ``flush_linger_ms`` ago, and republishes changed incidents
-every ``incident_flush_seconds``. Alerts do not wait for a flush: they leave as soon
-as their events are judged. Chunks that wait in the intake meanwhile are decoded
-ahead in a process of the worker's own (:mod:`streams.ahead`). Outputs leave in
-batches through the :class:`~streams.outputs.Sender`.
+every ``incident_flush_seconds``. A flush awaits Kafka and the view process while the
+task judges on; the next flush starts once it has settled, so one is under way at a
+time. Alerts do not wait for a flush: they leave as soon as their events are judged.
+Chunks that wait in the intake meanwhile are decoded ahead in a process of the
+worker's own (:mod:`streams.ahead`). Outputs leave in batches through the
+:class:`~streams.outputs.Sender`.
 
 With a routes file (``LINEAGE_ROUTES``), the alerts and incidents Kafka acknowledged
 are also handed to a :class:`~lineage.notify.Router` (alert routing), which forwards
@@ -291,7 +293,10 @@ class LineageWorker:
                 wait = 0.2
                 if unflushed_since is not None:
                     wait = max(0.0, min(wait, unflushed_since + linger - time.monotonic()))
+                if checkpoint.flush_done():
+                    await self._settle()  # its failure stops the worker now, not later
                 chunks = await intake.take(settings.batch_size, timeout=wait)
+                rewinds = checkpoint.rewinds
                 live, stale = checkpoint.split(chunks)
                 if live:
                     # A partition judged here first has its view rebuilt meanwhile: a
@@ -301,6 +306,10 @@ class LineageWorker:
                     stale += later
                 if stale:
                     await self.app.give_back({c.tp: c.records[0].offset for c in reversed(stale)})
+                if checkpoint.rewinds != rewinds:
+                    # A flush rewound while these waited: every partition is read again
+                    # from its commit, these records with it.
+                    live = []
                 if live:
                     checkpoint.take(live)
                     await self.sender.send()
@@ -318,7 +327,7 @@ class LineageWorker:
                     and unflushed_since is not None
                     and now - unflushed_since >= linger
                 ):
-                    await self._flush()
+                    await self._start_flush()
                     if checkpoint.unflushed():
                         # Not written: a rebalance is under way. Wait a linger again,
                         # not a spin, for the revocation that drops them.
@@ -335,7 +344,7 @@ class LineageWorker:
                     adopted = False
                 if time.monotonic() >= next_publish:
                     if checkpoint.publish_incidents():
-                        await self._flush()
+                        await self._start_flush()
                     next_publish = time.monotonic() + publish_every
                 if time.monotonic() >= next_gauges:
                     self._update_lag()
@@ -344,11 +353,13 @@ class LineageWorker:
                 heap.maybe(time.monotonic(), worked=bool(chunks))
             # A graceful stop: make durable what was judged, and publish every incident
             # that changed, before faust stops the consumer and commits.
+            await self._settle()
             if checkpoint.unflushed():
                 await self._flush()
             if checkpoint.publish_incidents():
                 await self._flush()
         finally:
+            checkpoint.abandon()  # stopped by an error: a flush under way ends here
             await self.sender.stop()
             self.checkpoint.views.close()
             self.lookahead.close()
@@ -358,8 +369,19 @@ class LineageWorker:
             self._stopped.set()
 
     async def _flush(self) -> None:
+        """A whole flush, awaited."""
+        await self._start_flush()
+        await self._settle()
+
+    async def _start_flush(self) -> None:
+        """Start a flush, once the one under way has settled."""
+        await self._settle()
+        self.checkpoint.start_flush()
+
+    async def _settle(self) -> None:
+        """Wait for the flush under way; a state Kafka did not take stops the worker."""
         try:
-            await self.checkpoint.flush()
+            await self.checkpoint.settled()
         except StateNotWritten as exc:
             log.critical("%s", exc)
             await self.app.crash(exc)

@@ -15,44 +15,60 @@ so it is tested on dicts with no broker.
                     facts are folded into the partition's view
     fold(chunk)     incident partials: merged into the incident board, which says
                     what to publish
-    flush()         1. incident partials of the incidents that changed go to the sender,
-                       and the rows each partition's view changed (each once), with
-                       the provision records past retention deleted
-                    2. the sender delivers every output added so far (awaited); then
-                       ``on_delivered(alerts, incidents)`` is told the alerts and incident
-                       publications Kafka just acknowledged (alert routing)
-                    3. each partition's changed state is written to its tables, each key
-                       once, and Kafka acknowledges their changelog records (the
-                       ``writer`` hands them to the sender)
-                    4. the offsets judged are acked: faust commits them at its next
+    start_flush()   1. at once, from what was judged so far: the incident partials of
+                       the incidents that changed go to the sender; the view process is
+                       asked for the rows each partition's view changed (each once, the
+                       provision records past retention deleted); each partition's
+                       changed state becomes its table records, each key once, held
+                       (:class:`~streams.store.DeferredWriter`); the chunks judged so
+                       far become this flush's
+                    then, in a task of its own, while the worker judges on:
+                    2. the view's rows go to the sender, and the sender delivers every
+                       output added before this step (awaited); then
+                       ``on_delivered(alerts, incidents)`` is told the alerts and
+                       incident publications of this flush (alert routing)
+                    3. the held table records are written to the tables and their
+                       changelogs (the ``writer`` hands them to the sender), and Kafka
+                       acknowledges them
+                    4. this flush's offsets are acked: faust commits them at its next
                        commit
+    settled()       waits for the flush under way; one flush is under way at a time
+    flush()         a whole flush: settled(), start_flush(), settled()
     revoke(tps)     what was judged and not flushed is dropped with the partition:
                     its next owner judges it again from the committed offset
 
 So an offset is committed only after its event's outputs were acknowledged and
-its state written. State may run ahead of the commits (a crash between steps 3
-and 4): every state record carries the offset it applied up to, so an event
-judged again re-derives its alerts, with the same ids, and counts nothing twice.
-The view's rows carry it too.
+its state written, and a table record is written only after the outputs of the
+events it holds. What step 1 leaves out (the events judged while the flush waits)
+is the next flush's, whole. Reads of the tables see the records held before the
+tables (:meth:`~streams.store.DeferredWriter.reader`).
+
+State may run ahead of the commits (a crash between steps 3 and 4): every state
+record carries the offset it applied up to, so an event judged again re-derives
+its alerts, with the same ids, and counts nothing twice. The view's rows carry it
+too.
 
 An alert or incident is forwarded (``on_delivered``) only after Kafka acknowledged
 the outputs it went out with, and at least once: an event judged again raises its
 alerts again, with the same ids, and they are forwarded again.
 
 When Kafka does not take the outputs in time (:class:`~streams.outputs.OutputsLost`),
-:meth:`flush` drops everything pending, has the port read every partition again from
-its committed offset, takes over the incident boards again from their tables, and
-returns False. When Kafka refuses a changelog record, the tables in memory are ahead
-of their changelog and nothing here can tell which: :meth:`flush` raises
+the flush drops everything pending (what was judged while it waited too, and every
+record held), has the port read every partition again from its committed offset,
+takes over the incident boards again from their tables, counts a rewind
+(:attr:`Checkpoint.rewinds`: the worker drops the records it took before it) and
+settles False. When Kafka refuses a changelog record, the tables in memory are ahead
+of their changelog and nothing here can tell which: the flush raises
 :class:`StateNotWritten`, and the worker stops rather than commit past it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -71,7 +87,7 @@ from streams.intake import Chunk
 from streams.metrics import Metrics
 from streams.outputs import OutputsLost, Sender
 from streams.port import KafkaPort
-from streams.store import MappingWriter, Writer
+from streams.store import DeferredWriter, Held, MappingWriter, Writer
 from streams.tables import BoardView, PartitionState
 from streams.topics import Topics
 from streams.views import PartitionViews
@@ -141,7 +157,8 @@ class Checkpoint:
         self.port = port
         self.topics = topics
         self.views = PartitionViews(views_dir, port.read_view)
-        self.writer: Writer = writer if writer is not None else MappingWriter()
+        #: Table records, held from the start of their flush until it may write them.
+        self.writer = DeferredWriter(writer if writer is not None else MappingWriter())
         self.metrics = metrics if metrics is not None else Metrics()
         self._dedup_window = dedup_window
         self._cached_subjects = cached_subjects
@@ -163,6 +180,11 @@ class Checkpoint:
         #: A chunk's records decoded by another process, if it has them
         #: (:class:`streams.ahead.Lookahead`).
         self.ahead = ahead
+        #: The flush under way, if any (steps 2-4 of the module docstring).
+        self._flushing: asyncio.Future[bool] | None = None
+        #: Rewinds so far: records taken before one are not judged (they are read
+        #: again from the commits).
+        self.rewinds = 0
 
     # -- 1. judge ----------------------------------------------------------------------------------
 
@@ -367,35 +389,59 @@ class Checkpoint:
     # -- 2. flush ----------------------------------------------------------------------------------
 
     def unflushed(self) -> int:
-        """Records judged or folded since the state was last written."""
+        """Records judged or folded and in no flush yet."""
         return sum(len(c.records) for chunks in self._pending.values() for c in chunks)
 
+    @property
+    def flushing(self) -> bool:
+        """A flush is under way (started and not settled)."""
+        return self._flushing is not None
+
+    def flush_done(self) -> bool:
+        """A flush was under way and has ended: :meth:`settled` returns at once."""
+        return self._flushing is not None and self._flushing.done()
+
     async def flush(self) -> bool:
-        """Make what was judged durable, in the four steps of the module docstring.
+        """A whole flush: the one under way settled, a new one started and settled.
 
-        Returns False when Kafka did not take the outputs: everything pending is
-        dropped and must be read again (see :meth:`rewind_done`).
+        Returns False when Kafka did not take the outputs of either: everything
+        pending was dropped and is read again.
         """
+        earlier = await self.settled()
+        self.start_flush()
+        return await self.settled() and earlier
+
+    async def settled(self) -> bool:
+        """Wait for the flush under way, if any, and return what it returned (True
+        when none was under way). :class:`StateNotWritten` is raised here."""
+        flushing = self._flushing
+        if flushing is None:
+            return True
         started = time.perf_counter()
         try:
-            return await self._flush()
+            return await asyncio.shield(flushing)
         finally:
-            self.metrics.flush_seconds.observe(time.perf_counter() - started)
+            if flushing.done():
+                self._flushing = None
+            self.metrics.flush_loop.inc(time.perf_counter() - started)
 
-    async def _acknowledged(self, step: str) -> None:
-        """Send what is queued and wait until Kafka acknowledged everything sent, counting
-        the time under ``step``."""
-        started = time.perf_counter()
-        try:
-            await self.sender.flush()
-        finally:
-            self.metrics.kafka_wait.labels(step).inc(time.perf_counter() - started)
+    def abandon(self) -> None:
+        """Cancel the flush under way, if any (the worker stops on an error): what it
+        did not ack is judged again from the commits."""
+        flushing, self._flushing = self._flushing, None
+        if flushing is not None and not flushing.done():
+            flushing.cancel()
 
-    async def _flush(self) -> bool:
+    def start_flush(self) -> None:
+        """Start a flush of everything judged so far: step 1 at once, the rest in a task
+        (the module docstring). The flush before it must have settled."""
+        if self._flushing is not None:
+            raise RuntimeError("a flush is under way: settled() first")
         if not self.port.flow_active():
             # A rebalance is under way: what was judged is dropped when the partitions
             # are revoked, and judged again by their next owner.
-            return True
+            return
+        started = time.perf_counter()
         # 1. the incident partials of what changed
         for partition, incident_ids in self._touched.items():
             found = self._engines.get(partition)
@@ -412,16 +458,61 @@ class Checkpoint:
                     orjson.dumps({"partition": partition, "partial": partial.to_json()}),
                 )
         self._touched.clear()
-        # ... and the rows of each partition's view that changed, each once. Required as
-        # the tables' records are: the view is rebuilt from its topic.
+        # ... the rows of each partition's view that changed, asked now. Required as the
+        # tables' records are: the view is rebuilt from its topic.
         newest = {p: engine.stats.newest for p, (_, engine) in self._engines.items()}
+        rows = self.views.ask_flush(newest, self._retention_days)
+        # ... each changed key's record, held until the outputs are acknowledged
+        for state, _ in self._engines.values():
+            state.flush()
+        for board in self._boards.values():
+            board.flush()
+        records = self.writer.cut()
+        chunks, self._pending = self._pending, {}
+        delivered = (self._sent_alerts, self._sent_incidents)
+        self._sent_alerts, self._sent_incidents = [], []
+        self._flushing = asyncio.ensure_future(
+            self._finish(started, rows, records, chunks, delivered)
+        )
+        self.metrics.flush_loop.inc(time.perf_counter() - started)
+
+    async def _finish(
+        self,
+        started: float,
+        rows: Coroutine[Any, Any, list[tuple[int, list[tuple[str, bytes | None]]]]],
+        records: list[Held],
+        chunks: dict[Any, list[Chunk]],
+        delivered: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    ) -> bool:
+        """Steps 2-4 of a flush started (:meth:`start_flush`)."""
+        try:
+            return await self._steps(rows, records, chunks, delivered)
+        finally:
+            self.metrics.flush_seconds.observe(time.perf_counter() - started)
+
+    async def _acknowledged(self, step: str) -> None:
+        """Send what is queued and wait until Kafka acknowledged everything sent, counting
+        the time under ``step``."""
         started = time.perf_counter()
         try:
-            changed = await self.views.flush(newest, self._retention_days)
+            await self.sender.flush()
+        finally:
+            self.metrics.kafka_wait.labels(step).inc(time.perf_counter() - started)
+
+    async def _steps(
+        self,
+        rows: Coroutine[Any, Any, list[tuple[int, list[tuple[str, bytes | None]]]]],
+        records: list[Held],
+        chunks: dict[Any, list[Chunk]],
+        delivered: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    ) -> bool:
+        started = time.perf_counter()
+        try:
+            changed = await rows
         finally:
             self.metrics.view_wait.inc(time.perf_counter() - started)
-        for partition, rows in changed:
-            for key, value in rows:
+        for partition, partition_rows in changed:
+            for key, value in partition_rows:
                 self.sender.add(
                     self.topics.views, key.encode(), value, partition=partition, required=True
                 )
@@ -436,42 +527,60 @@ class Checkpoint:
                     "Kafka refused a row of the subject view as too large; stopping before "
                     "committing past it"
                 ) from exc
-            log.error("%s", exc)
-            self.metrics.rewinds.inc()
-            self.drop_all()
-            # Read every partition again from its commit; the boards from their tables.
-            await self.port.rewind()
-            self.adopt_boards(self._boards_held)
+            await self._rewind(exc)
             return False
-        self._tell_delivered()
+        self._tell_delivered(*delivered)
         if not self.port.flow_active():
-            return True  # revoked while waiting: nothing of it is ours to write
+            # Revoked while waiting: nothing of it is ours to write now. Its records stay
+            # held and its chunks pending: the revocation drops those it revokes, and
+            # the next flush writes the rest.
+            self._put_back(chunks)
+            return True
         # 3. state written (each changed key once), 4. offsets acked
         generation = self.port.generation()
-        for state, _ in self._engines.values():
-            state.flush()
-        for board in self._boards.values():
-            board.flush()
+        self.writer.write(records)
         try:
             await self._acknowledged("state")  # the tables' changelog records, each key once
         except OutputsLost as exc:
+            if not exc.required:
+                # Only outputs judged since this flush began were lost, and this flush's
+                # records were written: its events are judged again on them, as after a
+                # crash between steps 3 and 4.
+                await self._rewind(exc)
+                return False
             raise StateNotWritten(
                 "Kafka did not acknowledge a record of the tables' changelog; stopping "
                 "before committing past it (the next start recovers the tables and judges "
                 "again from the last commit)"
             ) from exc
         self.writer.written()
-        for tp, chunks in self._pending.items():
-            offsets = [r.offset for c in chunks if c.generation == generation for r in c.records]
+        for tp, judged in chunks.items():
+            offsets = [r.offset for c in judged if c.generation == generation for r in c.records]
             if offsets:
                 self.port.ack(tp, offsets)
-        self._pending.clear()
         return True
+
+    async def _rewind(self, exc: OutputsLost) -> None:
+        """Kafka did not take outputs: drop everything pending, and read every partition
+        again from its commit, the boards from their tables."""
+        log.error("%s", exc)
+        self.metrics.rewinds.inc()
+        self.rewinds += 1
+        self.drop_all()
+        await self.port.rewind()
+        self.adopt_boards(self._boards_held)
+
+    def _put_back(self, chunks: dict[Any, list[Chunk]]) -> None:
+        """A flush's chunks pending again, before those judged since."""
+        for tp, judged in chunks.items():
+            self._pending[tp] = judged + self._pending.get(tp, [])
 
     # -- 3. revoke -------------------------------------------------------------------------------
 
     def revoke(self, tps: Iterable[Any]) -> None:
-        """Drop what was judged and not flushed of each revoked partition, and its views."""
+        """Drop what was judged and not flushed of each revoked partition, its records
+        held, and its views."""
+        state_tables = [self.tables[name] for name in ("seen", "subjects", "edges", "incidents")]
         for tp in tps:
             topic, partition = tp.topic, tp.partition
             if topic == self.topics.events:
@@ -480,12 +589,15 @@ class Checkpoint:
                 self._touched.pop(partition, None)
                 self.positions.pop(partition, None)
                 self._pending.pop(tp, None)
+                self.writer.forget(state_tables, partition)
             elif topic == self.topics.partials:
                 self._boards.pop(partition, None)
                 self._pending.pop(tp, None)
+                self.writer.forget([self.tables["board"]], partition)
 
     def drop_all(self) -> None:
-        """Forget everything not yet durable: views, pending chunks, queued outputs."""
+        """Forget everything not yet durable: views, pending chunks, records held,
+        queued outputs."""
         self._boards_held = sorted(self._boards)
         self._engines.clear()
         self.views.drop_all()
@@ -494,14 +606,15 @@ class Checkpoint:
         self._touched.clear()
         self._sent_alerts.clear()
         self._sent_incidents.clear()
+        self.writer.discard()
         self.sender.discard()
 
-    def _tell_delivered(self) -> None:
+    def _tell_delivered(
+        self, alerts: list[dict[str, Any]], incidents: list[dict[str, Any]]
+    ) -> None:
         """Step 2, end: hand ``on_delivered`` what Kafka acknowledged. What it does is
         not part of the commit: a failure there is logged (without the records) and
         the commit goes on."""
-        alerts, self._sent_alerts = self._sent_alerts, []
-        incidents, self._sent_incidents = self._sent_incidents, []
         if self.on_delivered is None or not (alerts or incidents):
             return
         try:

@@ -86,7 +86,14 @@ class Metrics:
         )
         self.flush_seconds = Histogram(
             "lineage_flush_seconds",
-            "Time of one flush: outputs delivered, state written, offsets acked",
+            "Time of one flush, from its start to its offsets acked: outputs delivered, "
+            "state written (the worker judges on meanwhile)",
+            registry=r,
+        )
+        self.flush_loop = Counter(
+            "lineage_flush_loop_seconds",
+            "Time the judging loop spent on flushes: starting each (its table records "
+            "made) and waiting for the one under way to end",
             registry=r,
         )
         self.kafka_wait = Counter(

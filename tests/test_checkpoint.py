@@ -529,6 +529,160 @@ def test_records_past_retention_are_deleted_from_the_view_topic(policy: Policy) 
     assert lineage is not None and lineage.records == [record_id("d-1")]
 
 
+# -- a flush under way while the worker judges on ---------------------------------------------
+
+
+async def judged(h: Harness, *chunks: Chunk) -> None:
+    """Judge chunks inside a running loop, as the worker's evaluate task does."""
+    live = h.checkpoint.current(list(chunks))
+    await h.checkpoint.prepare(live)
+    h.checkpoint.take(live)
+    await h.sender.send()
+
+
+def edge_count(h: Harness) -> int | None:
+    raw = h.tables["edges"].get("0|flow|shop|payco")
+    return None if raw is None else int(orjson.loads(raw)["count"])
+
+
+def test_events_judged_while_a_flush_waits_are_the_next_flushs(policy: Policy) -> None:
+    h = Harness(policy)
+    h.producer.ack_delay = 0.05
+    tp = TopicPartition(TOPICS.events, 0)
+
+    async def scenario() -> None:
+        await judged(h, h.chunk(0, breach(0), breach(1)))
+        h.checkpoint.start_flush()
+        assert h.checkpoint.unflushed() == 0  # the two are the flush's now
+        await asyncio.sleep(0.01)  # the flush awaits Kafka
+        await judged(h, h.chunk(0, breach(2), breach(3), start=2))
+        assert h.checkpoint.unflushed() == 2
+        assert await h.checkpoint.settled()
+        # Only the first two: their offsets, and the state as judged when it began.
+        assert h.acked == {tp: [0, 1]}
+        assert edge_count(h) == 2
+        assert h.checkpoint.unflushed() == 2
+        assert await h.checkpoint.flush()
+        assert h.acked == {tp: [0, 1, 2, 3]} and edge_count(h) == 4
+
+    asyncio.run(scenario())
+    assert {a["event_id"] for a in h.alerts()} == {f"e-{i}" for i in range(4)}
+
+
+def test_a_table_record_waits_for_its_outputs_and_is_read_meanwhile(policy: Policy) -> None:
+    # The dedup index reads the records of a flush back: held, they are read where they
+    # are held, so a producer's retry judged while the flush waits is still a duplicate.
+    h = Harness(policy)
+    h.producer.ack_delay = 0.05
+
+    async def scenario() -> None:
+        await judged(h, h.chunk(0, breach(0)))
+        h.checkpoint.start_flush()
+        await asyncio.sleep(0.01)
+        assert h.tables["seen"] == {} and h.tables["edges"] == {}  # held, not written
+        assert h.checkpoint.writer.held > 0
+        await judged(h, h.chunk(0, breach(0), start=1))  # the same event again
+        assert await h.checkpoint.settled()
+        assert h.tables["seen"] and edge_count(h) == 1
+        assert await h.checkpoint.flush()
+        assert h.checkpoint.writer.held == 0
+
+    asyncio.run(scenario())
+    assert h.checkpoint.metrics.registry.get_sample_value("lineage_duplicates_total") == 1
+    assert edge_count(h) == 1
+    ids = [a["alert_id"] for a in h.alerts()]
+    assert ids and len(ids) == len(set(ids))  # the retry raised nothing
+
+
+def test_a_flush_that_loses_its_outputs_drops_what_was_judged_while_it_waited(
+    policy: Policy,
+) -> None:
+    h = Harness(policy)
+    tp = TopicPartition(TOPICS.events, 0)
+
+    async def scenario() -> None:
+        await judged(h, h.chunk(0, breach(0), breach(1)))
+        h.producer.away = True
+        h.checkpoint.start_flush()
+        await judged(h, h.chunk(0, breach(2), start=2))
+        assert not await h.checkpoint.settled()
+        assert h.checkpoint.rewinds == 1 and h.port.rewinds == 1
+        assert h.checkpoint.unflushed() == 0 and h.checkpoint.writer.held == 0
+        assert h.acked == {} and h.tables["edges"] == {} and h.tables["seen"] == {}
+        # Read again from the commit once Kafka is back: counted once.
+        h.producer.away = False
+        await judged(h, h.chunk(0, breach(0), breach(1), breach(2)))
+        assert await h.checkpoint.flush()
+
+    asyncio.run(scenario())
+    assert h.acked == {tp: [0, 1, 2]} and edge_count(h) == 3
+
+
+def test_outputs_lost_after_a_flushs_own_are_judged_again_not_a_stop(policy: Policy) -> None:
+    # The flush's outputs are acknowledged and its records written; outputs of events
+    # judged since are lost as it awaits the changelog. Its state is ahead of its
+    # commit, as after a crash between steps 3 and 4: a rewind, not a stop.
+    h = Harness(policy)
+    h.producer.ack_delay = 0.05
+    tp = TopicPartition(TOPICS.events, 0)
+
+    async def scenario() -> None:
+        await judged(h, h.chunk(0, breach(0), breach(1)))
+        h.checkpoint.start_flush()
+        await asyncio.sleep(0.02)  # the flush awaits its outputs
+        h.producer.failing.add(TOPICS.alerts)
+        await judged(h, h.chunk(0, breach(2), start=2))
+        assert not await h.checkpoint.settled()
+        assert h.checkpoint.rewinds == 1 and h.acked == {}
+        assert edge_count(h) == 2  # the flush's own records were written
+        h.producer.failing.clear()
+        await judged(h, h.chunk(0, breach(0), breach(1), breach(2)))
+        assert await h.checkpoint.flush()
+
+    asyncio.run(scenario())
+    assert h.acked == {tp: [0, 1, 2]} and edge_count(h) == 3
+
+
+def test_a_partition_revoked_while_its_flush_waits_writes_and_acks_nothing(
+    policy: Policy,
+) -> None:
+    h = Harness(policy)
+    h.producer.ack_delay = 0.05
+
+    async def scenario() -> None:
+        await judged(h, h.chunk(0, breach(0)), h.chunk(1, breach(1)))
+        h.checkpoint.start_flush()
+        await asyncio.sleep(0.01)
+        h.active = False  # a rebalance: every partition is revoked
+        h.checkpoint.revoke({TopicPartition(TOPICS.events, 0), TopicPartition(TOPICS.events, 1)})
+        assert await h.checkpoint.settled()
+
+    asyncio.run(scenario())
+    assert h.acked == {} and h.checkpoint.writer.held == 0
+    assert all(not table for name, table in h.tables.items())
+
+
+def test_alerts_are_forwarded_with_the_flush_that_delivered_them(policy: Policy) -> None:
+    h = Harness(policy)
+    h.producer.ack_delay = 0.05
+    told: list[list[str]] = []
+    h.checkpoint.on_delivered = lambda alerts, _: told.append(
+        sorted({a["event_id"] for a in alerts})
+    )
+
+    async def scenario() -> None:
+        await judged(h, h.chunk(0, breach(0)))
+        h.checkpoint.start_flush()
+        await asyncio.sleep(0.01)
+        await judged(h, h.chunk(0, breach(1), start=1))
+        assert await h.checkpoint.settled()
+        assert told == [["e-0"]]  # e-1's alerts were not in this flush's outputs
+        assert await h.checkpoint.flush()
+
+    asyncio.run(scenario())
+    assert told == [["e-0"], ["e-1"]]
+
+
 def test_the_sender_flush_waits_for_what_was_added_before_it() -> None:
     producer = FakeProducer()
     producer.ack_delay = 0.05
