@@ -392,11 +392,6 @@ class Checkpoint:
         """Records judged or folded and in no flush yet."""
         return sum(len(c.records) for chunks in self._pending.values() for c in chunks)
 
-    @property
-    def flushing(self) -> bool:
-        """A flush is under way (started and not settled)."""
-        return self._flushing is not None
-
     def flush_done(self) -> bool:
         """A flush was under way and has ended: :meth:`settled` returns at once."""
         return self._flushing is not None and self._flushing.done()
