@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -540,21 +541,37 @@ async def judged(h: Harness, *chunks: Chunk) -> None:
     await h.sender.send()
 
 
+def acking_late(policy: Policy) -> Harness:
+    """A harness whose Kafka acknowledges each batch half a second after taking it: a
+    flush started waits that long for its outputs, whatever else the machine runs."""
+    h = Harness(policy)
+    h.producer.ack_delay = 0.5
+    return h
+
+
+async def flush_under_way(h: Harness, *chunks: Chunk) -> None:
+    """Judge ``chunks`` and start a flush of them; return once it awaits Kafka's
+    acknowledgement of its outputs (it has handed over the view's rows)."""
+    await judged(h, *chunks)
+    h.checkpoint.start_flush()
+    deadline = time.monotonic() + 10
+    while not h.producer.on(TOPICS.views):
+        assert time.monotonic() < deadline, "the flush did not hand over the view's rows"
+        await asyncio.sleep(0.005)
+
+
 def edge_count(h: Harness) -> int | None:
     raw = h.tables["edges"].get("0|flow|shop|payco")
     return None if raw is None else int(orjson.loads(raw)["count"])
 
 
 def test_events_judged_while_a_flush_waits_are_the_next_flushs(policy: Policy) -> None:
-    h = Harness(policy)
-    h.producer.ack_delay = 0.05
+    h = acking_late(policy)
     tp = TopicPartition(TOPICS.events, 0)
 
     async def scenario() -> None:
-        await judged(h, h.chunk(0, breach(0), breach(1)))
-        h.checkpoint.start_flush()
+        await flush_under_way(h, h.chunk(0, breach(0), breach(1)))
         assert h.checkpoint.unflushed() == 0  # the two are the flush's now
-        await asyncio.sleep(0.01)  # the flush awaits Kafka
         await judged(h, h.chunk(0, breach(2), breach(3), start=2))
         assert h.checkpoint.unflushed() == 2
         assert await h.checkpoint.settled()
@@ -572,13 +589,10 @@ def test_events_judged_while_a_flush_waits_are_the_next_flushs(policy: Policy) -
 def test_a_table_record_waits_for_its_outputs_and_is_read_meanwhile(policy: Policy) -> None:
     # The dedup index reads the records of a flush back: held, they are read where they
     # are held, so a producer's retry judged while the flush waits is still a duplicate.
-    h = Harness(policy)
-    h.producer.ack_delay = 0.05
+    h = acking_late(policy)
 
     async def scenario() -> None:
-        await judged(h, h.chunk(0, breach(0)))
-        h.checkpoint.start_flush()
-        await asyncio.sleep(0.01)
+        await flush_under_way(h, h.chunk(0, breach(0)))
         assert h.tables["seen"] == {} and h.tables["edges"] == {}  # held, not written
         assert h.checkpoint.writer.held > 0
         await judged(h, h.chunk(0, breach(0), start=1))  # the same event again
@@ -622,14 +636,11 @@ def test_outputs_lost_after_a_flushs_own_are_judged_again_not_a_stop(policy: Pol
     # The flush's outputs are acknowledged and its records written; outputs of events
     # judged since are lost as it awaits the changelog. Its state is ahead of its
     # commit, as after a crash between steps 3 and 4: a rewind, not a stop.
-    h = Harness(policy)
-    h.producer.ack_delay = 0.05
+    h = acking_late(policy)
     tp = TopicPartition(TOPICS.events, 0)
 
     async def scenario() -> None:
-        await judged(h, h.chunk(0, breach(0), breach(1)))
-        h.checkpoint.start_flush()
-        await asyncio.sleep(0.02)  # the flush awaits its outputs
+        await flush_under_way(h, h.chunk(0, breach(0), breach(1)))
         h.producer.failing.add(TOPICS.alerts)
         await judged(h, h.chunk(0, breach(2), start=2))
         assert not await h.checkpoint.settled()
@@ -646,13 +657,10 @@ def test_outputs_lost_after_a_flushs_own_are_judged_again_not_a_stop(policy: Pol
 def test_a_partition_revoked_while_its_flush_waits_writes_and_acks_nothing(
     policy: Policy,
 ) -> None:
-    h = Harness(policy)
-    h.producer.ack_delay = 0.05
+    h = acking_late(policy)
 
     async def scenario() -> None:
-        await judged(h, h.chunk(0, breach(0)), h.chunk(1, breach(1)))
-        h.checkpoint.start_flush()
-        await asyncio.sleep(0.01)
+        await flush_under_way(h, h.chunk(0, breach(0)), h.chunk(1, breach(1)))
         h.active = False  # a rebalance: every partition is revoked
         h.checkpoint.revoke({TopicPartition(TOPICS.events, 0), TopicPartition(TOPICS.events, 1)})
         assert await h.checkpoint.settled()
@@ -663,17 +671,14 @@ def test_a_partition_revoked_while_its_flush_waits_writes_and_acks_nothing(
 
 
 def test_alerts_are_forwarded_with_the_flush_that_delivered_them(policy: Policy) -> None:
-    h = Harness(policy)
-    h.producer.ack_delay = 0.05
+    h = acking_late(policy)
     told: list[list[str]] = []
     h.checkpoint.on_delivered = lambda alerts, _: told.append(
         sorted({a["event_id"] for a in alerts})
     )
 
     async def scenario() -> None:
-        await judged(h, h.chunk(0, breach(0)))
-        h.checkpoint.start_flush()
-        await asyncio.sleep(0.01)
+        await flush_under_way(h, h.chunk(0, breach(0)))
         await judged(h, h.chunk(0, breach(1), start=1))
         assert await h.checkpoint.settled()
         assert told == [["e-0"]]  # e-1's alerts were not in this flush's outputs
