@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     flush_events: int = Field(
         default=10_000,
         ge=1,
-        description="judged events between writes of state and offsets, under load",
+        description="judged events between the starts of flushes (state, offsets), under load",
     )
     flush_linger_ms: int = Field(
         default=100,
