@@ -575,7 +575,7 @@ class Checkpoint:
     def revoke(self, tps: Iterable[Any]) -> None:
         """Drop what was judged and not flushed of each revoked partition, its records
         held, and its views."""
-        state_tables = [self.tables[name] for name in ("seen", "subjects", "edges", "incidents")]
+        state_tables = [self.tables[name] for name in PartitionState.TABLES]
         for tp in tps:
             topic, partition = tp.topic, tp.partition
             if topic == self.topics.events:

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from lineage.jsonbytes import dumps_kept
 from streams.idtable import IdTable, key_of
-from streams.store import MAPPING, RECORD_BYTES, Writer, load_json, partition_items, reader_for
+from streams.store import MAPPING, RECORD_BYTES, Writer, load_json, partition_items
 
 __all__ = ["Seen", "SeenIndex"]
 
@@ -153,7 +153,7 @@ class SeenIndex(MutableMapping[str, Seen]):
         self, table: Any, partition: int, window: int | None = None, writer: Writer = MAPPING
     ) -> None:
         self._table = table
-        self._read = reader_for(table, writer)
+        self._read = writer.reader(table)
         self._writer = writer
         self._partition = partition
         self._window = window

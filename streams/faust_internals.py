@@ -83,6 +83,7 @@ from faust.types import TP
 
 from lineage.backoff import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS
 from streams.intake import Chunk, Intake
+from streams.store import reader
 
 try:
     import rocksdict  # the RocksDB store's driver (the worker extra installs it)
@@ -450,6 +451,10 @@ class ChangelogWriter:
             keep = getattr(table.data, "write_acknowledged", None)
             if keep is not None:
                 keep()
+
+    def reader(self, table: Any) -> Callable[[str], Any]:
+        """A table's reads: its store, which :meth:`set` writes at once."""
+        return reader(table)
 
 
 def _json_key(key: str) -> bytes:

@@ -25,7 +25,6 @@ __all__ = [
     "partition_items",
     "partition_of",
     "reader",
-    "reader_for",
 ]
 
 
@@ -54,6 +53,10 @@ class Writer(Protocol):
         """Every changelog record handed over so far was acknowledged by Kafka."""
         ...
 
+    def reader(self, table: Any) -> Callable[[str], Any]:
+        """How to read one key of ``table`` as this writer has written it."""
+        ...
+
 
 class MappingWriter:
     """Writes a table as the mapping it is."""
@@ -66,6 +69,9 @@ class MappingWriter:
 
     def written(self) -> None:
         pass
+
+    def reader(self, table: Any) -> Callable[[str], Any]:
+        return reader(table)
 
 
 MAPPING = MappingWriter()
@@ -122,8 +128,6 @@ def reader(table: Any) -> Callable[[str], Any]:
 #: (table, key, value): one record a :class:`DeferredWriter` holds; ``None`` deletes.
 Held = tuple[Any, str, bytes | None]
 
-_ABSENT = object()
-
 
 class DeferredWriter:
     """Holds the table records each flush makes until that flush may write them.
@@ -148,8 +152,7 @@ class DeferredWriter:
         #: The records held, one list a flush, oldest first; the last is being made.
         self._held: list[list[Held]] = [[]]
         #: By table: the newest value held of each key, and how many records hold it.
-        self._newest: dict[int, dict[str, bytes | None]] = {}
-        self._counts: dict[int, dict[str, int]] = {}
+        self._newest: dict[int, dict[str, tuple[bytes | None, int]]] = {}
 
     def set(self, table: Any, key: str, value: bytes) -> None:
         self._hold(table, key, value)
@@ -159,11 +162,11 @@ class DeferredWriter:
 
     def _hold(self, table: Any, key: str, value: bytes | None) -> None:
         self._held[-1].append((table, key, value))
-        self._newest_of(table)[key] = value
-        counts = self._counts.setdefault(id(table), {})
-        counts[key] = counts.get(key, 0) + 1
+        newest = self._newest_of(table)
+        held = newest.get(key)
+        newest[key] = (value, 1 if held is None else held[1] + 1)
 
-    def _newest_of(self, table: Any) -> dict[str, bytes | None]:
+    def _newest_of(self, table: Any) -> dict[str, tuple[bytes | None, int]]:
         newest = self._newest.get(id(table))
         if newest is None:
             newest = self._newest[id(table)] = {}
@@ -178,8 +181,8 @@ class DeferredWriter:
         newest = self._newest_of(table)  # one dict for the table's life, changed in place
 
         def read_held(key: str) -> Any:
-            found = newest.get(key, _ABSENT)
-            return read(key) if found is _ABSENT else found
+            held = newest.get(key)
+            return read(key) if held is None else held[0]
 
         return read_held
 
@@ -215,13 +218,12 @@ class DeferredWriter:
         return len(records)
 
     def _release(self, table: Any, key: str) -> None:
-        counts = self._counts[id(table)]
-        left = counts[key] - 1
-        if left:
-            counts[key] = left
+        newest = self._newest[id(table)]
+        value, count = newest[key]
+        if count > 1:
+            newest[key] = (value, count - 1)
         else:
-            del counts[key]
-            del self._newest[id(table)][key]
+            del newest[key]
 
     def forget(self, tables: Iterable[Any], partition: int) -> int:
         """Drop what is held of ``partition``'s keys of ``tables`` (revoked). Returns how
@@ -230,11 +232,14 @@ class DeferredWriter:
         prefix = f"{partition}|"
         dropped = 0
         for records in self._held:
-            kept = [r for r in records if not (id(r[0]) in ids and r[1].startswith(prefix))]
-            dropped += len(records) - len(kept)
-            for table, key, _ in records:
+            kept: list[Held] = []
+            for record in records:
+                table, key, _ = record
                 if id(table) in ids and key.startswith(prefix):
                     self._release(table, key)
+                else:
+                    kept.append(record)
+            dropped += len(records) - len(kept)
             records[:] = kept  # in place: a flush under way holds this list
         return dropped
 
@@ -245,14 +250,5 @@ class DeferredWriter:
             records.clear()
         self._held = [[]]
         for newest in self._newest.values():
-            newest.clear()
-        self._counts.clear()
+            newest.clear()  # in place: each reader holds its table's
         return dropped
-
-
-def reader_for(table: Any, writer: Writer) -> Callable[[str], Any]:
-    """How to read one key of ``table`` where ``writer`` writes it: through the records a
-    :class:`DeferredWriter` holds, else :func:`reader`."""
-    if isinstance(writer, DeferredWriter):
-        return writer.reader(table)
-    return reader(table)

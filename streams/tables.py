@@ -51,7 +51,6 @@ from streams.store import (
     load_json,
     partition_items,
     partition_of,
-    reader_for,
 )
 
 __all__ = [
@@ -139,7 +138,7 @@ class CachedView(MutableMapping[K, V], Generic[K, V]):
         writer: Writer = MAPPING,
     ) -> None:
         self._table = table
-        self._read = reader_for(table, writer)
+        self._read = writer.reader(table)
         self._writer = writer
         self._max_cached = max_cached
         self._prefix = f"{partition}|"
@@ -489,6 +488,9 @@ def _subject_json(subject: SubjectState) -> bytes:
 
 class PartitionState:
     """The engine state of one partition, backed by the worker's tables."""
+
+    #: The tables it reads and writes, keyed by this partition of the events topic.
+    TABLES = ("seen", "subjects", "edges", "incidents")
 
     def __init__(
         self,

@@ -11,9 +11,10 @@ import asyncio
 import hashlib
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -100,6 +101,9 @@ class Writer:
 
     def written(self) -> None:
         self.written_calls += 1
+
+    def reader(self, table: Any) -> Callable[[str], Any]:
+        return cast(Callable[[str], Any], table.get)
 
 
 class Harness:

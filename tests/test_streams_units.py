@@ -489,7 +489,7 @@ def test_workers_sharing_a_state_folder_keep_their_views_apart(tmp_path: Path) -
     assert not second.directory.exists()
 
 
-class _Recording:
+class _Recording(MappingWriter):
     """A writer that records what a flush writes, in order, and can lose the records of
     one table whose keys hold a '#' or not (what a crash between them keeps from Kafka)."""
 
