@@ -40,6 +40,7 @@ __all__ = [
 #: sources by :mod:`lineage.rules.catalogue`).
 COMPILED: tuple[str, ...] = (
     "lineage/engine/__init__.py",
+    "lineage/schemas/packed.py",
     "lineage/engine/consents.py",
     "lineage/engine/judging.py",
     "lineage/engine/outputs.py",
@@ -53,6 +54,7 @@ COMPILED: tuple[str, ...] = (
     "lineage/rules/art8.py",
     "lineage/rules/art9.py",
     "lineage/rules/base.py",
+    "lineage/schemas/judged.py",
     "lineage/state.py",
 )
 

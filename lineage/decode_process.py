@@ -52,7 +52,7 @@ from lineage.lines import read_lines
 from lineage.redact import Redactor
 from lineage.scanning import Scanned, fingerprint
 from lineage.schemas import decode_event
-from lineage.schemas.packed import Packed, pack, unpack
+from lineage.schemas.packed import Packed, pack, unpack_judged
 
 __all__ = [
     "DECODE_AHEAD_BYTES",
@@ -255,7 +255,7 @@ def as_scanned(digest: str, packed: Packed) -> Scanned:
     """A verdict's event as the judging process judges it
     (:meth:`~lineage.engine.Engine.process_scanned`): the child found no raw values to
     mask."""
-    return unpack(packed), {}, digest
+    return unpack_judged(packed), {}, digest
 
 
 def request(number: int, messages: list[bytes]) -> bytes:

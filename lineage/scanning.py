@@ -13,11 +13,13 @@ import orjson
 
 from lineage.redact import Redactor
 from lineage.schemas import AccessEvent, ConsentEvent
+from lineage.schemas.judged import Access
 
 __all__ = ["Scanned", "fingerprint", "scan"]
 
-#: (the event redacted, what was found where, a digest of its content).
-Scanned = tuple[AccessEvent | ConsentEvent, dict[str, list[str]], str]
+#: (the event redacted, what was found where, a digest of its content). An access event
+#: decoded in another process comes as the engine judges it (:class:`Access`).
+Scanned = tuple[Access | AccessEvent | ConsentEvent, dict[str, list[str]], str]
 
 
 def scan(

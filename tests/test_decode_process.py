@@ -25,6 +25,7 @@ from lineage.lines import read_lines
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.run import RunSummary, run_embedded
+from lineage.schemas.packed import unpack
 from tests.golden import _subjects, decoding_every_line_ahead
 from tests.helpers import access, consent
 
@@ -186,7 +187,7 @@ def test_the_child_numbers_lines_as_the_run_does(tmp_path: Path) -> None:
     for number, size, _digest, packed in verdicts:
         raw = by_number[number].raw.rstrip(b"\r\n")
         assert len(raw) == size
-        assert orjson.loads(raw)["event_id"] == packed[1]["event_id"]
+        assert orjson.loads(raw)["event_id"] == unpack(packed).event_id
     assert len(verdicts) > 1_400
 
 

@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from lineage.demo import generate_day
 from lineage.schemas import AccessEvent, ConsentEvent, EventRejected, decode_event
-from lineage.schemas.packed import ACCESS_FIELDS, CONSENT_FIELDS, pack, unpack
+from lineage.schemas.judged import Access, judged, model_of
+from lineage.schemas.packed import ACCESS_FIELDS, CONSENT_FIELDS, pack, unpack, unpack_judged
 from tests.helpers import access, consent
 
 EVENTS: list[dict[str, Any]] = [
@@ -108,3 +109,20 @@ def test_every_event_of_a_day_comes_back_the_same() -> None:
         same(crossed(event), event)
         checked += 1
     assert checked > 2_900
+
+
+@pytest.mark.parametrize("fields", EVENTS, ids=lambda f: f["event_id"] + str(len(f)))
+def test_an_access_event_as_judged_holds_the_models_values(fields: dict[str, Any]) -> None:
+    event = decode_event(orjson.dumps(fields))
+    taken = unpack_judged(marshal.loads(marshal.dumps(pack(event))))
+    if isinstance(event, ConsentEvent):
+        same(taken, event)  # type: ignore[arg-type]
+        return
+    assert isinstance(taken, Access)
+    for made in (taken, judged(event)):
+        for name in ACCESS_FIELDS:
+            got, want = getattr(made, name), getattr(event, name)
+            assert type(got) is type(want) and got == want, name
+        assert made.fields_set == event.model_fields_set
+        assert made.occurred_at.isoformat() == event.occurred_at.isoformat()
+        same(model_of(made), event)

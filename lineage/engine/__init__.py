@@ -54,6 +54,7 @@ from lineage.schemas import (
     EventRejected,
     decode_event,
 )
+from lineage.schemas.judged import Access, judged, model_of
 from lineage.state import State
 
 log = logging.getLogger("lineage.engine")
@@ -183,7 +184,7 @@ class Engine:
 
     def apply(
         self,
-        event: AccessEvent | ConsentEvent,
+        event: Access | AccessEvent | ConsentEvent,
         *,
         offset: int,
         partition: int = 0,
@@ -203,7 +204,7 @@ class Engine:
             if seen[1] and seen[1] != fingerprint:
                 self.stats.conflicts += 1
                 return self._reject(
-                    raw if raw is not None else event.model_dump_json().encode(),
+                    raw if raw is not None else _model(event).model_dump_json().encode(),
                     EventRejected(
                         f"duplicate-conflict: event id seen before at offset {seen[0]} with "
                         "other content; neither is judged again",
@@ -228,10 +229,16 @@ class Engine:
             outcome.redelivered = redelivered
             return outcome
         self.stats.access_events += 1
-        outcome = self.judge.access(event, raw_findings, offset)
+        access = event if isinstance(event, Access) else judged(event)
+        outcome = self.judge.access(access, raw_findings, offset)
         outcome.redelivered = redelivered
         return outcome
 
-    def scan(self, event: AccessEvent | ConsentEvent, raw: bytes | None = None) -> Scanned:
+    def scan(self, event: Access | AccessEvent | ConsentEvent, raw: bytes | None = None) -> Scanned:
         """(the event redacted, what was found where, a digest of its content)."""
-        return scan(self.redactor, event, raw)
+        return scan(self.redactor, _model(event), raw)
+
+
+def _model(event: Access | AccessEvent | ConsentEvent) -> AccessEvent | ConsentEvent:
+    """The event as its validated model."""
+    return model_of(event) if isinstance(event, Access) else event

@@ -22,7 +22,8 @@ from lineage.engine.partials import Partials
 from lineage.policy.model import Policy, Recipient
 from lineage.rules import CATALOGUE, Context
 from lineage.rules.base import Days
-from lineage.schemas import AccessEvent, Action, ConsentEvent, ConsentStatus, Form, LegalBasis
+from lineage.schemas import Action, ConsentEvent, ConsentStatus, Form, LegalBasis
+from lineage.schemas.judged import EVERY_FIELD, Access
 from lineage.state import (
     ConsentDecision,
     EdgeKey,
@@ -189,26 +190,25 @@ class ConsentBook:
             horizon = subject.newest - self.lateness
             subject.pending = [p for p in subject.pending if p.at > horizon]
 
-    def _event_of(self, name: str, pending: PendingEvent) -> AccessEvent:
+    def _event_of(self, name: str, pending: PendingEvent) -> Access:
         """The access event as the retractable rules read it, from its kept facts."""
-        return AccessEvent.model_construct(
-            type="access",
-            schema_version="1",
-            event_id=pending.event_id,
-            occurred_at=datetime.fromisoformat(pending.occurred),
-            source=pending.source,
-            action=Action.TRANSFER,
-            subject=name,
-            categories=pending.categories,
-            form=Form.IDENTIFIED,
-            pseudonymization=None,
-            purpose=pending.purpose,
-            recipient=pending.recipient,
-            via=pending.via,
-            legal_basis=LegalBasis(pending.basis) if pending.basis else None,
-            exception=None,
-            encrypted_in_transit=None,
-            attributes={},
+        return Access(
+            pending.event_id,
+            datetime.fromisoformat(pending.occurred),
+            pending.source,
+            Action.TRANSFER,
+            name,
+            pending.categories,
+            Form.IDENTIFIED,
+            None,
+            pending.purpose,
+            pending.recipient,
+            pending.via,
+            LegalBasis(pending.basis) if pending.basis else None,
+            None,
+            None,
+            {},
+            EVERY_FIELD,
         )
 
     def _context(

@@ -20,7 +20,8 @@ from lineage.redact import KIND_CATEGORY, raw_facts
 from lineage.rules import CATALOGUE, Breach, Context, RuleSpec, Scope, is_personal
 from lineage.rules.art9 import consent_decision
 from lineage.rules.base import Days, scopes_for
-from lineage.schemas import AccessEvent, Action, ConsentEvent, LegalBasis
+from lineage.schemas import Action, ConsentEvent, LegalBasis
+from lineage.schemas.judged import Access
 from lineage.state import EdgeKey, State, posix_of
 from lineage.view import Flow
 
@@ -111,9 +112,7 @@ class Judge:
             self._by_shape[shape] = rules
         return rules
 
-    def access(
-        self, event: AccessEvent, raw_findings: dict[str, list[str]], offset: int
-    ) -> Outcome:
+    def access(self, event: Access, raw_findings: dict[str, list[str]], offset: int) -> Outcome:
         """Judge one access event at ``offset``."""
         transfer = event.action is _TRANSFER
         foreign = False

@@ -21,6 +21,7 @@ from lineage.redact import Redactor
 from lineage.redact.fold import without_trailing_number
 from lineage.rules import CATALOGUE, RuleSpec
 from lineage.schemas import AccessEvent, ConsentEvent, EventRejected
+from lineage.schemas.judged import Access
 from lineage.schemas.outputs import DEAD_LETTER_KEEP, DEAD_LETTER_MARGIN
 from lineage.view import ViewFact
 
@@ -79,7 +80,7 @@ class Outcome:
         status: str,
         *,
         dead_letter: dict[str, Any] | None = None,
-        event: AccessEvent | ConsentEvent | None = None,
+        event: Access | AccessEvent | ConsentEvent | None = None,
     ) -> None:
         self.status = status
         self.alerts: list[dict[str, Any]] = []

@@ -29,6 +29,7 @@ from lineage.engine import RETRACTABLE, Engine, Outcome, Scanned, dead_letter_re
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.schemas import AccessEvent, Action, ConsentEvent, EventRejected, decode_event
+from lineage.schemas.judged import Access
 
 __all__ = ["AlertChange", "Comparison", "Edge", "Message", "RecordChange", "Side"]
 
@@ -97,7 +98,7 @@ class Side:
 
     def judge(
         self,
-        event: AccessEvent | ConsentEvent,
+        event: Access | AccessEvent | ConsentEvent,
         offset: int,
         raw: bytes,
         origin: str,
@@ -142,7 +143,7 @@ class Side:
         counts[rule] += 1
 
 
-def edge_of(event: AccessEvent | ConsentEvent) -> Edge:
+def edge_of(event: Access | AccessEvent | ConsentEvent) -> Edge:
     if isinstance(event, ConsentEvent):
         return ("consent-platform", None, None)
     if event.action is Action.TRANSFER:

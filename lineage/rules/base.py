@@ -20,7 +20,8 @@ from enum import StrEnum
 from typing import Any
 
 from lineage.policy.model import Policy, Recipient
-from lineage.schemas import AccessEvent, Form, Severity
+from lineage.schemas import Form, Severity
+from lineage.schemas.judged import Access
 from lineage.schemas.types import RecipientKind
 from lineage.state import ConsentDecision, SubjectState
 
@@ -64,7 +65,7 @@ class Breach:
     evidence: Mapping[str, Any] = field(default_factory=dict)
 
 
-def is_personal(event: AccessEvent) -> bool:
+def is_personal(event: Access) -> bool:
     """Personal data (docs/rules.md): identified, or pseudonymized without a key."""
     if event.form is Form.IDENTIFIED:
         return True
@@ -127,7 +128,7 @@ class Context:
 
     def __init__(
         self,
-        event: AccessEvent,
+        event: Access,
         policy: Policy,
         recipient: Recipient | None,
         recipient_kind: str | None,

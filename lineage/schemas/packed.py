@@ -2,12 +2,12 @@
 
 An embedded run decodes and validates its events in a process of its own
 (:mod:`lineage.decode_process`) and hands the judging process what validation made of
-each. Pickling a pydantic model costs more than validating the JSON again; a dict of
-plain values that ``marshal`` carries costs about half of it, read and made back into
-the model, and :func:`unpack` makes the very model :func:`~lineage.schemas.decode_event`
-made: the same field values and types (pydantic's own ``TzInfo`` on the time), the
-same fields set. No validation runs on the way back: :func:`pack` takes only events
-that were validated.
+each. Pickling a pydantic model costs more than validating the JSON again; a tuple of
+plain values that ``marshal`` carries costs a fraction of it, and :func:`unpack` makes
+the very model :func:`~lineage.schemas.decode_event` made: the same field values and
+types (pydantic's own ``TzInfo`` on the time), the same fields set. The judging
+process takes an access event without the model (:func:`unpack_judged`). No
+validation runs on the way back: :func:`pack` takes only events that were validated.
 
 >>> from lineage.schemas import decode_event
 >>> event = decode_event(b'{"event_id": "e1", "occurred_at": "2026-04-01T10:00:00+09:00",'
@@ -26,16 +26,16 @@ from typing import Any, cast
 from pydantic import BaseModel
 
 from lineage.schemas.events import AccessEvent, ConsentEvent, ExceptionClaim, Pseudonymization
+from lineage.schemas.judged import Access
 from lineage.schemas.types import Action, ConsentStatus, ExceptionKind, Form, LegalBasis
 from lineage.schemas.zones import ZONES, zone_of
 
-__all__ = ["ACCESS_FIELDS", "CONSENT_FIELDS", "Packed", "pack", "unpack"]
+__all__ = ["ACCESS_FIELDS", "CONSENT_FIELDS", "Packed", "pack", "unpack", "unpack_judged"]
 
-#: What :func:`pack` makes: (0 for access or 1 for consent, the fields' values by name,
-#: the fields set as bits in the order of :data:`ACCESS_FIELDS` or :data:`CONSENT_FIELDS`).
-#: By name: marshal writes each name once a message and refers back to it after, and
-#: the dict it makes becomes the model's as it is.
-Packed = tuple[int, dict[str, Any], int]
+#: What :func:`pack` makes: (0 for access or 1 for consent, the fields' values in the
+#: order of :data:`ACCESS_FIELDS` or :data:`CONSENT_FIELDS`, the fields set as bits in
+#: that order). A tuple: ``marshal`` reads one in half the time of a dict by name.
+Packed = tuple[int, tuple[Any, ...], int]
 
 #: The fields of each model, in the order their values are packed. A field added to a
 #: model must be added here too (``tests/test_packed.py`` checks).
@@ -70,9 +70,9 @@ CONSENT_FIELDS: tuple[str, ...] = (
     "reference",
 )
 
-_ACTION = Action._value2member_map_
-_FORM = Form._value2member_map_
-_BASIS = LegalBasis._value2member_map_
+_ACTION = cast(dict[str, Action], Action._value2member_map_)
+_FORM = cast(dict[str, Form], Form._value2member_map_)
+_BASIS = cast(dict[str, LegalBasis], LegalBasis._value2member_map_)
 _STATUS = ConsentStatus._value2member_map_
 _EXCEPTION = ExceptionKind._value2member_map_
 _new = object.__new__
@@ -102,10 +102,16 @@ def _bits(fields_set: set[str], known: dict[frozenset[str], int], order: tuple[s
 def _names(bits: int, sets: dict[int, frozenset[str]], order: tuple[str, ...]) -> set[str]:
     """The fields set that ``bits`` stands for: a set of its own per model, as
     validation gives each (few combinations occur; each is made once)."""
+    return set(_frozen_names(bits, sets, order))
+
+
+def _frozen_names(
+    bits: int, sets: dict[int, frozenset[str]], order: tuple[str, ...]
+) -> frozenset[str]:
     names = sets.get(bits)
     if names is None:
         names = sets[bits] = frozenset(n for i, n in enumerate(order) if bits >> i & 1)
-    return set(names)
+    return names
 
 
 def _time(moment: datetime) -> tuple[bytes, int]:
@@ -149,58 +155,140 @@ def _model(cls: type[Any], values: dict[str, Any], fields_set: set[str]) -> Any:
 
 def pack(event: AccessEvent | ConsentEvent) -> Packed:
     """A validated event as plain values (str, int, float, bool, None, bytes, and lists,
-    tuples and dicts of them), in a dict in the order of the model's fields."""
-    values = dict(event.__dict__)
-    values["occurred_at"] = _time(values["occurred_at"])
-    # An enum member's _value_ is a plain attribute; .value is a descriptor call.
+    tuples and dicts of them), in a tuple in the order of the model's fields."""
+    values = event.__dict__
     if isinstance(event, ConsentEvent):
-        values["status"] = values["status"]._value_
-        return 1, values, _bits(event.model_fields_set, _CONSENT_BITS, CONSENT_FIELDS)
-    values["action"] = values["action"]._value_
-    values["form"] = values["form"]._value_
-    basis: LegalBasis | None = values["legal_basis"]
-    if basis is not None:
-        values["legal_basis"] = basis._value_
-    pseudo: Pseudonymization | None = values["pseudonymization"]
-    if pseudo is not None:
-        values["pseudonymization"] = (pseudo.method, pseudo.keyed)
-    claim: ExceptionClaim | None = values["exception"]
-    if claim is not None:
-        values["exception"] = (
-            claim.kind._value_,
-            claim.reference,
-            "reference" in claim.model_fields_set,
+        # An enum member's _value_ is a plain attribute; .value is a descriptor call.
+        return (
+            1,
+            (
+                values["type"],
+                values["schema_version"],
+                values["event_id"],
+                _time(values["occurred_at"]),
+                values["subject"],
+                values["recipient"],
+                values["purposes"],
+                values["status"]._value_,
+                values["reference"],
+            ),
+            _bits(event.model_fields_set, _CONSENT_BITS, CONSENT_FIELDS),
         )
-    return 0, values, _bits(event.model_fields_set, _ACCESS_BITS, ACCESS_FIELDS)
+    basis: LegalBasis | None = values["legal_basis"]
+    pseudo: Pseudonymization | None = values["pseudonymization"]
+    claim: ExceptionClaim | None = values["exception"]
+    return (
+        0,
+        (
+            values["type"],
+            values["schema_version"],
+            values["event_id"],
+            _time(values["occurred_at"]),
+            values["source"],
+            values["action"]._value_,
+            values["subject"],
+            values["categories"],
+            values["form"]._value_,
+            None if pseudo is None else (pseudo.method, pseudo.keyed),
+            values["purpose"],
+            values["recipient"],
+            values["via"],
+            None if basis is None else basis._value_,
+            None
+            if claim is None
+            else (claim.kind._value_, claim.reference, "reference" in claim.model_fields_set),
+            values["encrypted_in_transit"],
+            values["attributes"],
+        ),
+        _bits(event.model_fields_set, _ACCESS_BITS, ACCESS_FIELDS),
+    )
 
 
 def unpack(packed: Packed) -> AccessEvent | ConsentEvent:
-    """The model :func:`pack` was given, made again without validating (``packed`` is
-    taken over: its dict becomes the model's)."""
-    kind, values, bits = packed
-    values["occurred_at"] = _moment(values["occurred_at"])
+    """The model :func:`pack` was given, made again without validating."""
+    kind, packed_values, bits = packed
     if kind == 1:
+        values = dict(zip(CONSENT_FIELDS, packed_values, strict=True))
+        values["occurred_at"] = _moment(values["occurred_at"])
         values["status"] = _STATUS[values["status"]]
         consent: ConsentEvent = _model(
             ConsentEvent, values, _names(bits, _CONSENT_SETS, CONSENT_FIELDS)
         )
         return consent
+    values = dict(zip(ACCESS_FIELDS, packed_values, strict=True))
+    values["occurred_at"] = _moment(values["occurred_at"])
     values["action"] = _ACTION[values["action"]]
     values["form"] = _FORM[values["form"]]
     basis = values["legal_basis"]
     if basis is not None:
         values["legal_basis"] = _BASIS[basis]
-    pseudo = values["pseudonymization"]
-    if pseudo is not None:
-        values["pseudonymization"] = _model(
-            Pseudonymization, {"method": pseudo[0], "keyed": pseudo[1]}, {"method", "keyed"}
-        )
-    claim = values["exception"]
-    if claim is not None:
-        values["exception"] = _model(
-            ExceptionClaim,
-            {"kind": _EXCEPTION[claim[0]], "reference": claim[1]},
-            {"kind", "reference"} if claim[2] else {"kind"},
-        )
+    values["pseudonymization"] = _pseudonymization(values["pseudonymization"])
+    values["exception"] = _claim(values["exception"])
     event: AccessEvent = _model(AccessEvent, values, _names(bits, _ACCESS_SETS, ACCESS_FIELDS))
     return event
+
+
+def _pseudonymization(packed: tuple[str, bool] | None) -> Pseudonymization | None:
+    if packed is None:
+        return None
+    pseudo: Pseudonymization = _model(
+        Pseudonymization, {"method": packed[0], "keyed": packed[1]}, {"method", "keyed"}
+    )
+    return pseudo
+
+
+def _claim(packed: tuple[str, str, bool] | None) -> ExceptionClaim | None:
+    if packed is None:
+        return None
+    claim: ExceptionClaim = _model(
+        ExceptionClaim,
+        {"kind": _EXCEPTION[packed[0]], "reference": packed[1]},
+        {"kind", "reference"} if packed[2] else {"kind"},
+    )
+    return claim
+
+
+def unpack_judged(packed: Packed) -> Access | ConsentEvent:
+    """What :func:`unpack` makes, an access event as the engine judges it
+    (:class:`~lineage.schemas.judged.Access`): the same values, without the model."""
+    kind, values, bits = packed
+    if kind == 1:
+        consent: ConsentEvent = unpack(packed)  # type: ignore[assignment]
+        return consent
+    (
+        _,
+        _,
+        event_id,
+        occurred_at,
+        source,
+        action,
+        subject,
+        categories,
+        form,
+        pseudo,
+        purpose,
+        recipient,
+        via,
+        basis,
+        claim,
+        encrypted,
+        attributes,
+    ) = values
+    return Access(
+        event_id,
+        _moment(occurred_at),
+        source,
+        _ACTION[action],
+        subject,
+        categories,
+        _FORM[form],
+        _pseudonymization(pseudo),
+        purpose,
+        recipient,
+        via,
+        None if basis is None else _BASIS[basis],
+        _claim(claim),
+        encrypted,
+        attributes,
+        _frozen_names(bits, _ACCESS_SETS, ACCESS_FIELDS),
+    )
