@@ -35,12 +35,12 @@ __all__ = [
     "stale",
 ]
 
-#: Run for every event: the engine's jobs, the state records they fold into, and the
+#: Run for every event: the engine's jobs, the state records they fold into, the
 #: rules (their docstrings, which a compiled module keeps none of, are read from the
-#: sources by :mod:`lineage.rules.catalogue`).
+#: sources by :mod:`lineage.rules.catalogue`), and the event as they read it, made
+#: from what the decoding process sent.
 COMPILED: tuple[str, ...] = (
     "lineage/engine/__init__.py",
-    "lineage/schemas/packed.py",
     "lineage/engine/consents.py",
     "lineage/engine/judging.py",
     "lineage/engine/outputs.py",
@@ -55,6 +55,7 @@ COMPILED: tuple[str, ...] = (
     "lineage/rules/art9.py",
     "lineage/rules/base.py",
     "lineage/schemas/judged.py",
+    "lineage/schemas/packed.py",
     "lineage/state.py",
 )
 
