@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import pytest
@@ -27,6 +27,7 @@ from lineage.state import IncidentPartial
 from streams.checkpoint import Checkpoint, StateNotWritten
 from streams.intake import Chunk, TopicPartition
 from streams.outputs import Sender
+from streams.store import reader
 from streams.topics import Topics
 from tests.fake_kafka import FakeProducer
 from tests.helpers import access
@@ -103,7 +104,7 @@ class Writer:
         self.written_calls += 1
 
     def reader(self, table: Any) -> Callable[[str], Any]:
-        return cast(Callable[[str], Any], table.get)
+        return reader(table)
 
 
 class Harness:

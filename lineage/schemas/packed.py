@@ -26,7 +26,7 @@ from typing import Any, cast
 from pydantic import BaseModel
 
 from lineage.schemas.events import AccessEvent, ConsentEvent, ExceptionClaim, Pseudonymization
-from lineage.schemas.judged import Access
+from lineage.schemas.judged import Access, model_of
 from lineage.schemas.types import Action, ConsentStatus, ExceptionKind, Form, LegalBasis
 from lineage.schemas.zones import ZONES, zone_of
 
@@ -99,15 +99,9 @@ def _bits(fields_set: set[str], known: dict[frozenset[str], int], order: tuple[s
     return bits
 
 
-def _names(bits: int, sets: dict[int, frozenset[str]], order: tuple[str, ...]) -> set[str]:
-    """The fields set that ``bits`` stands for: a set of its own per model, as
-    validation gives each (few combinations occur; each is made once)."""
-    return set(_frozen_names(bits, sets, order))
-
-
-def _frozen_names(
-    bits: int, sets: dict[int, frozenset[str]], order: tuple[str, ...]
-) -> frozenset[str]:
+def _names(bits: int, sets: dict[int, frozenset[str]], order: tuple[str, ...]) -> frozenset[str]:
+    """The fields set that ``bits`` stands for, shared (few combinations occur; each is
+    made once): a model takes a ``set`` of its own, as validation gives each."""
     names = sets.get(bits)
     if names is None:
         names = sets[bits] = frozenset(n for i, n in enumerate(order) if bits >> i & 1)
@@ -206,26 +200,24 @@ def pack(event: AccessEvent | ConsentEvent) -> Packed:
 
 def unpack(packed: Packed) -> AccessEvent | ConsentEvent:
     """The model :func:`pack` was given, made again without validating."""
-    kind, packed_values, bits = packed
-    if kind == 1:
-        values = dict(zip(CONSENT_FIELDS, packed_values, strict=True))
-        values["occurred_at"] = _moment(values["occurred_at"])
-        values["status"] = _STATUS[values["status"]]
-        consent: ConsentEvent = _model(
-            ConsentEvent, values, _names(bits, _CONSENT_SETS, CONSENT_FIELDS)
-        )
-        return consent
-    values = dict(zip(ACCESS_FIELDS, packed_values, strict=True))
+    kind, values, bits = packed
+    return model_of(_access(values, bits)) if kind == 0 else _consent(values, bits)
+
+
+def unpack_judged(packed: Packed) -> Access | ConsentEvent:
+    """What :func:`unpack` makes, an access event as the engine judges it
+    (:class:`~lineage.schemas.judged.Access`): the same values, without the model."""
+    kind, values, bits = packed
+    return _access(values, bits) if kind == 0 else _consent(values, bits)
+
+
+def _consent(packed_values: tuple[Any, ...], bits: int) -> ConsentEvent:
+    values = dict(zip(CONSENT_FIELDS, packed_values, strict=True))
     values["occurred_at"] = _moment(values["occurred_at"])
-    values["action"] = _ACTION[values["action"]]
-    values["form"] = _FORM[values["form"]]
-    basis = values["legal_basis"]
-    if basis is not None:
-        values["legal_basis"] = _BASIS[basis]
-    values["pseudonymization"] = _pseudonymization(values["pseudonymization"])
-    values["exception"] = _claim(values["exception"])
-    event: AccessEvent = _model(AccessEvent, values, _names(bits, _ACCESS_SETS, ACCESS_FIELDS))
-    return event
+    values["status"] = _STATUS[values["status"]]
+    fields_set = set(_names(bits, _CONSENT_SETS, CONSENT_FIELDS))
+    consent: ConsentEvent = _model(ConsentEvent, values, fields_set)
+    return consent
 
 
 def _pseudonymization(packed: tuple[str, bool] | None) -> Pseudonymization | None:
@@ -248,13 +240,7 @@ def _claim(packed: tuple[str, str, bool] | None) -> ExceptionClaim | None:
     return claim
 
 
-def unpack_judged(packed: Packed) -> Access | ConsentEvent:
-    """What :func:`unpack` makes, an access event as the engine judges it
-    (:class:`~lineage.schemas.judged.Access`): the same values, without the model."""
-    kind, values, bits = packed
-    if kind == 1:
-        consent: ConsentEvent = unpack(packed)  # type: ignore[assignment]
-        return consent
+def _access(values: tuple[Any, ...], bits: int) -> Access:
     (
         _,
         _,
@@ -290,5 +276,5 @@ def unpack_judged(packed: Packed) -> Access | ConsentEvent:
         _claim(claim),
         encrypted,
         attributes,
-        _frozen_names(bits, _ACCESS_SETS, ACCESS_FIELDS),
+        _names(bits, _ACCESS_SETS, ACCESS_FIELDS),
     )
