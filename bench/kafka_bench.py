@@ -399,6 +399,20 @@ class Worker:
             raise SystemExit(f"no {field} in /proc/{self.process.pid}/status")
         return total
 
+    def each_kb(self, field: str = "VmRSS") -> list[tuple[int, str, int]]:
+        """:meth:`status_kb` process by process: (pid, its command's last words, kB)."""
+        out = []
+        for pid in _family(self.process.pid):
+            with contextlib.suppress(OSError):
+                kb = 0
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(field + ":"):
+                        kb = int(line.split()[1])
+                words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                name = " ".join(w.decode(errors="replace") for w in words if w)[-60:]
+                out.append((pid, name, kb))
+        return out
+
     def cpu_seconds(self) -> float:
         """User + system CPU seconds so far of the worker and its processes (its view
         process; ``/proc/<pid>/stat``)."""

@@ -126,6 +126,8 @@ def run_phase(
         f"  RSS {args.settle:.0f} s after the last: {rss / MIB:,.1f} MiB "
         f"(peak so far {peak / MIB:,.1f} MiB); state folder {disk:,.1f} MiB"
     )
+    for pid, name, kb in worker.each_kb():
+        print(f"    process {pid}: {kb / MIB:,.1f} MiB ({name})")
     return {"rss": rss, "peak": peak, "rate": progress.rate, "disk": disk}
 
 
