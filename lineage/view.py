@@ -26,7 +26,9 @@ keep them in a compacted Kafka topic that another worker rebuilds the view from
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,15 +141,21 @@ class PairFacts:
 
     Name, kind and country are the policy's when the data first went, so an answer
     says what was true then. ``applied``: the offset of the last fact folded in.
+
+    A worker's view process holds tens of thousands of these, so they are kept small:
+    the categories, purposes, legal bases and forms are sorted tuples (a set of up to
+    four strings takes 216 bytes and steps to 728 at the fifth; a tuple takes 8 bytes a
+    string), and every string but the times is interned (:func:`sys.intern`), so that
+    the pairs share one copy of each name of the policy's or the events' vocabulary.
     """
 
     name: str
     kind: str
     country: str
-    categories: set[str] = field(default_factory=set)
-    purposes: set[str] = field(default_factory=set)
-    bases: set[str] = field(default_factory=set)
-    forms: set[str] = field(default_factory=set)
+    categories: tuple[str, ...] = ()
+    purposes: tuple[str, ...] = ()
+    bases: tuple[str, ...] = ()
+    forms: tuple[str, ...] = ()
     first: float = float("inf")
     first_at: str | None = None
     last: float = float("-inf")
@@ -157,11 +165,23 @@ class PairFacts:
     breaches: dict[str, int] = field(default_factory=dict)  # rule id -> events
     applied: int = -1
 
+    @classmethod
+    def of(cls, name: str, kind: str, country: str) -> PairFacts:
+        """A pair nothing was folded into yet."""
+        return cls(sys.intern(name), sys.intern(kind), sys.intern(country))
+
     def add(self, flow: Flow) -> None:
-        self.categories.update(flow.categories)
-        self.purposes.add(flow.purpose)
-        self.bases.add(flow.basis)
-        self.forms.add(flow.form)
+        categories = self.categories
+        for category in flow.categories:
+            if category not in categories:
+                categories = _with(categories, category)
+        self.categories = categories
+        if flow.purpose not in self.purposes:
+            self.purposes = _with(self.purposes, flow.purpose)
+        if flow.basis not in self.bases:
+            self.bases = _with(self.bases, flow.basis)
+        if flow.form not in self.forms:
+            self.forms = _with(self.forms, flow.form)
         if flow.posix < self.first:
             self.first, self.first_at = flow.posix, flow.at
         if flow.posix > self.last:
@@ -170,7 +190,10 @@ class PairFacts:
         self.personal += flow.personal
         breaches = self.breaches
         for rule in flow.rules:
-            breaches[rule] = breaches.get(rule, 0) + 1
+            if rule in breaches:
+                breaches[rule] += 1
+            else:
+                breaches[sys.intern(rule)] = 1
         self.applied = flow.offset
 
     def retract(self, rules: dict[str, int], offset: int) -> None:
@@ -187,10 +210,10 @@ class PairFacts:
             "n": self.name,
             "k": self.kind,
             "c": self.country,
-            "cat": sorted(self.categories),
-            "pur": sorted(self.purposes),
-            "bas": sorted(self.bases),
-            "frm": sorted(self.forms),
+            "cat": self.categories,
+            "pur": self.purposes,
+            "bas": self.bases,
+            "frm": self.forms,
             "first": [self.first, self.first_at] if self.first_at is not None else None,
             "last": [self.last, self.last_at] if self.last_at is not None else None,
             "ev": self.events,
@@ -202,23 +225,37 @@ class PairFacts:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PairFacts:
         first, last = data["first"], data["last"]
+        first_at = first[1] if first else None
+        last_at = last[1] if last else None
+        if last_at == first_at:  # one transfer, or several at one time: one string
+            last_at = first_at
         return cls(
-            name=data["n"],
-            kind=data["k"],
-            country=data["c"],
-            categories=set(data["cat"]),
-            purposes=set(data["pur"]),
-            bases=set(data["bas"]),
-            forms=set(data["frm"]),
+            name=sys.intern(data["n"]),
+            kind=sys.intern(data["k"]),
+            country=sys.intern(data["c"]),
+            categories=_words(data["cat"]),
+            purposes=_words(data["pur"]),
+            bases=_words(data["bas"]),
+            forms=_words(data["frm"]),
             first=first[0] if first else float("inf"),
-            first_at=first[1] if first else None,
+            first_at=first_at,
             last=last[0] if last else float("-inf"),
-            last_at=last[1] if last else None,
+            last_at=last_at,
             events=data["ev"],
             personal=data["pd"],
-            breaches=dict(data["br"]),
+            breaches={sys.intern(rule): n for rule, n in data["br"].items()},
             applied=data["applied"],
         )
+
+
+def _with(words: tuple[str, ...], word: str) -> tuple[str, ...]:
+    """Sorted ``words`` and ``word`` (not among them), interned."""
+    return tuple(sorted((*words, sys.intern(word))))
+
+
+def _words(stored: list[str]) -> tuple[str, ...]:
+    """A pair's stored list of names, as a sorted tuple without repeats, interned."""
+    return tuple(sorted(set(map(sys.intern, stored))))
 
 
 @dataclass(slots=True)
@@ -260,8 +297,9 @@ class SubjectView:
     """The per-subject view of one partition (or of a whole embedded run), in SQLite.
 
     ``path`` None keeps it in memory. Folded pairs are held decoded and written at
-    :meth:`flush`; past ``max_cached`` pairs the cache is emptied after a flush (all of
-    it is in SQLite then), so memory does not grow with subjects.
+    :meth:`flush`; with ``max_cached``, a flush then forgets the pairs folded least
+    recently (all of them are in SQLite) until at most that many are held: memory
+    stays level whatever the number of subjects, and the pairs in use stay decoded.
 
     A pair's row longer than ``max_row_bytes`` (a recipient that got thousands of
     distinct categories or purposes of one subject) goes to the rows in pieces, so that
@@ -344,8 +382,16 @@ class SubjectView:
                 self._retracted(fact)
 
     def _load_pairs(self, keys: set[tuple[str, str]]) -> None:
-        """Hold the pairs of ``keys`` that SQLite has and are not held yet."""
-        missing = [k for k in keys if k not in self._pairs and k not in self._absent]
+        """Hold the pairs of ``keys`` that SQLite has and are not held yet; with a
+        ``max_cached``, the pairs held move to the end of the order :meth:`write_staged`
+        forgets them in (the least recently folded first)."""
+        held = self._pairs
+        if self._max_cached is not None:
+            for key in keys:
+                pair = held.pop(key, None)
+                if pair is not None:
+                    held[key] = pair
+        missing = [k for k in keys if k not in held and k not in self._absent]
         if not missing:
             return
         if self._empty:  # nothing written yet: nothing to read
@@ -368,7 +414,7 @@ class SubjectView:
         key = (flow.subject, flow.recipient)
         pair = self._pair(key)
         if pair is None:
-            pair = self._pairs[key] = PairFacts(flow.name, flow.kind, flow.country)
+            pair = self._pairs[key] = PairFacts.of(flow.name, flow.kind, flow.country)
             self._absent.discard(key)
         elif pair.applied >= flow.offset:
             return  # delivered again: folded in already
@@ -510,9 +556,13 @@ class SubjectView:
             raise RunError(f"cannot write the subjects' view {self.path}: {exc}") from exc
         self._empty = self._empty and not any_pairs
         limit = self._max_cached
-        if limit is not None and len(self._pairs) + len(self._absent) > limit:
-            self._pairs.clear()
-            self._absent.clear()
+        if limit is not None:
+            held = self._pairs
+            if len(held) > limit:  # every pair held is in SQLite now
+                for key in list(itertools.islice(held, len(held) - limit)):
+                    del held[key]
+            if len(self._absent) > limit:
+                self._absent.clear()
 
     def _pair_rows(self, subject: str, recipient: str, facts: bytes, rows: list[Row]) -> None:
         """Append the rows of a pair's ``facts``: one row, or, past ``max_row_bytes``,

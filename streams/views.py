@@ -69,7 +69,7 @@ log = logging.getLogger("lineage.worker")
 #: ``read(partition)``: every row of the view topic's partition, in topic order.
 ReadRows = Callable[[int], Awaitable[list[Row]]]
 
-#: Pairs a partition's view keeps decoded in memory between flushes.
+#: Pairs a partition's view keeps decoded after a flush: those folded most recently.
 _CACHED_PAIRS = 10_000
 #: Facts handed to the view process in one message.
 _BATCH = 4_096

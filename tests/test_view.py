@@ -176,6 +176,17 @@ def test_a_view_reads_back_the_pairs_it_forgot() -> None:
     assert {r: f.events for r, f in lineage.recipients.items()} == {"researchers": 2, "adco": 2}
 
 
+def test_a_flush_forgets_the_pairs_folded_least_recently() -> None:
+    view = SubjectView(max_cached=2)
+    view.fold([flow(0, subject="u-a"), flow(1, subject="u-b")])
+    view.flush()
+    view.fold([flow(2, subject="u-a"), flow(3, subject="u-c")])  # u-a again, u-c new
+    view.flush()
+    assert set(view._pairs) == {("u-a", "researchers"), ("u-c", "researchers")}
+    lineage = view.lineage("u-b")  # forgotten, read back from SQLite
+    assert lineage is not None and lineage.recipients["researchers"].events == 1
+
+
 def _categories(start: int, n: int) -> tuple[str, ...]:
     return tuple(f"custom.category-{k:05d}" for k in range(start, start + n))
 
