@@ -26,6 +26,8 @@ keep them in a compacted Kafka topic that another worker rebuilds the view from
 
 from __future__ import annotations
 
+import bisect
+import functools
 import itertools
 import sqlite3
 import sys
@@ -128,6 +130,11 @@ Row = tuple[str, bytes | None]
 _SEP = "\x1f"
 #: Pairs asked of SQLite in one query (two variables each).
 _KEYS_PER_QUERY = 400
+#: The numbers of pairs a query asks for: its keys are padded to the next with NULLs,
+#: which match no pair. Python's sqlite3 keeps the last 128 statements of a connection
+#: prepared, one for each text; a statement for every number of keys up to 400 came to
+#: 11.6 MiB a connection, in each partition's view, and grew as the counts varied.
+_QUERY_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, _KEYS_PER_QUERY)
 #: The key of the row that says the newest event time the view has seen.
 _NEWEST = f"m{_SEP}newest{_SEP}"
 #: How a pair's row that stands for its facts in pieces starts: ``{"~pieces":
@@ -400,9 +407,10 @@ class SubjectView:
         db = self._db
         for start in range(0, len(missing), _KEYS_PER_QUERY):
             chunk = missing[start : start + _KEYS_PER_QUERY]
-            found = db.execute(
-                _pairs_query(len(chunk)), [part for key in chunk for part in key]
-            ).fetchall()
+            size = _QUERY_SIZES[bisect.bisect_left(_QUERY_SIZES, len(chunk))]
+            wanted: list[str | None] = [part for key in chunk for part in key]
+            wanted += [None] * (2 * (size - len(chunk)))
+            found = db.execute(_pairs_query(size), wanted).fetchall()
             for subject, recipient, facts in found:
                 self._pairs[subject, recipient] = PairFacts.from_json(orjson.loads(facts))
             self._absent.update(k for k in chunk if k not in self._pairs)
@@ -783,6 +791,7 @@ def _unescape(text: str) -> str:
     return text.replace("%1F", _SEP).replace("%25", "%")
 
 
+@functools.cache
 def _pairs_query(keys: int) -> str:
     """The query for the pairs of ``keys`` (subject, recipient) parameters.
 

@@ -176,6 +176,23 @@ def test_a_view_reads_back_the_pairs_it_forgot() -> None:
     assert {r: f.events for r, f in lineage.recipients.items()} == {"researchers": 2, "adco": 2}
 
 
+def test_pairs_are_read_back_in_a_few_shapes_of_query() -> None:
+    # Python's sqlite3 keeps a prepared statement for each text: one for every count
+    # of keys held megabytes a connection. Counts are padded to a few sizes.
+    view = SubjectView(max_cached=1)
+    view.fold([flow(n, subject=f"u-{n}") for n in range(300)])
+    view.flush()  # past max_cached: all but one forgotten
+    _pairs_query.cache_clear()
+    for start, count in ((0, 3), (3, 5), (8, 17), (25, 275)):
+        view.fold([flow(1000 + n, subject=f"u-{n}") for n in range(start, start + count)])
+        view.flush()
+    assert view._db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0] == 300
+    for n in (0, 7, 24, 299):
+        lineage = view.lineage(f"u-{n}")
+        assert lineage is not None and lineage.recipients["researchers"].events == 2, n
+    assert _pairs_query.cache_info().currsize <= 4  # 4, 8, 32 and 400 keys (not 3, 5, 17, 275)
+
+
 def test_a_flush_forgets_the_pairs_folded_least_recently() -> None:
     view = SubjectView(max_cached=2)
     view.fold([flow(0, subject="u-a"), flow(1, subject="u-b")])
