@@ -389,12 +389,7 @@ class Worker:
         """A ``/proc/<pid>/status`` figure in kB (VmRSS: resident now; VmHWM: its peak),
         summed over the worker and its processes (its view process): what the worker
         holds. A sum of peaks is at most the peak of the sum."""
-        total = 0
-        for pid in _family(self.process.pid):
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith(field + ":"):
-                        total += int(line.split()[1])
+        total = sum(kb for _, _, kb in self.each_kb(field))
         if not total:
             raise SystemExit(f"no {field} in /proc/{self.process.pid}/status")
         return total
@@ -403,7 +398,7 @@ class Worker:
         """:meth:`status_kb` process by process: (pid, its command's last words, kB)."""
         out = []
         for pid in _family(self.process.pid):
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # a process gone meanwhile
                 kb = 0
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith(field + ":"):
