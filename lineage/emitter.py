@@ -55,12 +55,12 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from lineage.backoff import RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MS, Backoff
 from lineage.errors import LineageError
 from lineage.jsonbytes import dumps_kept
+from lineage.kafka_client import KafkaProducer
 from lineage.logguard import guard_loggers
 from lineage.redact import Redactor
 from lineage.schemas import AccessEvent, ConsentEvent, decode_event

@@ -28,9 +28,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from lineage.kafka_client import KafkaConsumer, TopicPartition
 from lineage.replay import Message
 from streams.kafka_config import KafkaConfig
 from streams.settings import Settings

@@ -109,8 +109,9 @@ def ensure_topics(
     owner, and the records it then writes replace the old state (docs/upstream.md,
     section 11).
     """
-    from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    from lineage.kafka_client import KafkaAdminClient, NewTopic
 
     try:
         admin = KafkaAdminClient(
