@@ -157,7 +157,10 @@ class SeenIndex(MutableMapping[str, Seen]):
         self._writer = writer
         self._partition = partition
         self._window = window
-        self._ids = IdTable()
+        # Beyond the window the table holds the ids of the record that straddles its
+        # edge and of the batch not yet written: a flush's worth each, far below an
+        # eighth of the window at the default settings.
+        self._ids = IdTable(most=window + window // 8 if window is not None else None)
         self._odd: dict[str, Seen] = {}  # ids whose hash another id holds in the table
         self._pending: dict[str, Seen] = {}  # set since the last flush
         # (first offset, last offset, table key) of each record, oldest first.

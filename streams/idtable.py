@@ -17,6 +17,13 @@ Open addressing with linear probing. A removal moves the entries after the freed
 back where their probe would find them (no tombstones), so a table whose entries come
 and go never fills up with deleted slots.
 
+The table doubles when it is two thirds full, except once: told the most entries it
+will hold (``most``: the dedup window and some slack), it grows to the size that holds
+those at two thirds and no further, where doubling would pass it. A full window of
+500,000 ids then takes 843,750 slots (6.4 MiB), not 2 ** 20 (8 MiB). Should it hold
+more after all, it doubles from there. Sizes need not be powers of two: a key's slot is
+its tag modulo the size.
+
 The table knows keys, not ids: the caller hashes an id to its key and must tell apart
 two ids whose keys are equal (:class:`streams.dedup.SeenIndex` confirms every hit
 against the record that holds the id).
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 from array import array
 
-__all__ = ["IdTable", "key_of"]
+__all__ = ["IdTable", "key_of", "room_for"]
 
 #: Offset bits an entry keeps unless told otherwise: a span of 16,777,216 offsets.
 OFFSET_BITS = 24
@@ -37,6 +44,11 @@ _MOST_BITS = 46
 def key_of(event_id: str) -> int:
     """The table key of an id: its hash, which a str keeps once computed."""
     return hash(event_id)
+
+
+def room_for(entries: int) -> int:
+    """The slots that hold ``entries`` at a load of two thirds."""
+    return -(-3 * entries // 2)
 
 
 class IdTable:
@@ -50,18 +62,23 @@ class IdTable:
         "_limit",
         "_low",
         "_marker",
-        "_mask",
+        "_room",
+        "_size",
         "_top",
         "_words",
     )
 
-    def __init__(self, capacity: int = 1024, offset_bits: int = OFFSET_BITS) -> None:
+    def __init__(
+        self, capacity: int = 1024, offset_bits: int = OFFSET_BITS, most: int | None = None
+    ) -> None:
         if not 16 <= offset_bits <= _MOST_BITS:
             raise ValueError(f"offset_bits must be from 16 to {_MOST_BITS}, not {offset_bits}")
         size = 1 << max(3, (capacity - 1).bit_length())
         self._words = array("q", bytes(8 * size))
-        self._mask = size - 1
-        self._limit = 2 * size // 3  # entries before the table doubles
+        self._size = size
+        self._limit = 2 * size // 3  # entries before the table grows
+        # The size that holds ``most`` entries, where growth stops doubling (0: never).
+        self._room = room_for(most) if most is not None else 0
         self._count = 0
         self._set_bits(offset_bits)
         self._top: int | None = None  # the highest offset put
@@ -80,7 +97,7 @@ class IdTable:
 
     @property
     def capacity(self) -> int:
-        return self._mask + 1
+        return self._size
 
     @property
     def span(self) -> int:
@@ -91,15 +108,17 @@ class IdTable:
         """The slot holding ``key``, or ``~free`` (negative) for the free slot where it
         would go."""
         words = self._words
-        mask = self._mask
+        size = self._size
         bits = self._bits
         tag = (key & self._keep) | self._marker
-        i = tag & mask
+        i = tag % size
         held = words[i]
         while held >> bits != tag:
             if not held:
                 return ~i
-            i = (i + 1) & mask
+            i += 1
+            if i == size:
+                i = 0
             held = words[i]
         return i
 
@@ -148,17 +167,19 @@ class IdTable:
         i = self.slot(key)
         if i < 0 or self.offset(i) != offset:
             return False
-        mask = self._mask
+        size = self._size
         bits = self._bits
         # Backward shift: every entry after the hole up to the next free slot whose own
         # slot is not between the hole and where it sits moves into the hole.
         j = i
         while True:
-            j = (j + 1) & mask
+            j += 1
+            if j == size:
+                j = 0
             held = words[j]
             if not held:
                 break
-            home = (held >> bits) & mask
+            home = (held >> bits) % size
             if (i < j and (home <= i or home > j)) or (i > j and j < home <= i):
                 words[i] = held
                 i = j
@@ -189,7 +210,7 @@ class IdTable:
         if bits > _MOST_BITS:
             raise ValueError(f"offsets from {low} to {high} span more than 2**{_MOST_BITS}")
         self._set_bits(bits)
-        self._words = array("q", bytes(8 * (self._mask + 1)))
+        self._words = array("q", bytes(8 * self._size))
         self._count = 0
         for tag, kept in held:
             self.put(tag, kept)  # the key's kept bits: the tag less its marker is enough
@@ -197,14 +218,18 @@ class IdTable:
 
     def _grow(self) -> None:
         words = self._words
-        size = 2 * (self._mask + 1)
+        size = 2 * self._size
+        if self._size + self._size // 4 <= self._room < size:
+            size = self._room  # what the most it will hold needs, not twice what it has
         self._words = new = array("q", bytes(8 * size))
-        self._mask = mask = size - 1
+        self._size = size
         self._limit = 2 * size // 3
         bits = self._bits
         for held in words:
             if held:
-                i = (held >> bits) & mask
+                i = (held >> bits) % size
                 while new[i]:
-                    i = (i + 1) & mask
+                    i += 1
+                    if i == size:
+                        i = 0
                 new[i] = held

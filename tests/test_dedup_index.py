@@ -26,10 +26,29 @@ def test_the_id_table_holds_what_a_dict_holds(steps: list[tuple[bool, int, int]]
     _holds_what_a_dict_holds(IdTable(16), steps)
 
 
-def _holds_what_a_dict_holds(table: IdTable, steps: list[tuple[bool, int, int]]) -> None:
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), _KEYS, st.integers(0, 3)), max_size=120))
+def test_a_table_of_a_size_no_power_of_two_holds_what_a_dict_holds(
+    steps: list[tuple[bool, int, int]],
+) -> None:
+    table = IdTable(8, most=14)  # doubles to 16, then grows to 21 slots, not 32
+    model = {}
+    for n in range(11):
+        key = (n + 1) * 2_654_435_761
+        table.put(key, 2)
+        model[key] = 2
+    assert table.capacity == 21
+    _holds_what_a_dict_holds(table, steps, model)
+
+
+def _holds_what_a_dict_holds(
+    table: IdTable, steps: list[tuple[bool, int, int]], model: dict[int, int] | None = None
+) -> None:
     """Puts (True) and removes (False) of (key, offset), each followed by every key of
-    the crowd read back from the table and from a dict that had the same."""
-    model: dict[int, int] = {}
+    the crowd read back from the table and from a dict that had the same (``model``:
+    what the table held before)."""
+    model = {} if model is None else model
+    before = dict(model)
     for put, key, offset in steps:
         if put:
             table.put(key, offset)
@@ -42,6 +61,8 @@ def _holds_what_a_dict_holds(table: IdTable, steps: list[tuple[bool, int, int]])
         assert len(table) == len(model)
         for held in _CROWD:
             assert table.get(held) == model.get(held)
+    for held in before:
+        assert table.get(held) == model.get(held)
 
 
 def test_the_id_table_grows_and_keeps_every_entry() -> None:
@@ -50,6 +71,16 @@ def test_the_id_table_grows_and_keeps_every_entry() -> None:
         table.put(key * 2_654_435_761, -key)
     assert len(table) == 10_000 and table.capacity == 16_384  # at most two thirds full
     assert all(table.get(k * 2_654_435_761) == -k for k in range(1, 10_001))
+
+
+def test_a_table_told_the_most_it_holds_grows_to_that_and_no_further() -> None:
+    table = IdTable(8, most=10_000)  # two thirds of 15,000 slots, not of 16,384
+    for key in range(1, 10_001):
+        table.put(key * 2_654_435_761, key)
+    assert table.capacity == 15_000
+    table.put(0, 0)  # one more than it was told: it doubles from there
+    assert table.capacity == 30_000
+    assert all(table.get(k * 2_654_435_761) == k for k in range(10_001))
 
 
 @settings(max_examples=300, deadline=None)
