@@ -42,6 +42,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import stat
 import tempfile
 import threading
@@ -692,4 +693,29 @@ def _why(config: Mapping[str, Any], said: list[str], exc: BaseException) -> str:
         )
     if "ECONNREFUSED" in text or "Connection refused" in text:
         return f"cannot reach Kafka at {where}: connection refused"
-    return f"cannot reach Kafka at {where}: {type(exc).__name__}"
+    if "Invalid frame length" in text:
+        # A Kafka answer opens with its length; an HTTP server's with "HTTP", which
+        # read as a length is 1213486160.
+        speaks = " (it speaks HTTP)" if "Invalid frame length: 1213486160" in text else ""
+        return f"what answers at {where} is not a Kafka broker{speaks}"
+    last = _last_cause(said)
+    return f"cannot reach Kafka at {where}: {type(exc).__name__}" + (f" ({last})" if last else "")
+
+
+#: How kafka-python's connection records say why a connection ended.
+_LOST = ("Connection lost: ", "Connection failed: ")
+#: The object a connection record starts with (``<KafkaConnection node_id=...>: ``).
+_WHO = re.compile(r"^<[^>]*>: ")
+
+
+def _last_cause(said: list[str]) -> str | None:
+    """What kafka-python last said ended a connection, or that a request timed out: the
+    reason behind a bootstrap that timed out, else None. Its records of a bootstrap name
+    the broker and the error, never what a request carried."""
+    for record in reversed(said):
+        for lost in _LOST:
+            if lost in record:
+                return "the connection was lost: " + record.split(lost, 1)[1][:200]
+        if "timed out" in record:
+            return _WHO.sub("", record)[:200]
+    return None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from lineage.emitter import Emitter, EmitterError
+from lineage.emitter import Emitter, EmitterError, connect
 from lineage.policy import load_policy
 from lineage.schemas import EventRejected
 from tests.helpers import access
@@ -249,3 +251,51 @@ def read(bootstrap: str, topic: str, n: int) -> list[object]:
             break
     consumer.close()
     return received
+
+
+class _Listener:
+    """A local TCP server that answers every connection the same way, in a thread."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            with conn:
+                conn.recv(4096)  # the client's first request
+                if self.answer:
+                    conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+            "what answers at {} is not a Kafka broker (it speaks HTTP)",
+        ),
+        (
+            b"",  # reads the request, then hangs up
+            "cannot reach Kafka at {}: KafkaTimeoutError (the connection was lost: "
+            "KafkaConnectionError: socket disconnected)",
+        ),
+    ],
+)
+def test_a_producer_that_cannot_start_says_what_answered(answer: bytes, said: str) -> None:
+    listener = _Listener(answer)
+    try:
+        with pytest.raises(EmitterError) as refused:
+            connect({"bootstrap_servers": listener.address, "bootstrap_timeout_ms": 1500})
+        assert str(refused.value) == said.format(listener.address)
+    finally:
+        listener.close()
