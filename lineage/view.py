@@ -257,6 +257,8 @@ class PairFacts:
 
 def _with(words: tuple[str, ...], word: str) -> tuple[str, ...]:
     """Sorted ``words`` and ``word`` (not among them), interned."""
+    if not words:  # a new pair's first
+        return (sys.intern(word),)
     return tuple(sorted((*words, sys.intern(word))))
 
 
@@ -348,6 +350,10 @@ class SubjectView:
         self._consents: list[Consent] = []
         self._records: list[tuple[str, str, float, str]] = []
         self._empty = self._db.execute("SELECT 1 FROM pairs LIMIT 1").fetchone() is None
+        #: Every pair SQLite has is held decoded: the view began empty, forgets no pair
+        #: (no ``max_cached``) and has loaded no rows since. A pair not held is then new,
+        #: and folding never asks SQLite for it (an embedded run's view).
+        self._holds_all = self._empty and max_cached is None
         self._purged: list[tuple[str, str]] = []
         #: Rows a read's flush made, for the next :meth:`flush` to return first.
         self._unsent: list[Row] = []
@@ -398,6 +404,8 @@ class SubjectView:
                 pair = held.pop(key, None)
                 if pair is not None:
                     held[key] = pair
+        if self._holds_all:
+            return
         missing = [k for k in keys if k not in held and k not in self._absent]
         if not missing:
             return
@@ -646,6 +654,7 @@ class SubjectView:
         self._pairs.clear()
         self._absent.clear()
         self._empty = self._empty and not pairs
+        self._holds_all = self._holds_all and self._empty
         return n
 
     def _joined(

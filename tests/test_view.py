@@ -176,6 +176,33 @@ def test_a_view_reads_back_the_pairs_it_forgot() -> None:
     assert {r: f.events for r, f in lineage.recipients.items()} == {"researchers": 2, "adco": 2}
 
 
+def test_a_view_that_holds_every_pair_it_wrote_asks_sqlite_for_none() -> None:
+    # An embedded run's view: a pair not held is new, so folding reads nothing.
+    view = SubjectView()
+    view.fold([flow(0)])
+    view.flush()
+    asked: list[str] = []
+    view._db.set_trace_callback(asked.append)
+    view.fold([flow(1), flow(2, recipient="adco", name="AdCo", kind="ad_provider")])
+    view.flush()
+    assert not [q for q in asked if q.startswith("SELECT")], asked
+    lineage = view.lineage("u-1")
+    assert lineage is not None
+    assert {r: f.events for r, f in lineage.recipients.items()} == {"researchers": 2, "adco": 1}
+
+
+def test_a_view_that_took_rows_reads_their_pairs_when_it_folds() -> None:
+    first = SubjectView()
+    first.fold([flow(0)])
+    rows = first.flush()
+    second = SubjectView()  # began empty, then took rows it does not hold decoded
+    second.load(rows)
+    second.fold([flow(1)])
+    second.flush()
+    lineage = second.lineage("u-1")
+    assert lineage is not None and lineage.recipients["researchers"].events == 2
+
+
 def test_pairs_are_read_back_in_a_few_shapes_of_query() -> None:
     # Python's sqlite3 keeps a prepared statement for each text: one for every count
     # of keys held megabytes a connection. Counts are padded to a few sizes.
