@@ -368,6 +368,28 @@ def test_a_message_cut_before_it_arrived_keeps_no_digit_of_the_number_it_ends_in
     assert record["original"] == raw.decode() and not record["redacted"]
 
 
+def test_a_message_cut_inside_a_string_keeps_nothing_of_the_value_it_was_cut_in() -> None:
+    # An address cut in its domain is confirmed by no detector; what is left of it (a
+    # local part with a comment, say) is as personal as the whole.
+    not_json = EventRejected("not JSON: EOF while parsing a string", field=None, kind="not_json")
+    for value in ("john(home)@exam", "john(home)@", "john.doe@exa", "call jo(work)@ex"):
+        raw = ('{"event_id": "e-1", "note": "' + value).encode()
+        record = dead_letter_record(raw, not_json, "t", R)
+        kept = record["original"]
+        assert "john" not in kept and "jo(work)" not in kept, kept
+        assert kept.startswith('{"event_id": "e-1", "note": "'), kept
+        assert record["redacted"]
+    # A string that is closed is no cut value: a message that is no JSON for another
+    # reason keeps its last word.
+    raw = b'{"event_id": "e-1", "note": "done" trailing'
+    record = dead_letter_record(raw, not_json, "t", R)
+    assert record["original"] == raw.decode() and not record["redacted"]
+    # An escaped quote does not close the string.
+    raw = b'{"event_id": "e-1", "note": "say \\"hi\\" to jo(home)@exa'
+    record = dead_letter_record(raw, not_json, "t", R)
+    assert "jo(home)" not in record["original"], record["original"]
+
+
 def _longest_stretches(text: str) -> list[tuple[int, int, str, str]]:
     """What a long run of digit groups holds, by the search's definition read plainly:
     from each group on, the longest stretch of consecutive groups (10 to 19 digits)
