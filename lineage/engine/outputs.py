@@ -214,7 +214,7 @@ def dead_letter_record(
         if truncated:
             masked = _cut(masked)
         elif rejection.kind == "not_json":
-            masked = _without_cut_number(masked)
+            masked = _without_cut_value(masked)
         redacted = masked != original
         original = masked
     else:
@@ -243,7 +243,7 @@ def dead_letter_record(
     return record
 
 
-def _without_cut_number(text: str) -> str:
+def _without_cut_value(text: str) -> str:
     """A text that is no JSON without the value it was cut in, if any.
 
     JSON never ends in a digit (nor in a digit and a space or dash) but for a bare
