@@ -87,6 +87,18 @@ class Child:
         except (EOFError, OSError):
             raise self.died() from None
 
+    def next_answer(self) -> bytes | None:
+        """The child's next answer, or None once its end of the pipe is closed: for a
+        thread that reads every answer as it comes. Unlike :meth:`recv` it leaves the
+        child alone at the end (its owner stops it, and may close the pipe meanwhile)."""
+        conn = self._from
+        if conn is None:
+            return None
+        try:
+            return conn.recv_bytes()
+        except (EOFError, OSError, TypeError, ValueError):  # ended, or closed by the owner
+            return None
+
     def ready(self) -> bool:
         """Whether an answer (or the child's end) waits to be read."""
         if self._broken or self._from is None:

@@ -36,9 +36,11 @@ import fcntl
 import logging
 import os
 import pickle
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections import deque
@@ -119,9 +121,13 @@ class PartitionViews:
         self._facts: dict[int, list[ViewFact]] = {}
         self._opening: dict[int, asyncio.Task[None]] = {}
         self._child: Child | None = None
-        #: The answers awaited, in the order asked, and the task that reads them.
+        #: The answers awaited, in the order asked, and the task that hands them over.
         self._answers: deque[asyncio.Future[bytes]] = deque()
         self._reading: asyncio.Task[None] | None = None
+        #: The view process's answers as they come, read by a thread of their own
+        #: (:func:`_pump`), and that thread.
+        self._inbox: queue.SimpleQueue[bytes | RunError] = queue.SimpleQueue()
+        self._pump: threading.Thread | None = None
         self._stop: weakref.finalize[[], PartitionViews] | None = None
 
     async def open(self, partition: int) -> None:
@@ -209,6 +215,8 @@ class PartitionViews:
         if child is not None:
             with contextlib.suppress(RunError):
                 child.wait()  # it closes its views as its pipe closes
+            if self._pump is not None:
+                self._pump.join()  # the process is gone: its pipe has ended
             child.close()
         if self._stop is not None:
             self._stop.detach()
@@ -225,6 +233,11 @@ class PartitionViews:
             # A worker's views not closed (a test's checkpoint) stop with it.
             self._stop = weakref.finalize(self, child.close)
             self._child = child
+            self._pump = threading.Thread(
+                target=_pump, args=(child, self._inbox), name="lineage-views-answers",
+                daemon=True,
+            )  # fmt: skip
+            self._pump.start()
         return self._child
 
     async def _ask(self, message: bytes) -> Any:
@@ -233,21 +246,24 @@ class PartitionViews:
 
     def _send(self, message: bytes) -> asyncio.Future[bytes]:
         """Send ``message`` to the view process now; the future of its answer. The
-        process answers in the order it is asked, and the answers are read in that
-        order by one task (a thread of the loop's executor waits on the pipe)."""
+        process answers in the order it is asked; :func:`_pump` reads the answers as
+        they come, and one task hands them, in that order, to those who await them."""
         child = self._started()
         child.send(message)
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._answers.append(answer)
         if self._reading is None:
-            self._reading = asyncio.ensure_future(self._read_answers(child))
+            self._reading = asyncio.ensure_future(self._read_answers())
         return answer
 
-    async def _read_answers(self, child: Child) -> None:
+    async def _read_answers(self) -> None:
         answers = self._answers
         try:
             while answers:
-                answer = await asyncio.get_running_loop().run_in_executor(None, child.recv)
+                answer = await asyncio.get_running_loop().run_in_executor(None, self._inbox.get)
+                if isinstance(answer, RunError):  # the process ended: so will any ask
+                    self._inbox.put(answer)
+                    raise answer
                 waiting = answers.popleft()
                 if not waiting.done():
                     waiting.set_result(answer)
@@ -266,6 +282,21 @@ class PartitionViews:
         if error is not None:
             raise RunError(error)
         return pickle.loads(found)
+
+
+def _pump(child: Child, inbox: queue.SimpleQueue[bytes | RunError]) -> None:
+    """Read the view process's answers as they come, until it ends, into ``inbox``.
+
+    Not on the event loop: the loop may wait in :meth:`Child.send` for room to queue
+    facts while the process, behind on them, writes the answer to a flush. Were the
+    answers read only when the loop asks for the next one, that answer would wait for
+    the loop, the process would stop reading the facts, and the loop would wait for
+    the process: the worker would hang, its health probe with it.
+    """
+    while (answer := child.next_answer()) is not None:
+        inbox.put(answer)
+    # Its end is closed: it ended, or is ending. Those who wait are told how.
+    inbox.put(RunError(f"{child.name} stopped (exit code {child.process.wait()})"))
 
 
 async def _nothing() -> list[tuple[int, list[Row]]]:

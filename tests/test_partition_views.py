@@ -231,3 +231,40 @@ def test_the_view_process_does_not_trim_between_a_busy_workers_messages(
         from_worker.close()
         assert serving.result(timeout=30) == 0
     assert calls == [True] * 6
+
+
+def test_a_worker_waiting_to_queue_facts_still_reads_the_answer_to_a_flush(
+    tmp_path: Path,
+) -> None:
+    # The loop asks for a flush whose answer is larger than a pipe holds, and before it
+    # awaits it, hands over more facts than the queue to the view process holds: the
+    # loop waits for room while the process writes the answer. The answer must be read
+    # all the same, or the process stops reading facts and the worker hangs.
+    import threading
+
+    from lineage.child import QUEUED
+
+    ended = threading.Event()
+    rows: list[tuple[int, list[Row]]] = []
+
+    async def scenario() -> None:
+        views = PartitionViews(tmp_path, no_rows)
+        try:
+            await views.open(0)
+            fold = views.folder(0)
+            fold([flow(n, subject=f"u-{n}") for n in range(6_000)])  # 6,000 pairs
+            pending = views.ask_flush({0: NEWEST}, 3650)
+            for round_ in range(QUEUED * 3):  # no await between: the loop never yields
+                first = 10_000 + round_ * 4_096
+                fold([flow(first + n, subject=f"v-{n % 50}") for n in range(4_096)])
+                views.ship(0)
+            rows.extend(await pending)
+        finally:
+            views.close()
+            ended.set()
+
+    runner = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
+    runner.start()
+    assert ended.wait(timeout=120), "the worker's loop and its view process wait on each other"
+    [(partition, flushed)] = rows
+    assert partition == 0 and sum(1 for key, _ in flushed if key.startswith("f")) >= 6_000
