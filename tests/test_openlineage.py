@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -193,6 +194,36 @@ def test_without_openlineage_python_the_other_exports_are_written(
         written = write_exports(graph, tmp_path)
     assert "openlineage" not in written and "html" in written
     assert "pip install 'privacy-lineage[openlineage]'" in caplog.text
+
+
+_FRESH_EXPORT = """
+import sys
+from lineage.export.openlineage import to_openlineage
+from lineage.graph import build_graph
+from lineage.policy import load_policy
+
+edges = {}
+text = to_openlineage(build_graph(load_policy(), edges, generated_from="fresh"))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "requests", "urllib3"))
+loaded += sorted(m for m in sys.modules if m.startswith("openlineage.client.transport"))
+print("loaded:", loaded)
+from openlineage.client import OpenLineageClient, set_producer
+from openlineage.client.transport.noop import NoopTransport
+import openlineage.client
+
+client = OpenLineageClient(transport=NoopTransport(None))
+print("client:", type(client).__name__, openlineage.client.OpenLineageClient is OpenLineageClient)
+"""
+
+
+def test_the_export_leaves_the_clients_transports_unimported_and_the_client_whole() -> None:
+    # A fresh interpreter: the tests' own imports above loaded the whole package.
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_EXPORT], capture_output=True, text=True, check=True,
+        cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert "loaded: []" in done.stdout, done.stdout
+    assert "client: OpenLineageClient True" in done.stdout, done.stdout
 
 
 SPEC = Path(__file__).parent / "data" / "openlineage-spec"
