@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 import lineage.decode_process as decode_process
+from lineage.child import Child
 from lineage.decode_process import (
     DecodeAhead,
     _serve,
@@ -189,6 +190,26 @@ def test_the_child_numbers_lines_as_the_run_does(tmp_path: Path) -> None:
         assert len(raw) == size
         assert orjson.loads(raw)["event_id"] == unpack(packed).event_id
     assert len(verdicts) > 1_400
+
+
+def test_the_child_passes_over_the_lines_the_run_says_it_decodes_alone(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(day() * 4))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        child = Child("lineage.decode_process", [str(fd), "0"], "a test's child", pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    try:
+        child.send(b"3000")  # before the child's first look, at its 64th line
+        numbers = []
+        while message := child.next_answer():
+            numbers += [verdict[0] for verdict in marshal.loads(message)[1]]
+    finally:
+        child.close()
+    assert numbers and max(numbers) > 6_000
+    assert all(n <= decode_process._LISTEN for n in numbers if n < 3_000 + decode_process._LEAD)
+    assert min(n for n in numbers if n > decode_process._LISTEN) == 3_000 + decode_process._LEAD
 
 
 def test_a_worker_reads_which_part_an_answer_is_for_then_its_verdicts() -> None:
