@@ -447,6 +447,10 @@ class SubjectView:
         pair.retract(retracted.rules, retracted.offset)
         self._dirty[key] = None
 
+    def unwritten(self) -> int:
+        """Pairs changed and rows made since the last flush."""
+        return len(self._dirty) + len(self._records) + len(self._consents)
+
     def prepare(self) -> None:
         """Fold the facts taken and make the text of each pair changed since the last
         flush, which writes it unless the pair changes again (a process that only keeps

@@ -37,6 +37,19 @@ def test_a_fact_delivered_again_changes_nothing() -> None:
     assert lineage.records == ["rec-0", "rec-1"]
 
 
+def test_a_view_counts_what_it_has_not_written_until_a_flush() -> None:
+    view = SubjectView()
+    view.fold([flow(0), flow(1), flow(2, recipient="adco", record=None)])
+    assert view.unwritten() == 0  # facts taken, not folded yet
+    view.fold_now()
+    assert view.unwritten() == 4  # two pairs and two provision records
+    view.fold([flow(1)])  # delivered again
+    view.fold_now()
+    assert view.unwritten() == 4
+    view.flush(rows_wanted=False)
+    assert view.unwritten() == 0
+
+
 def test_one_consent_takes_back_every_breach_it_retracts_of_one_recipient() -> None:
     view = SubjectView()
     view.fold([flow(0, rules=("art9.no-consent",)), flow(1, rules=("art9.no-consent",))])

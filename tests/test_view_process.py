@@ -68,10 +68,12 @@ def fold_all(view: RunView, every: list[ViewFact], size: int) -> tuple[int, floa
     return view.finish(1748746800.0 + 3600 * 960, 30, {"policy_version": "v1"})
 
 
+@pytest.mark.parametrize("write_after", [1, 40, 10**9])  # writes between messages, or at the end
 def test_a_view_folded_by_a_child_process_is_the_one_the_run_would_keep(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_after: int
 ) -> None:
-    monkeypatch.setattr(view_process, "_BATCH", 5)  # many messages, flushes between them
+    monkeypatch.setattr(view_process, "_BATCH", 5)  # many messages
+    monkeypatch.setattr(view_process, "WRITE_AFTER", write_after)
     every = facts()
     here = fold_all(RunView(tmp_path / "here.sqlite", detach_after=10**9), every, 3)
     child = RunView(tmp_path / "child.sqlite", detach_after=1)
