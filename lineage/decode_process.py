@@ -313,8 +313,8 @@ def main(argv: list[str]) -> int:
             # Room for several batches, so that the run never reads one half written.
             fcntl.fcntl(writer.fileno(), resize, _PIPE_BYTES)
 
-    # One poller for the child's life: Connection.poll(0) builds a selector on each
-    # call, a twentieth of the child's time when it listens every 64 lines.
+    # One poller for the child's life: Connection.poll(0) builds and registers a
+    # selector on each call (4.5 us here, against 0.4 us for this poller).
     poller = select.poll()
     poller.register(reader.fileno(), select.POLLIN)
 

@@ -209,7 +209,8 @@ def test_the_child_passes_over_the_lines_the_run_says_it_decodes_alone(tmp_path:
         child.close()
     assert numbers and max(numbers) > 6_000
     assert all(n <= decode_process._LISTEN for n in numbers if n < 3_000 + decode_process._LEAD)
-    assert min(n for n in numbers if n > decode_process._LISTEN) == 3_000 + decode_process._LEAD
+    resumed = min(n for n in numbers if n > decode_process._LISTEN)
+    assert 3_000 + decode_process._LEAD <= resumed < 3_000 + decode_process._LEAD + 10
 
 
 def test_a_worker_reads_which_part_an_answer_is_for_then_its_verdicts() -> None:
