@@ -145,7 +145,12 @@ class Child:
         self.close()
         if error is not None:
             return RunError(error)
-        return RunError(f"{self.name} stopped (exit code {self.process.returncode})")
+        return self.ended()
+
+    def ended(self) -> RunError:
+        """The error that names this child and its exit code, once it has ended: waits
+        for the process."""
+        return RunError(f"{self.name} stopped (exit code {self.process.wait()})")
 
     def _stop_writer(self) -> None:
         """Let the writer thread write what is queued, and wait for it to end."""

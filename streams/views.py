@@ -296,7 +296,7 @@ def _pump(child: Child, inbox: queue.SimpleQueue[bytes | RunError]) -> None:
     while (answer := child.next_answer()) is not None:
         inbox.put(answer)
     # Its end is closed: it ended, or is ending. Those who wait are told how.
-    inbox.put(RunError(f"{child.name} stopped (exit code {child.process.wait()})"))
+    inbox.put(child.ended())
 
 
 async def _nothing() -> list[tuple[int, list[Row]]]:
