@@ -37,14 +37,17 @@ __all__ = [
 
 #: Run for every event: the engine's jobs, the state records they fold into, the
 #: rules (their docstrings, which a compiled module keeps none of, are read from the
-#: sources by :mod:`lineage.rules.catalogue`), and the event as they read it, made
-#: from what the decoding process sent.
+#: sources by :mod:`lineage.rules.catalogue`), the event as they read it, made from
+#: what the decoding process sent, and an embedded run's loop over its lines with the
+#: incident board it updates (compiled, the loop calls the engine without the
+#: interpreter between them).
 COMPILED: tuple[str, ...] = (
     "lineage/engine/__init__.py",
     "lineage/engine/consents.py",
     "lineage/engine/judging.py",
     "lineage/engine/outputs.py",
     "lineage/engine/partials.py",
+    "lineage/incidents.py",
     "lineage/rules/appi28.py",
     "lineage/rules/art10.py",
     "lineage/rules/art2.py",
@@ -54,6 +57,7 @@ COMPILED: tuple[str, ...] = (
     "lineage/rules/art8.py",
     "lineage/rules/art9.py",
     "lineage/rules/base.py",
+    "lineage/run.py",
     "lineage/schemas/judged.py",
     "lineage/schemas/packed.py",
     "lineage/state.py",
