@@ -15,6 +15,10 @@ They run interpreted, all of them, when
 :func:`choose` decides this once, when :mod:`lineage` is first imported, before any
 of them is. This module imports only the standard library: ``setup.py`` reads
 :data:`COMPILED` from it without importing the package.
+
+A dataclass of these modules that is made for every event writes its ``__init__`` out
+(``@dataclass(init=False)``): the one ``dataclass`` generates runs interpreted even
+in a compiled class, 0.7-0.8 µs a call against about 0.1 µs compiled.
 """
 
 from __future__ import annotations

@@ -89,9 +89,10 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ConsentDecision:
-    """One consent event as the rules need it."""
+    """One consent event as the rules need it (its ``__init__`` written out, to run
+    compiled: :mod:`lineage.compiled`)."""
 
     occurred_at: datetime
     recipient: str  # a recipient id or "*"
@@ -99,7 +100,25 @@ class ConsentDecision:
     status: ConsentStatus
     event_id: str
     offset: int  # where it stood in its partition: judgments use only earlier decisions
-    reference: str | None = None
+    reference: str | None
+
+    def __init__(
+        self,
+        occurred_at: datetime,
+        recipient: str,
+        purposes: frozenset[str] | None,
+        status: ConsentStatus,
+        event_id: str,
+        offset: int,
+        reference: str | None = None,
+    ) -> None:
+        self.occurred_at = occurred_at
+        self.recipient = recipient
+        self.purposes = purposes
+        self.status = status
+        self.event_id = event_id
+        self.offset = offset
+        self.reference = reference
 
     def covers(self, recipient: str, purpose: str) -> bool:
         return (self.recipient == "*" or self.recipient == recipient) and (
@@ -130,7 +149,7 @@ class ConsentDecision:
         )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class PendingEvent:
     """An access event whose alerts a consent that arrives late may still retract: what a
     retraction needs of it, never the event (CONTRACT section 10).
@@ -158,6 +177,39 @@ class PendingEvent:
     alerts: list[str]
     fired: list[tuple[str, str]]
     edge: EdgeKey
+
+    def __init__(
+        self,
+        at: float,
+        offset: int,
+        occurred: str,
+        event_id: str,
+        source: str,
+        recipient: str,
+        kind: str | None,
+        via: str | None,
+        purpose: str,
+        basis: str | None,
+        categories: list[str],
+        alerts: list[str],
+        fired: list[tuple[str, str]],
+        edge: EdgeKey,
+    ) -> None:
+        # Written out, to run compiled (lineage.compiled).
+        self.at = at
+        self.offset = offset
+        self.occurred = occurred
+        self.event_id = event_id
+        self.source = source
+        self.recipient = recipient
+        self.kind = kind
+        self.via = via
+        self.purpose = purpose
+        self.basis = basis
+        self.categories = categories
+        self.alerts = alerts
+        self.fired = fired
+        self.edge = edge
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -257,7 +309,7 @@ class Retraction:
         return cls(offset, consent, rule, PendingEvent.from_json(event))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class SubjectState:
     """What judging keeps of one data subject: its consent decisions, and the alerts a
     late consent may still retract. Its size grows with the subject's consents, never
@@ -273,15 +325,34 @@ class SubjectState:
     subject while alerts are pending (POSIX seconds).
     """
 
-    decisions: list[ConsentDecision] = field(default_factory=list)
-    pending: list[PendingEvent] = field(default_factory=list)
-    retracted: list[Retraction] = field(default_factory=list)
-    unbreached: list[EdgeRetraction] = field(default_factory=list)
-    newest: float = float("-inf")
-    applied: int = -1
+    decisions: list[ConsentDecision]
+    pending: list[PendingEvent]
+    retracted: list[Retraction]
+    unbreached: list[EdgeRetraction]
+    newest: float
+    applied: int
     #: How many of ``decisions`` a store holds already (it writes them apart, and only
     #: when a decision was added: what is written per event does not grow with them).
-    stored_decisions: int = 0
+    stored_decisions: int
+
+    def __init__(
+        self,
+        decisions: list[ConsentDecision] | None = None,
+        pending: list[PendingEvent] | None = None,
+        retracted: list[Retraction] | None = None,
+        unbreached: list[EdgeRetraction] | None = None,
+        newest: float = float("-inf"),
+        applied: int = -1,
+        stored_decisions: int = 0,
+    ) -> None:
+        # Written out, to run compiled (lineage.compiled); each list its own.
+        self.decisions = [] if decisions is None else decisions
+        self.pending = [] if pending is None else pending
+        self.retracted = [] if retracted is None else retracted
+        self.unbreached = [] if unbreached is None else unbreached
+        self.newest = newest
+        self.applied = applied
+        self.stored_decisions = stored_decisions
 
     def known_before(self, offset: int) -> tuple[ConsentDecision, ...]:
         return tuple(d for d in self.decisions if d.offset < offset)

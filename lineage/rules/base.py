@@ -14,7 +14,7 @@ for the outsourcing rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from enum import StrEnum
 from typing import Any
@@ -56,13 +56,24 @@ class Scope(StrEnum):
     ABROAD = "abroad"  # transfers abroad without an adequate country or equivalent system
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Breach:
-    """What a rule found: the categories at fault, a sentence, and the facts it used."""
+    """What a rule found: the categories at fault, a sentence, and the facts it used.
+
+    Its ``__init__`` is written out, to run compiled (:mod:`lineage.compiled`).
+    """
 
     categories: tuple[str, ...]
     message: str
-    evidence: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, Any]
+
+    def __init__(
+        self, categories: tuple[str, ...], message: str, evidence: Mapping[str, Any] | None = None
+    ) -> None:
+        # Frozen: set as the generated __init__ sets them.
+        object.__setattr__(self, "categories", categories)
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "evidence", {} if evidence is None else evidence)
 
 
 def is_personal(event: Access) -> bool:
