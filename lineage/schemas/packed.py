@@ -114,7 +114,7 @@ def _time(moment: datetime) -> tuple[bytes, int]:
     zone = moment.tzinfo
     assert zone is not None, "a validated event time has its zone"
     # The zone's own utcoffset, as datetime.utcoffset() calls it: called through the
-    # datetime, the call into pydantic's TzInfo took a third of packing an event.
+    # datetime, the call into pydantic's TzInfo took a quarter of packing an event.
     offset = zone.utcoffset(moment)
     assert offset is not None, "a validated event time has its offset"
     reduced = cast(tuple[Any, tuple[bytes, Any]], moment.__reduce__())
