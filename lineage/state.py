@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lineage.schemas import ConsentStatus
-from lineage.schemas.zones import EPOCHS
+from lineage.schemas.judged import posix_of
 
 __all__ = [
     "INCIDENT_RESERVE",
@@ -66,23 +66,6 @@ def _drop(counter: dict[str, int], key: str) -> None:
         counter[key] = n
     else:
         counter.pop(key, None)
-
-
-def posix_of(moment: datetime) -> float:
-    """``moment.timestamp()``, the same float, for the events' times.
-
-    ``timestamp()`` subtracts the epoch in UTC, which asks the event's zone for its
-    offset: a call into pydantic's ``TzInfo`` that cost a tenth of judging an event.
-    A time in a zone of :func:`lineage.schemas.zones.zone_of`, as every event time
-    unpacked from the decoding process is, is subtracted from the epoch in that same
-    zone object instead, which needs no offset at all: the difference is the same, and
-    so is its ``total_seconds()``. Other times (decoded in this process, each with a
-    zone of its own) are left to ``timestamp()``.
-    """
-    epoch = EPOCHS.get(id(moment.tzinfo))  # None, a zone kept for good, is no key there
-    if epoch is None:
-        return moment.timestamp()
-    return (moment - epoch).total_seconds()
 
 
 def _iso(moment: datetime) -> str:

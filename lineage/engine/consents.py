@@ -148,7 +148,6 @@ class ConsentBook:
         fired: list[tuple[str, str]],
         edge: EdgeKey,
         offset: int,
-        occurred: str | None,
     ) -> SubjectState:
         """The subject's record after a transfer outside the company: its newest event
         time moves on, and the alerts a late consent may still retract are kept."""
@@ -163,7 +162,7 @@ class ConsentBook:
                 PendingEvent(
                     at=ctx.posix,
                     offset=offset,
-                    occurred=occurred or event.occurred_at.isoformat(),
+                    occurred=event.at_text,
                     event_id=event.event_id,
                     source=event.source,
                     recipient=event.recipient or "",
@@ -209,6 +208,7 @@ class ConsentBook:
             None,
             {},
             EVERY_FIELD,
+            pending.occurred,
         )
 
     def _context(

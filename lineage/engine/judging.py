@@ -22,7 +22,7 @@ from lineage.rules.art9 import consent_decision
 from lineage.rules.base import Days, scopes_for
 from lineage.schemas import Action, ConsentEvent, LegalBasis
 from lineage.schemas.judged import Access
-from lineage.state import EdgeKey, State, posix_of
+from lineage.state import EdgeKey, State
 from lineage.view import Flow
 
 __all__ = ["THIRD_PARTY_KINDS", "Judge"]
@@ -127,7 +127,7 @@ class Judge:
             abroad = False
             country = ""
         personal = is_personal(event)
-        posix = posix_of(event.occurred_at)
+        posix = event.posix
         if posix > self.stats.newest:
             self.stats.newest = posix
         subject = self.state.subjects.get(event.subject) if event.subject else None
@@ -154,17 +154,14 @@ class Judge:
         outcome = Outcome("judged", event=event)
         fired: list[tuple[str, str]] = []
         alert_recipient = event.recipient if transfer else None
-        at_text: str | None = None
         if found:
-            at_text = event.occurred_at.isoformat()
-            make, incident = self.alerts.make, self.partials.incident
             for spec, breach in found:
                 fired.append((spec.id, spec.article))
                 outcome.alerts.append(
-                    make(
+                    self.alerts.make(
                         spec,
                         event_id=event.event_id,
-                        occurred_at=at_text,
+                        occurred_at=event.at_text,
                         source=event.source,
                         recipient=alert_recipient,
                         recipient_kind=kind,
@@ -174,7 +171,7 @@ class Judge:
                         evidence=dict(breach.evidence),
                     )
                 )
-                iid = incident(
+                iid = self.partials.incident(
                     spec, event.source, alert_recipient, event.occurred_at, event.event_id,
                     offset, posix,
                 )  # fmt: skip
@@ -188,7 +185,6 @@ class Judge:
             event.action,
         )
         day = ctx.day_text
-        edge = self.partials.edge
         if not transfer:
             key: EdgeKey = ("system", event.source, "")
         elif event.via is not None:
@@ -196,21 +192,17 @@ class Judge:
             # The source that reports an onward transfer held that data too: keep it in the
             # graph. The breaches belong to the onward edge, so none are counted here.
             system = ("system", event.source, "")
-            edge(system, event.occurred_at, posix, shape, offset, personal, [], day)
+            self.partials.edge(system, event.occurred_at, posix, shape, offset, personal, [], day)
         else:
             key = ("flow", event.source, event.recipient or "")
-        edge(key, event.occurred_at, posix, shape, offset, personal, fired, day)
+        self.partials.edge(key, event.occurred_at, posix, shape, offset, personal, fired, day)
         if transfer and kind != "internal":
-            if at_text is None and (personal or event.subject is not None):
-                # The provision record and the view's flow both carry it: made once.
-                at_text = event.occurred_at.isoformat()
             record = (
-                self._provision(ctx, recipient, kind, abroad, country, outcome, at_text)
+                self._provision(ctx, recipient, kind, abroad, country, outcome)
                 if personal
                 else None
             )
             if event.subject is not None:
-                assert at_text is not None
                 outcome.view.append(
                     Flow(
                         event.subject,
@@ -223,7 +215,7 @@ class Judge:
                         # StrEnums: str() is the value, without .value's descriptor call.
                         str(event.legal_basis) if event.legal_basis else "unstated",
                         str(event.form),
-                        at_text,
+                        event.at_text,
                         posix,
                         personal,
                         tuple(rule for rule, _ in fired),
@@ -233,7 +225,7 @@ class Judge:
                 )
                 assert self.consents is not None
                 subject = self.consents.remember(
-                    event.subject, subject, ctx, kind, outcome, fired, key, offset, at_text
+                    event.subject, subject, ctx, kind, outcome, fired, key, offset
                 )
         if subject is not None and subject.pending and subject.applied < offset:
             # Time moves on for the subject's pending alerts, whatever this event was.
@@ -251,11 +243,9 @@ class Judge:
         abroad: bool,
         country: str,
         outcome: Outcome,
-        at_text: str | None = None,
     ) -> dict[str, Any] | None:
         """The provision record of a transfer (APPI Art. 29), or None when it needs none;
-        ``abroad`` and ``country`` as :meth:`_flow_to` tells them; ``at_text``: the event
-        time as text, when the caller has made it already.
+        ``abroad`` and ``country`` as :meth:`_flow_to` tells them.
 
         To a third party in APPI's sense (third party, ad provider, information module,
         unknown) or abroad: recorded, lawful or not. Outsourcing and joint use at home,
@@ -275,7 +265,7 @@ class Judge:
         state, decision = consent_decision(ctx.consents, ctx) if event.subject else ("none", None)
         record = {
             "record_id": record_id(event.event_id),
-            "provided_at": at_text or event.occurred_at.isoformat(),
+            "provided_at": event.at_text,
             "recipient": event.recipient,
             "recipient_name": recipient.name if recipient is not None else event.recipient,
             "recipient_country": country if recipient is not None else None,
