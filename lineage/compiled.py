@@ -43,8 +43,8 @@ __all__ = [
 #: rules (their docstrings, which a compiled module keeps none of, are read from the
 #: sources by :mod:`lineage.rules.catalogue`), the event as they read it, made from
 #: what the decoding process sent, and an embedded run's loop over its lines with the
-#: incident board it updates (compiled, the loop calls the engine without the
-#: interpreter between them).
+#: incident board it updates, with the decoding process's verdicts it takes line by
+#: line (compiled, the loop calls the engine without the interpreter between them).
 COMPILED: tuple[str, ...] = (
     "lineage/engine/__init__.py",
     "lineage/engine/consents.py",
@@ -65,6 +65,7 @@ COMPILED: tuple[str, ...] = (
     "lineage/schemas/judged.py",
     "lineage/schemas/packed.py",
     "lineage/state.py",
+    "lineage/verdicts.py",
 )
 
 #: How much newer than its extension a source may be and still be the one it was built

@@ -53,7 +53,8 @@ from lineage.lines import read_lines
 from lineage.redact import Redactor
 from lineage.scanning import Scanned, fingerprint
 from lineage.schemas import decode_event
-from lineage.schemas.packed import Packed, pack, unpack_judged
+from lineage.schemas.packed import Packed, pack
+from lineage.verdicts import Batch, LineVerdict, LineVerdicts
 
 __all__ = [
     "DECODE_AHEAD_BYTES",
@@ -62,7 +63,6 @@ __all__ = [
     "Verdict",
     "answer_number",
     "answer_verdicts",
-    "as_scanned",
     "request",
     "verdict",
 ]
@@ -96,10 +96,6 @@ MESSAGES = "messages"
 #: None when the judging process decodes it itself (:func:`verdict`).
 Verdict = tuple[str, Packed] | None
 
-#: One line's verdict: (line number, the line's length, its content's digest, the packed
-#: event).
-_LineVerdict = tuple[int, int, str, Any]
-
 
 class DecodeAhead:
     """The verdicts of a child decoding the lines of one file ahead of the run."""
@@ -109,11 +105,10 @@ class DecodeAhead:
             "lineage.decode_process", [str(fd), str(start)], "the run's decoding process",
             pass_fds=(fd,),
         )  # fmt: skip
-        self._verdicts: list[_LineVerdict] = []
-        self._at = 0  # the next verdict to look at
-        self._last = 0  # the last line the verdicts in hand cover
         self._patience = 0
         self._wait = wait  # wait for each batch (tests: every line the child's)
+        #: The verdicts the run takes line by line (:meth:`scanned`), in compiled code.
+        self.verdicts = LineVerdicts(self._next)
 
     @classmethod
     def start(
@@ -160,21 +155,7 @@ class DecodeAhead:
     def scanned(self, number: int, size: int) -> Scanned | None:
         """What the child made of line ``number`` (``size`` bytes without its line end),
         or None when the run must decode it itself."""
-        verdicts, at = self._verdicts, self._at
-        while True:
-            while at < len(verdicts) and verdicts[at][0] < number:
-                at += 1
-            if at < len(verdicts):
-                line, length, digest, packed = verdicts[at]
-                if line != number:
-                    self._at = at
-                    return None
-                self._at = at + 1
-                return as_scanned(digest, packed) if length == size else None
-            if number <= self._last or not self._next(number):
-                self._at = at
-                return None
-            verdicts, at = self._verdicts, 0
+        return self.verdicts.scanned(number, size)
 
     def close(self) -> None:
         """Stop the child, if it still runs."""
@@ -182,28 +163,28 @@ class DecodeAhead:
         if child is not None:
             child.close()
 
-    def _next(self, number: int) -> bool:
-        """Take the child's next batch, if one is ready; if none is, tell the child that
-        the run is at line ``number`` (it goes ahead of it, not over what the run did)."""
+    def _next(self, number: int) -> Batch | None:
+        """The child's next batch, if one is ready; if none is, tell the child that the
+        run is at line ``number`` (it goes ahead of it, not over what the run did)."""
         child = self._child
         if child is None:
-            return False
+            return None
         if self._patience:
             self._patience -= 1
-            return False
+            return None
         try:
             if not self._wait and not child.ready():
                 self._patience = _PATIENCE
                 child.send(b"%d" % number)
-                return False
+                return None
             message = child.recv()
         except RunError:
             message = b""
         if not message:  # the child is done, or stopped
             self.close()
-            return False
-        self._last, self._verdicts = marshal.loads(message)
-        return True
+            return None
+        batch: Batch = marshal.loads(message)
+        return batch
 
 
 def _serve(
@@ -217,7 +198,7 @@ def _serve(
     the line the run last said it was at, or None; the child passes over the lines up
     to :data:`_LEAD` past it, which the run will have decoded alone by then."""
     redactor = Redactor()
-    verdicts: list[_LineVerdict] = []
+    verdicts: list[LineVerdict] = []
     number = 0
     skip_to = 0
     for number, line in enumerate(read_lines(_Positioned(fd, start)), start=1):
@@ -250,13 +231,6 @@ def verdict(redactor: Redactor, raw: bytes) -> Verdict:
         return fingerprint(event, raw, False), pack(event)
     except Exception:
         return None
-
-
-def as_scanned(digest: str, packed: Packed) -> Scanned:
-    """A verdict's event as the judging process judges it
-    (:meth:`~lineage.engine.Engine.process_scanned`): the child found no raw values to
-    mask."""
-    return unpack_judged(packed), {}, digest
 
 
 def request(number: int, messages: list[bytes]) -> bytes:

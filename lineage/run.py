@@ -145,6 +145,7 @@ def run_embedded(
         else (Line(line, len(line)) for line in source)
     )
     ahead = DecodeAhead.start(source, engine.redactor)
+    verdicts = ahead.verdicts if ahead is not None else None
     with (
         _stopping(ahead),
         _writing(out_dir, view),
@@ -161,7 +162,7 @@ def run_embedded(
                 raw = line.raw.rstrip(b"\r\n")
                 if not raw.strip():
                     continue
-                scanned = ahead.scanned(number, len(raw)) if ahead is not None else None
+                scanned = verdicts.scanned(number, len(raw)) if verdicts is not None else None
                 if scanned is not None:
                     outcome = engine.process_scanned(raw, scanned, offset=number, origin=origin)
                 else:

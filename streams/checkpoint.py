@@ -75,13 +75,14 @@ from typing import Any
 
 import orjson
 
-from lineage.decode_process import Verdict, as_scanned
+from lineage.decode_process import Verdict
 from lineage.engine import Engine
 from lineage.errors import LineageError
 from lineage.incidents import IncidentBoard
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.state import IncidentPartial
+from lineage.verdicts import as_scanned
 from lineage.view import Lineage
 from streams.intake import Chunk
 from streams.metrics import Metrics

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from lineage.decode_process import DecodeAhead
 from lineage.engine import Engine
 from lineage.policy import Policy, load_policy
 
@@ -51,3 +52,28 @@ def kafka_bootstrap() -> Iterator[str]:
     with kafka_broker() as bootstrap:
         yield bootstrap
         delete_made_topics(bootstrap)  # a broker kept for days keeps none of this session
+
+
+class TakenAhead:
+    """How many lines the runs (or replays) of a test took from the verdicts of the
+    process that decodes ahead: what a run judged alone is its messages less these."""
+
+    def __init__(self) -> None:
+        self.children: list[DecodeAhead] = []
+
+    def __int__(self) -> int:
+        return sum(ahead.verdicts.taken for ahead in self.children)
+
+
+@pytest.fixture
+def taken_ahead(monkeypatch: pytest.MonkeyPatch) -> TakenAhead:
+    """Counts the lines taken from each :class:`DecodeAhead` made while the test runs."""
+    taken = TakenAhead()
+    init = DecodeAhead.__init__
+
+    def recording(self: DecodeAhead, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        taken.children.append(self)
+
+    monkeypatch.setattr(DecodeAhead, "__init__", recording)
+    return taken

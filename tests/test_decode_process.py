@@ -26,6 +26,8 @@ from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.run import RunSummary, run_embedded
 from lineage.schemas.packed import unpack
+from lineage.verdicts import Batch
+from tests.conftest import TakenAhead
 from tests.golden import _subjects, decoding_every_line_ahead
 from tests.helpers import access, consent
 
@@ -90,35 +92,18 @@ def run(policy: Policy, path: Path, out: Path) -> RunSummary:
         return run_embedded(policy, source, out, redactor=Redactor(KEY), exports=False)
 
 
-@pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """How many lines the run took from the child's verdicts (the run, compiled, calls
-    the engine directly: what it judged alone is its messages less these)."""
-    calls = {"ahead": 0}
-    scanned = DecodeAhead.scanned
-
-    def counting(self: DecodeAhead, number: int, size: int) -> Any:
-        found = scanned(self, number, size)
-        if found is not None:
-            calls["ahead"] += 1
-        return found
-
-    monkeypatch.setattr(DecodeAhead, "scanned", counting)
-    return calls
-
-
 def test_a_run_decoded_ahead_writes_what_a_run_alone_writes(
-    policy: Policy, tmp_path: Path, counted: dict[str, int]
+    policy: Policy, tmp_path: Path, taken_ahead: TakenAhead
 ) -> None:
     path = day_file(tmp_path)
     alone = run(policy, path, tmp_path / "alone")
-    assert counted["ahead"] == 0  # a small file: no child
+    assert int(taken_ahead) == 0  # a small file: no child
     with decoding_every_line_ahead():
         ahead = run(policy, path, tmp_path / "ahead")
     # Every valid line without raw personal data came decoded from the child; the run
     # decoded the others itself (bad lines, raw values to mask, the oversized line is
     # refused whole).
-    assert 1_400 < counted["ahead"] < ahead.stats.messages - alone.stats.dead_letters
+    assert 1_400 < int(taken_ahead) < ahead.stats.messages - alone.stats.dead_letters
     assert alone.stats == ahead.stats
     assert alone.stats.dead_letters > 40 and alone.stats.conflicts > 5
     assert alone.stats.duplicates > 5 and alone.stats.alerts > 100
@@ -126,7 +111,7 @@ def test_a_run_decoded_ahead_writes_what_a_run_alone_writes(
 
 
 def test_a_run_whose_decoding_process_stops_goes_on_alone(
-    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
+    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken_ahead: TakenAhead
 ) -> None:
     # Eight days in one file, about 12 batches of 220 KB: the child gets at most what
     # its pipe holds (1 MiB, under 5 batches) ahead of the batch the run takes, so when
@@ -138,14 +123,14 @@ def test_a_run_whose_decoding_process_stops_goes_on_alone(
         healthy = run(policy, path, tmp_path / "healthy")
     # What the run decodes itself even when the child decodes every line it can: bad
     # lines, and raw values to mask with the run's key.
-    always_alone = healthy.stats.messages - counted["ahead"]
+    always_alone = healthy.stats.messages - int(taken_ahead)
     assert healthy.stats == alone.stats
-    counted["ahead"] = 0
+    taken_ahead.children.clear()
     taken = DecodeAhead._next
 
-    def kill_after_one(self: DecodeAhead, number: int) -> bool:
+    def kill_after_one(self: DecodeAhead, number: int) -> Batch | None:
         took = taken(self, number)
-        if took and self._child is not None:
+        if took is not None and self._child is not None:
             self._child.process.kill()
             self._child.process.wait()
         return took
@@ -156,7 +141,7 @@ def test_a_run_whose_decoding_process_stops_goes_on_alone(
     # The batches the child sent before it died came from it (the run takes what its
     # pipe still holds); the run decoded the rest alone, valid lines too.
     judged = alone.stats.messages
-    assert 0 < counted["ahead"] <= 6 * decode_process._BATCH < judged - always_alone
+    assert 0 < int(taken_ahead) <= 6 * decode_process._BATCH < judged - always_alone
     assert alone.stats == ahead.stats
     assert outputs(tmp_path / "ahead") == outputs(tmp_path / "alone")
 

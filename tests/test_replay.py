@@ -16,7 +16,6 @@ from click.testing import CliRunner
 import lineage.replay.run as replay_run
 from lineage.child import Child
 from lineage.cli import main
-from lineage.decode_process import DecodeAhead
 from lineage.demo import generate_day
 from lineage.policy import Policy, load_policy, load_policy_text
 from lineage.policy.diff import policy_changes
@@ -24,7 +23,7 @@ from lineage.redact import Redactor
 from lineage.replay import Message, decoded_ahead, replay
 from lineage.run import run_embedded
 from lineage.schemas import Severity
-from tests.conftest import DATA
+from tests.conftest import DATA, TakenAhead
 from tests.golden import decoding_every_line_ahead
 from tests.helpers import access, consent
 
@@ -398,17 +397,8 @@ def replay_outputs(out: Path) -> dict[str, Any]:
 
 
 def test_a_replay_decoded_ahead_writes_what_a_replay_alone_writes(
-    files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    files: dict[str, str], tmp_path: Path, taken_ahead: TakenAhead
 ) -> None:
-    taken = {"ahead": 0}
-    scanned = DecodeAhead.scanned
-
-    def counting(self: DecodeAhead, number: int, size: int) -> Any:
-        found = scanned(self, number, size)
-        taken["ahead"] += found is not None
-        return found
-
-    monkeypatch.setattr(DecodeAhead, "scanned", counting)
     # The week twice (its second half all duplicates), a line holding raw personal data
     # (the replay masks it with its own key) and a line with a CRLF end.
     raw_value = access(event_id="raw-1", attributes={"note": "mail taro@example.jp"})
@@ -418,13 +408,13 @@ def test_a_replay_decoded_ahead_writes_what_a_replay_alone_writes(
     args = ("--policy", files["new"], "--baseline", files["old"], "--source", str(source))
     alone = invoke(*args, "--out", str(tmp_path / "alone"))
     assert alone.exit_code == 0, alone.output
-    assert taken["ahead"] == 0  # a small file: no process decodes it ahead
+    assert int(taken_ahead) == 0  # a small file: no process decodes it ahead
     with decoding_every_line_ahead():
         ahead = invoke(*args, "--out", str(tmp_path / "ahead"))
     assert ahead.exit_code == 0, ahead.output
     # Every valid line without raw personal data came decoded: the week's twelve valid
     # events (duplicates too: the engine tells them apart) twice, and the CRLF line.
-    assert taken["ahead"] == 25
+    assert int(taken_ahead) == 25
     found = replay_outputs(tmp_path / "ahead")
     assert found == replay_outputs(tmp_path / "alone")
     assert found["summary"]["added"]["alerts"] > 0 and len(found["dead"]) > 3

@@ -19,7 +19,6 @@ from lineage.decode_process import (
     Verdict,
     answer_number,
     answer_verdicts,
-    as_scanned,
     request,
 )
 from lineage.errors import RunError
@@ -41,6 +40,7 @@ from lineage.replay.report import (
     summarize,
     write_lines,
 )
+from lineage.verdicts import as_scanned
 
 __all__ = ["decoded_ahead", "file_messages", "replay"]
 
@@ -54,6 +54,7 @@ def file_messages(
     over, each named ``name:line`` as ``lineage run`` names them; with what ``ahead``, the
     process decoding that file ahead (:meth:`DecodeAhead.start`), made of each line,
     where it made anything."""
+    verdicts = ahead.verdicts if ahead is not None else None
     for number, line in enumerate(lines, start=1):
         origin = f"{name}:{number}"
         if line.digest is not None:
@@ -61,7 +62,7 @@ def file_messages(
             continue
         raw = line.raw.rstrip(b"\r\n")
         if raw.strip():
-            scanned = ahead.scanned(number, len(raw)) if ahead is not None else None
+            scanned = verdicts.scanned(number, len(raw)) if verdicts is not None else None
             yield Message(raw, origin, scanned=scanned)
 
 
