@@ -44,6 +44,7 @@ from lineage.redact import Redactor
 from lineage.rules.base import article_key
 from lineage.schemas import Severity
 from lineage.subjects import SUBJECTS_FILE
+from lineage.view import ViewFact
 from lineage.view_process import RunView
 
 __all__ = ["Forward", "Line", "RunSummary", "read_lines", "run_embedded"]
@@ -105,6 +106,9 @@ _LINE = orjson.OPT_APPEND_NEWLINE
 #: Each output file's buffer: a breach storm writes about 1.2 KB of alerts an event,
 #: and Python's default of 8 KiB made a write call every few events.
 _BUFFER = 1 << 20
+#: View facts the run gathers before it hands them to its view (:class:`RunView`, whose
+#: methods run interpreted): one call a batch, not one an event.
+_FACTS = 1_024
 
 
 def run_embedded(
@@ -135,7 +139,7 @@ def run_embedded(
     outputs[SUBJECTS_FILE] = out_dir / SUBJECTS_FILE
     outputs[SUBJECTS_FILE].unlink(missing_ok=True)
     view = RunView(outputs[SUBJECTS_FILE])
-    fold = view.fold
+    facts: list[ViewFact] = []  # handed to the view a batch at a time
     board = IncidentBoard()
     partials = engine.state.incidents
     retracted: Counter[str] = Counter()
@@ -179,7 +183,10 @@ def run_embedded(
             for record in outcome.records:
                 records.write(orjson.dumps(record, option=_LINE))
             if outcome.view:
-                fold(outcome.view)
+                facts.extend(outcome.view)
+                if len(facts) >= _FACTS:
+                    view.fold(facts)
+                    facts = []
             for iid in outcome.incidents:
                 publication = board.update(iid, 0, partials[iid], live=True)
                 if publication is not None:
@@ -190,6 +197,8 @@ def run_embedded(
             incidents.write(orjson.dumps(publication, option=_LINE))
             if forward is not None:
                 forward("incident", publication)
+        if facts:
+            view.fold(facts)
     days = policy.policy.records_retention_days
     # The view's process finishes its file while this one writes the graph exports.
     view.end(engine.stats.newest, days, {"policy_version": policy.version})
