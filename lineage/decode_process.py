@@ -51,7 +51,7 @@ from lineage.errors import RunError
 from lineage.garbage import collect_garbage_seldom
 from lineage.lines import read_lines
 from lineage.redact import Redactor
-from lineage.scanning import Scanned, fingerprint
+from lineage.scanning import fingerprint
 from lineage.schemas import decode_event
 from lineage.schemas.packed import Packed, pack
 from lineage.verdicts import Batch, LineVerdict, LineVerdicts
@@ -107,7 +107,7 @@ class DecodeAhead:
         )  # fmt: skip
         self._patience = 0
         self._wait = wait  # wait for each batch (tests: every line the child's)
-        #: The verdicts the run takes line by line (:meth:`scanned`), in compiled code.
+        #: The verdicts the run takes line by line, in compiled code.
         self.verdicts = LineVerdicts(self._next)
 
     @classmethod
@@ -151,11 +151,6 @@ class DecodeAhead:
             return None
         finally:
             os.close(fd)
-
-    def scanned(self, number: int, size: int) -> Scanned | None:
-        """What the child made of line ``number`` (``size`` bytes without its line end),
-        or None when the run must decode it itself."""
-        return self.verdicts.scanned(number, size)
 
     def close(self) -> None:
         """Stop the child, if it still runs."""
