@@ -36,6 +36,7 @@ import orjson
 from lineage.decode_process import DecodeAhead
 from lineage.engine import Engine, Stats
 from lineage.errors import RunError
+from lineage.garbage import cycles_left_alone
 from lineage.incidents import IncidentBoard
 from lineage.lines import Line, read_lines
 from lineage.policy.model import Policy
@@ -151,6 +152,7 @@ def run_embedded(
     ahead = DecodeAhead.start(source, engine.redactor)
     verdicts = ahead.verdicts if ahead is not None else None
     with (
+        cycles_left_alone(),
         _stopping(ahead),
         _writing(out_dir, view),
         outputs[ALERTS].open("wb", buffering=_BUFFER) as alerts,
