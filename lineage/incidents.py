@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lineage.rules import CATALOGUE
+from lineage.schemas.judged import iso_text
 from lineage.state import INCIDENT_SAMPLES, IncidentPartial
 
 __all__ = ["BoardEntry", "IncidentBoard"]
@@ -142,8 +143,8 @@ class IncidentBoard:
             "source": head.source,
             "recipient": head.recipient,
             "count": sum(p.count for p in partials),
-            "first_seen": min(p.first_seen for p in partials if p.first_seen).isoformat(),
-            "last_seen": max(p.last_seen for p in partials if p.last_seen).isoformat(),
+            "first_seen": iso_text(min(p.first_seen for p in partials if p.first_seen)),
+            "last_seen": iso_text(max(p.last_seen for p in partials if p.last_seen)),
             "sample_event_ids": [event_id for _, event_id in samples],
             "status": status,
         }

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lineage.schemas import ConsentStatus
-from lineage.schemas.judged import posix_of
+from lineage.schemas.judged import iso_text, posix_of
 
 __all__ = [
     "INCIDENT_RESERVE",
@@ -69,7 +69,7 @@ def _drop(counter: dict[str, int], key: str) -> None:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat()
+    return iso_text(moment)
 
 
 @dataclass(slots=True, init=False)

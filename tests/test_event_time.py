@@ -1,5 +1,6 @@
 """An event time's POSIX seconds, as the engine reads them (``lineage.state.posix_of``),
-are the float ``datetime.timestamp()`` gives, whatever its zone."""
+are the float ``datetime.timestamp()`` gives, whatever its zone; its text as the engine
+writes it (``lineage.schemas.judged.iso_text``) is what ``isoformat()`` gives."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic_core import TzInfo
 
 from lineage.schemas import decode_event
+from lineage.schemas.judged import iso_text
 from lineage.schemas.packed import pack, unpack
 from lineage.schemas.zones import EPOCHS, zone_of
 from lineage.state import posix_of
@@ -40,6 +42,24 @@ def test_posix_seconds_are_the_timestamp(naive: datetime, zone: tzinfo) -> None:
     except (OverflowError, ValueError):  # outside the years datetime can shift to UTC
         return
     assert posix_of(moment) == expected
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    _zones(),
+)
+def test_the_text_is_isoformats(naive: datetime, zone: tzinfo) -> None:
+    moment = naive.replace(tzinfo=zone)
+    assert iso_text(moment) == moment.isoformat()
+    assert iso_text(moment) == moment.isoformat()  # the day's text, kept, once more
+
+
+def test_the_days_texts_kept_start_again_past_their_bound() -> None:
+    zone = zone_of(32_400)
+    day = datetime(2026, 1, 1, 23, 59, 59, tzinfo=zone)
+    for n in range(5_000):  # more days than are kept
+        moment = day + timedelta(days=n)
+        assert iso_text(moment) == moment.isoformat()
 
 
 def test_only_the_shared_zones_are_read_without_asking_them() -> None:

@@ -23,7 +23,7 @@ from lineage.policy.model import Policy, Recipient
 from lineage.rules import CATALOGUE, Context
 from lineage.rules.base import Days
 from lineage.schemas import Action, ConsentEvent, ConsentStatus, Form, LegalBasis
-from lineage.schemas.judged import EVERY_FIELD, Access
+from lineage.schemas.judged import EVERY_FIELD, Access, iso_text
 from lineage.state import (
     ConsentDecision,
     EdgeKey,
@@ -101,7 +101,7 @@ class ConsentBook:
                 event.recipient,
                 tuple(event.purposes) if event.purposes is not None else None,
                 event.status.value,
-                event.occurred_at.isoformat(),
+                iso_text(event.occurred_at),
                 posix,
                 event.reference,
                 offset,

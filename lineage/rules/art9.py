@@ -12,6 +12,7 @@ from typing import Any
 
 from lineage.rules.base import Breach, Context, Scope, rule
 from lineage.schemas import ConsentStatus, LegalBasis, Severity
+from lineage.schemas.judged import iso_text
 from lineage.state import ConsentDecision
 
 __all__ = ["consent_decision", "decision_facts"]
@@ -68,7 +69,7 @@ def decision_facts(decision: ConsentDecision | None) -> dict[str, Any] | None:
         return None
     return {
         "event_id": decision.event_id,
-        "occurred_at": decision.occurred_at.isoformat(),
+        "occurred_at": iso_text(decision.occurred_at),
         "recipient": decision.recipient,
         "purposes": sorted(decision.purposes) if decision.purposes is not None else None,
         "status": decision.status.value,
