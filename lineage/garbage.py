@@ -18,7 +18,7 @@ collector makes in a worker, about 0.1 s.
 An embedded run's judging loop turns the collector off (:func:`cycles_left_alone`): it
 makes no cyclic garbage (``tests/test_garbage.py`` checks, over every kind of line), and
 all the collector did there was walk the subjects' state as it grew, each object once
-or twice: 7-8% of the run's CPU in a breach storm.
+or twice: 0.39 s of the 6.3 s the run's process took in a breach storm.
 
 A command that is done leaves what it held to the end of its process
 (:func:`leave_to_exit`): an embedded run's state is a few cycles of objects (the
