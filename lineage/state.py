@@ -68,10 +68,6 @@ def _drop(counter: dict[str, int], key: str) -> None:
         counter.pop(key, None)
 
 
-def _iso(moment: datetime) -> str:
-    return iso_text(moment)
-
-
 @dataclass(slots=True, init=False)
 class ConsentDecision:
     """One consent event as the rules need it (its ``__init__`` written out, to run
@@ -110,7 +106,7 @@ class ConsentDecision:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "at": _iso(self.occurred_at),
+            "at": iso_text(self.occurred_at),
             "r": self.recipient,
             "p": sorted(self.purposes) if self.purposes is not None else None,
             "s": self.status.value,
@@ -548,8 +544,8 @@ class EdgeAggregate:
             "rules": self.rules,
             "days": self.days,
             "breach_days": self.breach_days,
-            "first_seen": _iso(self.first_seen) if self.first_seen else None,
-            "last_seen": _iso(self.last_seen) if self.last_seen else None,
+            "first_seen": iso_text(self.first_seen) if self.first_seen else None,
+            "last_seen": iso_text(self.last_seen) if self.last_seen else None,
             "applied": self.applied,
         }
 
@@ -630,8 +626,8 @@ class IncidentPartial:
             "source": self.source,
             "recipient": self.recipient,
             "count": self.count,
-            "first_seen": _iso(self.first_seen) if self.first_seen else None,
-            "last_seen": _iso(self.last_seen) if self.last_seen else None,
+            "first_seen": iso_text(self.first_seen) if self.first_seen else None,
+            "last_seen": iso_text(self.last_seen) if self.last_seen else None,
             "samples": self.samples,
             "applied": self.applied,
         }
