@@ -52,6 +52,7 @@ COMPILED: tuple[str, ...] = (
     "lineage/engine/outputs.py",
     "lineage/engine/partials.py",
     "lineage/incidents.py",
+    "lineage/lines.py",
     "lineage/rules/appi28.py",
     "lineage/rules/art10.py",
     "lineage/rules/art2.py",
