@@ -10,7 +10,6 @@ nothing to free. Any change that makes the loop leave cycles fails here.
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +18,10 @@ import orjson
 import pytest
 
 import lineage.run
+from bench.traffic import generate
 from lineage.demo import generate_day
 from lineage.garbage import cycles_left_alone
-from lineage.policy import load_policy
+from lineage.policy import Policy, load_policy
 from lineage.run import run_embedded
 from tests.helpers import access, consent
 
@@ -40,24 +40,22 @@ def _late_consents() -> Iterator[bytes]:
         yield orjson.dumps(consent(event_id=f"c-{n}", subject=f"u-{n}", purposes=["research"]))
 
 
-def _days() -> dict[str, tuple[object, Iterable[bytes]]]:
-    sys.path.insert(0, str(ROOT))
-    from bench.traffic import generate
-
-    sakura = load_policy(SAKURA)
-    return {
+def _day(name: str) -> tuple[Policy, Iterable[bytes]]:
+    """The policy and lines of day ``name`` (the only one built)."""
+    if name == "demo":
         # Every kind of bad line, many times over, raw personal data, duplicates.
-        "demo": (load_policy(), generate_day(events=5_000, seed=3, malformed=700)),
-        "storm": (sakura, generate(sakura, 5_000, 0.9, subjects=500, seed=5)),
-        "late-consents": (load_policy(), _late_consents()),
-    }
+        return load_policy(), generate_day(events=5_000, seed=3, malformed=700)
+    if name == "storm":
+        sakura = load_policy(SAKURA)
+        return sakura, generate(sakura, 5_000, 0.9, subjects=500, seed=5)
+    return load_policy(), _late_consents()
 
 
 @pytest.mark.parametrize("day", ["demo", "storm", "late-consents"])
 def test_the_run_leaves_no_cycles_for_the_collector(
     day: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    policy, lines = _days()[day]
+    policy, lines = _day(day)
     source = tmp_path / "day.jsonl"
     source.write_bytes(b"".join(line + b"\n" for line in lines))
     freed: list[int] = []
@@ -72,7 +70,7 @@ def test_the_run_leaves_no_cycles_for_the_collector(
 
     monkeypatch.setattr(lineage.run, "cycles_left_alone", checked)
     with source.open("rb") as handle:
-        summary = run_embedded(policy, handle, tmp_path / "out", exports=False)  # type: ignore[arg-type]
+        summary = run_embedded(policy, handle, tmp_path / "out", exports=False)
     stats = summary.stats
     assert stats.messages > 0
     if day == "demo":
