@@ -65,6 +65,7 @@ COMPILED: tuple[str, ...] = (
     "lineage/run.py",
     "lineage/schemas/judged.py",
     "lineage/schemas/packed.py",
+    "lineage/schemas/plain.py",
     "lineage/state.py",
     "lineage/verdicts.py",
 )

@@ -51,7 +51,7 @@ from lineage.errors import RunError
 from lineage.garbage import collect_garbage_seldom
 from lineage.lines import read_lines
 from lineage.redact import Redactor
-from lineage.scanning import fingerprint
+from lineage.scanning import fingerprint, plain_verdict
 from lineage.schemas import decode_event
 from lineage.schemas.packed import Packed, pack
 from lineage.verdicts import Batch, LineVerdict, LineVerdicts
@@ -217,7 +217,13 @@ def verdict(redactor: Redactor, raw: bytes) -> Verdict:
     """(its content's digest, the packed event) of a message that is a valid event
     holding no raw personal data, else None: the judging process decodes that message
     itself (it writes the dead letter of a bad event, masks raw values with its own
-    key, and sets aside a message that fails here as failing there)."""
+    key, and sets aside a message that fails here as failing there).
+
+    The common access event takes :func:`~lineage.scanning.plain_verdict`, without
+    the models; the rest takes them."""
+    plain = plain_verdict(raw)
+    if plain is not None:
+        return plain
     try:
         event = decode_event(raw)
         event, found = redactor.scan_event(event, raw)

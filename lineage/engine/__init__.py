@@ -7,7 +7,9 @@
     outcome.view          # facts for the per-subject view (lineage.view)
 
 Order of work for one message: decode and validate (bad input becomes a dead
-letter), redact raw personal data, drop a duplicate event id, then judge the
+letter; the common access event without the models, as
+:func:`~lineage.scanning.plain_verdict` says), redact raw personal data, drop a
+duplicate event id, then judge the
 event against the policy at its ``occurred_at`` and the subject's consents that
 came before it in the partition, and fold it into the edge and incident partials.
 
@@ -46,7 +48,7 @@ from lineage.engine.partials import Partials
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
 from lineage.rules import RuleSpec
-from lineage.scanning import Scanned, scan
+from lineage.scanning import Scanned, plain_verdict, scan
 from lineage.schemas import (
     MAX_EVENT_BYTES,
     AccessEvent,
@@ -56,6 +58,7 @@ from lineage.schemas import (
 )
 from lineage.schemas.judged import Access, judged, model_of
 from lineage.state import State
+from lineage.verdicts import as_scanned
 
 log = logging.getLogger("lineage.engine")
 
@@ -90,6 +93,9 @@ class Engine:
         self.policy = policy
         self.state = state if state is not None else State()
         self.redactor = redactor if redactor is not None else Redactor()
+        #: Whether a message may skip the models (:func:`plain_verdict`): with our own
+        #: redactor, which finds no raw value where that finds none.
+        self._plain = type(self.redactor) is Redactor
         self.stats = Stats()
         self.lateness = consent_lateness.total_seconds()
         alerts = Alerts(policy, self.stats)
@@ -125,6 +131,15 @@ class Engine:
         contents): one message must never stop the stream nor be retried forever.
         """
         self.stats.messages += 1
+        plain = plain_verdict(raw) if self._plain else None
+        if plain is not None:
+            try:
+                scanned = as_scanned(*plain)
+                return self.apply(
+                    scanned[0], offset=offset, partition=partition, raw=raw, scanned=scanned
+                )
+            except Exception as exc:
+                return self.failed(raw, exc, origin, received_at)
         try:
             event = decode_event(raw)
         except EventRejected as rejection:
