@@ -42,9 +42,11 @@ __all__ = [
 #: Run for every event: the engine's jobs, the state records they fold into, the
 #: rules (their docstrings, which a compiled module keeps none of, are read from the
 #: sources by :mod:`lineage.rules.catalogue`), the event as they read it, made from
-#: what the decoding process sent, and an embedded run's loop over its lines with the
-#: incident board it updates, with the decoding process's verdicts it takes line by
-#: line (compiled, the loop calls the engine without the interpreter between them).
+#: what the decoding process sent, the common access event decoded without the models
+#: (in that process, and for the lines the run decodes itself), and an embedded run's
+#: loop over its lines with the incident board it updates, with the decoding process's
+#: verdicts it takes line by line (compiled, the loop calls the engine without the
+#: interpreter between them).
 COMPILED: tuple[str, ...] = (
     "lineage/engine/__init__.py",
     "lineage/engine/consents.py",
