@@ -221,10 +221,10 @@ def verdict(redactor: Redactor, raw: bytes) -> Verdict:
 
     The common access event takes :func:`~lineage.scanning.plain_verdict`, without
     the models; the rest takes them."""
-    plain = plain_verdict(raw)
-    if plain is not None:
-        return plain
     try:
+        plain = plain_verdict(raw)
+        if plain is not None:
+            return plain
         event = decode_event(raw)
         event, found = redactor.scan_event(event, raw)
         if found:

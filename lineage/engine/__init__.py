@@ -7,9 +7,8 @@
     outcome.view          # facts for the per-subject view (lineage.view)
 
 Order of work for one message: decode and validate (bad input becomes a dead
-letter; the common access event without the models, as
-:func:`~lineage.scanning.plain_verdict` says), redact raw personal data, drop a
-duplicate event id, then judge the
+letter; the common access event takes :func:`~lineage.scanning.plain_verdict`, without
+the models), redact raw personal data, drop a duplicate event id, then judge the
 event against the policy at its ``occurred_at`` and the subject's consents that
 came before it in the partition, and fold it into the edge and incident partials.
 
@@ -131,13 +130,14 @@ class Engine:
         contents): one message must never stop the stream nor be retried forever.
         """
         self.stats.messages += 1
-        plain = plain_verdict(raw) if self._plain else None
-        if plain is not None:
+        if self._plain:
             try:
-                scanned = as_scanned(*plain)
-                return self.apply(
-                    scanned[0], offset=offset, partition=partition, raw=raw, scanned=scanned
-                )
+                plain = plain_verdict(raw)
+                if plain is not None:
+                    scanned = as_scanned(*plain)
+                    return self.apply(
+                        scanned[0], offset=offset, partition=partition, raw=raw, scanned=scanned
+                    )
             except Exception as exc:
                 return self.failed(raw, exc, origin, received_at)
         try:
