@@ -201,24 +201,22 @@ def _values(event: dict[str, Any], bits: int) -> tuple[Any, ...] | None:
 
 
 def _is_id(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    known = _IDS.get(value)
-    if known is None:
-        if len(_IDS) >= _KEEP:
-            _IDS.clear()
-        known = _IDS[value] = _ID.fullmatch(value) is not None
-    return known
+    return _matches(value, _ID, _IDS)
 
 
 def _is_category(value: object) -> bool:
+    return _matches(value, _CATEGORY, _CATEGORIES_SEEN)
+
+
+def _matches(value: object, pattern: re.Pattern[str], seen: dict[str, bool]) -> bool:
+    """Whether ``value`` is a text that ``pattern`` matches whole, remembered in ``seen``."""
     if not isinstance(value, str):
         return False
-    known = _CATEGORIES_SEEN.get(value)
+    known = seen.get(value)
     if known is None:
-        if len(_CATEGORIES_SEEN) >= _KEEP:
-            _CATEGORIES_SEEN.clear()
-        known = _CATEGORIES_SEEN[value] = _CATEGORY.fullmatch(value) is not None
+        if len(seen) >= _KEEP:
+            seen.clear()
+        known = seen[value] = pattern.fullmatch(value) is not None
     return known
 
 
