@@ -90,6 +90,21 @@ def test_a_bad_timestamp_is_refused_as_one_whichever_check_refuses_it(
         assert rejected.reason.endswith(f"': {reason}")
 
 
+@pytest.mark.parametrize("year", [1000, 8999, 9000, 9009, 9019, 9899, 9989, 9990, 9998])
+def test_every_year_of_the_contract_is_taken(year: int) -> None:
+    # The contract says years 1000 to 9998; the pattern once refused those ending in 9
+    # after 9000.
+    at = f"{year}-06-15T12:00:00+09:00"
+    for event in (access(occurred_at=at), consent(occurred_at=at)):
+        assert decode_event(orjson.dumps(event)).occurred_at.year == year
+
+
+@pytest.mark.parametrize("year", ["0999", "9999"])
+def test_a_year_outside_the_contract_is_refused(year: str) -> None:
+    rejected = reject(access(occurred_at=f"{year}-06-15T12:00:00+09:00"))
+    assert (rejected.kind, rejected.field) == ("bad_timestamp", "occurred_at")
+
+
 def test_an_oversized_message_is_refused_before_parsing() -> None:
     rejected = reject(b"{" + b" " * MAX_EVENT_BYTES + b"}")
     assert rejected.kind == "oversized"
