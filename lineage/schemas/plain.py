@@ -241,9 +241,7 @@ def _moment(text: str) -> tuple[bytes, int] | None:
     hour = _number(data, 11, 13)
     minute = _number(data, 14, 16)
     second = _number(data, 17, 19)
-    # The contract's years are 1000-9998 less some after 9000 (RFC3339_PATTERN): the
-    # models decide those.
-    if not 1000 <= year <= 8999 or not 1 <= month <= 12 or day < 1:
+    if not 1000 <= year <= 9998 or not 1 <= month <= 12 or day < 1:  # the contract's years
         return None
     leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
     if day > _DAYS[month] + (1 if leap else 0):
