@@ -30,6 +30,9 @@ from pydantic_core import ErrorDetails
 
 from lineage.schemas.errors import EventRejected
 from lineage.schemas.types import (
+    ATTRIBUTES_MOST,
+    CATEGORIES_MOST,
+    METHOD_MOST,
     TIMESTAMP_NOT_RFC3339,
     TIMESTAMP_NOT_STRING,
     Action,
@@ -71,7 +74,9 @@ class Pseudonymization(BaseModel):
     model_config = _STRICT
 
     method: str = Field(
-        min_length=1, max_length=64, description="e.g. 'hmac-sha256' (keyed) or 'sha256' (unkeyed)"
+        min_length=1,
+        max_length=METHOD_MOST,
+        description="e.g. 'hmac-sha256' (keyed) or 'sha256' (unkeyed)",
     )
     keyed: bool = Field(description="true when a secret key went into the derivation")
 
@@ -124,7 +129,7 @@ class AccessEvent(BaseModel):
         default=None, description="pseudonymous data-subject reference; absent for aggregates"
     )
     categories: list[CategoryId] = Field(
-        min_length=1, max_length=64, description="categories of personal data involved"
+        min_length=1, max_length=CATEGORIES_MOST, description="categories of personal data involved"
     )
     form: Form = Field(default=Form.IDENTIFIED, description="how identifiable the data was")
     pseudonymization: Pseudonymization | None = Field(
@@ -147,7 +152,9 @@ class AccessEvent(BaseModel):
         default=None, description="false on a transfer of personal data is an Art. 6 finding"
     )
     attributes: dict[AttributeKey, AttributeValue] = Field(
-        default_factory=dict, max_length=32, description="free scalar context; scanned for raw PD"
+        default_factory=dict,
+        max_length=ATTRIBUTES_MOST,
+        description="free scalar context; scanned for raw PD",
     )
 
     @model_validator(mode="after")

@@ -33,8 +33,16 @@ import orjson
 from lineage.schemas.events import MAX_EVENT_BYTES
 from lineage.schemas.packed import ACCESS_FIELDS, Packed
 from lineage.schemas.types import (
+    ATTRIBUTE_KEY_MOST,
+    ATTRIBUTE_VALUE_MOST,
+    ATTRIBUTES_MOST,
+    CATEGORIES_MOST,
     CATEGORY_PATTERN,
+    EVENT_ID_MOST,
     ID_PATTERN,
+    METHOD_MOST,
+    SHORT_TEXT_MOST,
+    SUBJECT_MOST,
     Action,
     ExceptionKind,
     Form,
@@ -57,6 +65,16 @@ _PLUS: Final = 43
 _MINUS: Final = 45
 _ZERO: Final = 48
 _NINE: Final = 57
+
+# The contract's bounds (lineage.schemas.types), as statics of the compiled module.
+_EVENT_ID_MOST: Final = EVENT_ID_MOST
+_SUBJECT_MOST: Final = SUBJECT_MOST
+_SHORT_TEXT_MOST: Final = SHORT_TEXT_MOST
+_ATTRIBUTE_KEY_MOST: Final = ATTRIBUTE_KEY_MOST
+_ATTRIBUTE_VALUE_MOST: Final = ATTRIBUTE_VALUE_MOST
+_METHOD_MOST: Final = METHOD_MOST
+_CATEGORIES_MOST: Final = CATEGORIES_MOST
+_ATTRIBUTES_MOST: Final = ATTRIBUTES_MOST
 
 _ACTIONS = frozenset(member.value for member in Action)
 _FORMS = frozenset(member.value for member in Form)
@@ -119,7 +137,7 @@ def _values(event: dict[str, Any], bits: int) -> tuple[Any, ...] | None:
     if bits & _SCHEMA_VERSION and event["schema_version"] != "1":
         return None
     event_id = event["event_id"]
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= 64:
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= _EVENT_ID_MOST:
         return None
     time = event["occurred_at"]
     if not isinstance(time, str):
@@ -135,13 +153,15 @@ def _values(event: dict[str, Any], bits: int) -> tuple[Any, ...] | None:
     if not isinstance(action, str) or action not in _ACTIONS:
         return None
     categories = event["categories"]
-    if not isinstance(categories, list) or not 0 < len(categories) <= 64:
+    if not isinstance(categories, list) or not 0 < len(categories) <= _CATEGORIES_MOST:
         return None
     for category in categories:
         if not _is_category(category):
             return None
     subject = event.get("subject")
-    if subject is not None and (not isinstance(subject, str) or not 0 < len(subject) <= 128):
+    if subject is not None and (
+        not isinstance(subject, str) or not 0 < len(subject) <= _SUBJECT_MOST
+    ):
         return None
     form = event.get("form", "identified")
     if not isinstance(form, str) or form not in _FORMS:
@@ -309,7 +329,11 @@ def _pseudonymization(value: object) -> tuple[str, bool] | None:
         return None
     method = given.get("method")
     keyed = given.get("keyed")
-    if not isinstance(method, str) or not 0 < len(method) <= 64 or not isinstance(keyed, bool):
+    if (
+        not isinstance(method, str)
+        or not 0 < len(method) <= _METHOD_MOST
+        or not isinstance(keyed, bool)
+    ):
         return None
     return method, keyed
 
@@ -324,23 +348,22 @@ def _claim(value: object) -> tuple[str, str, bool] | None:
     if len(given) == 1:
         return kind, "", False
     reference = given.get("reference")
-    if len(given) != 2 or not isinstance(reference, str) or len(reference) > 256:
+    if len(given) != 2 or not isinstance(reference, str) or len(reference) > _SHORT_TEXT_MOST:
         return None
     return kind, reference, True
 
 
 def _plain_attributes(given: dict[str, Any]) -> bool:
-    """Whether the models take these attributes as they are: at most 32, each key 1-64
-    characters, each value a text of at most 1,024 characters, an integer, a boolean or
-    null (a fraction is left to the models: it may be an integer ``orjson`` read as a
-    float)."""
-    if len(given) > 32:
+    """Whether the models take these attributes as they are: few enough, each key and
+    each text short enough, each other value an integer, a boolean or null (a fraction
+    is left to the models: it may be an integer ``orjson`` read as a float)."""
+    if len(given) > _ATTRIBUTES_MOST:
         return False
     for key, value in given.items():
-        if not 0 < len(key) <= 64:
+        if not 0 < len(key) <= _ATTRIBUTE_KEY_MOST:
             return False
         if isinstance(value, str):
-            if len(value) > 1024:
+            if len(value) > _ATTRIBUTE_VALUE_MOST:
                 return False
         elif not isinstance(value, int) and value is not None:  # int: bool too
             return False

@@ -21,9 +21,17 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 __all__ = [
+    "ATTRIBUTES_MOST",
+    "ATTRIBUTE_KEY_MOST",
+    "ATTRIBUTE_VALUE_MOST",
+    "CATEGORIES_MOST",
     "CATEGORY_PATTERN",
+    "EVENT_ID_MOST",
     "ID_PATTERN",
+    "METHOD_MOST",
     "RFC3339_PATTERN",
+    "SHORT_TEXT_MOST",
+    "SUBJECT_MOST",
     "TIMESTAMP_NOT_RFC3339",
     "TIMESTAMP_NOT_STRING",
     "Action",
@@ -121,12 +129,23 @@ RecipientId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 PurposeId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 #: The language of :func:`validate_category_id`, checked in pydantic-core (the hot path).
 CategoryId = Annotated[str, StringConstraints(pattern=CATEGORY_PATTERN)]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-SubjectRef = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-ShortText = Annotated[str, StringConstraints(max_length=256)]
-AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+#: The contract's bounds on an event's texts and lists, named once: the models'
+#: constraints and the checks without them (:mod:`lineage.schemas.plain`) both read
+#: these.
+EVENT_ID_MOST = 64
+SUBJECT_MOST = 128
+SHORT_TEXT_MOST = 256
+ATTRIBUTE_KEY_MOST = 64
+ATTRIBUTE_VALUE_MOST = 1024
+METHOD_MOST = 64
+CATEGORIES_MOST = 64
+ATTRIBUTES_MOST = 32
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=EVENT_ID_MOST)]
+SubjectRef = Annotated[str, StringConstraints(min_length=1, max_length=SUBJECT_MOST)]
+ShortText = Annotated[str, StringConstraints(max_length=SHORT_TEXT_MOST)]
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=ATTRIBUTE_KEY_MOST)]
 AttributeValue = Annotated[
-    Annotated[str, StringConstraints(max_length=1024)] | int | float | bool | None,
+    Annotated[str, StringConstraints(max_length=ATTRIBUTE_VALUE_MOST)] | int | float | bool | None,
     Field(union_mode="left_to_right"),
 ]
 
