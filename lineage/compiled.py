@@ -46,7 +46,8 @@ __all__ = [
 #: (in that process, and for the lines the run decodes itself), and an embedded run's
 #: loop over its lines with the incident board it updates, with the decoding process's
 #: verdicts it takes line by line (compiled, the loop calls the engine without the
-#: interpreter between them).
+#: interpreter between them); and the per-subject view, folded in a process of its own
+#: (a run's, a worker's) beside judging, fact by fact.
 COMPILED: tuple[str, ...] = (
     "lineage/engine/__init__.py",
     "lineage/engine/consents.py",
@@ -70,6 +71,7 @@ COMPILED: tuple[str, ...] = (
     "lineage/schemas/plain.py",
     "lineage/state.py",
     "lineage/verdicts.py",
+    "lineage/view.py",
 )
 
 #: How much newer than its extension a source may be and still be the one it was built

@@ -31,7 +31,7 @@ import functools
 import itertools
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -63,14 +63,15 @@ class Flow(NamedTuple):
     name: str  # the recipient's name, kind and country in the policy when the data went
     kind: str
     country: str
-    categories: tuple[str, ...]
+    # Tuples as judging makes them, lists as they come off the wire (decode_facts).
+    categories: Sequence[str]
     purpose: str
     basis: str  # the legal basis, or "unstated"
     form: str
     at: str  # the event's time, as written
     posix: float
     personal: bool
-    rules: tuple[str, ...]  # the rules the event broke
+    rules: Sequence[str]  # the rules the event broke
     record: str | None  # its provision record (APPI Art. 29), if it needs one
     offset: int
 
@@ -81,7 +82,7 @@ class Consent(NamedTuple):
     subject: str
     event_id: str
     recipient: str
-    purposes: tuple[str, ...] | None
+    purposes: Sequence[str] | None  # as a flow's categories
     status: str
     at: str
     posix: float
