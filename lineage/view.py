@@ -136,6 +136,8 @@ _KEYS_PER_QUERY = 400
 #: prepared, one for each text; a statement for every number of keys up to 400 came to
 #: 11.6 MiB a connection, in each partition's view, and grew as the counts varied.
 _QUERY_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, _KEYS_PER_QUERY)
+#: The size of a new file's pages, in bytes (:class:`SubjectView`).
+_PAGE_SIZE = 16_384
 #: The key of the row that says the newest event time the view has seen.
 _NEWEST = f"m{_SEP}newest{_SEP}"
 #: How a pair's row that stands for its facts in pieces starts: ``{"~pieces":
@@ -330,6 +332,10 @@ class SubjectView:
             # worker rebuilds it from): no journal, no waiting for the disk.
             self._db.execute("PRAGMA journal_mode = OFF")
             self._db.execute("PRAGMA synchronous = OFF")
+            # A new file's pages (an existing one keeps its own): a pair's row is about
+            # 360 bytes, and at SQLite's 4 KiB a page took ten of them, so that writing
+            # a breach storm's 150,000 pairs split pages a third more often.
+            self._db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             for statement in _SCHEMA:
                 self._db.execute(statement)
         except sqlite3.Error as exc:
