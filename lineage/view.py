@@ -120,7 +120,10 @@ def process_name(where: Path | str) -> str:
 
 def decode_facts(data: bytes | memoryview) -> list[ViewFact]:
     """What :func:`encode_facts` made of view facts, back."""
-    return [_KINDS[len(row)](*row) for row in orjson.loads(data)]
+    # Made as tuples are: a named tuple's own __new__ is a Python function that takes
+    # each field by name (0.15 µs more a fact).
+    make = tuple.__new__
+    return [make(_KINDS[len(row)], row) for row in orjson.loads(data)]
 
 
 #: A row of the view as a compacted topic keeps it: (key, value), None for a deletion.
@@ -514,16 +517,22 @@ class SubjectView:
         self._apply()
         rows: list[Row] = []
         held = self._pairs
-        # In key order: SQLite inserts into its B-tree three times faster so.
-        dirty = sorted(self._dirty.items())
-        self._dirty.clear()
+        dirty, self._dirty = self._dirty, {}
+        # In key order: SQLite inserts into its B-tree three times faster so. The keys
+        # alone: sorted as items, each key (a tuple) was compared by the generic
+        # comparison, 2.5 times as long (16,384 pairs: 11.9 ms against 4.8 ms).
+        order = sorted(dirty)
         self._unprepared.clear()
         # A view kept in a file alone makes each pair's text as SQLite takes it and frees
         # it: a flush of many pairs then grows no memory, and growing the heap cost
         # five times what making the text did (150,000 pairs: 2.6 s against 0.16 s).
         pairs: Iterable[tuple[str, str, bytes]] = (
-            (s, r, text if text is not None else orjson.dumps(held[s, r].to_json()))
-            for (s, r), text in dirty
+            (
+                s,
+                r,
+                text if (text := dirty[s, r]) is not None else orjson.dumps(held[s, r].to_json()),
+            )
+            for s, r in order
         )
         if rows_wanted:
             pairs = list(pairs)
