@@ -18,7 +18,9 @@ collector makes in a worker, about 0.1 s.
 An embedded run's judging loop turns the collector off (:func:`cycles_left_alone`): it
 makes no cyclic garbage (``tests/test_garbage.py`` checks, over every kind of line), and
 all the collector did there was walk the subjects' state as it grew, each object once
-or twice: 0.39 s of the 6.3 s the run's process took in a breach storm.
+or twice: 0.39 s of the 6.3 s the run's process took in a breach storm. As the loop
+ends, what it made goes to the oldest generation unwalked, so that the exports after it
+do not set off a collection over all of it.
 
 A command that is done leaves what it held to the end of its process
 (:func:`leave_to_exit`): an embedded run's state is a few cycles of objects (the
@@ -49,14 +51,36 @@ def collect_garbage_seldom() -> None:
 def cycles_left_alone() -> Iterator[None]:
     """The cycle collector off for a loop that makes no cyclic garbage, and back on as
     it was after it. Objects are still freed as they are dropped, by their reference
-    counts; only cycles would be kept, and the loop makes none."""
+    counts; only cycles would be kept, and the loop makes none.
+
+    What the loop made and still holds is then moved to the oldest generation unwalked
+    (:func:`_age_unwalked`). Left in the young one, it was all walked by the first
+    collection after the loop, which found nothing in it: 0.23 s of a typical day's
+    run and 0.75 s of a breach storm's, at 200,000 events.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        _age_unwalked()
         if enabled:
             gc.enable()
+
+
+def _age_unwalked() -> None:
+    """Move every object the collector tracks to its oldest generation, without walking
+    any, and start the count of young allocations again: :func:`gc.freeze` moves them
+    out of reach and sets the count to zero, and :func:`gc.unfreeze` puts them in the
+    oldest generation, which a full collection still walks.
+
+    Not done when the process has frozen objects of its own (a server that froze them
+    before forking, so that its children's collectors leave their pages shared):
+    unfreezing would return those to the collector too.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def leave_to_exit() -> None:

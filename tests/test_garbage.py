@@ -79,3 +79,32 @@ def test_the_run_leaves_no_cycles_for_the_collector(
         assert stats.retracted == 200
     assert freed == [0], f"{day}: the run's loop left {freed} objects in cycles"
     assert gc.isenabled()
+
+
+def test_what_the_loop_made_is_moved_to_the_oldest_generation_unwalked() -> None:
+    """Left young, what the loop holds would all be walked by the first collection
+    after it, only to be found alive."""
+    gc.collect()
+    with cycles_left_alone():
+        made = [[] for _ in range(50_000)]  # lists: the collector tracks them
+        assert gc.get_count()[0] >= 50_000
+    assert gc.get_count()[0] < 1_000
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert id(made) in oldest and id(made[-1]) in oldest
+    assert not {id(o) for o in gc.get_objects(generation=0)} & {id(made), id(made[-1])}
+
+
+def test_the_process_s_own_frozen_objects_stay_frozen() -> None:
+    """A server that froze its objects before forking keeps them out of the collector's
+    reach through a run."""
+    kept = [[] for _ in range(1_000)]
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with cycles_left_alone():
+            made = [[] for _ in range(1_000)]
+        assert gc.get_freeze_count() == frozen
+        assert id(kept[0]) not in {id(o) for o in gc.get_objects(generation=2)}
+        assert made
+    finally:
+        gc.unfreeze()
