@@ -27,7 +27,7 @@ import orjson
 
 from lineage.child import Child, connections, error_answer, error_of
 from lineage.errors import RunError
-from lineage.garbage import collect_garbage_seldom
+from lineage.garbage import collect_garbage_seldom, cycles_left_alone
 from lineage.view import SubjectView, ViewFact, decode_facts, encode_facts, process_name
 
 __all__ = ["DETACH_AFTER", "RunView"]
@@ -178,7 +178,11 @@ def _serve(reader: Connection, writer: Connection, path: Path, write_after: int)
 def main(argv: list[str]) -> int:
     collect_garbage_seldom()
     reader, writer, (path, write_after) = connections(argv)
-    return _serve(reader, writer, Path(path), int(write_after))
+    # Folding makes no cyclic garbage (tests/test_garbage.py), and the process lives
+    # one run: the collector only walked the pairs held, five times in a breach storm,
+    # 0.26 s of the process's 3.5 s.
+    with cycles_left_alone():
+        return _serve(reader, writer, Path(path), int(write_after))
 
 
 if __name__ == "__main__":

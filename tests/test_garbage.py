@@ -20,9 +20,11 @@ import pytest
 import lineage.run
 from bench.traffic import generate
 from lineage.demo import generate_day
+from lineage.engine import Engine
 from lineage.garbage import cycles_left_alone
 from lineage.policy import Policy, load_policy
 from lineage.run import run_embedded
+from lineage.view import SubjectView, ViewFact, decode_facts, encode_facts
 from tests.helpers import access, consent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,3 +110,30 @@ def test_the_process_s_own_frozen_objects_stay_frozen() -> None:
         assert made
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("day", ["demo", "storm", "late-consents"])
+def test_the_view_s_process_leaves_no_cycles_for_the_collector(day: str, tmp_path: Path) -> None:
+    """The process that keeps a run's view folds with the collector off too: folding the
+    day's facts as they come off the pipe, writing them as it writes them and finishing
+    the file must leave nothing in cycles."""
+    policy, lines = _day(day)
+    engine = Engine(policy)
+    facts: list[ViewFact] = []
+    for number, line in enumerate(lines, start=1):
+        facts.extend(engine.process(line, offset=number, origin=f"day:{number}").view)
+    assert facts
+    gc.collect()
+    with cycles_left_alone():
+        view = SubjectView(tmp_path / "subjects.sqlite")
+        for start in range(0, len(facts), 500):
+            view.fold(decode_facts(encode_facts(facts[start : start + 500])))
+            view.fold_now()
+            if view.unwritten() >= 300:
+                view.flush(rows_wanted=False)
+        view.retain(policy.policy.records_retention_days)
+        view.flush(rows_wanted=False)
+        view.close()
+        del view
+        freed = gc.collect()
+    assert freed == 0, f"{day}: folding the view left {freed} objects in cycles"
