@@ -20,7 +20,9 @@ makes no cyclic garbage (``tests/test_garbage.py`` checks, over every kind of li
 all the collector did there was walk the subjects' state as it grew, each object once
 or twice: 0.39 s of the 6.3 s the run's process took in a breach storm. As the loop
 ends, what it made goes to the oldest generation unwalked, so that the exports after it
-do not set off a collection over all of it.
+do not set off a collection over all of it. The process that keeps a run's view folds
+with the collector off too (:mod:`lineage.view_process`); a worker's, which lives as
+long as the worker, does not.
 
 A command that is done leaves what it held to the end of its process
 (:func:`leave_to_exit`): an embedded run's state is a few cycles of objects (the

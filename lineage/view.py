@@ -336,8 +336,9 @@ class SubjectView:
             self._db.execute("PRAGMA journal_mode = OFF")
             self._db.execute("PRAGMA synchronous = OFF")
             # A new file's pages (an existing one keeps its own): a pair's row is about
-            # 360 bytes, and at SQLite's 4 KiB a page took ten of them, so that writing
-            # a breach storm's 150,000 pairs split pages a third more often.
+            # 360 bytes, and at SQLite's 4 KiB a page held ten of them. Writing a breach
+            # storm's 150,000 pairs as flushes write them took 0.77 s so, 0.55 s at 16 KiB
+            # (docs/benchmarks.md).
             self._db.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             for statement in _SCHEMA:
                 self._db.execute(statement)
