@@ -25,6 +25,7 @@ from lineage.garbage import cycles_left_alone
 from lineage.policy import Policy, load_policy
 from lineage.run import run_embedded
 from lineage.view import SubjectView, ViewFact, decode_facts, encode_facts
+from lineage.view_process import _finish
 from tests.helpers import access, consent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,8 +132,8 @@ def test_the_view_s_process_leaves_no_cycles_for_the_collector(day: str, tmp_pat
             view.fold_now()
             if view.unwritten() >= 300:
                 view.flush(rows_wanted=False)
-        view.retain(policy.policy.records_retention_days)
-        view.flush(rows_wanted=False)
+        days = policy.policy.records_retention_days
+        _finish(view, engine.stats.newest, days, {"policy_version": policy.version})
         view.close()
         del view
         freed = gc.collect()
