@@ -65,7 +65,7 @@ from streams.outputs import Sender
 from streams.runner import install_repeat_filter
 from streams.settings import Settings
 from streams.tables import PartitionedTable
-from streams.topics import TABLES, Topics, ensure_topics, table_name
+from streams.topics import TABLES, KafkaUnavailable, Topics, ensure_topics, table_name
 from streams.web import register_pages
 
 __all__ = ["LineageWorker"]
@@ -78,6 +78,9 @@ _STOP_TIMEOUT = 15.0
 _NOTIFY_TIMEOUT = 5.0
 #: How often the judging loop brings the gauges up to date (a scrape reads them as set).
 _GAUGE_SECONDS = 1.0
+#: The first and the longest wait before a view's topic is read again (Kafka away).
+_READ_AGAIN_SECONDS = 1.0
+_READ_AGAIN_MAX_SECONDS = 30.0
 
 
 class LineageWorker:
@@ -475,7 +478,23 @@ class FaustPort:
         await self.app.consumer.perform_seek()
 
     async def read_view(self, partition: int) -> list[Row]:
-        return await read_view(self.settings, partition)
+        """The rows of a partition's view on its topic, read again until Kafka answers:
+        judging that partition waits for its view, and a broker away for a while must
+        not stop the worker (a stop ends the wait)."""
+        wait = _READ_AGAIN_SECONDS
+        while True:
+            try:
+                return await read_view(self.settings, partition)
+            except KafkaUnavailable as exc:
+                log.warning(
+                    "the subjects' view of partition %d could not be read (%s): "
+                    "reading it again in %.0f s",
+                    partition,
+                    exc,
+                    wait,
+                )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _READ_AGAIN_MAX_SECONDS)
 
 
 async def _subscription_only(stream: Any) -> None:

@@ -96,7 +96,12 @@ async def read_topic(
         tps = [TopicPartition(topic, p) for p in wanted]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        try:
+            ends = await consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise KafkaUnavailable(
+                f"cannot read {topic} from {settings.bootstrap}: {exc.__class__.__name__}"
+            ) from exc
         remaining = {tp for tp in tps if ends[tp] > 0}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -210,6 +210,8 @@ class PartitionViews:
     def close(self) -> None:
         """Drop every view, stop the view process and remove the folder (the worker
         stops)."""
+        for opening in list(self._opening.values()):
+            opening.cancel()  # a view still being read: nobody waits for it now
         self._facts.clear()
         child, self._child = self._child, None
         if child is not None:

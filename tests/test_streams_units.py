@@ -681,3 +681,38 @@ def test_the_heap_trim_is_glibcs_where_malloc_is_glibcs() -> None:
     heap = HeapTrim()
     assert heap.available == (platform.libc_ver()[0] == "glibc")
     heap.maybe(0.0)  # the real call: nothing to assert but that it returns
+
+
+def test_a_view_kafka_cannot_serve_is_read_again_until_it_can(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker away while the worker rebuilds a partition's view (its first events
+    just came) made the read time out after 30 s, and the worker crash: it now reads
+    again, waiting longer each time, until Kafka answers."""
+    import streams.app as worker_app
+    from streams.topics import KafkaUnavailable
+
+    rows: list[Row] = [("s-1", b"{}")]
+    attempts: list[int] = []
+
+    async def read_view(settings: Settings, partition: int) -> list[Row]:
+        attempts.append(partition)
+        if len(attempts) < 3:
+            raise KafkaUnavailable("cannot reach Kafka at 127.0.0.1:9: KafkaTimeoutError")
+        return rows
+
+    waits: list[float] = []
+    sleep = asyncio.sleep
+
+    async def record_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await sleep(0)
+
+    monkeypatch.setattr(worker_app, "read_view", read_view)
+    monkeypatch.setattr(worker_app.asyncio, "sleep", record_sleep)
+    port = worker_app.FaustPort(None, None, Settings())  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="lineage.worker"):
+        assert asyncio.run(port.read_view(2)) == rows
+    assert attempts == [2, 2, 2]
+    assert waits == [1.0, 2.0]
+    assert caplog.text.count("the subjects' view of partition 2 could not be read") == 2
