@@ -27,6 +27,9 @@ What the worker needs that the libraries do not offer publicly, and why:
   events partitions wait behind it.
 - **A last flush on a graceful stop** (:class:`LineageApp`): the worker's final
   checkpoint runs before faust stops its consumer and commits.
+- **A stop that ends** (:class:`LineageConsumer`, :class:`TrackingProducer`): faust's
+  last commit and aiokafka's producer stop each wait for Kafka without a bound; here
+  each is given a few seconds, then given up (``docs/upstream.md``, section 19).
 - **Metadata for every topic a producer sends to** (:class:`TrackingProducer`): aiokafka
   asks for the metadata of a topic only if it was unknown at its first send, and once
   it tracks one topic it asks for those alone and forgets the rest; a batch queued for
@@ -208,13 +211,45 @@ def reconnect_backoff(
 
 # -- the consumer ------------------------------------------------------------------------------
 
+#: How long a graceful stop waits for faust's last commit (:class:`LineageConsumer`).
+STOP_COMMIT_TIMEOUT = 5.0
+#: How long a producer's stop waits for Kafka to take what it sent (:class:`TrackingProducer`).
+STOP_SEND_TIMEOUT = 3.0
+
 
 class LineageConsumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer, with the intake's topics taken whole from each fetch."""
+    """faust's aiokafka consumer, with the intake's topics taken whole from each fetch,
+    and a last commit that cannot hold up a stop (:meth:`commit_and_end_transactions`)."""
 
     intake: Intake | None = None
     #: Seeks to the committed offsets under way (:meth:`perform_seek`).
     _seeking: int = 0
+    #: How long a stop waits for its last commit.
+    stop_commit_timeout: float = STOP_COMMIT_TIMEOUT
+
+    async def commit_and_end_transactions(self) -> None:
+        """faust's last commit on a stop, given :attr:`stop_commit_timeout` to finish.
+
+        aiokafka 0.14 retries a commit without end while the group coordinator cannot
+        be reached (``GroupCoordinator.commit_offsets`` retries every retriable error,
+        and its wait for a coordinator ends only in ``close``, which comes after this
+        commit). With the broker away, or the coordinator answering
+        ``COORDINATOR_NOT_AVAILABLE``, a stop waited for it forever, and so did a
+        process whose supervisor was gone (``docs/upstream.md``, section 19). Giving up
+        loses nothing: the offsets not committed are read again by the partition's next
+        owner, whose outputs are exact whatever it reads twice.
+        """
+        commit = asyncio.ensure_future(super().commit_and_end_transactions())
+        done, _ = await asyncio.wait({commit}, timeout=self.stop_commit_timeout)
+        if commit in done:
+            commit.result()
+            return
+        commit.cancel()
+        self.log.warning(
+            "the last commit did not finish in %.0f s: the next owner of these "
+            "partitions reads again from the commit before it",
+            self.stop_commit_timeout,
+        )
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -481,9 +516,33 @@ class TrackingProducer(AIOKafkaProducer):  # type: ignore[misc]
     queued batch in every refresh.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, stop_timeout: float = STOP_SEND_TIMEOUT, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         reconnect_backoff(self.client)
+        self.stop_timeout = stop_timeout
+
+    async def stop(self) -> None:
+        """aiokafka's stop, which waits until every batch sent is delivered or expires
+        (``request_timeout_ms``: the worker's ``output_timeout``, five minutes by
+        default), given :attr:`stop_timeout` for it; then what Kafka has not taken is
+        given up. A worker stops its producers after its last flush, which waited for
+        every batch already: one is left only when Kafka did not take it, and the
+        events behind it were never acked. aiokafka's sender, cancelled, lets its
+        requests under way end, and the stop then closes the client."""
+        stopping = asyncio.ensure_future(super().stop())
+        done, _ = await asyncio.wait({stopping}, timeout=self.stop_timeout)
+        if not done:
+            log.warning(
+                "Kafka did not take the last outputs in %.0f s: given up, their events "
+                "are judged again from the commit",
+                self.stop_timeout,
+            )
+            self._sender.sender_task.cancel()
+            done, _ = await asyncio.wait({stopping}, timeout=self.stop_timeout)
+            if not done:  # a request under way waits on a connection: left to the loop's end
+                stopping.cancel()
+                return
+        stopping.result()
 
     def _track(self, topic: str) -> None:
         client = self.client

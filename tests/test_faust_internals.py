@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import pytest
@@ -39,6 +39,13 @@ TOPIC = "t.events"
 @dataclass
 class Record:
     offset: int
+
+
+@dataclass(eq=False)
+class Batch:
+    """What aiokafka's accumulator waits on of a batch sent: its future."""
+
+    future: asyncio.Future[Any]
 
 
 @pytest.fixture
@@ -236,6 +243,63 @@ def test_a_graceful_stop_runs_the_hooks_first(app: LineageApp) -> None:
 
     asyncio.run(scenario())
     assert ran == ["hook"]
+
+
+def test_the_last_commit_on_a_stop_is_given_up_when_it_does_not_finish(
+    app: LineageApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiokafka retries a commit while no group coordinator answers, for ever: the
+    stop's commit (faust's ``commit_and_end_transactions``) must not wait for it."""
+    consumer = cast(LineageConsumer, app.consumer)
+    consumer.stop_commit_timeout = 0.05
+    calls: list[bool] = []
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        calls.append(True)
+        await asyncio.Future()  # a coordinator that never answers
+        return True
+
+    consumer.commit = commit  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(asyncio.wait_for(consumer.commit_and_end_transactions(), 5))
+    assert calls == [True]
+    assert "the last commit did not finish in 0 s" in caplog.text
+
+
+def test_a_last_commit_that_finishes_is_awaited_and_its_error_raised(app: LineageApp) -> None:
+    consumer = cast(LineageConsumer, app.consumer)
+    consumer.stop_commit_timeout = 5.0
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("refused")
+
+    consumer.commit = commit  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="refused"):
+        asyncio.run(consumer.commit_and_end_transactions())
+
+
+def test_a_producers_stop_gives_up_what_kafka_does_not_take(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aiokafka's stop waits until every batch is delivered or expires (the worker's
+    ``output_timeout``, five minutes by default); ours gives it ``stop_timeout``, then
+    cancels aiokafka's sender, and the stop goes on to close the client."""
+
+    async def scenario() -> None:
+        producer = TrackingProducer(bootstrap_servers="127.0.0.1:9", stop_timeout=0.05)
+        undelivered = asyncio.get_running_loop().create_future()
+        # A batch handed to the sender that Kafka never acknowledges, and the sender's
+        # routine, which would resend it until it expires.
+        producer._message_accumulator._pending_batches.add(Batch(undelivered))
+        producer._sender._sender_task = asyncio.ensure_future(asyncio.Future())
+        await asyncio.wait_for(producer.stop(), 5)
+        assert producer._sender.sender_task.cancelled()
+        assert not undelivered.done()  # given up, not delivered
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    assert "Kafka did not take the last outputs in 0 s" in caplog.text
 
 
 def test_a_fetch_reads_the_partitions_active_when_it_was_asked_for(app: LineageApp) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -135,6 +136,57 @@ def test_a_worker_backs_off_while_its_broker_is_away(
         attempts = traced.stderr.count(f"sin_port=htons({port})")
         assert attempts <= 50, f"{attempts} attempts to reach the broker in 10 s"
         worker.assert_running()
+    finally:
+        worker.stop()
+
+
+#: What a graceful stop may take with the broker away: the last flush (15 s), the last
+#: commit (5 s), aiokafka's stop of the consumer (a few seconds), the producers' stop
+#: (3 s), and faust's own end (2 s). docs/operations.md, "Stopping".
+STOP_BOUND_SECONDS = 40
+
+
+def test_a_worker_told_to_stop_while_its_broker_is_away_stops(
+    own_broker: tuple[str, Path], tmp_path: Path
+) -> None:
+    """aiokafka retries a commit for as long as the group coordinator cannot be reached,
+    and faust commits once more as it stops: a worker told to stop while a commit
+    failed waited for it forever, and so did a process of a worker whose supervisor
+    was gone. Its stop now gives up the commit and the outputs Kafka did not take, and
+    ends.
+
+    No commit runs before the stop (an interval of ten minutes): the stop's own commit
+    then has offsets to commit, those of the events judged."""
+    bootstrap, folder = own_broker
+    deployment = Deployment(bootstrap, tmp_path)
+    worker = Worker(deployment, "a", LINEAGE_COMMIT_INTERVAL="600")
+    try:
+        worker.start().wait_ready()
+        deployment.produce(list(generate_day(events=2000, seed=3)))
+        deployment.read("alerts", lambda ms: len(ms) > 0, 60, alive=[worker])
+        kafka_local("stop", "--dir", str(folder))
+        # The consumer knows its group coordinator is gone: the commit finds none.
+        wait_until(
+            lambda: "Marking the coordinator dead" in worker.text(),
+            60,
+            "the coordinator to be marked dead",
+            alive=[worker],
+        )
+        assert worker.process is not None
+        started = time.monotonic()
+        os.killpg(worker.process.pid, signal.SIGTERM)
+        try:
+            worker.process.wait(STOP_BOUND_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.kill(worker.process.pid, signal.SIGUSR1)  # its tasks, into the log
+            wait_until(lambda: "kill -USR1" in worker.text(), 5, "the task dump")
+            raise AssertionError(
+                f"the worker still stopping after {STOP_BOUND_SECONDS} s:\n{worker.tail()}"
+            ) from None
+        took = time.monotonic() - started
+        assert "the last commit did not finish in 5 s" in worker.text(), worker.tail()
+        assert "Closing event loop" in worker.text(), worker.tail()
+        print(f"stopped in {took:.1f} s")
     finally:
         worker.stop()
 
