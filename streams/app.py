@@ -40,6 +40,7 @@ from typing import Any
 
 import faust
 
+from lineage.backoff import Backoff
 from lineage.notify import Kind, Router, load_routes, summary_line
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
@@ -481,11 +482,12 @@ class FaustPort:
         """The rows of a partition's view on its topic, read again until Kafka answers:
         judging that partition waits for its view, and a broker away for a while must
         not stop the worker (a stop ends the wait)."""
-        wait = _READ_AGAIN_SECONDS
+        backoff = Backoff(_READ_AGAIN_SECONDS, _READ_AGAIN_MAX_SECONDS)
         while True:
             try:
                 return await read_view(self.settings, partition)
             except KafkaUnavailable as exc:
+                wait = backoff.next()
                 log.warning(
                     "the subjects' view of partition %d could not be read (%s): "
                     "reading it again in %.0f s",
@@ -494,7 +496,6 @@ class FaustPort:
                     wait,
                 )
             await asyncio.sleep(wait)
-            wait = min(wait * 2, _READ_AGAIN_MAX_SECONDS)
 
 
 async def _subscription_only(stream: Any) -> None:

@@ -710,6 +710,7 @@ def test_a_view_kafka_cannot_serve_is_read_again_until_it_can(
 
     monkeypatch.setattr(worker_app, "read_view", read_view)
     monkeypatch.setattr(worker_app.asyncio, "sleep", record_sleep)
+    monkeypatch.setattr("lineage.backoff.random.uniform", lambda low, high: 1.0)
     port = worker_app.FaustPort(None, None, Settings())  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="lineage.worker"):
         assert asyncio.run(port.read_view(2)) == rows
