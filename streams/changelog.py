@@ -91,31 +91,40 @@ async def read_topic(
         raise KafkaUnavailable(
             f"cannot reach Kafka at {settings.bootstrap}: {exc.__class__.__name__}"
         ) from exc
-    out: list[Any] = []
     try:
-        tps = [TopicPartition(topic, p) for p in wanted]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        try:
-            ends = await consumer.end_offsets(tps)
-        except KafkaError as exc:
-            raise KafkaUnavailable(
-                f"cannot read {topic} from {settings.bootstrap}: {exc.__class__.__name__}"
-            ) from exc
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while remaining:
-            if loop.time() > deadline:
-                raise KafkaUnavailable(f"timed out reading {topic} from {settings.bootstrap}")
-            batches = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, records in batches.items():
-                out.extend(r for r in records if r.offset < ends[tp])
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+        return await _read_assigned(consumer, topic, wanted, timeout)
+    except KafkaError as exc:
+        raise KafkaUnavailable(
+            f"cannot read {topic} from {settings.bootstrap}: {exc.__class__.__name__}"
+        ) from exc
+    except TimeoutError as exc:
+        raise KafkaUnavailable(f"timed out reading {topic} from {settings.bootstrap}") from exc
     finally:
         await consumer.stop()
+
+
+async def _read_assigned(
+    consumer: AIOKafkaConsumer, topic: str, partitions: list[int], timeout: float
+) -> list[Any]:
+    """The records of ``partitions`` of ``topic`` up to the end offsets they had when
+    asked; TimeoutError past ``timeout``, aiokafka's errors as they come."""
+    tps = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    ends = await consumer.end_offsets(tps)
+    remaining = {tp for tp in tps if ends[tp] > 0}
+    out: list[Any] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while remaining:
+        if loop.time() > deadline:
+            raise TimeoutError
+        batches = await consumer.getmany(*remaining, timeout_ms=500)
+        for tp, records in batches.items():
+            out.extend(r for r in records if r.offset < ends[tp])
+        for tp in list(remaining):
+            if await consumer.position(tp) >= ends[tp]:
+                remaining.discard(tp)
     return out
 
 

@@ -717,3 +717,60 @@ def test_a_view_kafka_cannot_serve_is_read_again_until_it_can(
     assert attempts == [2, 2, 2]
     assert waits == [1.0, 2.0]
     assert caplog.text.count("the subjects' view of partition 2 could not be read") == 2
+
+
+@pytest.mark.parametrize("failing", ["seek_to_beginning", "end_offsets", "getmany", "position"])
+def test_a_topic_kafka_stops_serving_mid_read_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Any step of a topic's read can meet a broker gone away; each becomes the one
+    error the callers handle (KafkaUnavailable), and the reading consumer is stopped."""
+    from aiokafka.errors import KafkaConnectionError
+    from aiokafka.structs import TopicPartition
+
+    import streams.changelog as changelog
+    from streams.topics import KafkaUnavailable
+
+    stopped: list[bool] = []
+
+    class Consumer:
+        def __init__(self, **config: Any) -> None:
+            self._client = types.SimpleNamespace()
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            stopped.append(True)
+
+        def assign(self, tps: list[TopicPartition]) -> None:
+            pass
+
+        def _step(self, name: str) -> None:
+            if name == failing:
+                raise KafkaConnectionError(f"{name}: broker away")
+
+        async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+            self._step("seek_to_beginning")
+
+        async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+            self._step("end_offsets")
+            return dict.fromkeys(tps, 1)
+
+        async def getmany(self, *tps: TopicPartition, timeout_ms: int) -> dict[Any, Any]:
+            self._step("getmany")
+            return {}
+
+        async def position(self, tp: TopicPartition) -> int:
+            self._step("position")
+            return 1
+
+    async def partitions_of(settings: Settings, topic: str, *, timeout: float) -> list[int]:
+        return [0]
+
+    monkeypatch.setattr(changelog, "AIOKafkaConsumer", Consumer)
+    monkeypatch.setattr(changelog, "partitions_of", partitions_of)
+    monkeypatch.setattr(changelog, "reconnect_backoff", lambda client: None)
+    with pytest.raises(KafkaUnavailable, match="cannot read lineage-subject-view from"):
+        asyncio.run(changelog.read_topic(Settings(), "lineage-subject-view"))
+    assert stopped == [True]
