@@ -156,14 +156,21 @@ def test_a_worker_told_to_stop_while_its_broker_is_away_stops(
     ends.
 
     No commit runs before the stop (an interval of ten minutes): the stop's own commit
-    then has offsets to commit, those of the events judged."""
+    then has offsets to commit, those a flush acked before the broker went away (an
+    alert is sent as its event is judged, before the flush that acks the event's offset
+    ends: the first alert out does not say that any offset is acked)."""
     bootstrap, folder = own_broker
     deployment = Deployment(bootstrap, tmp_path)
     worker = Worker(deployment, "a", LINEAGE_COMMIT_INTERVAL="600")
     try:
         worker.start().wait_ready()
         deployment.produce(list(generate_day(events=2000, seed=3)))
-        deployment.read("alerts", lambda ms: len(ms) > 0, 60, alive=[worker])
+        wait_until(
+            lambda: worker.metric("lineage_flush_seconds_count") > 0,
+            60,
+            "a flush to end, its offsets acked",
+            alive=[worker],
+        )
         kafka_local("stop", "--dir", str(folder))
         # The consumer knows its group coordinator is gone: the commit finds none.
         wait_until(
