@@ -27,6 +27,10 @@ decode again what the run did.
 messages mode below (:func:`lineage.replay.decoded_ahead`); its comparison judges a
 message the child decoded on both sides.
 
+The child of ``lineage run`` has one more job (the argument :data:`EXPORTS`): once its
+file is decoded, it prepares to write the graph exports, and writes them at the run's
+end while the run finishes its other outputs (:mod:`lineage.run_exports`).
+
 A worker on Kafka starts the same child with the argument :data:`MESSAGES`
 (:mod:`streams.ahead`): it sends the bytes of the records fetched and waiting behind
 the batch it judges, and takes back one verdict a record, made as here.
@@ -42,9 +46,11 @@ import os
 import select
 import stat
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from lineage import run_exports
 from lineage.child import Child, connections
 from lineage.cores import cores
 from lineage.errors import RunError
@@ -56,8 +62,13 @@ from lineage.schemas import decode_event
 from lineage.schemas.packed import Packed, pack
 from lineage.verdicts import Batch, LineVerdict, LineVerdicts
 
+if TYPE_CHECKING:
+    from lineage.policy.model import Policy
+    from lineage.state import EdgeAggregate, EdgeKey
+
 __all__ = [
     "DECODE_AHEAD_BYTES",
+    "EXPORTS",
     "MESSAGES",
     "DecodeAhead",
     "Verdict",
@@ -91,6 +102,9 @@ _LISTEN = 64
 #: The child's argument that makes it decode the messages it is sent (a worker's),
 #: not a file's lines.
 MESSAGES = "messages"
+#: The child's argument, after its file's, that keeps it, once the file is decoded, for
+#: the run's graph exports.
+EXPORTS = "exports"
 
 #: What the child made of one message: (its content's digest, the packed event), or
 #: None when the judging process decodes it itself (:func:`verdict`).
@@ -100,13 +114,15 @@ Verdict = tuple[str, Packed] | None
 class DecodeAhead:
     """The verdicts of a child decoding the lines of one file ahead of the run."""
 
-    def __init__(self, fd: int, start: int, *, wait: bool = False) -> None:
+    def __init__(self, fd: int, start: int, *, wait: bool = False, exports: bool = False) -> None:
+        args = [str(fd), str(start), *([EXPORTS] if exports else [])]
         self._child: Child | None = Child(
-            "lineage.decode_process", [str(fd), str(start)], "the run's decoding process",
-            pass_fds=(fd,),
-        )  # fmt: skip
+            "lineage.decode_process", args, run_exports.NAME, pass_fds=(fd,)
+        )
         self._patience = 0
         self._wait = wait  # wait for each batch (tests: every line the child's)
+        self._exports = exports  # the child stays, once its file is decoded, for them
+        self._decoded = False  # the child sent its last batch
         #: The verdicts the run takes line by line, in compiled code.
         self.verdicts = LineVerdicts(self._next)
 
@@ -118,11 +134,13 @@ class DecodeAhead:
         *,
         least: int | None = None,
         wait: bool = False,
+        exports: bool = False,
     ) -> DecodeAhead | None:
         """A child for ``source`` when it is a regular file with at least
         :data:`DECODE_AHEAD_BYTES` (``least``) left to read and the run may use more
         than one core, else None. ``wait``: wait for each batch rather than decode
-        alone meanwhile (for tests).
+        alone meanwhile (for tests). ``exports``: the child will be asked for the graph
+        exports (:meth:`write_exports`).
 
         Only with our own :class:`Redactor` (whatever its key: finding raw values does not
         depend on it), so that the child finds what the run's would.
@@ -145,7 +163,7 @@ class DecodeAhead:
         # the child's start replaces.
         fd = os.dup(fd)
         try:
-            return cls(fd, start, wait=wait)
+            return cls(fd, start, wait=wait, exports=exports)
         except RunError as exc:
             log.warning("%s; the run decodes its events itself", exc)
             return None
@@ -158,11 +176,48 @@ class DecodeAhead:
         if child is not None:
             child.close()
 
+    def write_exports(
+        self,
+        policy: Policy,
+        edges: Mapping[EdgeKey, EdgeAggregate],
+        generated_from: str,
+        out_dir: Path,
+    ) -> bool:
+        """Ask the child to write the graph exports (:func:`run_exports.write_exports`)
+        while the run goes on; :meth:`exports_written` says when they are. False when
+        the child cannot (it stopped, or was not started for them): the run writes
+        them."""
+        child = self._child
+        if child is None or not self._exports:
+            return False
+        try:
+            while not self._decoded:  # batches of lines the run decoded alone meanwhile
+                self._decoded = not child.recv()
+            child.send(run_exports.request(policy, edges, generated_from, out_dir))
+        except RunError:
+            self.close()
+            return False
+        return True
+
+    def exports_written(self) -> dict[str, Path] | None:
+        """What the child wrote when :meth:`write_exports` asked (format -> path), or
+        None when it stopped before it answered: the run writes them. The child's
+        error (an output it could not write) is raised as the run's."""
+        child = self._child
+        if child is None:
+            return None
+        try:
+            message = child.recv()
+        except RunError:
+            self.close()
+            return None
+        return run_exports.written(message)
+
     def _next(self, number: int) -> Batch | None:
         """The child's next batch, if one is ready; if none is, tell the child that the
         run is at line ``number`` (it goes ahead of it, not over what the run did)."""
         child = self._child
-        if child is None:
+        if child is None or self._decoded:
             return None
         if self._patience:
             self._patience -= 1
@@ -173,10 +228,13 @@ class DecodeAhead:
                 child.send(b"%d" % number)
                 return None
             message = child.recv()
-        except RunError:
-            message = b""
-        if not message:  # the child is done, or stopped
+        except RunError:  # the child stopped
             self.close()
+            return None
+        if not message:  # the child decoded its whole file
+            self._decoded = True
+            if not self._exports:
+                self.close()
             return None
         batch: Batch = marshal.loads(message)
         return batch
@@ -211,6 +269,22 @@ def _serve(
             verdicts = []
     if verdicts:
         send(marshal.dumps((number, verdicts)))
+    send(b"")  # the last batch
+
+
+def _serve_exports(recv: Callable[[], bytes], send: Callable[[bytes], object]) -> None:
+    """The child of ``lineage run``, once its file is decoded: import what the graph
+    exports need while the run judges on, then write the exports it asks for."""
+    run_exports.prepare()
+    while True:
+        try:
+            message = recv()
+        except EOFError:  # the run ended without asking
+            return
+        if message.isdigit():  # where the run was, said before it had the last batch
+            continue
+        send(run_exports.answer(message))
+        return
 
 
 def verdict(redactor: Redactor, raw: bytes) -> Verdict:
@@ -303,8 +377,10 @@ def main(argv: list[str]) -> int:
         if args == [MESSAGES]:
             _serve_messages(reader.recv_bytes, writer.send_bytes)
         else:
-            fd, start = args
+            fd, start, *then = args
             _serve(int(fd), int(start), writer.send_bytes, heard)
+            if then == [EXPORTS]:
+                _serve_exports(reader.recv_bytes, writer.send_bytes)
     except (BrokenPipeError, ConnectionResetError):  # the run is done with us
         return 0
     return 0

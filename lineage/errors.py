@@ -10,7 +10,9 @@ Bad *events* are not errors here: they are data, sent to the dead letters
 
 from __future__ import annotations
 
-__all__ = ["LineageError", "PolicyError", "PolicyProblem", "RunError"]
+from pathlib import Path
+
+__all__ = ["LineageError", "PolicyError", "PolicyProblem", "RunError", "unwritable"]
 
 
 class LineageError(Exception):
@@ -48,3 +50,10 @@ class PolicyError(LineageError):
 
 class RunError(LineageError):
     """An embedded run cannot go on: unreadable input or unwritable output."""
+
+
+def unwritable(out_dir: Path, exc: OSError) -> RunError:
+    """The error of an output in ``out_dir`` that could not be written, naming its file
+    when known."""
+    where = exc.filename if exc.filename is not None else out_dir
+    return RunError(f"cannot write to {where}: {exc.strerror}")

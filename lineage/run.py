@@ -35,7 +35,7 @@ import orjson
 
 from lineage.decode_process import DecodeAhead
 from lineage.engine import Engine, Stats
-from lineage.errors import RunError
+from lineage.errors import RunError, unwritable
 from lineage.garbage import cycles_left_alone
 from lineage.incidents import IncidentBoard
 from lineage.lines import Line, read_lines
@@ -43,6 +43,7 @@ from lineage.policy.model import Policy
 from lineage.records import RECORDS_FILE
 from lineage.redact import Redactor
 from lineage.rules.base import article_key
+from lineage.run_exports import write_exports
 from lineage.schemas import Severity
 from lineage.subjects import SUBJECTS_FILE
 from lineage.view import ViewFact
@@ -149,70 +150,78 @@ def run_embedded(
         if hasattr(source, "read")
         else (Line(line, len(line)) for line in source)
     )
-    ahead = DecodeAhead.start(source, engine.redactor)
+    ahead = DecodeAhead.start(source, engine.redactor, exports=exports)
     verdicts = ahead.verdicts if ahead is not None else None
-    with (
-        cycles_left_alone(),
-        _stopping(ahead),
-        _writing(out_dir, view),
-        outputs[ALERTS].open("wb", buffering=_BUFFER) as alerts,
-        outputs[INCIDENTS].open("wb", buffering=_BUFFER) as incidents,
-        outputs[DEAD_LETTERS].open("wb", buffering=_BUFFER) as dead,
-        outputs[RECORDS_FILE].open("wb", buffering=_BUFFER) as records,
-    ):
-        for number, line in enumerate(lines, start=1):
-            origin = f"{source_name}:{number}"
-            if line.digest is not None:
-                outcome = engine.refuse(line.raw, size=line.size, digest=line.digest, origin=origin)
-            else:
-                raw = line.raw.rstrip(b"\r\n")
-                if not raw.strip():
-                    continue
-                scanned = verdicts.scanned(number, len(raw)) if verdicts is not None else None
-                if scanned is not None:
-                    outcome = engine.process_scanned(raw, scanned, offset=number, origin=origin)
+    with _stopping(ahead):
+        with (
+            cycles_left_alone(),
+            _writing(out_dir, view),
+            outputs[ALERTS].open("wb", buffering=_BUFFER) as alerts,
+            outputs[INCIDENTS].open("wb", buffering=_BUFFER) as incidents,
+            outputs[DEAD_LETTERS].open("wb", buffering=_BUFFER) as dead,
+            outputs[RECORDS_FILE].open("wb", buffering=_BUFFER) as records,
+        ):
+            for number, line in enumerate(lines, start=1):
+                origin = f"{source_name}:{number}"
+                if line.digest is not None:
+                    outcome = engine.refuse(
+                        line.raw, size=line.size, digest=line.digest, origin=origin
+                    )
                 else:
-                    outcome = engine.process(raw, offset=number, origin=origin)
-            if outcome.dead_letter is not None:
-                dead.write(orjson.dumps(outcome.dead_letter, option=_LINE))
-                continue
-            for alert in outcome.alerts:
-                alerts.write(orjson.dumps(alert, option=_LINE))
-                if alert["status"] == "retracted":
-                    retracted[alert["article"]] += 1
-                if forward is not None:
-                    forward("alert", alert)
-            for record in outcome.records:
-                records.write(orjson.dumps(record, option=_LINE))
-            if outcome.view:
-                facts.extend(outcome.view)
-                if len(facts) >= _FACTS:
-                    view.fold(facts)
-                    facts = []
-            for iid in outcome.incidents:
-                publication = board.update(iid, 0, partials[iid], live=True)
-                if publication is not None:
-                    incidents.write(orjson.dumps(publication, option=_LINE))
+                    raw = line.raw.rstrip(b"\r\n")
+                    if not raw.strip():
+                        continue
+                    scanned = verdicts.scanned(number, len(raw)) if verdicts is not None else None
+                    if scanned is not None:
+                        outcome = engine.process_scanned(raw, scanned, offset=number, origin=origin)
+                    else:
+                        outcome = engine.process(raw, offset=number, origin=origin)
+                if outcome.dead_letter is not None:
+                    dead.write(orjson.dumps(outcome.dead_letter, option=_LINE))
+                    continue
+                for alert in outcome.alerts:
+                    alerts.write(orjson.dumps(alert, option=_LINE))
+                    if alert["status"] == "retracted":
+                        retracted[alert["article"]] += 1
                     if forward is not None:
-                        forward("incident", publication)
-        for publication in board.flush():
-            incidents.write(orjson.dumps(publication, option=_LINE))
-            if forward is not None:
-                forward("incident", publication)
-        if facts:
-            view.fold(facts)
-    days = policy.policy.records_retention_days
-    # The view's process finishes its file while this one writes the graph exports.
-    view.end(engine.stats.newest, days, {"policy_version": policy.version})
-    if exports:
-        # The graph's modules (networkx) only when it is drawn: every other command of
-        # the command line imports this module, and starts a tenth of a second sooner.
-        from lineage.export import write_exports
-        from lineage.graph import build_graph
-
-        with _writing(out_dir, view):
-            graph = build_graph(policy, engine.state.edges, generated_from=source_name)
-            outputs.update(write_exports(graph, out_dir))
+                        forward("alert", alert)
+                for record in outcome.records:
+                    records.write(orjson.dumps(record, option=_LINE))
+                if outcome.view:
+                    facts.extend(outcome.view)
+                    if len(facts) >= _FACTS:
+                        view.fold(facts)
+                        facts = []
+                for iid in outcome.incidents:
+                    publication = board.update(iid, 0, partials[iid], live=True)
+                    if publication is not None:
+                        incidents.write(orjson.dumps(publication, option=_LINE))
+                        if forward is not None:
+                            forward("incident", publication)
+            for publication in board.flush():
+                incidents.write(orjson.dumps(publication, option=_LINE))
+                if forward is not None:
+                    forward("incident", publication)
+            if facts:
+                view.fold(facts)
+        days = policy.policy.records_retention_days
+        # The graph exports are written while the view's process finishes its file: by
+        # the process that decoded the file ahead, idle by now (asked first, so that it
+        # starts while this one waits for the view to take its last facts), else by this
+        # one.
+        edges = engine.state.edges
+        asked = (
+            ahead is not None
+            and exports
+            and ahead.write_exports(policy, edges, source_name, out_dir)
+        )
+        view.end(engine.stats.newest, days, {"policy_version": policy.version})
+        if exports:
+            with _writing(out_dir, view):
+                written = ahead.exports_written() if ahead is not None and asked else None
+                if written is None:  # not asked, or the process stopped before it answered
+                    written = write_exports(policy, edges, source_name, out_dir)
+                outputs.update(written)
     purged_from_view, newest = view.result()
     with _writing(out_dir, None):
         purged = (
@@ -235,7 +244,7 @@ def run_embedded(
 
 @contextmanager
 def _stopping(ahead: DecodeAhead | None) -> Iterator[None]:
-    """Stops the process decoding ahead, if there is one, however the loop ends."""
+    """Stops the process decoding ahead, if there is one, however the run ends."""
     try:
         yield
     finally:
@@ -253,14 +262,8 @@ def _writing(out_dir: Path, view: RunView | None) -> Iterator[None]:
         if view is not None:
             view.close()
         if isinstance(exc, OSError):
-            raise _unwritable(out_dir, exc) from exc
+            raise unwritable(out_dir, exc) from exc
         raise
-
-
-def _unwritable(out_dir: Path, exc: OSError) -> RunError:
-    """The error of an output that could not be written, naming its file when known."""
-    where = exc.filename if exc.filename is not None else out_dir
-    return RunError(f"cannot write to {where}: {exc.strerror}")
 
 
 def _purge_records(records_file: Path, cutoff: float) -> int:

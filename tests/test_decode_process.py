@@ -3,6 +3,8 @@ writes, whichever of the two decoded a line, and goes on alone when the child st
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import marshal
 import os
 from pathlib import Path
@@ -12,6 +14,8 @@ import orjson
 import pytest
 
 import lineage.decode_process as decode_process
+import lineage.export as export
+from lineage import run_exports
 from lineage.child import Child
 from lineage.decode_process import (
     DecodeAhead,
@@ -21,6 +25,8 @@ from lineage.decode_process import (
     answer_verdicts,
     verdict,
 )
+from lineage.errors import RunError
+from lineage.export.openlineage import OpenLineageMissing
 from lineage.lines import read_lines
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
@@ -146,6 +152,104 @@ def test_a_run_whose_decoding_process_stops_goes_on_alone(
     assert outputs(tmp_path / "ahead") == outputs(tmp_path / "alone")
 
 
+def exports(out: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(out.glob("lineage.*"))}
+
+
+def test_the_decoding_process_writes_the_graph_exports_a_run_alone_writes(
+    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = day_file(tmp_path)
+    with path.open("rb") as source:
+        alone = run_embedded(policy, source, tmp_path / "alone", source_name="day")
+    answered: list[dict[str, Path] | None] = []
+    written = DecodeAhead.exports_written
+
+    def kept(self: DecodeAhead) -> dict[str, Path] | None:
+        answered.append(written(self))
+        return answered[-1]
+
+    monkeypatch.setattr(DecodeAhead, "exports_written", kept)
+    with path.open("rb") as source, decoding_every_line_ahead():
+        ahead = run_embedded(policy, source, tmp_path / "ahead", source_name="day")
+    # The child wrote every format, where the run would have.
+    formats = {"graphml", "json", "dot", "mermaid", "html", "openlineage"}
+    assert answered == [{fmt: ahead.outputs[fmt] for fmt in formats}]
+    assert all(ahead.outputs[fmt].parent == tmp_path / "ahead" for fmt in formats)
+    assert len(exports(tmp_path / "alone")) == 6
+    assert exports(tmp_path / "ahead") == exports(tmp_path / "alone")
+    assert ahead.stats == alone.stats
+
+
+def test_a_run_whose_decoding_process_stops_before_the_exports_writes_them(
+    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = day_file(tmp_path)
+    with path.open("rb") as source:
+        run_embedded(policy, source, tmp_path / "alone", source_name="day")
+    asked = DecodeAhead.write_exports
+    answered: list[dict[str, Path] | None] = []
+    written = DecodeAhead.exports_written
+
+    def killed_first(self: DecodeAhead, *args: Any) -> bool:
+        assert self._child is not None
+        self._child.process.kill()
+        self._child.process.wait()
+        return asked(self, *args)
+
+    def kept(self: DecodeAhead) -> dict[str, Path] | None:
+        answered.append(written(self))
+        return answered[-1]
+
+    monkeypatch.setattr(DecodeAhead, "write_exports", killed_first)
+    monkeypatch.setattr(DecodeAhead, "exports_written", kept)
+    with path.open("rb") as source, decoding_every_line_ahead():
+        run_embedded(policy, source, tmp_path / "ahead", source_name="day")
+    assert answered == [None]  # no answer: the run wrote them
+    assert exports(tmp_path / "ahead") == exports(tmp_path / "alone")
+
+
+def test_an_export_the_decoding_process_cannot_write_stops_the_run_as_alone(
+    policy: Policy, tmp_path: Path
+) -> None:
+    path = day_file(tmp_path)
+    errors = []
+    for name, ahead in (("alone", False), ("ahead", True)):
+        out = tmp_path / name
+        (out / "lineage.html").mkdir(parents=True)
+        with path.open("rb") as source, contextlib.ExitStack() as stack:
+            if ahead:
+                stack.enter_context(decoding_every_line_ahead())
+            with pytest.raises(RunError) as raised:
+                run_embedded(policy, source, out, source_name="day")
+        errors.append(str(raised.value).replace(str(out), "OUT"))
+    assert errors[0] == errors[1] == "cannot write to OUT/lineage.html: Is a directory"
+
+
+def test_the_decoding_process_says_what_it_could_not_export_and_the_run_logs_it(
+    policy: Policy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def missing(graph: Any) -> str:
+        raise OpenLineageMissing()
+
+    # The child's side, in this process: the export of OpenLineage without its extra.
+    monkeypatch.setitem(export._WRITERS, "openlineage", missing)
+    answer = run_exports.answer(run_exports.request(policy, {}, "day", tmp_path))
+    assert b"lineage.openlineage.jsonl not written" in answer
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lineage"):
+        written = run_exports.written(answer)
+    assert set(written) == {"graphml", "json", "dot", "mermaid", "html"}
+    assert written["html"] == tmp_path / "lineage.html"
+    assert [r.getMessage() for r in caplog.records] == [
+        "lineage.openlineage.jsonl not written: the OpenLineage export needs "
+        "openlineage-python: pip install 'privacy-lineage[openlineage]'"
+    ]
+
+
 def test_the_child_numbers_lines_as_the_run_does(tmp_path: Path) -> None:
     lines = day()
     path = tmp_path / "events.jsonl"
@@ -156,7 +260,8 @@ def test_the_child_numbers_lines_as_the_run_does(tmp_path: Path) -> None:
         _serve(fd, len(b"junk before the run's start\n"), sent.append)
     finally:
         os.close(fd)
-    verdicts = [v for message in sent for v in marshal.loads(message)[1]]
+    assert sent[-1] == b""  # the last batch was sent
+    verdicts = [v for message in sent[:-1] for v in marshal.loads(message)[1]]
     with path.open("rb") as source:
         source.readline()
         read = list(enumerate(read_lines(source), start=1))
