@@ -11,20 +11,31 @@ when the caller asks for one. A child that stops, or cannot be written to, surfa
 the :class:`~lineage.errors.RunError` it sent, if any, else one naming it and its exit
 code.
 
+A caller that has imported the module, and runs no other thread, may instead have the
+child forked from itself (``fork=True``): the child calls the module's ``main`` with the
+same arguments, and starts in a few milliseconds, where a new interpreter takes a third
+of a second to import the event models again. ``lineage run`` forks its two children
+that way; a worker, whose event loop and Kafka clients run threads, starts them anew.
+
 In the child, :func:`connections` opens its two ends from its command line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
 
@@ -41,23 +52,34 @@ class Child:
     process for ...")."""
 
     def __init__(
-        self, module: str, args: list[str], name: str, *, pass_fds: tuple[int, ...] = ()
+        self,
+        module: str,
+        args: list[str],
+        name: str,
+        *,
+        pass_fds: tuple[int, ...] = (),
+        fork: bool = False,
     ) -> None:
         self.name = name
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
         self._broken = False  # the writer could not write to the child
         child_reads, to_child = os.pipe()
         from_child, child_writes = os.pipe()
+        argv = [str(child_reads), str(child_writes), *args]
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", module, str(child_reads), str(child_writes), *args],
-                pass_fds=(child_reads, child_writes, *pass_fds),
-                stdin=subprocess.DEVNULL,
-                # A group of its own: Ctrl-C or a SIGTERM to the caller's group (a
-                # supervisor stopping it) is the caller's to answer, and the child ends
-                # when the caller closes its pipe, however the caller ends.
-                process_group=0,
-            )
+            self.process: subprocess.Popen[bytes] | Forked
+            if fork and threading.active_count() == 1:
+                self.process = Forked(module, argv, (child_reads, child_writes, *pass_fds))
+            else:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", module, *argv],
+                    pass_fds=(child_reads, child_writes, *pass_fds),
+                    stdin=subprocess.DEVNULL,
+                    # A group of its own: Ctrl-C or a SIGTERM to the caller's group (a
+                    # supervisor stopping it) is the caller's to answer, and the child
+                    # ends when the caller closes its pipe, however the caller ends.
+                    process_group=0,
+                )
         except OSError as exc:
             for fd in (to_child, child_reads, child_writes, from_child):
                 os.close(fd)
@@ -66,15 +88,21 @@ class Child:
         os.close(child_writes)
         self._to: Connection | None = Connection(to_child, readable=False)
         self._from: Connection | None = Connection(from_child, writable=False)
-        self._writer: threading.Thread | None = threading.Thread(
-            target=self._write_all, args=(self._to,), name="lineage-child-writer", daemon=True
-        )
-        self._writer.start()
+        # Started by the first message: until then the caller runs no thread of ours,
+        # and may fork another child.
+        self._writer: threading.Thread | None = None
 
     def send(self, message: bytes) -> None:
         """Queue ``message`` for the child, in order."""
         if self._broken:
             raise self.died()
+        if self._writer is None:
+            if self._to is None:  # closed
+                raise self.died()
+            self._writer = threading.Thread(
+                target=self._write_all, args=(self._to,), name="lineage-child-writer", daemon=True
+            )
+            self._writer.start()
         self._queue.put(message)
 
     def recv(self) -> bytes:
@@ -171,6 +199,81 @@ class Child:
                 while messages.get() is not None:  # let the caller queue on; it sees _broken
                     pass
                 return
+
+
+class Forked:
+    """A child forked from the caller to run ``main(argv)`` of ``module``: as much of
+    :class:`subprocess.Popen` as :class:`Child` and its tests use. The child keeps the
+    descriptors ``keep`` (and the standard ones, its input on ``/dev/null``), sits in a
+    process group of its own, as a started child does, and ends with ``main``'s code
+    (1, with the traceback on standard error, when ``main`` raised) without running
+    what the caller registered to run at its exit."""
+
+    def __init__(self, module: str, argv: list[str], keep: tuple[int, ...]) -> None:
+        main: Callable[[list[str]], int] = importlib.import_module(module).main
+        # What the caller's buffers hold is the caller's to write, once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _forked(main, argv, keep)
+        # Its group set from both sides, as shells do: whichever runs first, the child
+        # is out of the caller's group once this returns.
+        with contextlib.suppress(OSError):  # ended already
+            os.setpgid(pid, pid)
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _forked(main: Callable[[list[str]], int], argv: list[str], keep: tuple[int, ...]) -> NoReturn:
+    """The forked child: ``main(argv)``, then its end."""
+    code = 1
+    try:
+        os.setpgid(0, 0)
+        nothing = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(nothing, 0)
+        os.close(nothing)
+        low = 3  # every descriptor but the standard ones and ``keep``: the caller's files
+        for fd in sorted({fd for fd in keep if fd >= 3}):  # and other children's pipes
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+        # Its own output streams, on its standard descriptors, as a started child has
+        # (the caller's may have been objects writing elsewhere).
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the process's own
+        sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
+        # The caller's objects stay as they are: the collector never walks them here.
+        gc.freeze()
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
 
 def error_of(answer: bytes) -> str | None:

@@ -3,7 +3,8 @@
 Of what judging one message costs, about two fifths do not depend on anything judged
 before it: decoding and strictly validating the JSON, the scan for raw personal data
 and the content's digest for dedup. For a run of a large file, :class:`DecodeAhead`
-starts ``python -m lineage.decode_process``, which reads the same file and does that
+starts this module in a child process (forked from the run when it can, in a few
+milliseconds: :class:`~lineage.child.Child`), which reads the same file and does that
 part on another core, and hands the run, in batches, what it made of each line that
 is a valid event holding no raw personal data: the validated model in a compact form
 (:mod:`lineage.schemas.packed`) and its digest. The run judges those
@@ -81,8 +82,8 @@ __all__ = [
 log = logging.getLogger("lineage.run")
 
 #: The least a file must hold, past where the run starts reading, for a run to decode it
-#: in a child: below it, the child's start (an interpreter and the event models, about
-#: a third of a second) would come when the run is nearly done.
+#: in a child: below it, the child's start where it cannot be forked (an interpreter and
+#: the event models, about a third of a second) would come when the run is nearly done.
 DECODE_AHEAD_BYTES = 8 << 20
 #: The bytes of the request's number that open each answer of the messages mode: the
 #: worker reads which part an answer is for without reading its verdicts.
@@ -117,7 +118,7 @@ class DecodeAhead:
     def __init__(self, fd: int, start: int, *, wait: bool = False, exports: bool = False) -> None:
         args = [str(fd), str(start), *([EXPORTS] if exports else [])]
         self._child: Child | None = Child(
-            "lineage.decode_process", args, run_exports.NAME, pass_fds=(fd,)
+            "lineage.decode_process", args, run_exports.NAME, pass_fds=(fd,), fork=True
         )
         self._patience = 0
         self._wait = wait  # wait for each batch (tests: every line the child's)

@@ -151,6 +151,8 @@ def run_embedded(
         else (Line(line, len(line)) for line in source)
     )
     ahead = DecodeAhead.start(source, engine.redactor, exports=exports)
+    if ahead is not None:  # a long run: its view's process starts now, forked as that one
+        view.detach()
     verdicts = ahead.verdicts if ahead is not None else None
     with _stopping(ahead):
         with (

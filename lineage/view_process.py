@@ -4,8 +4,10 @@ Folding view facts (:mod:`lineage.view`) into pairs and writing them to SQLite c
 a run about a fifth of its time on a typical day and more in a breach storm, all of
 it on the thread that judges. :class:`RunView` takes the facts of a run: a small run
 folds them itself at the end, as before; once a run has made :data:`DETACH_AFTER`
-facts, a child process (``python -m lineage.view_process``) is started and folds
-them on another core while the run goes on judging.
+facts, or at its start when its file is decoded ahead (:meth:`RunView.detach`), a
+child process running this module is started (forked from the run when it can:
+:class:`~lineage.child.Child`) and folds them on another core while the run goes on
+judging.
 
 The facts cross a pipe in batches as JSON arrays (orjson: about a quarter of a
 microsecond a fact), written by a thread of the run so that judging goes on while the
@@ -61,6 +63,13 @@ class RunView:
         if len(self._facts) >= (_BATCH if self._child is not None else self._detach_after):
             self._ship()
 
+    def detach(self) -> None:
+        """Start the child now, not after :data:`DETACH_AFTER` facts: a run that knows
+        it is long (its file is decoded ahead) starts it before it runs a thread, so
+        that the child is forked from it (:class:`~lineage.child.Child`)."""
+        if self._child is None:
+            self._child = self._start()
+
     def finish(self, newest: float, retention_days: int, meta: dict[str, str]) -> tuple[int, float]:
         """Fold what is left, purge the provision records past retention, write the view
         and close it. Returns (records purged, the newest event time the view has seen).
@@ -112,12 +121,15 @@ class RunView:
         if child is not None:
             child.close()
 
+    def _start(self) -> Child:
+        return Child(
+            "lineage.view_process", [str(self.path), str(WRITE_AFTER)], process_name(self.path),
+            fork=True,
+        )  # fmt: skip
+
     def _ship(self) -> None:
         if self._child is None:
-            self._child = Child(
-                "lineage.view_process", [str(self.path), str(WRITE_AFTER)],
-                process_name(self.path),
-            )  # fmt: skip
+            self._child = self._start()
         facts, self._facts = self._facts, []
         try:
             for start in range(0, len(facts), _BATCH):

@@ -3,8 +3,13 @@ the run would have kept itself, and its failures are the run's."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +17,7 @@ import orjson
 import pytest
 
 import lineage.view_process as view_process
-from lineage.child import Child, error_answer, error_of
+from lineage.child import Child, Forked, error_answer, error_of
 from lineage.errors import RunError
 from lineage.policy.model import Policy
 from lineage.redact import Redactor
@@ -85,6 +90,90 @@ def test_a_view_folded_by_a_child_process_is_the_one_the_run_would_keep(
     assert tables(tmp_path / "child.sqlite") == expected
 
 
+def fold_in_a_child(folder: str) -> None:
+    """Fold :func:`facts` here and in a child started at once; print how the child was
+    made, whether it left the caller's process group, and whether the views agree."""
+    tmp = Path(folder)
+    every = facts()
+    here = fold_all(RunView(tmp / "here.sqlite", detach_after=10**9), every, 3)
+    view = RunView(tmp / "child.sqlite")
+    view.detach()
+    assert view._child is not None
+    process = view._child.process
+    print(type(process).__name__, os.getpgid(process.pid) != os.getpgid(0))
+    there = fold_all(view, every, 3)
+    print(here == there, tables(tmp / "child.sqlite") == tables(tmp / "here.sqlite"))
+
+
+def test_a_caller_running_no_other_thread_forks_its_child(tmp_path: Path) -> None:
+    # In an interpreter of its own: this one runs what threads other tests left.
+    script = "import sys; from tests.test_view_process import fold_in_a_child as f; f(sys.argv[1])"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Forked", "True", "True", "True"]
+
+
+def test_a_caller_running_another_thread_starts_its_child_anew(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A fork copies the forking thread alone: a lock another thread held (a worker's
+    # event loop, its Kafka clients) would stay held in the child.
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, daemon=True).start()
+    try:
+        fold_in_a_child(str(tmp_path))
+    finally:
+        stop.set()
+    assert capsys.readouterr().out.split() == ["Popen", "True", "True", "True"]
+
+
+def test_a_forked_child_holds_its_descriptors_alone_as_a_started_one_does(
+    tmp_path: Path,
+) -> None:
+    held = (tmp_path / "held").open("wb")  # a file of the caller's, open as it forks
+    reads, writes = os.pipe()
+    try:
+        child = Forked("tests.test_view_process", ["say", str(writes)], (writes,))
+        os.close(writes)
+        with os.fdopen(reads, "rb") as said:
+            found = orjson.loads(said.read())
+    finally:
+        held.close()
+    assert child.wait() == 0
+    assert found["fds"] == {"0": os.devnull, "1": found["fds"]["1"], "2": found["fds"]["2"]}
+    assert found["group"] != os.getpgid(0)
+
+
+def test_a_forked_child_whose_main_fails_ends_with_code_1_and_its_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    assert Forked("tests.test_view_process", ["fail"], ()).wait() == 1
+    assert "RuntimeError: a test's child failed" in capfd.readouterr().err
+    assert Forked("tests.test_view_process", ["exit", "3"], ()).wait() == 3
+
+
+def main(argv: list[str]) -> int:
+    """The ``main`` of the forked children above."""
+    if argv[0] == "say":  # what it holds, on the descriptor it was given
+        writes = int(argv[1])
+        fds = {}
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # the listing's own, closed
+                fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        fds.pop(argv[1])
+        os.write(writes, orjson.dumps({"fds": fds, "group": os.getpgid(0)}))
+        return 0
+    if argv[0] == "fail":
+        raise RuntimeError("a test's child failed")
+    raise SystemExit(int(argv[1]))
+
+
 def test_a_run_that_hands_its_view_to_a_child_writes_the_same_outputs(
     policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,8 +238,8 @@ def test_a_run_whose_exports_cannot_be_written_names_the_file_and_stops_its_chil
     started: list[Child] = []
 
     class Recorded(Child):
-        def __init__(self, module: str, args: list[str], name: str) -> None:
-            super().__init__(module, args, name)
+        def __init__(self, module: str, args: list[str], name: str, **how: Any) -> None:
+            super().__init__(module, args, name, **how)
             started.append(self)
 
     monkeypatch.setattr(view_process, "Child", Recorded)
