@@ -124,6 +124,7 @@ class DecodeAhead:
         self._wait = wait  # wait for each batch (tests: every line the child's)
         self._exports = exports  # the child stays, once its file is decoded, for them
         self._decoded = False  # the child sent its last batch
+        self._asked = False  # the child was sent the run's exports to write
         #: The verdicts the run takes line by line, in compiled code.
         self.verdicts = LineVerdicts(self._next)
 
@@ -183,29 +184,28 @@ class DecodeAhead:
         edges: Mapping[EdgeKey, EdgeAggregate],
         generated_from: str,
         out_dir: Path,
-    ) -> bool:
-        """Ask the child to write the graph exports (:func:`run_exports.write_exports`)
-        while the run goes on; :meth:`exports_written` says when they are. False when
-        the child cannot (it stopped, or was not started for them): the run writes
-        them."""
+    ) -> None:
+        """Ask the child, when it was started for them and still runs, to write the graph
+        exports (:func:`run_exports.write_exports`) while the run goes on;
+        :meth:`exports_written` says what it wrote."""
         child = self._child
         if child is None or not self._exports:
-            return False
+            return
         try:
             while not self._decoded:  # batches of lines the run decoded alone meanwhile
                 self._decoded = not child.recv()
             child.send(run_exports.request(policy, edges, generated_from, out_dir))
         except RunError:
             self.close()
-            return False
-        return True
+            return
+        self._asked = True
 
     def exports_written(self) -> dict[str, Path] | None:
         """What the child wrote when :meth:`write_exports` asked (format -> path), or
-        None when it stopped before it answered: the run writes them. The child's
-        error (an output it could not write) is raised as the run's."""
+        None when it was not asked or stopped before it answered: the run writes them.
+        The child's error (an output it could not write) is raised as the run's."""
         child = self._child
-        if child is None:
+        if child is None or not self._asked:
             return None
         try:
             message = child.recv()

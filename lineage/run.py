@@ -212,15 +212,12 @@ def run_embedded(
         # starts while this one waits for the view to take its last facts), else by this
         # one.
         edges = engine.state.edges
-        asked = (
-            ahead is not None
-            and exports
-            and ahead.write_exports(policy, edges, source_name, out_dir)
-        )
+        if exports and ahead is not None:
+            ahead.write_exports(policy, edges, source_name, out_dir)
         view.end(engine.stats.newest, days, {"policy_version": policy.version})
         if exports:
             with _writing(out_dir, view):
-                written = ahead.exports_written() if ahead is not None and asked else None
+                written = ahead.exports_written() if ahead is not None else None
                 if written is None:  # not asked, or the process stopped before it answered
                     written = write_exports(policy, edges, source_name, out_dir)
                 outputs.update(written)

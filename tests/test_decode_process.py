@@ -156,12 +156,8 @@ def exports(out: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(out.glob("lineage.*"))}
 
 
-def test_the_decoding_process_writes_the_graph_exports_a_run_alone_writes(
-    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = day_file(tmp_path)
-    with path.open("rb") as source:
-        alone = run_embedded(policy, source, tmp_path / "alone", source_name="day")
+def exports_answered(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Path] | None]:
+    """What each :meth:`DecodeAhead.exports_written` of the test returns, in order."""
     answered: list[dict[str, Path] | None] = []
     written = DecodeAhead.exports_written
 
@@ -170,6 +166,16 @@ def test_the_decoding_process_writes_the_graph_exports_a_run_alone_writes(
         return answered[-1]
 
     monkeypatch.setattr(DecodeAhead, "exports_written", kept)
+    return answered
+
+
+def test_the_decoding_process_writes_the_graph_exports_a_run_alone_writes(
+    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = day_file(tmp_path)
+    with path.open("rb") as source:
+        alone = run_embedded(policy, source, tmp_path / "alone", source_name="day")
+    answered = exports_answered(monkeypatch)
     with path.open("rb") as source, decoding_every_line_ahead():
         ahead = run_embedded(policy, source, tmp_path / "ahead", source_name="day")
     # The child wrote every format, where the run would have.
@@ -188,21 +194,15 @@ def test_a_run_whose_decoding_process_stops_before_the_exports_writes_them(
     with path.open("rb") as source:
         run_embedded(policy, source, tmp_path / "alone", source_name="day")
     asked = DecodeAhead.write_exports
-    answered: list[dict[str, Path] | None] = []
-    written = DecodeAhead.exports_written
 
-    def killed_first(self: DecodeAhead, *args: Any) -> bool:
+    def killed_first(self: DecodeAhead, *args: Any) -> None:
         assert self._child is not None
         self._child.process.kill()
         self._child.process.wait()
-        return asked(self, *args)
-
-    def kept(self: DecodeAhead) -> dict[str, Path] | None:
-        answered.append(written(self))
-        return answered[-1]
+        asked(self, *args)
 
     monkeypatch.setattr(DecodeAhead, "write_exports", killed_first)
-    monkeypatch.setattr(DecodeAhead, "exports_written", kept)
+    answered = exports_answered(monkeypatch)
     with path.open("rb") as source, decoding_every_line_ahead():
         run_embedded(policy, source, tmp_path / "ahead", source_name="day")
     assert answered == [None]  # no answer: the run wrote them
