@@ -118,7 +118,7 @@ class DecodeAhead:
     def __init__(self, fd: int, start: int, *, wait: bool = False, exports: bool = False) -> None:
         args = [str(fd), str(start), *([EXPORTS] if exports else [])]
         self._child: Child | None = Child(
-            "lineage.decode_process", args, run_exports.NAME, pass_fds=(fd,), fork=True
+            "lineage.decode_process", args, run_exports.NAME, pass_fds=(fd,), fork=True, yields=True
         )
         self._patience = 0
         self._wait = wait  # wait for each batch (tests: every line the child's)

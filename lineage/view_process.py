@@ -124,7 +124,7 @@ class RunView:
     def _start(self) -> Child:
         return Child(
             "lineage.view_process", [str(self.path), str(WRITE_AFTER)], process_name(self.path),
-            fork=True,
+            fork=True, yields=True,
         )  # fmt: skip
 
     def _ship(self) -> None:

@@ -15,8 +15,9 @@ import pytest
 
 import lineage.decode_process as decode_process
 import lineage.export as export
+import lineage.view_process as view_process
 from lineage import run_exports
-from lineage.child import Child
+from lineage.child import YIELDING, Child
 from lineage.decode_process import (
     DecodeAhead,
     _serve,
@@ -150,6 +151,26 @@ def test_a_run_whose_decoding_process_stops_goes_on_alone(
     assert 0 < int(taken_ahead) <= 6 * decode_process._BATCH < judged - always_alone
     assert alone.stats == ahead.stats
     assert outputs(tmp_path / "ahead") == outputs(tmp_path / "alone")
+
+
+def test_the_two_children_of_a_run_yield_the_cores_to_it(
+    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run judges, and its time is that process's: where the cores are fewer than
+    # the three processes, the children take what the run leaves.
+    priorities: dict[str, int] = {}
+
+    class Recorded(Child):
+        def __init__(self, module: str, args: list[str], name: str, **how: Any) -> None:
+            super().__init__(module, args, name, **how)
+            priorities[module] = os.getpriority(os.PRIO_PROCESS, self.process.pid)
+
+    monkeypatch.setattr(decode_process, "Child", Recorded)
+    monkeypatch.setattr(view_process, "Child", Recorded)
+    with decoding_every_line_ahead():
+        run(policy, day_file(tmp_path), tmp_path / "out")
+    below = min(os.getpriority(os.PRIO_PROCESS, 0) + YIELDING, 19)
+    assert priorities == {"lineage.decode_process": below, "lineage.view_process": below}
 
 
 def exports(out: Path) -> dict[str, bytes]:
