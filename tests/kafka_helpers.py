@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -69,20 +70,33 @@ def delete_made_topics(bootstrap: str) -> list[str]:
 
 
 def free_port(count: int = 1) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1."""
+    """The first of ``count`` consecutive ports free on 127.0.0.1, below the range the
+    system hands out to outgoing connections. A port of that range, free when checked,
+    may be taken before the worker binds it, by any connection a client opens (the Kafka
+    clients of the test and of the worker's processes open many): a worker's process
+    then stopped on "address already in use"."""
+    below = _outgoing_ports_start() - count
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = int(s.getsockname()[1])
-        if first + count - 1 > 65535:
-            continue
+        first = random.randrange(_LOWEST_PORT, below)
         try:
-            for port in range(first + 1, first + count):
+            for port in range(first, first + count):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", port))
         except OSError:
             continue
         return first
+
+
+#: Below it, the ports that services are commonly given.
+_LOWEST_PORT = 10_000
+
+
+def _outgoing_ports_start() -> int:
+    """The first port of the range Linux hands out to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 def event_key(line: bytes) -> bytes | None:
