@@ -25,7 +25,6 @@ import os
 import platform
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,10 @@ from streams.settings import process_port
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "bench" / "policies" / "sakura-retail.yaml"
 KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
+
+# The tests, these benchmarks and scripts/kafka-local choose ports the same way.
+sys.path.append(str(ROOT))
+from scripts.ports import free_port  # noqa: E402
 
 #: Every message a worker has dealt with: judged events of each type, dead letters and
 #: dropped duplicates. Their sum reaches the number of messages produced.
@@ -236,23 +239,6 @@ def produce(
 
 
 # -- a worker process -----------------------------------------------------------------------------
-
-
-def free_port(count: int = 1) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = int(s.getsockname()[1])
-        if first + count - 1 > 65535:
-            continue
-        try:
-            for port in range(first + 1, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
 
 
 def _family(pid: int) -> list[int]:

@@ -10,7 +10,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from lineage.policy import load_policy
 from lineage.redact import Redactor
 from lineage.run import run_embedded
+from scripts.ports import free_port
 from streams.settings import process_port
 
 REDACTION_KEY = "test-redaction-key"
@@ -67,36 +67,6 @@ def delete_made_topics(bootstrap: str) -> list[str]:
         admin.close()
     MADE.clear()
     return names
-
-
-def free_port(count: int = 1) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1, below the range the
-    system hands out to outgoing connections. A port of that range, free when checked,
-    may be taken before the worker binds it, by any connection a client opens (the Kafka
-    clients of the test and of the worker's processes open many): a worker's process
-    then stopped on "address already in use"."""
-    below = _outgoing_ports_start() - count
-    while True:
-        first = random.randrange(_LOWEST_PORT, below)
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-
-
-#: Below it, the ports that services are commonly given.
-_LOWEST_PORT = 10_000
-
-
-def _outgoing_ports_start() -> int:
-    """The first port of the range Linux hands out to outgoing connections."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32_768  # Linux's default
 
 
 def event_key(line: bytes) -> bytes | None:
@@ -571,7 +541,6 @@ def without_time(answer: dict[str, Any]) -> dict[str, Any]:
 def assert_subjects_agree(reference: Reference, worker: Worker, sample: int = 200) -> None:
     """A sample of subjects (spread over every partition) is answered by a running worker
     (from its tables, or forwarded) as the embedded run answers it."""
-    import random
     import urllib.parse
 
     subjects = embedded_subjects(reference)
