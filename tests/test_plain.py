@@ -231,6 +231,31 @@ def test_an_event_time_is_taken_as_the_models_take_it(time: str) -> None:
     agrees(json.dumps(ok(occurred_at=time)).encode())
 
 
+def test_a_minute_read_once_serves_every_time_within_it() -> None:
+    """The minute a time opens with is read once and kept, refused or not: the times
+    that share it are still each taken, or refused, as the models take them."""
+    from lineage.schemas import plain
+
+    plain._MINUTES.clear()
+    times = (
+        "2025-06-01T12:00:00Z",
+        "2025-06-01T12:00:59.5+09:00",
+        "2025-06-01T12:00:60Z",
+        "2025-06-01T12:00:00.1234567Z",
+        "2025-06-01T12:00:00+0900",
+        "2025-06-01T12:00+09:00",
+        "2025-02-29T12:00:00Z",
+        "2025-02-29T12:00:01Z",
+    )
+    taken = [agrees(json.dumps(ok(occurred_at=time)).encode()) for time in times]
+    assert taken == [True, True, False, False, False, False, False, False]
+    minutes = dict(plain._MINUTES)
+    assert minutes == {
+        "2025-06-01T12:00": bytes((2025 >> 8, 2025 & 255, 6, 1, 12, 0)),
+        "2025-02-29T12:00": b"",
+    }
+
+
 @pytest.mark.parametrize(
     "raw",
     [
