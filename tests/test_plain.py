@@ -231,6 +231,25 @@ def test_an_event_time_is_taken_as_the_models_take_it(time: str) -> None:
     agrees(json.dumps(ok(occurred_at=time)).encode())
 
 
+def test_the_ids_of_a_batch_are_written_once_and_loaded_as_one_object() -> None:
+    """Two messages naming the same ids pack them as one object each, so that a batch's
+    ``marshal`` writes each once and loading it makes one object of each."""
+    import marshal
+
+    first = pack_plain(json.dumps(ok(event_id="e-1")).encode())
+    second = pack_plain(json.dumps(ok(event_id="e-2")).encode())
+    assert first is not None and second is not None
+    a, b = first[1][1], second[1][1]
+    for at in (4, 5, 7, 8, 10, 11):  # source, action, categories, form, purpose, recipient
+        assert a[at] == b[at]
+    for at in (4, 5, 8, 10, 11):
+        assert a[at] is b[at]
+    assert a[7][0] is b[7][0]
+    loaded_a, loaded_b = marshal.loads(marshal.dumps([a, b]))
+    assert loaded_a[4] is loaded_b[4] and loaded_a[7][0] is loaded_b[7][0]
+    assert loaded_a == a and loaded_b == b
+
+
 def test_a_minute_read_once_serves_every_time_within_it() -> None:
     """The minute a time opens with is read once and kept, refused or not: the times
     that share it are still each taken, or refused, as the models take them."""

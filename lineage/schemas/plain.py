@@ -76,9 +76,11 @@ _METHOD_MOST: Final = METHOD_MOST
 _CATEGORIES_MOST: Final = CATEGORIES_MOST
 _ATTRIBUTES_MOST: Final = ATTRIBUTES_MOST
 
-_ACTIONS = frozenset(member.value for member in Action)
-_FORMS = frozenset(member.value for member in Form)
-_BASES = frozenset(member.value for member in LegalBasis)
+#: Each value the contract allows, to itself: the value a message names is packed as
+#: this one object (:data:`_IDS`).
+_ACTIONS: dict[str, str] = {member.value: member.value for member in Action}
+_FORMS: dict[str, str] = {member.value: member.value for member in Form}
+_BASES: dict[str, str] = {member.value: member.value for member in LegalBasis}
 _EXCEPTIONS = frozenset(member.value for member in ExceptionKind)
 
 #: Each field of an access event's bit in the fields set, as packed.
@@ -96,11 +98,17 @@ _EXCEPTION = _BIT["exception"]
 _ATTRIBUTES = _BIT["attributes"]
 _REQUIRED = _EVENT_ID | _OCCURRED_AT | _SOURCE | _ACTION | _CATEGORIES | _PURPOSE
 
-#: The ids and categories checked so far, and whether each matched: ids come from a
-#: small vocabulary, so a pattern runs about once an id. Emptied when it reaches
-#: :data:`_KEEP` entries, so that a stream of ever new ids cannot grow it.
-_IDS: dict[str, bool] = {}
-_CATEGORIES_SEEN: dict[str, bool] = {}
+#: The ids and categories checked so far, each to itself when it matched, else to "":
+#: ids come from a small vocabulary, so a pattern runs about once an id. Emptied when it
+#: reaches :data:`_KEEP` entries, so that a stream of ever new ids cannot grow it.
+#:
+#: A message's id is packed as the object kept here, not the one its parse made: the
+#: ``marshal`` of a batch of verdicts (:mod:`lineage.decode_process`) then writes each
+#: id once and refers back to it, and the judging process that loads the batch gets
+#: one object an id, whose hash is made once: about a microsecond less an event to
+#: load and free, for a little more to write.
+_IDS: dict[str, str] = {}
+_CATEGORIES_SEEN: dict[str, str] = {}
 #: The minutes of event times read so far ("YYYY-MM-DDTHH:MM"): the first six bytes of
 #: the packed time, or b"" for a minute the models refuse. Emptied as the two above.
 _MINUTES: dict[str, bytes] = {}
@@ -148,36 +156,52 @@ def _values(event: dict[str, Any], bits: int) -> tuple[Any, ...] | None:
     moment = _moment(time)
     if moment is None:
         return None
-    source = event["source"]
-    purpose = event["purpose"]
-    if not _is_id(source) or not _is_id(purpose):
+    source = _id(event["source"])
+    purpose = _id(event["purpose"])
+    if source is None or purpose is None:
         return None
     action = event["action"]
-    if not isinstance(action, str) or action not in _ACTIONS:
+    if not isinstance(action, str):
+        return None
+    action = _ACTIONS.get(action)
+    if action is None:
         return None
     categories = event["categories"]
     if not isinstance(categories, list) or not 0 < len(categories) <= _CATEGORIES_MOST:
         return None
-    for category in categories:
-        if not _is_category(category):
+    for at, given in enumerate(categories):
+        category = _category(given)
+        if category is None:
             return None
+        categories[at] = category  # the same text: the digest, made of it too, is the same
     subject = event.get("subject")
     if subject is not None and (
         not isinstance(subject, str) or not 0 < len(subject) <= _SUBJECT_MOST
     ):
         return None
     form = event.get("form", "identified")
-    if not isinstance(form, str) or form not in _FORMS:
+    if not isinstance(form, str):
+        return None
+    form = _FORMS.get(form)
+    if form is None:
         return None
     recipient = event.get("recipient")
-    if recipient is not None and not _is_id(recipient):
-        return None
+    if recipient is not None:
+        recipient = _id(recipient)
+        if recipient is None:
+            return None
     via = event.get("via")
-    if via is not None and not _is_id(via):
-        return None
+    if via is not None:
+        via = _id(via)
+        if via is None:
+            return None
     basis = event.get("legal_basis")
-    if basis is not None and (not isinstance(basis, str) or basis not in _BASES):
-        return None
+    if basis is not None:
+        if not isinstance(basis, str):
+            return None
+        basis = _BASES.get(basis)
+        if basis is None:
+            return None
     encrypted = event.get("encrypted_in_transit")
     if encrypted is not None and not isinstance(encrypted, bool):
         return None
@@ -223,24 +247,25 @@ def _values(event: dict[str, Any], bits: int) -> tuple[Any, ...] | None:
     )
 
 
-def _is_id(value: object) -> bool:
+def _id(value: object) -> str | None:
     return _matches(value, _ID, _IDS)
 
 
-def _is_category(value: object) -> bool:
+def _category(value: object) -> str | None:
     return _matches(value, _CATEGORY, _CATEGORIES_SEEN)
 
 
-def _matches(value: object, pattern: re.Pattern[str], seen: dict[str, bool]) -> bool:
-    """Whether ``value`` is a text that ``pattern`` matches whole, remembered in ``seen``."""
+def _matches(value: object, pattern: re.Pattern[str], seen: dict[str, str]) -> str | None:
+    """``value`` as kept in ``seen`` when it is a text that ``pattern`` matches whole,
+    else None."""
     if not isinstance(value, str):
-        return False
+        return None
     known = seen.get(value)
     if known is None:
         if len(seen) >= _KEEP:
             seen.clear()
-        known = seen[value] = pattern.fullmatch(value) is not None
-    return known
+        known = seen[value] = value if pattern.fullmatch(value) is not None else ""
+    return known or None
 
 
 def _moment(text: str) -> tuple[bytes, int] | None:
