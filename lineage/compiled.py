@@ -43,11 +43,12 @@ __all__ = [
 #: rules (their docstrings, which a compiled module keeps none of, are read from the
 #: sources by :mod:`lineage.rules.catalogue`), the event as they read it, made from
 #: what the decoding process sent, the common access event decoded without the models
-#: (in that process, and for the lines the run decodes itself), and an embedded run's
-#: loop over its lines with the incident board it updates, with the decoding process's
-#: verdicts it takes line by line (compiled, the loop calls the engine without the
-#: interpreter between them); and the per-subject view, folded in a process of its own
-#: (a run's, a worker's) beside judging, fact by fact.
+#: and screened for raw personal data (in that process, and for the lines the run
+#: decodes itself), and an embedded run's loop over its lines with the incident board it
+#: updates, with the decoding process's verdicts it takes line by line (compiled, the
+#: loop calls the engine without the interpreter between them); and the per-subject
+#: view, folded in a process of its own (a run's, a worker's) beside judging, fact by
+#: fact.
 COMPILED: tuple[str, ...] = (
     "lineage/engine/__init__.py",
     "lineage/engine/consents.py",
@@ -56,6 +57,7 @@ COMPILED: tuple[str, ...] = (
     "lineage/engine/partials.py",
     "lineage/incidents.py",
     "lineage/lines.py",
+    "lineage/redact/screen.py",
     "lineage/rules/appi28.py",
     "lineage/rules/art10.py",
     "lineage/rules/art2.py",
@@ -66,6 +68,7 @@ COMPILED: tuple[str, ...] = (
     "lineage/rules/art9.py",
     "lineage/rules/base.py",
     "lineage/run.py",
+    "lineage/scanning.py",
     "lineage/schemas/judged.py",
     "lineage/schemas/packed.py",
     "lineage/schemas/plain.py",
