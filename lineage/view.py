@@ -529,14 +529,7 @@ class SubjectView:
         # A view kept in a file alone makes each pair's text as SQLite takes it and frees
         # it: a flush of many pairs then grows no memory, and growing the heap cost
         # five times what making the text did (150,000 pairs: 2.6 s against 0.16 s).
-        pairs: Iterable[tuple[str, str, bytes]] = (
-            (
-                s,
-                r,
-                text if (text := dirty[s, r]) is not None else orjson.dumps(held[s, r].to_json()),
-            )
-            for s, r in order
-        )
+        pairs: Iterable[tuple[str, str, bytes]] = _pair_texts(order, dirty, held)
         if rows_wanted:
             pairs = list(pairs)
         consents = []
@@ -836,6 +829,24 @@ def _pairs_query(keys: int) -> str:
         f"SELECT p.subject, p.recipient, p.facts FROM (VALUES {values}) AS k "
         "CROSS JOIN pairs AS p ON p.subject = k.column1 AND p.recipient = k.column2"
     )
+
+
+def _pair_texts(
+    order: list[tuple[str, str]],
+    dirty: dict[tuple[str, str], bytes | None],
+    held: dict[tuple[str, str], PairFacts],
+) -> Iterator[tuple[str, str, bytes]]:
+    """Each pair of ``order`` with its text: made by :meth:`SubjectView.prepare` since
+    its last change, else now.
+
+    A generator function, not a generator expression: compiled by mypyc, the same
+    expression consumed by ``executemany`` grew the process by about 600 MiB over the
+    final flush of a breach storm's 152,456 pairs, 4 KiB a pair, the buffer orjson
+    (from 3.12) gives each text and does not trim; interpreted, or as this function, it
+    grew by nothing."""
+    for s, r in order:
+        text = dirty[s, r]
+        yield s, r, text if text is not None else orjson.dumps(held[s, r].to_json())
 
 
 def _ignore(row: Row) -> None:
