@@ -160,10 +160,7 @@ def _values(event: dict[str, Any], bits: int) -> tuple[Any, ...] | None:
     purpose = _id(event["purpose"])
     if source is None or purpose is None:
         return None
-    action = event["action"]
-    if not isinstance(action, str):
-        return None
-    action = _ACTIONS.get(action)
+    action = _known(event["action"], _ACTIONS)
     if action is None:
         return None
     categories = event["categories"]
@@ -179,10 +176,7 @@ def _values(event: dict[str, Any], bits: int) -> tuple[Any, ...] | None:
         not isinstance(subject, str) or not 0 < len(subject) <= _SUBJECT_MOST
     ):
         return None
-    form = event.get("form", "identified")
-    if not isinstance(form, str):
-        return None
-    form = _FORMS.get(form)
+    form = _known(event.get("form", "identified"), _FORMS)
     if form is None:
         return None
     recipient = event.get("recipient")
@@ -197,9 +191,7 @@ def _values(event: dict[str, Any], bits: int) -> tuple[Any, ...] | None:
             return None
     basis = event.get("legal_basis")
     if basis is not None:
-        if not isinstance(basis, str):
-            return None
-        basis = _BASES.get(basis)
+        basis = _known(basis, _BASES)
         if basis is None:
             return None
     encrypted = event.get("encrypted_in_transit")
@@ -245,6 +237,11 @@ def _values(event: dict[str, Any], bits: int) -> tuple[Any, ...] | None:
         encrypted,
         attributes,
     )
+
+
+def _known(value: object, allowed: dict[str, str]) -> str | None:
+    """``value`` as kept in ``allowed`` when it is a text there, else None."""
+    return allowed.get(value) if isinstance(value, str) else None
 
 
 def _id(value: object) -> str | None:
