@@ -392,6 +392,22 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         reconnect_backoff(consumer._client)
         return consumer
 
+    def close(self) -> None:
+        """faust's close of the consumer when a rebalance reaches an app that is
+        stopping (``App._on_rebalance_when_stopped``): here it does nothing.
+
+        faust's own closes the thread's aiokafka client and group coordinator from the
+        app's event loop, a loop they do not belong to: both fail at their first
+        ``await`` of a task of the consumer's loop, after the coordinator is marked
+        closing and the consumer closed. The thread's own stop then found the consumer
+        closed and skipped it, so the worker never left its group: its partitions
+        stayed with it, unread, until the session timeout (``docs/upstream.md``,
+        section 20). A CI run also saw a worker stopped in a rebalance wait past its
+        supervisor's 30 s. The thread's stop (``on_thread_stop``) stops the consumer on
+        its own loop: it lets the rebalance under way finish (the app answers its
+        callbacks at once while it stops) and leaves the group.
+        """
+
     async def move_back(self, offsets: dict[TP, int]) -> dict[TP, int]:
         """In the consumer's thread: seek each assigned partition to its offset if it
         stands after it (see :meth:`LineageConsumer.give_back`)."""

@@ -16,7 +16,10 @@ changelog partition, up to its last offset.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -280,6 +283,71 @@ def test_a_worker_joins_and_another_leaves_mid_stream(
     if store == "rocksdb://":
         for w in workers:
             assert_disk_holds_the_changelog(deployment, w.state_dir, held[w.name])
+
+
+def test_a_worker_stopped_in_a_rebalance_leaves_its_group(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A worker's stop that a rebalance reaches halfway still leaves the group, so that
+    its partitions move at once, not after the session timeout.
+
+    Worker b is frozen (SIGSTOP) with a SIGTERM pending while worker a leaves: the
+    group rebalances without b. Thawed, b starts its stop and learns of the rebalance
+    from its first heartbeat: the new assignment reaches it while its tables close
+    (RocksDB's take the longest).
+    """
+    from kafka.admin import KafkaAdminClient
+
+    deployment = Deployment(kafka_bootstrap, tmp_path, env={"LINEAGE_STORE": "rocksdb://"})
+    first = Worker(deployment, "a")
+    second = Worker(deployment, "b")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        first.start().wait_ready()
+        second.start().wait_ready()
+        wait_until(
+            lambda: first.health()["partitions"] and second.health()["partitions"],
+            60,
+            "both workers to hold partitions",
+            alive=[first, second],
+        )
+        deployment.produce(list(generate_day(events=2_000, seed=9)), rate=3_000)
+        wait_until(
+            lambda: (
+                first.metric("lineage_events_total") + second.metric("lineage_events_total")
+                >= 2_000
+            ),
+            60,
+            "the events judged",
+            alive=[first, second],
+        )
+        assert second.process is not None
+        os.kill(second.process.pid, signal.SIGSTOP)
+        os.kill(second.process.pid, signal.SIGTERM)  # delivered when it is thawed
+        first.stop_cleanly()
+        # Frozen past its heartbeat interval (3 s), b heartbeats as soon as it is thawed.
+        time.sleep(3.5)
+        os.kill(second.process.pid, signal.SIGCONT)
+        try:
+            code = second.process.wait(30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            raise AssertionError(f"worker b never ended its stop:\n{second.tail()}") from None
+        log = second.text()
+        stopping = log.index("Worker]: Stopping")
+        assert "Setting newly assigned partitions" in log[stopping:], (
+            "the rebalance did not reach b's stop: the test did not test it"
+        )
+        assert code == 0, second.tail()
+        group = admin.describe_groups([deployment.app_id])[deployment.app_id]
+        # A member that did not leave stays in the group, with every partition, until
+        # the session timeout (30 s).
+        assert group["members"] == [], group
+        assert group["group_state"] == "Empty", group
+    finally:
+        admin.close()
+        first.stop()
+        second.stop()
 
 
 # -- a flood of bad messages -----------------------------------------------------------------------

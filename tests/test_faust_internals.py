@@ -340,6 +340,38 @@ def test_a_fetch_reads_the_partitions_active_when_it_was_asked_for(app: LineageA
     assert seen == []  # nothing active: nothing fetched, not everything
 
 
+def test_a_rebalance_during_the_stop_leaves_the_consumer_to_the_threads_own_stop(
+    app: LineageApp,
+) -> None:
+    """faust closes the consumer when a rebalance reaches an app that stops; it must
+    neither mark it closed (the thread's stop would then skip the LeaveGroup) nor run
+    its client's or coordinator's coroutines on the app's loop (``docs/upstream.md``,
+    section 20). The Kafka side: ``test_a_worker_stopped_in_a_rebalance_leaves_its_group``."""
+    closed: list[str] = []
+
+    class Part:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def close(self) -> None:
+            closed.append(self.name)
+
+    class AioConsumer:
+        _closed = False
+        _client = Part("client")
+        _coordinator = Part("coordinator")
+
+    thread = app.consumer._thread
+    aio = AioConsumer()
+    thread._consumer = aio
+    try:
+        app._on_rebalance_when_stopped()  # what faust calls with the app stopping
+    finally:
+        thread._consumer = None
+    assert aio._closed is False
+    assert closed == []
+
+
 class PositionedConsumer:
     """The parts of aiokafka's consumer move_back uses."""
 
