@@ -25,9 +25,9 @@ This process checks the broker and creates the topics once, before it starts the
 It stops them all (SIGTERM, a graceful stop each) when it receives SIGTERM or SIGINT,
 and when any one of them exits: the worker then exits as a whole, with that process's
 exit code, for its supervisor (systemd, Kubernetes) to start it again. It passes
-SIGUSR1 on (faust logs its tasks). Each process also stops when this one is gone,
-however it ended (:func:`watch_supervisor`): a pipe from this process reaches end of
-file.
+SIGUSR1 (faust logs its tasks) and SIGQUIT (every thread's stack to stderr) on. Each
+process also stops when this one is gone, however it ended (:func:`watch_supervisor`):
+a pipe from this process reaches end of file.
 """
 
 from __future__ import annotations
@@ -122,8 +122,9 @@ def run_processes(
         _signal_all(children, signal.SIGTERM)
 
     previous = {s: signal.signal(s, stop_all) for s in (signal.SIGTERM, signal.SIGINT)}
-    # faust's dump of its tasks, each process's into the log.
+    # faust's dump of its tasks, and the dump of every thread's stack, each process's.
     previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, pass_on)
+    previous[signal.SIGQUIT] = signal.signal(signal.SIGQUIT, pass_on)
     try:
         try:
             for index in range(count):

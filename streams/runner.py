@@ -6,6 +6,10 @@
 - ``kill -USR1 <pid>`` logs where each task of the worker waits (file, line and
   function of every await), never the frames' variables: those can hold the raw
   events the monitor watches.
+- ``kill -QUIT <pid>`` writes every thread's stack to stderr (file, line and
+  function, as ``faulthandler`` does; no variables) and the worker goes on. It
+  answers when the event loop cannot: a loop blocked in a call that never returns
+  runs no task dump, and a stop that hangs shows where.
 - While a broker is away the Kafka clients log an error on every retry, about a
   hundred lines a second. :class:`RepeatFilter` lets each kind of message of a
   library through once per 30 seconds, with a count of those it held back.
@@ -20,7 +24,9 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
+import signal
 from typing import Any
 
 import faust
@@ -28,7 +34,13 @@ import faust
 from lineage.logguard import install_log_guard
 from streams.faust_internals import quiet_runner
 
-__all__ = ["RepeatFilter", "awaiting", "install_repeat_filter", "lineage_runner"]
+__all__ = [
+    "RepeatFilter",
+    "awaiting",
+    "install_repeat_filter",
+    "install_stack_dump",
+    "lineage_runner",
+]
 
 log = logging.getLogger("lineage.worker")
 
@@ -100,6 +112,12 @@ def install_repeat_filter(every: float = 30.0) -> RepeatFilter:
     return shared
 
 
+def install_stack_dump() -> None:
+    """SIGQUIT: every thread's stack to stderr, from the signal handler itself (so even
+    while the main thread is blocked), and nothing else: the process goes on."""
+    faulthandler.register(signal.SIGQUIT, all_threads=True, chain=False)
+
+
 def lineage_runner(app: faust.App, loglevel: str) -> faust.Worker:
     """faust's Worker without the spinner, with a task dump that shows no data, and with
     the log filters on the handlers faust configures."""
@@ -112,6 +130,7 @@ def lineage_runner(app: faust.App, loglevel: str) -> faust.Worker:
             log.warning("task %s waits at:\n    %s", task.get_name(), where)
 
     runner = quiet_runner(app, loglevel, dump_tasks)
+    install_stack_dump()
     configured = runner.on_setup_root_logger
 
     def on_setup_root_logger(logger: logging.Logger, level: int) -> None:

@@ -498,7 +498,9 @@ class Worker:
 
     def stop(self) -> int | None:
         """A graceful stop (SIGTERM); on a failing test, first a task dump into the log.
-        Returns the exit code (None when it never started)."""
+        A stop that does not end in 30 s is killed, after every thread of every process
+        wrote its stack into the log (SIGQUIT). Returns the exit code (None when it
+        never started)."""
         if self.process is not None and self.process.poll() is None:
             if sys.exc_info()[0] is not None:
                 os.kill(self.process.pid, signal.SIGUSR1)
@@ -507,6 +509,8 @@ class Worker:
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGQUIT)
+                time.sleep(1)  # the stacks are written by the signal handler itself
                 self.kill()
         return None if self.process is None else self.process.returncode
 

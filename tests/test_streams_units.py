@@ -290,6 +290,57 @@ def test_the_task_dump_names_every_await_and_shows_no_data() -> None:
     assert not any("alice" in line for line in lines)
 
 
+STUCK = """
+import sys, threading
+from streams.runner import install_stack_dump
+
+install_stack_dump()
+inside, release = threading.Event(), threading.Event()
+
+
+def waits_in_a_thread() -> None:
+    inside.set()
+    release.wait()
+
+
+def blocked_main() -> None:
+    inside.wait()
+    print("ready", flush=True)
+    sys.stdin.readline()  # blocked in a call, as a loop joining a thread is
+
+
+threading.Thread(target=waits_in_a_thread, daemon=True).start()
+blocked_main()
+release.set()
+print("went on", flush=True)
+"""
+
+
+def test_sigquit_writes_every_threads_stack_while_the_main_thread_is_blocked() -> None:
+    """A worker whose event loop is blocked runs no task dump (SIGUSR1); SIGQUIT still
+    shows where each thread is, and the process goes on."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", STUCK],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    child.send_signal(signal.SIGQUIT)
+    out, err = child.communicate(b"\n", timeout=30)
+    assert child.returncode == 0, err
+    assert out == b"went on\n"
+    stacks = err.decode()
+    assert stacks.count("(most recent call first)") == 2, stacks
+    assert "in blocked_main" in stacks and "in waits_in_a_thread" in stacks, stacks
+
+
 def test_repeated_library_errors_are_let_through_once_per_interval_per_kind() -> None:
     def record(msg: str, at: float, name: str = "aiokafka.client") -> logging.LogRecord:
         rec = logging.LogRecord(name, logging.ERROR, __file__, 1, msg, ("1", "err"), None)
