@@ -399,13 +399,12 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         faust's own closes the thread's aiokafka client and group coordinator from the
         app's event loop, a loop they do not belong to: both fail at their first
         ``await`` of a task of the consumer's loop, after the coordinator is marked
-        closing and the consumer closed. The thread's own stop then found the consumer
-        closed and skipped it, so the worker never left its group: its partitions
-        stayed with it, unread, until the session timeout (``docs/upstream.md``,
-        section 20). A CI run also saw a worker stopped in a rebalance wait past its
-        supervisor's 30 s. The thread's stop (``on_thread_stop``) stops the consumer on
-        its own loop: it lets the rebalance under way finish (the app answers its
-        callbacks at once while it stops) and leaves the group.
+        closing and the consumer closed. The thread's own stop then finds the consumer
+        closed and skips it, so the worker never leaves its group: its partitions stay
+        with it, unread, until the session timeout (``docs/upstream.md``, section 20).
+        The thread's stop (``on_thread_stop``) stops the consumer on its own loop: it
+        lets the rebalance under way finish (the app answers its callbacks at once
+        while it stops) and leaves the group.
         """
 
     async def move_back(self, offsets: dict[TP, int]) -> dict[TP, int]:
